@@ -1,0 +1,193 @@
+// Package event is the timeline: the JSON-line records the in-VM agent streams to the host.
+//
+// Every record carries the agent's CLOCK_MONOTONIC time, so that durations computed on the host
+// (recovery time, verdict latency) do not depend on wall clocks or on transport delays. The host
+// never parses free text: anything a decision rests on is a typed field of an Event.
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind says what sort of record an Event is.
+type Kind string
+
+// The kinds of Event.
+const (
+	KindHello    Kind = "hello"     // agent is up; Hello is set
+	KindStep     Kind = "step"      // a step of a cell finished (Step is set)
+	KindObserve  Kind = "observe"   // a piece of evidence (one of the evidence fields is set)
+	KindError    Kind = "error"     // a step failed; Msg says what and why
+	KindCellDone Kind = "cell-done" // the agent finished with a cell (Verdict is set)
+	KindBye      Kind = "bye"       // the agent is done with the job and will power the VM off
+)
+
+// Step names the milestones of a cell, in the order they normally happen.
+type Step string
+
+// The steps of a cell.
+const (
+	StepTopology        Step = "topology-ready"     // bridge, service dummy device and pod netns exist
+	StepDatapath        Step = "datapath-installed" // kube-proxy rules or socket-LB programs in place
+	StepBackendServing  Step = "backend-a-serving"  // first backend listens on 2049
+	StepServicePointed  Step = "service-pointed"    // the service maps to backend A
+	StepMounted         Step = "mounted"            // the VIP is mounted
+	StepBaselineIO      Step = "baseline-io-ok"     // write+fsync+read through the mount worked
+	StepFaultInjected   Step = "fault-injected"     // backend A is gone
+	StepBackendBReady   Step = "backend-b-ready"    // backend B listens and the service points at it
+	StepIORecovered     Step = "io-recovered"       // first probe that succeeded after backend B ready
+	StepIOStuck         Step = "io-stuck"           // a probe exceeded its deadline after backend B ready
+	StepDeadline        Step = "deadline"           // the scenario's recovery deadline passed
+	StepTeardown        Step = "teardown-done"      // mounts, datapath and netns of the cell are gone
+	StepTeardownTainted Step = "teardown-tainted"   // the cell left something the kernel will not release
+)
+
+// Phase places an observation relative to the fault.
+type Phase string
+
+// Phases of a cell.
+const (
+	PhaseBefore Phase = "before-fault"
+	PhaseAfter  Phase = "after-fault"
+)
+
+// Event is one record of the timeline.
+type Event struct {
+	Mono  Mono   `json:"mono_ns"`
+	Cell  int    `json:"cell"` // index into the job's cells, -1 for VM-level events
+	Kind  Kind   `json:"kind"`
+	Step  Step   `json:"step,omitempty"`
+	Phase Phase  `json:"phase,omitempty"`
+	Msg   string `json:"msg,omitempty"`
+
+	// Evidence; an observe event sets exactly one of these.
+	Hello   *Hello         `json:"hello,omitempty"`
+	Mount   *MountObs      `json:"mount,omitempty"`
+	Probe   *ProbeObs      `json:"probe,omitempty"`
+	Sockets *SocketsObs    `json:"sockets,omitempty"`
+	Kernel  *KernelLogObs  `json:"kernel_log,omitempty"`
+	Hook    *HookObs       `json:"hook,omitempty"`
+	Connect *ConnectObs    `json:"connect,omitempty"`
+	Verdict *VerdictRecord `json:"verdict,omitempty"`
+}
+
+// Mono is a CLOCK_MONOTONIC reading in nanoseconds, as taken inside the VM.
+type Mono int64
+
+// Sub returns m - o as a duration.
+func (m Mono) Sub(o Mono) time.Duration { return time.Duration(m - o) }
+
+// Seconds renders m as seconds since the agent's clock origin.
+func (m Mono) Seconds() float64 { return float64(m) / 1e9 }
+
+// Hello is what the agent says about the machine it runs on.
+type Hello struct {
+	KernelRelease string `json:"kernel_release"` // uname -r
+	KernelVersion string `json:"kernel_version"` // uname -v
+	Cgroup2       string `json:"cgroup2"`        // where the cgroup2 root is mounted
+	BootMono      Mono   `json:"boot_mono_ns"`   // monotonic time when the agent started
+}
+
+// MountObs is the mount's entry in /proc/mounts. Addr is the addr= option: it is formatted when
+// the transport is created, so it is recorded but never decided on (DESIGN.md §2).
+type MountObs struct {
+	Source  string `json:"source"`
+	FSType  string `json:"fstype"`
+	Addr    string `json:"addr"`
+	Options string `json:"options"`
+}
+
+// ProbeObs is the outcome of one I/O probe (write + fsync + read back in a child process).
+type ProbeObs struct {
+	Seq      int     `json:"seq"`
+	OK       bool    `json:"ok"`
+	Stuck    bool    `json:"stuck"` // the probe had not finished at its deadline (it is abandoned)
+	Error    string  `json:"error,omitempty"`
+	Seconds  float64 `json:"seconds"` // how long the probe took (or had run, when stuck)
+	StartNS  Mono    `json:"start_ns"`
+	FinishNS Mono    `json:"finish_ns,omitempty"`
+}
+
+// Socket is one kernel TCP socket to the NFS port, from /proc/net/tcp.
+type Socket struct {
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
+	State  string `json:"state"` // ESTABLISHED, SYN-SENT, …
+}
+
+// SocketsObs is a snapshot of the TCP sockets whose remote port is the NFS port.
+type SocketsObs struct {
+	Sockets []Socket `json:"sockets"`
+}
+
+// KernelLogObs is one kernel log line about NFS or SUNRPC.
+type KernelLogObs struct {
+	Line string `json:"line"`
+}
+
+// HookObs are the socket-LB program's own counters: connects it rewrote, and connects to the
+// NFS port whose destination was not a lab VIP (the instrument that shows an overwritten
+// address), with the last such destination.
+type HookObs struct {
+	Rewrites       uint64 `json:"rewrites"`
+	Refused        uint64 `json:"refused"`
+	NonVIP         uint64 `json:"non_vip"`
+	LastNonVIPDest string `json:"last_non_vip_dest,omitempty"`
+}
+
+// ConnectObs is one connect attempt seen by a tracer: the address handed in and, where known,
+// the address after the socket-LB hook ran.
+type ConnectObs struct {
+	Source string `json:"source"` // what saw it: "socket-lb-hook", "kprobe"
+	Input  string `json:"input"`
+	Output string `json:"output,omitempty"`
+}
+
+// VerdictRecord is the agent's early decision for a cell. The host recomputes the verdict from
+// the whole timeline; this record only says why the agent stopped collecting.
+type VerdictRecord struct {
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason"`
+}
+
+// Validate checks that an event decoded from the wire is well-formed.
+func (e *Event) Validate() error {
+	switch e.Kind {
+	case KindHello:
+		if e.Hello == nil {
+			return fmt.Errorf("hello event without hello payload")
+		}
+	case KindStep:
+		if e.Step == "" {
+			return fmt.Errorf("step event without step name")
+		}
+	case KindObserve:
+		n := 0
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("observe event must carry exactly one piece of evidence, has %d", n)
+		}
+	case KindError, KindCellDone, KindBye:
+	default:
+		return fmt.Errorf("unknown event kind %q", e.Kind)
+	}
+	return nil
+}
+
+// Decode parses one JSON line into an Event and validates it.
+func Decode(line []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return e, nil
+}

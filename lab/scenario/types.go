@@ -1,0 +1,92 @@
+// Package scenario reads scenario files: it parses them strictly, validates them with errors that
+// name the file and the field, and expands their matrix into cells.
+package scenario
+
+import "time"
+
+// Scenario is one scenario file. Field names are the YAML keys.
+type Scenario struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Matrix      Matrix   `json:"matrix"`
+	Expect      Expect   `json:"expect"`
+	Mount       Mount    `json:"mount,omitempty"`
+	Service     Service  `json:"service,omitempty"`
+	Topology    Topology `json:"topology,omitempty"`
+	Timeouts    Timeouts `json:"timeouts,omitempty"`
+}
+
+// Matrix holds the axes; every combination is one cell.
+type Matrix struct {
+	Kernels   []string `json:"kernels"`   // "debian-stock", a recipe name, or a path to a bzImage
+	Datapaths []string `json:"datapaths"` // "kube-proxy", "socket-lb"
+	NFS       []string `json:"nfs"`       // "4.1" (default), "4.0", "4.2"
+	Faults    []string `json:"faults"`    // "delete-pod"
+}
+
+// Expect gives the verdict each cell should get: the first matching rule, else Default.
+type Expect struct {
+	Default string `json:"default"`
+	Rules   []Rule `json:"rules,omitempty"`
+}
+
+// Rule maps the cells it matches to a verdict. An empty field matches anything.
+type Rule struct {
+	Match   Match  `json:"match"`
+	Verdict string `json:"verdict"`
+}
+
+// Match selects cells by their axis values.
+type Match struct {
+	Kernel   string `json:"kernel,omitempty"`
+	Datapath string `json:"datapath,omitempty"`
+	NFS      string `json:"nfs,omitempty"`
+	Fault    string `json:"fault,omitempty"`
+}
+
+// Mount says how the node mounts the service.
+type Mount struct {
+	Options []string `json:"options,omitempty"` // e.g. hard, timeo=10, retrans=2 (vers= comes from the matrix)
+}
+
+// Service is the ClusterIP that fronts the NFS backend.
+type Service struct {
+	VIP  string `json:"vip,omitempty"`  // default 10.96.0.50
+	Port int    `json:"port,omitempty"` // default 2049
+}
+
+// Topology is the node and pod addressing inside the VM.
+type Topology struct {
+	NodeCIDR string `json:"nodeCIDR,omitempty"` // the node's bridge address, default 10.0.0.1/24
+	BackendA string `json:"backendA,omitempty"` // first pod IP, default 10.0.0.11
+	BackendB string `json:"backendB,omitempty"` // replacement pod IP, default 10.0.0.12
+}
+
+// Timeouts bound every wait of a cell.
+type Timeouts struct {
+	Recovery Duration `json:"recovery,omitempty"` // after backend B is ready, how long I/O may take to recover (default 60s)
+	Probe    Duration `json:"probe,omitempty"`    // one I/O probe's deadline (default 5s)
+	Setup    Duration `json:"setup,omitempty"`    // each setup step: backend start, mount, baseline I/O (default 30s)
+}
+
+// Duration is a time.Duration written as a Go duration string ("60s", "1m30s").
+type Duration struct{ time.Duration }
+
+// Cell is one combination of the matrix with everything the agent needs to run it.
+type Cell struct {
+	Index    int    `json:"index"`
+	ID       string `json:"id"` // kernel/datapath/nfs/fault, stable across runs
+	Kernel   string `json:"kernel"`
+	Datapath string `json:"datapath"`
+	NFS      string `json:"nfs"`
+	Fault    string `json:"fault"`
+	Expected string `json:"expected"`
+
+	MountOptions []string `json:"mount_options"`
+	VIP          string   `json:"vip"`
+	Port         int      `json:"port"`
+	NodeCIDR     string   `json:"node_cidr"`
+	BackendA     string   `json:"backend_a"`
+	BackendB     string   `json:"backend_b"`
+	Timeouts     Timeouts `json:"timeouts"`
+}

@@ -1,0 +1,56 @@
+// Package reports holds the result model of a run and its writers: result.json (a stable,
+// documented format a CI job can read) and a Markdown summary.
+package reports
+
+import (
+	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
+)
+
+// Schema identifies the result.json format. Bump it on any incompatible change.
+const Schema = "nfslab.result/v1"
+
+// Result is one run of a scenario.
+type Result struct {
+	Schema     string    `json:"schema"`
+	RunID      string    `json:"run_id"`
+	Scenario   string    `json:"scenario"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Host       Host      `json:"host"`
+	Cells      []Cell    `json:"cells"`
+	Pass       bool      `json:"pass"` // every cell got its expected verdict
+}
+
+// Host describes where the run happened.
+type Host struct {
+	Accel  string `json:"accel"`  // "kvm" or "tcg"
+	QEMU   string `json:"qemu"`   // qemu version line
+	Kernel string `json:"kernel"` // the host's uname -r (not the kernel under test)
+}
+
+// Cell is one combination of the matrix and what happened to it.
+type Cell struct {
+	ID               string             `json:"id"`
+	Kernel           string             `json:"kernel"`         // the scenario's name for it (debian-stock, a recipe, a path)
+	KernelRelease    string             `json:"kernel_release"` // uname -r inside the VM
+	Datapath         string             `json:"datapath"`
+	NFS              string             `json:"nfs"`
+	Fault            string             `json:"fault"`
+	Verdict          string             `json:"verdict"`
+	Expected         string             `json:"expected"`
+	Pass             bool               `json:"pass"`
+	Reason           string             `json:"reason"`
+	VIP              string             `json:"vip"`
+	BackendA         string             `json:"backend_a"`
+	BackendB         string             `json:"backend_b"`
+	MountAddrBefore  string             `json:"mount_addr_before"`
+	MountAddrAfter   string             `json:"mount_addr_after"`
+	RecoverySeconds  *float64           `json:"recovery_seconds"` // null unless I/O recovered
+	ReconnectTargets []string           `json:"reconnect_targets"`
+	KernelLog        []string           `json:"kernel_log"`
+	Phases           map[string]float64 `json:"phases"` // seconds spent per step, keyed by step name
+	Error            string             `json:"error,omitempty"`
+	Events           []event.Event      `json:"events"`
+}
