@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// PortName is the name of the virtio-serial port the host and the agent talk over.
+const PortName = "nfslab.agent"
+
 // Kind says what sort of record an Event is.
 type Kind string
 

@@ -1,5 +1,26 @@
 // Package verdict decides, from a cell's evidence and nothing else, whether NFS I/O recovered
 // after the backend was replaced. It is pure logic: no I/O, no clocks.
+//
+// Collect reduces a cell's timeline to Evidence; Decide turns Evidence into a Decision. Decide
+// applies these rules in order; the first that applies wins ("done" means final, or the
+// recovery deadline has passed):
+//
+//  1. A step before the fault failed → failed (final), "setup: …".
+//  2. No baseline I/O before the fault → failed (final) once the fault was injected or the cell
+//     is done; before that, wait.
+//  3. The fault was not injected, or backend B never became ready → inconclusive (final) when
+//     done (the lab did not get as far as the question); else wait.
+//  4. A probe succeeded after backend B became ready → recovered (final), with the time it took.
+//  5. A probe is stuck after backend B became ready and reconnects went to the old backend's
+//     IP → bug-reproduced (final even while the cell runs: the evidence is complete, so the
+//     agent may stop early).
+//  6. A probe is stuck, reconnects did not go to the old backend → wait; when done, failed:
+//     "I/O stuck, reconnects went to X" or "… no reconnect seen".
+//  7. Probes after backend B became ready only failed with errors → wait; when done, failed.
+//  8. Nothing after backend B became ready → wait; when done, inconclusive.
+//
+// A waiting Decision is Inconclusive with Final false. The mount's addr= in /proc/mounts is
+// never evidence (DESIGN.md §2): it is formatted when the transport is created.
 package verdict
 
 import "time"
@@ -22,10 +43,11 @@ type Evidence struct {
 	NewBackend string // backend B's IP
 
 	SetupError     string // a step before the fault failed (no baseline)
+	FailoverError  string // a step after the fault failed (e.g. backend B did not start): the lab's fault, not the mount's
 	BaselineIOOK   bool   // write+fsync+read worked before the fault
 	FaultInjected  bool
 	BackendBReady  bool
-	SinceBReady    time.Duration // how long after backend B became ready the evidence was taken
+	SinceBReady    time.Duration  // how long after backend B became ready the evidence was taken
 	FirstIOOKAfter *time.Duration // time from backend B ready to the end of the first successful probe
 	ProbeStuck     bool           // a probe after B ready exceeded its deadline
 	ProbeErrors    int            // probes after B ready that failed fast with an error
@@ -41,4 +63,17 @@ type Decision struct {
 	Verdict Verdict
 	Reason  string
 	Final   bool
+}
+
+// All returns every verdict, in the order of the constants.
+func All() []Verdict { return []Verdict{Recovered, BugReproduced, Failed, Inconclusive} }
+
+// Valid reports whether v is one of the verdicts.
+func (v Verdict) Valid() bool {
+	for _, w := range All() {
+		if v == w {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,90 @@
+package verdict
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Decide applies the rules of the package documentation to a cell's evidence. final says that
+// no more evidence will come (the cell has ended); a non-final Decision may still be Final
+// when the evidence is already complete (recovered, bug-reproduced, a setup failure).
+func Decide(e Evidence, final bool) Decision {
+	done := final || e.DeadlinePassed
+	wait := func(why string) Decision { return Decision{Verdict: Inconclusive, Reason: why} }
+
+	switch {
+	case e.SetupError != "":
+		return Decision{Failed, "setup: " + e.SetupError, true}
+
+	case !e.BaselineIOOK:
+		if done || e.FaultInjected {
+			return Decision{Failed, "no baseline: I/O through the mount never worked before the fault", true}
+		}
+		return wait("waiting for baseline I/O")
+
+	case !e.FaultInjected:
+		if done {
+			return Decision{Inconclusive, "the fault was never injected" + because(e.FailoverError), true}
+		}
+		return wait("waiting for the fault")
+
+	case !e.BackendBReady:
+		if done {
+			return Decision{Inconclusive, "backend B never became ready" + because(e.FailoverError), true}
+		}
+		return wait("waiting for backend B")
+
+	case e.FirstIOOKAfter != nil:
+		return Decision{Recovered, fmt.Sprintf("I/O recovered %s after backend B became ready", secs(*e.FirstIOOKAfter)), true}
+
+	case e.ProbeStuck && slices.Contains(e.ReconnectTargets, e.OldBackend) && e.OldBackend != "":
+		return Decision{BugReproduced, fmt.Sprintf("I/O stuck %s after backend B became ready; reconnects went to the old backend %s%s",
+			secs(e.SinceBReady), e.OldBackend, others(e.ReconnectTargets, e.OldBackend)), true}
+
+	case e.ProbeStuck:
+		if !done {
+			return wait("I/O stuck; waiting to see where reconnects go")
+		}
+		if len(e.ReconnectTargets) == 0 {
+			return Decision{Failed, fmt.Sprintf("I/O stuck %s after backend B became ready; no reconnect seen", secs(e.SinceBReady)), true}
+		}
+		return Decision{Failed, fmt.Sprintf("I/O stuck %s after backend B became ready; reconnects went to %s (not the old backend)",
+			secs(e.SinceBReady), strings.Join(e.ReconnectTargets, ", ")), true}
+
+	case e.ProbeErrors > 0:
+		if !done {
+			return wait("I/O failing; waiting for recovery")
+		}
+		return Decision{Failed, fmt.Sprintf("I/O failed with an error %d times and never recovered (%s after backend B became ready)",
+			e.ProbeErrors, secs(e.SinceBReady)), true}
+	}
+	if !done {
+		return wait("waiting for I/O after backend B became ready")
+	}
+	return Decision{Inconclusive, "no I/O probe finished after backend B became ready", true}
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+func because(err string) string {
+	if err == "" {
+		return ""
+	}
+	return ": " + err
+}
+
+// others lists the reconnect targets besides the old backend, if any.
+func others(targets []string, old string) string {
+	var rest []string
+	for _, t := range targets {
+		if t != old {
+			rest = append(rest, t)
+		}
+	}
+	if len(rest) == 0 {
+		return ""
+	}
+	return " (also " + strings.Join(rest, ", ") + ")"
+}

@@ -1,0 +1,276 @@
+package verdict
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
+)
+
+func dur(d time.Duration) *time.Duration { return &d }
+
+// base is the evidence of a cell that got as far as backend B being ready.
+func base() Evidence {
+	return Evidence{
+		VIP: "10.96.0.50", OldBackend: "10.0.0.11", NewBackend: "10.0.0.12",
+		BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 12 * time.Second,
+	}
+}
+
+func TestDecide(t *testing.T) {
+	with := func(f func(*Evidence)) Evidence { e := base(); f(&e); return e }
+	tests := []struct {
+		name    string
+		e       Evidence
+		final   bool
+		verdict Verdict
+		isFinal bool
+		reason  string // a piece of the reason
+	}{
+		{"setup error", with(func(e *Evidence) { e.SetupError = "mounted: mount: timed out"; e.BaselineIOOK = false }), false, Failed, true, "setup: mounted: mount: timed out"},
+		{"setup error wins over recovery", with(func(e *Evidence) { e.SetupError = "x"; e.FirstIOOKAfter = dur(time.Second) }), true, Failed, true, "setup: x"},
+		{"no baseline yet", Evidence{}, false, Inconclusive, false, "baseline"},
+		{"no baseline, final", Evidence{}, true, Failed, true, "no baseline"},
+		{"no baseline, fault injected", Evidence{FaultInjected: true}, false, Failed, true, "no baseline"},
+		{"fault not injected yet", Evidence{BaselineIOOK: true}, false, Inconclusive, false, "waiting for the fault"},
+		{"fault never injected", Evidence{BaselineIOOK: true}, true, Inconclusive, true, "never injected"},
+		{"B not ready yet", Evidence{BaselineIOOK: true, FaultInjected: true}, false, Inconclusive, false, "waiting for backend B"},
+		{"B never ready", Evidence{BaselineIOOK: true, FaultInjected: true, FailoverError: "backend-b-ready: ganesha exited"}, true, Inconclusive, true, "backend B never became ready: backend-b-ready: ganesha exited"},
+		{"B never ready, deadline", Evidence{BaselineIOOK: true, FaultInjected: true, DeadlinePassed: true}, false, Inconclusive, true, "never became ready"},
+		{"recovered", with(func(e *Evidence) { e.FirstIOOKAfter = dur(870 * time.Millisecond) }), false, Recovered, true, "I/O recovered 0.87s after backend B became ready"},
+		{"recovered after a stuck probe", with(func(e *Evidence) {
+			e.ProbeStuck = true
+			e.ReconnectTargets = []string{"10.0.0.11"}
+			e.FirstIOOKAfter = dur(7 * time.Second)
+		}), true, Recovered, true, "7.00s"},
+		{"bug, early", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.11"} }), false, BugReproduced, true, "reconnects went to the old backend 10.0.0.11"},
+		{"bug, final, other targets too", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.96.0.50", "10.0.0.11"} }), true, BugReproduced, true, "(also 10.96.0.50)"},
+		{"stuck, reconnects elsewhere, wait", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.12"} }), false, Inconclusive, false, "waiting"},
+		{"stuck, reconnects elsewhere, final", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.12"} }), true, Failed, true, "reconnects went to 10.0.0.12 (not the old backend)"},
+		{"stuck, no reconnect, final", with(func(e *Evidence) { e.ProbeStuck = true }), true, Failed, true, "no reconnect seen"},
+		{"stuck, deadline passed", with(func(e *Evidence) { e.ProbeStuck = true; e.DeadlinePassed = true }), false, Failed, true, "I/O stuck 12.00s"},
+		{"errors, wait", with(func(e *Evidence) { e.ProbeErrors = 3 }), false, Inconclusive, false, "failing"},
+		{"errors until the deadline", with(func(e *Evidence) { e.ProbeErrors = 3; e.DeadlinePassed = true }), false, Failed, true, "failed with an error 3 times"},
+		{"errors, final", with(func(e *Evidence) { e.ProbeErrors = 1 }), true, Failed, true, "1 times"},
+		{"nothing yet", base(), false, Inconclusive, false, "waiting for I/O"},
+		{"nothing, final", base(), true, Inconclusive, true, "no I/O probe finished"},
+		{"old backend unknown", with(func(e *Evidence) { e.OldBackend = ""; e.ProbeStuck = true; e.ReconnectTargets = []string{""} }), true, Failed, true, "I/O stuck"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.e, tt.final)
+			if d.Verdict != tt.verdict || d.Final != tt.isFinal || !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("Decide = %+v, want %s final=%v with reason containing %q", d, tt.verdict, tt.isFinal, tt.reason)
+			}
+			if strings.Contains(d.Reason, "\n") || d.Reason == "" {
+				t.Errorf("reason %q is not one line", d.Reason)
+			}
+		})
+	}
+}
+
+// timeline builds a cell's events; times are in seconds.
+type timeline []event.Event
+
+func (tl timeline) step(sec float64, s event.Step) timeline {
+	return append(tl, event.Event{Mono: mono(sec), Kind: event.KindStep, Step: s})
+}
+
+func (tl timeline) err(sec float64, s event.Step, msg string) timeline {
+	return append(tl, event.Event{Mono: mono(sec), Kind: event.KindError, Step: s, Msg: msg})
+}
+
+func (tl timeline) obs(sec float64, e event.Event) timeline {
+	e.Mono, e.Kind = mono(sec), event.KindObserve
+	return append(tl, e)
+}
+
+func (tl timeline) probe(sec, took float64, ok, stuck bool) timeline {
+	p := &event.ProbeObs{OK: ok, Stuck: stuck, Seconds: took, StartNS: mono(sec - took)}
+	if !stuck {
+		p.FinishNS = mono(sec)
+	}
+	if !ok && !stuck {
+		p.Error = "EIO"
+	}
+	return tl.obs(sec, event.Event{Probe: p})
+}
+
+func (tl timeline) sockets(sec float64, ss ...event.Socket) timeline {
+	return tl.obs(sec, event.Event{Sockets: &event.SocketsObs{Sockets: ss}})
+}
+
+func mono(sec float64) event.Mono { return event.Mono(sec * 1e9) }
+
+// setup is a cell up to the fault; A's connection (socket-LB: peer is A's IP) is open.
+func setup() timeline {
+	return timeline{}.
+		step(1, event.StepTopology).
+		step(2, event.StepDatapath).
+		step(3, event.StepBackendServing).
+		step(3.5, event.StepServicePointed).
+		step(4, event.StepMounted).
+		sockets(4.1, event.Socket{Local: "10.0.0.1:801", Remote: "10.0.0.11:2049", State: "ESTAB"}).
+		obs(4.2, event.Event{Hook: &event.HookObs{Rewrites: 1}}).
+		step(5, event.StepBaselineIO)
+}
+
+var facts = Facts{VIP: "10.96.0.50", OldBackend: "10.0.0.11", NewBackend: "10.0.0.12", Port: 2049}
+
+func TestCollect(t *testing.T) {
+	tests := []struct {
+		name    string
+		events  timeline
+		want    Evidence
+		verdict Verdict
+	}{
+		{
+			name: "recovered on a fixed kernel; the old connection lingers and is no reconnect",
+			events: setup().
+				step(6, event.StepFaultInjected).
+				sockets(6.5, event.Socket{Local: "10.0.0.1:801", Remote: "10.0.0.11:2049", State: "ESTAB"}).
+				step(8, event.StepBackendBReady).
+				probe(8.4, 0.3, false, false). // an error probe that started before the fault settled
+				probe(8.87, 0.4, true, false).
+				sockets(9, event.Socket{Local: "10.0.0.1:802", Remote: "10.0.0.12:2049", State: "ESTAB"}).
+				step(9.5, event.StepIORecovered),
+			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 1500 * time.Millisecond,
+				FirstIOOKAfter: dur(870 * time.Millisecond), ProbeErrors: 1, ReconnectTargets: []string{"10.0.0.12"}},
+			verdict: Recovered,
+		},
+		{
+			name: "bug on a vulnerable kernel with socket-LB",
+			events: setup().
+				step(6, event.StepFaultInjected).
+				step(8, event.StepBackendBReady).
+				obs(9, event.Event{Hook: &event.HookObs{Rewrites: 1, NonVIP: 1, LastNonVIPDest: "10.0.0.11:2049"}}).
+				sockets(10, event.Socket{Local: "10.0.0.1:803", Remote: "10.0.0.11:2049", State: "SYN-SENT"},
+					event.Socket{Local: "10.0.0.1:804", Remote: "10.0.0.99:22", State: "SYN-SENT"}).
+				obs(11, event.Event{Connect: &event.ConnectObs{Source: "kprobe", Input: "10.0.0.11:2049"}}).
+				probe(13, 5, false, true).
+				step(13, event.StepIOStuck),
+			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 5 * time.Second,
+				ProbeStuck: true, ReconnectTargets: []string{"10.0.0.11"}},
+			verdict: BugReproduced,
+		},
+		{
+			name: "stuck, reconnects to the VIP until the deadline",
+			events: setup().
+				step(6, event.StepFaultInjected).
+				step(8, event.StepBackendBReady).
+				sockets(9, event.Socket{Local: "10.0.0.1:803", Remote: "10.96.0.50:2049", State: "SYN_SENT"}).
+				probe(13, 5, false, true).
+				obs(20, event.Event{Hook: &event.HookObs{Rewrites: 3}}).
+				step(68, event.StepDeadline),
+			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 60 * time.Second,
+				ProbeStuck: true, DeadlinePassed: true, ReconnectTargets: []string{"10.96.0.50"}},
+			verdict: Failed,
+		},
+		{
+			name:    "setup error",
+			events:  timeline{}.step(1, event.StepTopology).err(2, event.StepMounted, "mount: connection refused"),
+			want:    Evidence{SetupError: "mounted: mount: connection refused"},
+			verdict: Failed,
+		},
+		{
+			name: "backend B fails to start",
+			events: setup().
+				step(6, event.StepFaultInjected).
+				err(7, event.StepBackendBReady, "ganesha exited with status 2"),
+			want:    Evidence{BaselineIOOK: true, FaultInjected: true, FailoverError: "backend-b-ready: ganesha exited with status 2"},
+			verdict: Inconclusive,
+		},
+		{
+			name: "hook counter before the fault is not a reconnect; a reload resets the baseline",
+			events: setup().
+				obs(5.5, event.Event{Hook: &event.HookObs{NonVIP: 4, LastNonVIPDest: "10.0.0.77"}}).
+				step(6, event.StepFaultInjected).
+				obs(6.5, event.Event{Hook: &event.HookObs{NonVIP: 4, LastNonVIPDest: "10.0.0.77"}}).
+				obs(7, event.Event{Hook: &event.HookObs{NonVIP: 0}}).
+				obs(7.5, event.Event{Hook: &event.HookObs{NonVIP: 2, LastNonVIPDest: "10.0.0.11"}}).
+				step(8, event.StepBackendBReady),
+			want:    Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, ReconnectTargets: []string{"10.0.0.11"}},
+			verdict: Inconclusive,
+		},
+		{
+			name: "explicit phases win over order; connect outputs to other ports are ignored",
+			events: setup().
+				obs(5.8, event.Event{Phase: event.PhaseAfter, Connect: &event.ConnectObs{Input: "[::ffff:10.0.0.11]:2049"}}).
+				step(6, event.StepFaultInjected).
+				obs(6.1, event.Event{Phase: event.PhaseBefore, Connect: &event.ConnectObs{Input: "10.0.0.66:2049"}}).
+				obs(6.2, event.Event{Connect: &event.ConnectObs{Input: "10.0.0.12:111"}}).
+				obs(6.3, event.Event{Connect: &event.ConnectObs{Input: "10.96.0.50"}}).
+				obs(6.4, event.Event{Connect: &event.ConnectObs{Input: "garbage"}}),
+			want:    Evidence{BaselineIOOK: true, FaultInjected: true, ReconnectTargets: []string{"10.0.0.11", "10.96.0.50"}},
+			verdict: Inconclusive,
+		},
+		{
+			name: "probes before backend B is ready do not count",
+			events: setup().
+				step(6, event.StepFaultInjected).
+				probe(6.5, 0.1, true, false).
+				probe(7.5, 0.1, false, false).
+				step(8, event.StepBackendBReady).
+				step(9, event.StepIORecovered),
+			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: time.Second,
+				FirstIOOKAfter: dur(time.Second)},
+			verdict: Recovered,
+		},
+		{
+			name:    "empty timeline",
+			events:  nil,
+			want:    Evidence{},
+			verdict: Failed,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Collect(facts, tt.events)
+			tt.want.VIP, tt.want.OldBackend, tt.want.NewBackend = facts.VIP, facts.OldBackend, facts.NewBackend
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Collect\ngot  %+v\nwant %+v", got, tt.want)
+				if got.FirstIOOKAfter != nil {
+					t.Logf("FirstIOOKAfter %v", *got.FirstIOOKAfter)
+				}
+			}
+			if d := Decide(got, true); d.Verdict != tt.verdict {
+				t.Errorf("Decide(final) = %+v, want %s", d, tt.verdict)
+			}
+		})
+	}
+}
+
+func TestSplitHostPort(t *testing.T) {
+	tests := []struct {
+		in   string
+		ip   string
+		port int
+		ok   bool
+	}{
+		{"10.0.0.11:2049", "10.0.0.11", 2049, true},
+		{"10.0.0.11", "10.0.0.11", 0, true},
+		{"[::ffff:10.0.0.11]:2049", "10.0.0.11", 2049, true},
+		{"[fd00::1]:2049", "fd00::1", 2049, true},
+		{"host:2049", "", 0, false},
+		{"", "", 0, false},
+	}
+	for _, tt := range tests {
+		ip, port, ok := splitHostPort(tt.in)
+		if ip != tt.ip || port != tt.port || ok != tt.ok {
+			t.Errorf("splitHostPort(%q) = %q %d %v", tt.in, ip, port, ok)
+		}
+	}
+}
+
+func TestVerdictValid(t *testing.T) {
+	for _, v := range All() {
+		if !v.Valid() {
+			t.Errorf("%s not valid", v)
+		}
+	}
+	if Verdict("ok").Valid() || Verdict("").Valid() {
+		t.Error("bogus verdict valid")
+	}
+}

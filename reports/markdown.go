@@ -1,0 +1,214 @@
+package reports
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
+)
+
+// WriteMarkdown writes dir/summary.md: the run, a table with one row per cell, and per cell
+// its timeline and kernel log.
+func WriteMarkdown(dir string, r *Result) error {
+	if r == nil {
+		return errors.New("write summary.md: no result")
+	}
+	var b bytes.Buffer
+	markdown(&b, r)
+	return writeAtomic(dir, MarkdownFile, b.Bytes())
+}
+
+func markdown(w *bytes.Buffer, r *Result) {
+	fmt.Fprintf(w, "# nfslab: %s — %s\n\n", md(r.Scenario), passText(r))
+	fmt.Fprintf(w, "- Scenario: `%s`\n", code(r.Scenario))
+	fmt.Fprintf(w, "- Run: `%s`\n", code(r.RunID))
+	if !r.StartedAt.IsZero() {
+		line := "- Started: " + r.StartedAt.Format(time.RFC3339)
+		if r.FinishedAt.After(r.StartedAt) {
+			line += fmt.Sprintf(", took %s", r.FinishedAt.Sub(r.StartedAt).Round(time.Second))
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "- Host: accel %s", or(r.Host.Accel, "unknown"))
+	if r.Host.Kernel != "" {
+		fmt.Fprintf(w, ", kernel %s", md(r.Host.Kernel))
+	}
+	if r.Host.QEMU != "" {
+		fmt.Fprintf(w, ", %s", md(r.Host.QEMU))
+	}
+	fmt.Fprintf(w, "\n- Cells: %d of %d got their expected verdict\n\n", passed(r), len(r.Cells))
+
+	if len(r.Cells) == 0 {
+		fmt.Fprintln(w, "No cells ran.")
+		return
+	}
+	fmt.Fprintln(w, "| kernel | datapath | nfs | fault | verdict | expected | recovery (s) | mount addr before → after | reconnect targets |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---:|---|---|")
+	for _, c := range r.Cells {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s %s | %s | %s | %s → %s | %s |\n",
+			md(kernelText(c)), md(c.Datapath), md(c.NFS), md(c.Fault), mark(c), md(c.Verdict), md(c.Expected),
+			recovery(c), md(or(c.MountAddrBefore, "—")), md(or(c.MountAddrAfter, "—")), md(or(strings.Join(c.ReconnectTargets, ", "), "—")))
+	}
+	fmt.Fprintln(w, "\nRecovery is measured from backend B becoming ready to the end of the first good I/O probe. "+
+		"The mount addr is the addr= of /proc/mounts: it is written when the transport is created and cannot show an "+
+		"overwritten server address, so verdicts rest on the I/O probes and the reconnect targets instead.")
+
+	for _, c := range r.Cells {
+		fmt.Fprintf(w, "\n## %s %s\n\n", mark(c), md(c.ID))
+		fmt.Fprintf(w, "**%s** (expected %s): %s\n", md(c.Verdict), md(c.Expected), md(or(c.Reason, "no reason recorded")))
+		if c.Error != "" {
+			fmt.Fprintf(w, "\nError: %s\n", md(c.Error))
+		}
+		fmt.Fprintf(w, "\nBackends %s → %s behind %s.\n", md(or(c.BackendA, "?")), md(or(c.BackendB, "?")), md(or(c.VIP, "?")))
+		if tl := timeline(c.Events); len(tl) > 0 {
+			fmt.Fprintln(w, "\n| +s | step |\n|---:|---|")
+			for _, t := range tl {
+				fmt.Fprintf(w, "| %.2f | %s |\n", t.at, md(t.what))
+			}
+		} else {
+			fmt.Fprintln(w, "\nNo timeline recorded.")
+		}
+		if len(c.KernelLog) > 0 {
+			fmt.Fprintln(w, "\nKernel log:\n\n```")
+			for _, l := range c.KernelLog {
+				fmt.Fprintln(w, strings.ReplaceAll(l, "```", "'''"))
+			}
+			fmt.Fprintln(w, "```")
+		}
+	}
+}
+
+// Summary prints the run as a plain-text table for a terminal: one row per cell, then the
+// reason of each cell that did not get its expected verdict.
+func Summary(w io.Writer, r *Result) {
+	if r == nil {
+		fmt.Fprintln(w, "no result")
+		return
+	}
+	fmt.Fprintf(w, "%s  run %s  accel %s\n\n", r.Scenario, r.RunID, or(r.Host.Accel, "unknown"))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KERNEL\tDATAPATH\tNFS\tFAULT\tVERDICT\tEXPECTED\tRECOVERY\tMOUNT ADDR\tRECONNECTS")
+	for _, c := range r.Cells {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\t%s → %s\t%s\n",
+			oneLine(kernelText(c)), oneLine(c.Datapath), oneLine(c.NFS), oneLine(c.Fault), mark(c), oneLine(c.Verdict), oneLine(c.Expected),
+			recoveryText(c), oneLine(or(c.MountAddrBefore, "-")), oneLine(or(c.MountAddrAfter, "-")), oneLine(or(strings.Join(c.ReconnectTargets, ","), "-")))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, c := range r.Cells {
+		if !c.Pass {
+			fmt.Fprintf(w, "✘ %s: %s\n", oneLine(c.ID), oneLine(or(c.Reason, c.Error)))
+		}
+	}
+	fmt.Fprintf(w, "%d/%d cells got their expected verdict: %s\n", passed(r), len(r.Cells), passText(r))
+}
+
+type step struct {
+	at   float64
+	what string
+}
+
+// timeline lists a cell's steps and errors with their time since the cell's first event.
+func timeline(events []event.Event) []step {
+	if len(events) == 0 {
+		return nil
+	}
+	first := events[0].Mono
+	for _, e := range events {
+		first = min(first, e.Mono)
+	}
+	var out []step
+	for _, e := range events {
+		at := e.Mono.Sub(first).Seconds()
+		switch e.Kind {
+		case event.KindStep:
+			out = append(out, step{at, string(e.Step)})
+		case event.KindError:
+			what := "error"
+			if e.Step != "" {
+				what += " in " + string(e.Step)
+			}
+			out = append(out, step{at, what + ": " + e.Msg})
+		case event.KindCellDone:
+			if e.Verdict != nil {
+				out = append(out, step{at, "agent verdict: " + e.Verdict.Verdict})
+			}
+		}
+	}
+	return out
+}
+
+func passed(r *Result) int {
+	n := 0
+	for _, c := range r.Cells {
+		if c.Pass {
+			n++
+		}
+	}
+	return n
+}
+
+func passText(r *Result) string {
+	if r.Pass {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func mark(c Cell) string {
+	if c.Pass {
+		return "✔"
+	}
+	return "✘"
+}
+
+// kernelText names a cell's kernel: a path by its file name, with the release when known.
+func kernelText(c Cell) string {
+	k := c.Kernel
+	if strings.ContainsAny(k, `/\`) {
+		k = filepath.Base(k)
+	}
+	if c.KernelRelease != "" {
+		k += " (" + c.KernelRelease + ")"
+	}
+	return k
+}
+
+func recovery(c Cell) string {
+	if c.RecoverySeconds == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", *c.RecoverySeconds)
+}
+
+func recoveryText(c Cell) string {
+	if c.RecoverySeconds == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fs", *c.RecoverySeconds)
+}
+
+func or(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+// md makes text safe inside a Markdown table cell or paragraph.
+func md(s string) string {
+	return strings.NewReplacer("|", `\|`, "\r\n", " ", "\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// code makes text safe inside `…`.
+func code(s string) string { return strings.ReplaceAll(oneLine(s), "`", "'") }
+
+func oneLine(s string) string {
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s)
+}
