@@ -1,0 +1,138 @@
+// Package observe collects the evidence of DESIGN.md §2 that the kernel exposes as text: the TCP
+// sockets to the NFS port (/proc/net/tcp, tcp6) and the kernel log lines about NFS and SUNRPC
+// (/dev/kmsg). Decisions are made elsewhere; this package only turns text into event types.
+package observe
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/event"
+)
+
+// TCPStateName returns the name ss uses for a state of /proc/net/tcp's st column
+// (include/net/tcp_states.h), or "UNKNOWN-0x0F" for a value the kernel does not define.
+func TCPStateName(st uint8) string {
+	switch st {
+	case 0x01:
+		return "ESTABLISHED"
+	case 0x02:
+		return "SYN-SENT"
+	case 0x03:
+		return "SYN-RECV"
+	case 0x04:
+		return "FIN-WAIT1"
+	case 0x05:
+		return "FIN-WAIT2"
+	case 0x06:
+		return "TIME-WAIT"
+	case 0x07:
+		return "CLOSE"
+	case 0x08:
+		return "CLOSE-WAIT"
+	case 0x09:
+		return "LAST-ACK"
+	case 0x0A:
+		return "LISTEN"
+	case 0x0B:
+		return "CLOSING"
+	case 0x0C:
+		return "NEW-SYN-RECV"
+	}
+	return fmt.Sprintf("UNKNOWN-0x%02X", st)
+}
+
+// ParseProcNetTCP reads /proc/net/tcp or /proc/net/tcp6 and returns the sockets whose remote
+// port is port, in file order, with addresses rendered "ip:port" ("[ip]:port" for IPv6) and the
+// state named as ss names it. The header line (starting with "sl") and blank lines are skipped;
+// a malformed line is an error that names it.
+func ParseProcNetTCP(r io.Reader, port uint16) ([]event.Socket, error) {
+	var out []event.Socket
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for lineNo := 1; sc.Scan(); lineNo++ {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || fields[0] == "sl" {
+			continue
+		}
+		if len(fields) < 4 || !strings.HasSuffix(fields[0], ":") {
+			return nil, fmt.Errorf("proc net tcp line %d: malformed: %q", lineNo, sc.Text())
+		}
+		local, err := parseHexAddrPort(fields[1])
+		if err != nil {
+			return nil, fmt.Errorf("proc net tcp line %d: local address: %w", lineNo, err)
+		}
+		remote, err := parseHexAddrPort(fields[2])
+		if err != nil {
+			return nil, fmt.Errorf("proc net tcp line %d: remote address: %w", lineNo, err)
+		}
+		st, err := strconv.ParseUint(fields[3], 16, 8)
+		if err != nil {
+			return nil, fmt.Errorf("proc net tcp line %d: state %q: %w", lineNo, fields[3], err)
+		}
+		if remote.Port() != port {
+			continue
+		}
+		out = append(out, event.Socket{Local: local.String(), Remote: remote.String(), State: TCPStateName(uint8(st))})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read proc net tcp: %w", err)
+	}
+	return out, nil
+}
+
+// parseHexAddrPort parses the kernel's "%08X:%04X" (IPv4) or "%08X%08X%08X%08X:%04X" (IPv6)
+// rendering: the address is printed as 32-bit words in host byte order, little-endian on every
+// architecture nfslab runs on; the port is a plain hex number.
+func parseHexAddrPort(s string) (netip.AddrPort, error) {
+	addrHex, portHex, ok := strings.Cut(s, ":")
+	if !ok || len(portHex) != 4 {
+		return netip.AddrPort{}, fmt.Errorf("malformed address %q", s)
+	}
+	port, err := strconv.ParseUint(portHex, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("port in %q: %w", s, err)
+	}
+	raw, err := hex.DecodeString(addrHex)
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, fmt.Errorf("malformed address %q", s)
+	}
+	for i := 0; i < len(raw); i += 4 { // each 32-bit word was printed as a little-endian number
+		binary.BigEndian.PutUint32(raw[i:], binary.LittleEndian.Uint32(raw[i:]))
+	}
+	addr, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(addr.Unmap(), uint16(port)), nil
+}
+
+// ReadTCPSockets snapshots the TCP sockets of the calling thread's network namespace whose
+// remote port is port, from /proc/thread-self/net/tcp and tcp6 (a missing tcp6, on a kernel
+// without IPv6, is not an error). IPv4-mapped IPv6 peers are shown as IPv4. Call it from the
+// node's namespace to see the kernel NFS client's sockets; reading procfs does not block.
+func ReadTCPSockets(port uint16) (event.SocketsObs, error) {
+	var obs event.SocketsObs
+	for _, name := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+		f, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(name, "6") {
+			continue
+		}
+		if err != nil {
+			return event.SocketsObs{}, fmt.Errorf("read tcp sockets: %w", err)
+		}
+		socks, err := ParseProcNetTCP(f, port)
+		f.Close()
+		if err != nil {
+			return event.SocketsObs{}, fmt.Errorf("read tcp sockets from %s: %w", name, err)
+		}
+		obs.Sockets = append(obs.Sockets, socks...)
+	}
+	return obs, nil
+}
