@@ -23,6 +23,8 @@
 package socklb
 
 import (
+	"golang.org/x/sys/unix"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -30,7 +32,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // Service maps a VIP (ip:port, IPv4, TCP and UDP) to at most one backend.
@@ -79,12 +80,15 @@ type LB struct {
 }
 
 // Load creates the maps and loads the programs (cgroup/connect4,
-// cgroup/sendmsg4, cgroup/recvmsg4) without attaching them. It removes the
+// cgroup/sendmsg4, cgroup/recvmsg4) without attaching them. It raises the
 // process's memlock rlimit, which kernels before 5.11 charge BPF memory to.
 func Load(cfg Config) (*LB, error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("remove memlock rlimit for socket-LB: %w", err)
-	}
+	// Raise the limit directly rather than through cilium/ebpf's rlimit package: that package
+	// probes the kernel from an init function, which in the lab VM runs before /proc is mounted.
+	// Raising it can fail without CAP_SYS_RESOURCE; kernels since 5.11 charge BPF memory to the
+	// memory cgroup instead and do not need it, and on older ones the load below fails with
+	// EPERM, wrapped with what was being loaded.
+	_ = raiseMemlock()
 	coll, err := ebpf.NewCollection(collectionSpec())
 	if err != nil {
 		return nil, fmt.Errorf("load socket-LB programs and maps: %w", err)
@@ -297,4 +301,18 @@ func dropReverse(svc, rev *ebpf.Map, backend, vip addrKey) error {
 		return fmt.Errorf("delete reverse entry for %v: %w", backend.addrPort(), err)
 	}
 	return nil
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK as far as the process may.
+func raiseMemlock() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		return err
+	}
+	want := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &want); err == nil {
+		return nil
+	}
+	lim.Cur = lim.Max
+	return unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim)
 }
