@@ -1,0 +1,328 @@
+// Package image builds and caches what a nfslab VM boots from: the Debian root filesystem as a
+// newc cpio archive, the agent archive, and the initrd assembled from them.
+//
+// Every artefact lives in the Cache under <kind>/<key>, where key is a sha256 of all the inputs
+// it was built from. A build happens in a temporary directory next to its final place and is
+// renamed into place only when complete, under an flock(2) per key, so an interrupted build is
+// never reused and concurrent builders of the same key wait for each other instead of
+// corrupting each other.
+package image
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cache is a directory of built artefacts. The zero value is not usable: Dir must be set.
+type Cache struct {
+	// Dir is the cache root, e.g. ~/.cache/nfslab.
+	Dir string
+}
+
+// DefaultCacheDir returns $NFSLAB_CACHE if set, else $XDG_CACHE_HOME/nfslab, else
+// ~/.cache/nfslab.
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("NFSLAB_CACHE"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "nfslab"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the nfslab cache directory (set NFSLAB_CACHE): %w", err)
+	}
+	return filepath.Join(home, ".cache", "nfslab"), nil
+}
+
+// Inputs are everything an artefact is built from, by name. Two builds with equal Inputs must
+// produce interchangeable artefacts; anything that changes the result (a package list, a
+// suite, a recipe version) belongs in them.
+type Inputs map[string]string
+
+// Key returns the hex sha256 of the inputs. It does not depend on map order.
+func (in Inputs) Key() string {
+	h := sha256.New()
+	for _, k := range in.sortedKeys() {
+		// Length-prefixed, so no choice of names and values can collide.
+		fmt.Fprintf(h, "%d:%s=%d:%s\n", len(k), k, len(in[k]), in[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (in Inputs) sortedKeys() []string {
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// String renders the inputs one "name=value" per line, sorted, as stored next to an artefact.
+func (in Inputs) String() string {
+	var b strings.Builder
+	for _, k := range in.sortedKeys() {
+		fmt.Fprintf(&b, "%s=%s\n", k, strings.ReplaceAll(in[k], "\n", " "))
+	}
+	return b.String()
+}
+
+// InputsFile is the name of the file in each artefact directory that records its Inputs.
+const InputsFile = "inputs.txt"
+
+// Path returns the directory where the artefact of the given kind and key is (or would be)
+// published.
+func (c Cache) Path(kind, key string) string {
+	return filepath.Join(c.Dir, kind, key)
+}
+
+// BuildFunc fills dir (an empty directory) with an artefact. It must honour ctx.
+type BuildFunc func(ctx context.Context, dir string) error
+
+// Artefact returns the directory of the artefact of the given kind built from inputs, calling
+// build to make it first if it is not cached. The build runs in a temporary directory in the
+// same parent that is renamed into place once build returns nil; concurrent callers for the
+// same key wait on a lock file and then reuse the result.
+func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inputs Inputs, build BuildFunc) (string, error) {
+	if c.Dir == "" {
+		return "", errors.New("image cache: no directory set")
+	}
+	key := inputs.Key()
+	final := c.Path(kind, key)
+	if isDir(final) {
+		log.Debug("cache hit", "kind", kind, "key", short(key), "dir", final)
+		return final, nil
+	}
+	parent := filepath.Dir(final)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("creating cache directory: %w", err)
+	}
+	unlock, err := lockFile(ctx, log, filepath.Join(parent, key+".lock"))
+	if err != nil {
+		return "", fmt.Errorf("locking %s artefact %s: %w", kind, short(key), err)
+	}
+	defer unlock()
+	if isDir(final) { // another process built it while we waited
+		log.Debug("cache hit after wait", "kind", kind, "key", short(key))
+		return final, nil
+	}
+	tmpPrefix := "." + key + ".tmp-"
+	removeStale(log, parent, tmpPrefix)
+
+	tmp, err := os.MkdirTemp(parent, tmpPrefix)
+	if err != nil {
+		return "", fmt.Errorf("creating build directory: %w", err)
+	}
+	published := false
+	defer func() {
+		if !published {
+			if err := RemoveTree(tmp); err != nil {
+				log.Warn("could not remove failed build directory", "dir", tmp, "err", err)
+			}
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("chmod build directory: %w", err)
+	}
+	start := time.Now()
+	log.Info("building", "kind", kind, "key", short(key))
+	if err := build(ctx, tmp); err != nil {
+		return "", fmt.Errorf("building %s: %w", kind, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("building %s: %w", kind, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, InputsFile), []byte(inputs.String()), 0o644); err != nil {
+		return "", fmt.Errorf("recording inputs: %w", err)
+	}
+	if err := syncDir(tmp); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("publishing %s artefact: %w", kind, err)
+	}
+	published = true
+	if err := syncDir(parent); err != nil {
+		return "", err
+	}
+	log.Info("built", "kind", kind, "key", short(key), "elapsed", time.Since(start).Round(time.Millisecond))
+	return final, nil
+}
+
+func short(key string) string {
+	if len(key) > 12 {
+		return key[:12]
+	}
+	return key
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// syncDir fsyncs the regular files directly in dir and dir itself, so that a published
+// artefact survives a crash right after the rename. Subdirectories (large extracted trees) are
+// not walked.
+func syncDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	for _, e := range append(entries, nil) {
+		p := dir
+		if e != nil {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			p = filepath.Join(dir, e.Name())
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("syncing %s: %w", p, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("syncing %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// lockFile takes an exclusive flock on path, polling so that ctx can cancel the wait. The
+// returned function releases it.
+func lockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	waiting := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, err
+		}
+		if !waiting {
+			log.Info("waiting for another nfslab process building the same artefact", "lock", path)
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// removeStale deletes temporary build directories left in parent by interrupted builds of the
+// key whose lock the caller holds.
+func removeStale(log *slog.Logger, parent, prefix string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		p := filepath.Join(parent, e.Name())
+		if err := RemoveTree(p); err != nil {
+			log.Warn("could not remove an interrupted build", "dir", p, "err", err)
+			continue
+		}
+		log.Info("removed an interrupted build", "dir", p)
+	}
+}
+
+// RemoveTree removes dir and everything below it like os.RemoveAll, but refuses to when
+// anything is mounted below it (an interrupted mmdebstrap can leave /proc and /sys rbind
+// mounts in its chroot; recursing into them would delete host state, e.g. cgroups).
+func RemoveTree(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	} else if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	mounts, err := mountsBelow(abs)
+	if err != nil {
+		return err
+	}
+	if len(mounts) > 0 {
+		return fmt.Errorf("refusing to remove %s: %d filesystem(s) still mounted below it (e.g. %s); run: umount -R %s",
+			dir, len(mounts), mounts[0], mounts[0])
+	}
+	return os.RemoveAll(abs)
+}
+
+// mountsBelow lists the mount points strictly below dir, from /proc/self/mountinfo.
+func mountsBelow(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading mount table: %w", err)
+	}
+	defer f.Close()
+	var below []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountPath(fields[4])
+		if strings.HasPrefix(mp, dir+"/") {
+			below = append(below, mp)
+		}
+	}
+	return below, sc.Err()
+}
+
+// unescapeMountPath undoes the octal escapes (\040 for space, ...) of /proc/self/mountinfo.
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

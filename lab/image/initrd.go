@@ -1,0 +1,139 @@
+package image
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Names inside the agent archive.
+const (
+	// AgentPath is where the agent binary lands in the guest.
+	AgentPath = "/nfslab"
+	// InitPath is the guest's init (rdinit=/init), a symlink to AgentPath.
+	InitPath = "/init"
+)
+
+// Assemble writes dst as the concatenation of the cpio archives parts, in order. The kernel
+// unpacks concatenated newc archives one after the other, later entries overriding earlier
+// ones, so the usual order is rootfs, modules, agent. dst is replaced atomically.
+func Assemble(dst string, parts ...string) error {
+	if len(parts) == 0 {
+		return errors.New("assembling initrd: no archives given")
+	}
+	return writeAtomic(dst, 0o644, func(w io.Writer) error {
+		for _, p := range parts {
+			f, err := os.Open(p)
+			if err != nil {
+				return fmt.Errorf("assembling initrd: %w", err)
+			}
+			n, err := io.Copy(w, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("assembling initrd: copying %s: %w", p, err)
+			}
+			if n%4 != 0 {
+				return fmt.Errorf("assembling initrd: %s is %d bytes, not a multiple of 4: not a newc archive from this package?", p, n)
+			}
+		}
+		return nil
+	})
+}
+
+// AgentArchive writes dst as a cpio archive holding binary at /nfslab (mode 0755), /init as
+// a symlink to it, and /dev/console. binary must be a static x86-64 ELF executable (built with CGO_ENABLED=0):
+// the initrd may be booted before, or without, any root filesystem that has a dynamic loader.
+func AgentArchive(dst, binary string) error {
+	if err := checkStaticELF(binary); err != nil {
+		return err
+	}
+	src, err := os.Open(binary)
+	if err != nil {
+		return fmt.Errorf("agent archive: %w", err)
+	}
+	defer src.Close()
+	st, err := src.Stat()
+	if err != nil {
+		return fmt.Errorf("agent archive: %w", err)
+	}
+	return writeAtomic(dst, 0o644, func(w io.Writer) error {
+		cw := NewCpioWriter(w)
+		if err := cw.WriteHeader(&CpioHeader{Name: AgentPath, Mode: ModeRegular | 0o755, Size: st.Size()}); err != nil {
+			return err
+		}
+		if n, err := io.Copy(cw, src); err != nil {
+			return fmt.Errorf("agent archive: copying %s: %w", binary, err)
+		} else if n != st.Size() {
+			return fmt.Errorf("agent archive: %s changed size while being copied", binary)
+		}
+		if err := cw.Symlink(InitPath, AgentPath); err != nil {
+			return err
+		}
+		// The kernel opens /dev/console on the initramfs as init's stdin/stdout/stderr before
+		// devtmpfs is mounted; without this node init runs with no output at all.
+		if err := cw.Dir("dev", 0o755); err != nil {
+			return err
+		}
+		if err := cw.WriteHeader(&CpioHeader{Name: "dev/console", Mode: ModeChar | 0o600, RdevMajor: 5, RdevMinor: 1}); err != nil {
+			return err
+		}
+		return cw.Close()
+	})
+}
+
+// checkStaticELF returns an error unless path is an x86-64 ELF executable without a program
+// interpreter.
+func checkStaticELF(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("agent binary %s is not an ELF executable: %w", path, err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("agent binary %s is for %s, the VM is x86-64: build it with GOARCH=amd64", path, f.Machine)
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return fmt.Errorf("agent binary %s is an ELF %s, not an executable", path, f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("agent binary %s is dynamically linked (it has a program interpreter); the agent must be built with CGO_ENABLED=0", path)
+		}
+	}
+	return nil
+}
+
+// writeAtomic writes path through fill into a temporary file in the same directory, syncs it
+// and renames it into place, so readers never see a partial file.
+func writeAtomic(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,583 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nfslab/nfslab/manifests"
+)
+
+// Facts of the guest root filesystem.
+const (
+	// Suite is the Debian release the rootfs is built from.
+	Suite = "bookworm"
+	// Hostname is the guest's host name, also in its /etc/hosts.
+	Hostname = "nfslab-node"
+	// IDMapDomain is the NFSv4 ID-mapping domain written to the guest's /etc/idmapd.conf.
+	IDMapDomain = "nfslab.local"
+	// RootfsFile is the file name of the rootfs cpio inside its artefact directory.
+	RootfsFile = "rootfs.cpio"
+	// RootfsPackagesFile lists "package version" of everything installed, next to RootfsFile.
+	RootfsPackagesFile = "packages.txt"
+
+	// rootfsRecipeVersion names the build procedure; bump it when the code below changes the
+	// result in a way the recorded inputs do not capture.
+	rootfsRecipeVersion = "rootfs-v1"
+
+	// mergedUsrHooks is mmdebstrap's hook directory that sets up merged /usr with directory
+	// symlinks (as debootstrap does) and installs usr-is-merged. Without it apt satisfies
+	// init-system-helpers' "usrmerge | usr-is-merged" with usrmerge, which drags in perl
+	// (~50 MB).
+	mergedUsrHooks = "/usr/share/mmdebstrap/hooks/merged-usr"
+)
+
+// rootfsRecipe is everything that decides the content of the rootfs.
+type rootfsRecipe struct {
+	Suite    string
+	Arch     string
+	Packages []string
+	// DpkgExcludes are dpkg path-exclude globs: files never unpacked.
+	DpkgExcludes []string
+	// Trim are path globs (no leading "/") removed when packing; a match on a directory removes
+	// everything below it.
+	Trim []string
+	// HookDirs are mmdebstrap --hook-dir directories.
+	HookDirs []string
+	// Files are written over (or added to) the tree, by path.
+	Files []fixup
+}
+
+type fixup struct {
+	Path     string
+	Mode     uint32 // type bits and permissions
+	Data     string // regular file contents
+	Linkname string // symlink target
+}
+
+func (f fixup) String() string {
+	return fmt.Sprintf("%s %o %q %q", f.Path, f.Mode, f.Linkname, f.Data)
+}
+
+// defaultRootfsRecipe is the nfslab guest: minbase plus manifests/rootfs-packages.txt.
+func defaultRootfsRecipe() (rootfsRecipe, error) {
+	text, err := manifests.FS.ReadFile(manifests.RootfsPackages)
+	if err != nil {
+		return rootfsRecipe{}, fmt.Errorf("reading embedded package list: %w", err)
+	}
+	pkgs, err := ParsePackageList(string(text))
+	if err != nil {
+		return rootfsRecipe{}, fmt.Errorf("%s: %w", manifests.RootfsPackages, err)
+	}
+	arch, err := debianArch(runtime.GOARCH)
+	if err != nil {
+		return rootfsRecipe{}, err
+	}
+	return rootfsRecipe{
+		Suite:    Suite,
+		Arch:     arch,
+		Packages: pkgs,
+		DpkgExcludes: []string{
+			"/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*",
+			"/usr/share/locale/*", "/usr/share/lintian/*",
+		},
+		Trim: []string{
+			// Documentation and localisation the guest never reads.
+			"usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+			"usr/share/i18n", "usr/share/lintian", "usr/share/bash-completion", "usr/share/bug",
+			"usr/share/common-licenses", "usr/share/gcc", "usr/share/gdb", "usr/share/menu",
+			// Time zones: the guest runs in UTC, glibc's default when /etc/localtime is absent.
+			"usr/share/zoneinfo", "etc/localtime", "etc/timezone",
+			// apt and dpkg are never run in the guest: lists, caches and logs.
+			"var/cache/apt/*", "var/lib/apt/lists/*", "var/cache/debconf/*-old",
+			"var/cache/ldconfig/*", "var/log/*.log", "var/log/apt/*",
+			// python3 comes in only through nfs-common's Depends, for these three scripts.
+			"usr/bin/python3*", "usr/bin/py3*", "usr/lib/python3*", "usr/share/python3",
+			"usr/lib/*-linux-gnu/libpython3*", "usr/share/pyshared",
+			"usr/sbin/mountstats", "usr/sbin/nfsiostat", "usr/sbin/nfsdclnts",
+			// Full perl beyond perl-base, should usrmerge bring it in (see mergedUsrHooks).
+			"usr/share/perl", "usr/lib/*-linux-gnu/perl", "usr/lib/*-linux-gnu/libperl.so*",
+		},
+		Files: []fixup{
+			// ganesha's VFS export is not created without it.
+			{Path: "etc/mtab", Mode: ModeSymlink | 0o777, Linkname: "/proc/self/mounts"},
+			// Without the host name here and a Domain in idmapd.conf, ganesha's ID mapper
+			// takes 10 s to start.
+			{Path: "etc/hosts", Mode: ModeRegular | 0o644,
+				Data: "127.0.0.1\tlocalhost " + Hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
+			{Path: "etc/hostname", Mode: ModeRegular | 0o644, Data: Hostname + "\n"},
+			{Path: "etc/idmapd.conf", Mode: ModeRegular | 0o644,
+				Data: "[General]\nDomain = " + IDMapDomain + "\n\n[Mapping]\nNobody-User = nobody\nNobody-Group = nogroup\n"},
+			// ganesha's runtime directories (/var/run is a symlink to /run).
+			{Path: "run", Mode: ModeDir | 0o755},
+			{Path: "run/ganesha", Mode: ModeDir | 0o755},
+			{Path: "var/lib/nfs/ganesha", Mode: ModeDir | 0o755},
+			{Path: "var/log/ganesha", Mode: ModeDir | 0o755},
+		},
+		HookDirs: hookDirs(),
+	}, nil
+}
+
+func hookDirs() []string {
+	if st, err := os.Stat(mergedUsrHooks); err == nil && st.IsDir() {
+		return []string{mergedUsrHooks}
+	}
+	return nil
+}
+
+func debianArch(goarch string) (string, error) {
+	switch goarch {
+	case "amd64", "arm64", "riscv64", "s390x", "ppc64le":
+		return goarch, nil
+	case "386":
+		return "i386", nil
+	case "arm":
+		return "armhf", nil
+	}
+	return "", fmt.Errorf("no Debian architecture for GOARCH=%s", goarch)
+}
+
+// ParsePackageList parses a package list: one name per line, '#' starts a comment, blank lines
+// are ignored. The result is sorted and deduplicated.
+func ParsePackageList(text string) ([]string, error) {
+	seen := map[string]bool{}
+	var pkgs []string
+	for i, line := range strings.Split(text, "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		f := strings.Fields(line)
+		switch len(f) {
+		case 0:
+			continue
+		case 1:
+		default:
+			return nil, fmt.Errorf("line %d: want one package name, got %q", i+1, strings.TrimSpace(line))
+		}
+		if strings.ContainsAny(f[0], ",=/") {
+			return nil, fmt.Errorf("line %d: invalid package name %q", i+1, f[0])
+		}
+		if !seen[f[0]] {
+			seen[f[0]] = true
+			pkgs = append(pkgs, f[0])
+		}
+	}
+	if len(pkgs) == 0 {
+		return nil, errors.New("no packages listed")
+	}
+	sort.Strings(pkgs)
+	return pkgs, nil
+}
+
+func (r rootfsRecipe) inputs() Inputs {
+	files := make([]string, len(r.Files))
+	for i, f := range r.Files {
+		files[i] = f.String()
+	}
+	return Inputs{
+		"recipe":        rootfsRecipeVersion,
+		"suite":         r.Suite,
+		"arch":          r.Arch,
+		"packages":      strings.Join(r.Packages, ","),
+		"dpkg-excludes": strings.Join(r.DpkgExcludes, ","),
+		"trim":          strings.Join(r.Trim, ","),
+		"files":         strings.Join(files, ";"),
+		"hook-dirs":     strings.Join(r.HookDirs, ","),
+	}
+}
+
+func (r rootfsRecipe) mmdebstrapArgs() []string {
+	args := []string{
+		"--variant=minbase",
+		"--format=tar",
+		"--architectures=" + r.Arch,
+		"--include=" + strings.Join(r.Packages, ","),
+		"--aptopt=Acquire::Languages \"none\"",
+		"--dpkgopt=force-unsafe-io",
+	}
+	for _, h := range r.HookDirs {
+		args = append(args, "--hook-dir="+h)
+	}
+	for _, x := range r.DpkgExcludes {
+		args = append(args, "--dpkgopt=path-exclude="+x)
+	}
+	return append(args, r.Suite, "-")
+}
+
+// Rootfs returns the path of an uncompressed newc cpio of the guest root filesystem, building
+// it with mmdebstrap (about 20-30 s and a few hundred MB of downloads) if it is not cached.
+// The archive is a usr-merged Debian minbase with the packages of
+// manifests/rootfs-packages.txt, trimmed of documentation, python and the like, with the
+// fix-ups nfs-ganesha needs (/etc/mtab, /etc/hosts, /etc/idmapd.conf, runtime directories).
+func (c Cache) Rootfs(ctx context.Context, log *slog.Logger) (string, error) {
+	r, err := defaultRootfsRecipe()
+	if err != nil {
+		return "", err
+	}
+	return c.rootfs(ctx, log, r)
+}
+
+func (c Cache) rootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe) (string, error) {
+	dir, err := c.Artefact(ctx, log, "rootfs", r.inputs(), func(ctx context.Context, dir string) error {
+		return buildRootfs(ctx, log, r, dir)
+	})
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, RootfsFile)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("cached rootfs is incomplete (%w): remove %s to rebuild it", err, dir)
+	}
+	return p, nil
+}
+
+func buildRootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe, dir string) error {
+	mmdebstrap, err := ToolPath("mmdebstrap")
+	if err != nil {
+		return &MissingToolsError{Commands: []string{"mmdebstrap"}, Packages: []string{"mmdebstrap"}}
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	start := time.Now()
+	args := r.mmdebstrapArgs()
+	log.Info("building rootfs with mmdebstrap", "suite", r.Suite, "packages", len(r.Packages))
+	cmd := exec.CommandContext(ctx, mmdebstrap, args...)
+	// Its temporary chroot goes into our build directory, so that whatever an interrupted run
+	// leaves behind is removed with it (and RemoveTree refuses if mounts were left).
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	// On cancellation, signal the whole process group as a terminal's ^C would: mmdebstrap's
+	// main process only waits for its current step, which ends when the apt/dpkg children
+	// die; it then unmounts and removes its chroot. SIGKILL (the leader only) if that takes
+	// longer than WaitDelay.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
+	logw := &lineLogger{log: log, prefix: "mmdebstrap", start: start, max: 30}
+	cmd.Stderr = logw
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting mmdebstrap: %w", err)
+	}
+
+	out := filepath.Join(dir, RootfsFile)
+	stats, convErr := writeRootfsCpio(stdout, out, r)
+	if convErr != nil {
+		cancel() // stop mmdebstrap: nobody reads its output any more
+	} else {
+		_, _ = io.Copy(io.Discard, stdout) // the tar's end padding
+	}
+	waitErr := cmd.Wait()
+	logw.flush()
+	switch {
+	case parent.Err() != nil:
+		return fmt.Errorf("mmdebstrap interrupted: %w", parent.Err())
+	case waitErr != nil:
+		return fmt.Errorf("mmdebstrap %s failed: %w; last output:\n%s", strings.Join(args, " "), waitErr, logw.tail())
+	case convErr != nil:
+		return fmt.Errorf("packing the mmdebstrap output into %s: %w", RootfsFile, convErr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, RootfsPackagesFile), []byte(stats.packages), 0o644); err != nil {
+		return fmt.Errorf("writing package list: %w", err)
+	}
+	log.Info("rootfs built",
+		"elapsed", time.Since(start).Round(100*time.Millisecond),
+		"size_before_trim_MB", mb(stats.bytesIn), "size_after_trim_MB", mb(stats.bytesOut),
+		"entries", stats.entriesOut, "trimmed_entries", stats.entriesIn-stats.entriesOut,
+		"cpio_MB", mb(stats.cpioSize))
+	return nil
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
+
+// rootfsStats is what writeRootfsCpio measured.
+type rootfsStats struct {
+	entriesIn, entriesOut int
+	bytesIn, bytesOut     int64 // regular file data, before and after trimming
+	cpioSize              int64
+	packages              string // "name version" lines from var/lib/dpkg/status
+}
+
+// writeRootfsCpio converts the tar stream of a root filesystem into the cpio file out,
+// dropping what r.Trim matches and applying r.Files.
+func writeRootfsCpio(tarStream io.Reader, out string, r rootfsRecipe) (rootfsStats, error) {
+	var st rootfsStats
+	f, err := os.Create(out)
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+	cw := NewCpioWriter(f)
+	if err := convertTar(tarStream, cw, r, &st); err != nil {
+		return st, err
+	}
+	if err := cw.Close(); err != nil {
+		return st, err
+	}
+	st.cpioSize = cw.written
+	return st, f.Close()
+}
+
+// convertTar copies the tar stream into cw, applying the recipe's trimming and fix-ups.
+// Hard links become absolute symlinks to their target. Entries keep their mode and owner;
+// mtimes are written as 0 so the archive depends only on the tree's content.
+func convertTar(tarStream io.Reader, cw *CpioWriter, r rootfsRecipe, st *rootfsStats) error {
+	fix := map[string]fixup{}
+	for _, f := range r.Files {
+		fix[f.Path] = f
+	}
+	done := map[string]bool{}
+	dirs := map[string]bool{}
+	tr := tar.NewReader(tarStream)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading tar: %w", err)
+		}
+		name := strings.Trim(path.Clean(strings.TrimPrefix(h.Name, "./")), "/")
+		if name == "." || name == "" {
+			continue
+		}
+		st.entriesIn++
+		if h.Typeflag == tar.TypeReg {
+			st.bytesIn += h.Size
+		}
+		if trimmed(name, r.Trim) {
+			continue
+		}
+		if name == "var/lib/dpkg/status" && h.Typeflag == tar.TypeReg {
+			var buf bytes.Buffer
+			if err := copyTarEntry(cw, h, name, io.TeeReader(tr, &buf), st); err != nil {
+				return err
+			}
+			st.packages = installedPackages(buf.String())
+			continue
+		}
+		if fx, ok := fix[name]; ok {
+			if done[name] {
+				continue // a second tar entry for a path already replaced
+			}
+			done[name] = true
+			// A fix-up directory that exists already keeps the packaged one's mode and owner.
+			if fx.Mode&ModeTypeMask != ModeDir || h.Typeflag != tar.TypeDir {
+				if err := writeFixup(cw, fx, st); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if h.Typeflag == tar.TypeDir {
+			dirs[name] = true
+		}
+		if err := copyTarEntry(cw, h, name, tr, st); err != nil {
+			return err
+		}
+	}
+	for _, f := range r.Files {
+		if done[f.Path] {
+			continue
+		}
+		// A fix-up for a path the packages did not create: make its parents first.
+		for _, p := range parents(f.Path) {
+			if !dirs[p] {
+				if err := cw.Dir(p, 0o755); err != nil {
+					return err
+				}
+				dirs[p] = true
+				st.entriesOut++
+			}
+		}
+		if err := writeFixup(cw, f, st); err != nil {
+			return err
+		}
+		if f.Mode&ModeTypeMask == ModeDir {
+			dirs[f.Path] = true
+		}
+	}
+	return nil
+}
+
+func parents(p string) []string {
+	var out []string
+	for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+		out = append([]string{d}, out...)
+	}
+	return out
+}
+
+func writeFixup(cw *CpioWriter, f fixup, st *rootfsStats) error {
+	st.entriesOut++
+	switch f.Mode & ModeTypeMask {
+	case ModeSymlink:
+		return cw.WriteHeader(&CpioHeader{Name: f.Path, Mode: f.Mode, Linkname: f.Linkname})
+	case ModeDir:
+		return cw.Dir(f.Path, f.Mode)
+	default:
+		st.bytesOut += int64(len(f.Data))
+		return cw.File(f.Path, f.Mode, []byte(f.Data))
+	}
+}
+
+func copyTarEntry(cw *CpioWriter, h *tar.Header, name string, data io.Reader, st *rootfsStats) error {
+	ch := &CpioHeader{Name: name, Mode: uint32(h.Mode) & 0o7777, UID: uint32(h.Uid), GID: uint32(h.Gid)}
+	switch h.Typeflag {
+	case tar.TypeReg:
+		ch.Mode |= ModeRegular
+		ch.Size = h.Size
+	case tar.TypeDir:
+		ch.Mode |= ModeDir
+	case tar.TypeSymlink:
+		ch.Mode |= ModeSymlink
+		ch.Linkname = h.Linkname
+	case tar.TypeLink:
+		// newc can express hard links only with matching inode numbers and link counts known
+		// up front; an absolute symlink is equivalent for everything the guest runs.
+		ch.Mode = ModeSymlink | 0o777
+		ch.Linkname = "/" + strings.Trim(path.Clean(strings.TrimPrefix(h.Linkname, "./")), "/")
+	case tar.TypeChar:
+		ch.Mode |= ModeChar
+		ch.RdevMajor, ch.RdevMinor = uint32(h.Devmajor), uint32(h.Devminor)
+	case tar.TypeBlock:
+		ch.Mode |= ModeBlock
+		ch.RdevMajor, ch.RdevMinor = uint32(h.Devmajor), uint32(h.Devminor)
+	case tar.TypeFifo:
+		ch.Mode |= ModeFIFO
+	default:
+		return fmt.Errorf("%s: unsupported tar entry type %q", name, h.Typeflag)
+	}
+	if err := cw.WriteHeader(ch); err != nil {
+		return err
+	}
+	st.entriesOut++
+	if ch.Mode&ModeTypeMask == ModeRegular {
+		n, err := io.Copy(cw, data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if n != h.Size {
+			return fmt.Errorf("%s: short tar entry (%d of %d bytes)", name, n, h.Size)
+		}
+		st.bytesOut += n
+	}
+	return nil
+}
+
+// trimmed reports whether name or one of its parent directories matches a glob in trim.
+func trimmed(name string, trim []string) bool {
+	for p := name; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+		for _, g := range trim {
+			if ok, _ := path.Match(g, p); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// installedPackages extracts "name version" lines of installed packages from a dpkg status
+// file.
+func installedPackages(status string) string {
+	var lines []string
+	for _, stanza := range strings.Split(status, "\n\n") {
+		var name, version string
+		installed := false
+		for _, l := range strings.Split(stanza, "\n") {
+			switch {
+			case strings.HasPrefix(l, "Package: "):
+				name = strings.TrimPrefix(l, "Package: ")
+			case strings.HasPrefix(l, "Version: "):
+				version = strings.TrimPrefix(l, "Version: ")
+			case strings.HasPrefix(l, "Status: "):
+				installed = strings.HasSuffix(l, " installed")
+			}
+		}
+		if name != "" && installed {
+			lines = append(lines, name+" "+version)
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// lineLogger is an io.Writer that logs each line written to it: mmdebstrap's "I:" progress at
+// Info, warnings and errors at Warn, anything else (apt and dpkg chatter) at Debug. It keeps
+// the last max lines for error messages.
+type lineLogger struct {
+	log    *slog.Logger
+	prefix string
+	start  time.Time
+	max    int
+
+	mu      sync.Mutex
+	partial []byte
+	last    []string
+}
+
+func (w *lineLogger) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.line(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+// flush logs a last line that had no newline.
+func (w *lineLogger) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) > 0 {
+		w.line(string(w.partial))
+		w.partial = nil
+	}
+}
+
+func (w *lineLogger) line(l string) {
+	l = strings.TrimRight(l, "\r")
+	w.last = append(w.last, l)
+	if len(w.last) > w.max {
+		w.last = w.last[len(w.last)-w.max:]
+	}
+	elapsed := time.Since(w.start).Round(100 * time.Millisecond)
+	switch {
+	case strings.HasPrefix(l, "I: "):
+		w.log.Info(w.prefix+": "+strings.TrimPrefix(l, "I: "), "elapsed", elapsed)
+	case strings.HasPrefix(l, "W: "), strings.HasPrefix(l, "E: "):
+		w.log.Warn(w.prefix+": "+l, "elapsed", elapsed)
+	default:
+		w.log.Debug(w.prefix+": "+l, "elapsed", elapsed)
+	}
+}
+
+func (w *lineLogger) tail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.last, "\n")
+}

@@ -1,0 +1,109 @@
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/image"
+)
+
+// VulnerableName is the scenario name of the 6.1 kernel with the kernel_connect() address
+// copies reverted (DESIGN.md §4 "Vulnerable kernel recipe").
+const VulnerableName = "vulnerable-6.1"
+
+// Resolve returns the kernel a scenario names: StockName for Debian's stock kernel (downloaded
+// and cached, see Resolver.DebianStock), or the path of a kernel image (bzImage or vmlinuz),
+// used in place, with its release read from the image header and no modules (the lab's own
+// kernels are built with everything it needs built in).
+func Resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logger) (Kernel, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	switch name {
+	case StockName:
+		return Resolver{Cache: cache}.DebianStock(ctx, log)
+	case VulnerableName:
+		return Kernel{}, fmt.Errorf("kernel %q: building it is not automated yet; build a bzImage by hand (DESIGN.md §4, \"Vulnerable kernel recipe\") and name its path instead", name)
+	}
+	if st, err := os.Stat(name); err == nil && st.Mode().IsRegular() {
+		return imageKernel(name)
+	} else if err == nil {
+		return Kernel{}, fmt.Errorf("kernel %q is not a regular file", name)
+	} else if strings.ContainsRune(name, '/') {
+		return Kernel{}, fmt.Errorf("kernel image %s: %w", name, err)
+	}
+	return Kernel{}, fmt.Errorf("unknown kernel %q: want %s or the path of a bzImage", name, StockName)
+}
+
+// ModulesArchive is Resolver.ModulesArchive for a kernel from Resolve, without logging. It
+// returns "" and no error for a kernel without modules.
+func ModulesArchive(ctx context.Context, cache image.Cache, k Kernel, want []string) (string, error) {
+	if k.ModulesDir == "" {
+		return "", nil
+	}
+	return Resolver{Cache: cache}.ModulesArchive(ctx, slog.New(slog.DiscardHandler), k, want)
+}
+
+// imageKernel describes a kernel image file given by path.
+func imageKernel(p string) (Kernel, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return Kernel{}, err
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("kernel image: %w", err)
+	}
+	defer f.Close()
+	version, err := BzImageVersion(f)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("kernel image %s: %w", p, err)
+	}
+	k := Kernel{Name: p, Release: strings.Fields(version)[0], Vmlinuz: abs}
+	// A bzImage inside a build tree: <tree>/arch/<arch>/boot/bzImage, config at <tree>/.config.
+	for _, c := range []string{
+		filepath.Join(filepath.Dir(abs), "..", "..", "..", ".config"),
+		filepath.Join(filepath.Dir(abs), "config-"+k.Release),
+		filepath.Join(filepath.Dir(abs), ".config"),
+	} {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			k.Config = filepath.Clean(c)
+			break
+		}
+	}
+	return k, nil
+}
+
+// BzImageVersion returns the version string an x86 bzImage carries in its setup header (what
+// `file` prints, e.g. "6.1.192 (user@host) #1 SMP ..."), without booting it.
+func BzImageVersion(r io.ReaderAt) (string, error) {
+	hdr := make([]byte, 0x210)
+	if _, err := r.ReadAt(hdr, 0); err != nil {
+		return "", fmt.Errorf("reading the setup header: %w", err)
+	}
+	if string(hdr[0x202:0x206]) != "HdrS" {
+		return "", fmt.Errorf("not an x86 bzImage (no HdrS setup header)")
+	}
+	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
+	buf := make([]byte, 256)
+	n, err := r.ReadAt(buf, off)
+	if n == 0 {
+		return "", fmt.Errorf("reading the kernel version string: %w", err)
+	}
+	buf = buf[:n]
+	if i := bytes.IndexByte(buf, 0); i >= 0 {
+		buf = buf[:i]
+	}
+	v := strings.TrimSpace(string(buf))
+	if v == "" {
+		return "", fmt.Errorf("empty kernel version string")
+	}
+	return v, nil
+}
