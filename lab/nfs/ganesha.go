@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,11 +209,16 @@ type Process struct {
 // the server keeps running after ctx ends, until Kill. Its stdout and stderr (the first 64 KiB)
 // are kept for Output; ganesha's own log goes to logPath. The server is not ready when
 // StartGanesha returns: wait for it with WaitListening.
-func StartGanesha(ctx context.Context, netnsName, confPath, logPath, pidPath string) (*Process, error) {
-	args := []string{"-F", "-f", confPath, "-L", logPath, "-N", "NIV_EVENT", "-p", pidPath}
-	name := GaneshaBinary
+//
+// wrapper, when given, is a command that `ip netns exec` runs instead of ganesha and that must
+// exec ganesha with the remaining arguments (the agent uses it to give the pod a mount namespace
+// without the node's NFS mounts).
+func StartGanesha(ctx context.Context, netnsName string, wrapper []string, confPath, logPath, pidPath string) (*Process, error) {
+	args := append(append([]string{}, wrapper...), GaneshaBinary, "-F", "-f", confPath, "-L", logPath, "-N", "NIV_EVENT", "-p", pidPath)
+	name := args[0]
+	args = args[1:]
 	if netnsName != "" {
-		args = append([]string{"netns", "exec", netnsName, GaneshaBinary}, args...)
+		args = append([]string{"netns", "exec", netnsName, name}, args...)
 		name = IPBinary
 	}
 	p, err := startProcess(ctx, name, args...)
@@ -273,8 +279,37 @@ func (p *Process) Kill(ctx context.Context) error {
 	case <-p.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("kill pid %d: not reaped: %w", p.Pid(), ctx.Err())
+		return fmt.Errorf("kill pid %d: not reaped (%s): %w", p.Pid(), TaskStates(p.Pid()), ctx.Err())
 	}
+}
+
+// TaskStates describes the threads of a process that are not running or sleeping
+// interruptibly: state letter and kernel wait channel, e.g. "D nfs4_wait_clnt_recover". It is
+// diagnosis for a process that does not die.
+func TaskStates(pid int) string {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	var out []string
+	for _, t := range tasks {
+		stat, err := os.ReadFile(filepath.Join(t, "stat"))
+		if err != nil {
+			continue
+		}
+		// The state follows the parenthesised command name, which may itself contain spaces.
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 && i+2 < len(rest) {
+			rest = rest[i+2:]
+		}
+		state := strings.SplitN(rest, " ", 2)[0]
+		if state == "S" || state == "R" {
+			continue
+		}
+		wchan, _ := os.ReadFile(filepath.Join(t, "wchan"))
+		out = append(out, fmt.Sprintf("tid %s %s %s", filepath.Base(t), state, strings.TrimSpace(string(wchan))))
+	}
+	if len(out) == 0 {
+		return "no blocked threads"
+	}
+	return strings.Join(out, "; ")
 }
 
 // WaitListening polls a TCP connect to addr, from the caller's network namespace, every 50 ms

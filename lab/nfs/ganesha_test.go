@@ -170,7 +170,7 @@ func TestProcessKill(t *testing.T) {
 func TestStartGaneshaCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := StartGanesha(ctx, "nope", "/c", "/l", "/p"); !errors.Is(err, context.Canceled) {
+	if _, err := StartGanesha(ctx, "nope", nil, "/c", "/l", "/p"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("StartGanesha with canceled ctx = %v", err)
 	}
 }

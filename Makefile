@@ -1,0 +1,59 @@
+# nfslab — build, run and test.
+#
+#   sudo make run     install what the lab needs, build nfslab, run the built-in default scenario
+#   sudo make test    install what the lab needs, run the unit tests and the end-to-end VM tests
+#   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
+
+GO        ?= go
+BIN       := bin/nfslab
+# The binary also runs inside the VM as its init: it must be static.
+GOFLAGS_BUILD := -trimpath
+export CGO_ENABLED := 0
+
+# Debian/Ubuntu packages the lab drives: qemu for the VM, mmdebstrap for the guest root
+# filesystem, apt/dpkg for the stock kernel, kmod for depmod, cpio for the tests' cross-check.
+APT_PACKAGES := qemu-system-x86 mmdebstrap kmod cpio ca-certificates iptables iproute2 xz-utils zstd
+
+.PHONY: all build deps run test unit e2e bench lint fmt clean
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/nfslab
+
+# deps installs the system packages (as root); it is a no-op when they are all present.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else apt-get update -q >/dev/null 2>&1 || true; fi
+
+run: deps build
+	./$(BIN) run
+
+# test: static checks, unit tests (real BPF where the host allows it), then the end-to-end tests
+# that boot VMs and assert verdicts and evidence.
+test: deps lint
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 60m -v -run 'Test' ./test/e2e/ -e2e
+
+unit:
+	$(GO) test -count=1 ./...
+
+e2e: deps
+	$(GO) test -count=1 -timeout 60m -v ./test/e2e/ -e2e
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./lab/... ./test/e2e/ -e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,229 @@
+// Command nfslab reproduces how NFS mounts behave when the NFS server behind a Kubernetes
+// ClusterIP is replaced, on a chosen kernel and datapath, and reports a verdict.
+//
+// Exit codes: 0 every cell got its expected verdict; 1 some cell did not; 2 bad input (usage, a
+// malformed or invalid scenario); 3 the lab itself could not run.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nfslab/nfslab/lab"
+	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/reports"
+	"github.com/nfslab/nfslab/scenarios"
+)
+
+// Exit codes.
+const (
+	exitPass     = 0
+	exitMismatch = 1
+	exitUsage    = 2
+	exitLab      = 3
+)
+
+// usageError marks bad input: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitError carries an exit code decided by a command (e.g. 1 for a verdict mismatch).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	if os.Getpid() == 1 {
+		// Inside the VM as its init: nothing else makes sense.
+		agent.RunInit(context.Background(), slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitPass
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "nfslab: %v\n", err)
+	var ue usageError
+	var se *scenario.Error
+	var le *lab.LabError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &se):
+		return exitUsage
+	case errors.As(err, &le):
+		return exitLab
+	case ctx.Err() != nil:
+		return exitLab
+	default:
+		// cobra's own flag and argument errors
+		return exitUsage
+	}
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nfslab",
+		Short:         "Reproduce NFS failover behind a ClusterIP on a chosen kernel and datapath",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newRunCmd(stdout, stderr), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd())
+	return root
+}
+
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		ref       string
+		datapaths []string
+		kernels   []string
+		reportDir string
+		cacheDir  string
+		accel     string
+		verbose   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a scenario (the built-in default when none is given) and report verdicts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := scenario.Load(ref, scenarios.FS)
+			if err != nil {
+				return err
+			}
+			if err := s.Filter(kernels, datapaths); err != nil {
+				return err
+			}
+			level := slog.LevelWarn
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			runID := time.Now().UTC().Format("20060102-150405")
+			if reportDir == "" {
+				reportDir = filepath.Join("reports", runID)
+			}
+			fmt.Fprintf(stdout, "nfslab: scenario %s, %d cell(s), reports in %s\n", s.Name, len(s.Cells()), reportDir)
+			res, runErr := lab.Run(cmd.Context(), lab.Options{
+				Scenario: s, CacheDir: cacheDir, Accel: accel, Progress: stdout, Log: log, ArtifactDir: reportDir,
+			})
+			res.RunID = runID
+			if err := writeReports(reportDir, res); err != nil {
+				return errors.Join(runErr, &lab.LabError{Err: err})
+			}
+			fmt.Fprintln(stdout)
+			reports.Summary(stdout, res)
+			fmt.Fprintf(stdout, "\nreport: %s\n", filepath.Join(reportDir, "result.json"))
+			if runErr != nil {
+				return runErr
+			}
+			if !res.Pass {
+				return exitError{exitMismatch}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ref, "scenario", "default", "built-in scenario name or path to a scenario file")
+	f.StringSliceVar(&datapaths, "datapath", nil, "only these datapaths (kube-proxy, socket-lb); replaces the scenario's list")
+	f.StringSliceVar(&kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
+	f.StringVar(&reportDir, "report-dir", "", "where result.json and summary.md go (default reports/<run-id>)")
+	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
+	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
+	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return cmd
+}
+
+func writeReports(dir string, res *reports.Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create report directory %s: %w", dir, err)
+	}
+	if err := reports.WriteJSON(dir, res); err != nil {
+		return err
+	}
+	return reports.WriteMarkdown(dir, res)
+}
+
+func newScenariosCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "scenarios",
+		Short: "List the built-in scenarios",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			list, err := scenario.Builtins(scenarios.FS)
+			if err != nil {
+				return err
+			}
+			for _, s := range list {
+				fmt.Fprintf(stdout, "%-12s %s\n", s.Name, s.Description)
+			}
+			return nil
+		},
+	}
+}
+
+func newAgentCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "agent",
+		Short:  "Run as the in-VM agent (PID 1 of the lab VM)",
+		Hidden: true,
+		Args:   cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Getpid() != 1 {
+				return usageError{errors.New("the agent runs only as PID 1 of the lab VM (it mounts, powers off, …)")}
+			}
+			agent.RunInit(cmd.Context(), slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			return nil
+		},
+	}
+}
+
+func newProbeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    agent.ProbeCommand + " DIR SEQ [baseline]",
+		Short:  "Run one I/O probe (the agent's child process)",
+		Hidden: true,
+		Args:   cobra.RangeArgs(2, 3),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return agent.ProbeMain(args)
+		},
+	}
+}
+
+func newPodExecCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                agent.PodExecCommand + " PROGRAM [ARG…]",
+		Short:              "Start a pod's process without the node's NFS mounts (the agent's child)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return agent.PodExecMain(args)
+		},
+	}
+}

@@ -1,0 +1,454 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/fault"
+	"github.com/nfslab/nfslab/lab/nfs"
+	"github.com/nfslab/nfslab/lab/observe"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/topology"
+	"github.com/nfslab/nfslab/lab/verdict"
+)
+
+// serviceCIDR is routed to the service dummy device, as on a kube-proxy node.
+var serviceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+
+// sampleEvery is how often sockets and hook counters are sampled while waiting for recovery; it
+// bounds the early verdict's latency.
+const sampleEvery = 200 * time.Millisecond
+
+// probeRetryEvery is the pause between probes that failed fast.
+const probeRetryEvery = 500 * time.Millisecond
+
+// cellRun is one cell being run: the resources it created, so teardown removes exactly those.
+type cellRun struct {
+	cell scenario.Cell
+	em   *emitter
+	log  *slog.Logger
+
+	node     topology.Node
+	dp       datapath.Datapath
+	pods     []*topology.Pod
+	backends []*backend
+	mountDir string
+	export   string
+	probe    *probeRun // the last probe started; still running when stuck
+
+	lastSockets []event.Socket
+	lastHook    *event.HookObs
+}
+
+// backend is a pod running nfs-ganesha.
+type backend struct {
+	pod     *topology.Pod
+	ganesha *nfs.Process
+}
+
+// Kill stops the backend's server (the pod's containers die).
+func (b *backend) Kill(ctx context.Context) error {
+	if b.ganesha == nil {
+		return nil
+	}
+	err := b.ganesha.Kill(ctx)
+	b.ganesha = nil
+	return err
+}
+
+// Delete removes the pod: its network namespace and address are gone.
+func (b *backend) Delete(context.Context) error { return b.pod.Delete() }
+
+// run runs the cell end to end and tears it down. It reports whether the teardown left a process
+// stuck in the kernel (the VM is then unfit for more cells).
+func (r *cellRun) run(ctx context.Context) (tainted bool) {
+	r.em.beginCell(r.cell.Index)
+	defer r.em.endCell()
+
+	decision := r.execute(ctx)
+	r.em.emit(event.Event{Kind: event.KindCellDone, Verdict: &event.VerdictRecord{Verdict: string(decision.Verdict), Reason: decision.Reason}})
+	return r.teardown()
+}
+
+func (r *cellRun) facts() verdict.Facts {
+	return verdict.Facts{VIP: r.cell.VIP, OldBackend: r.cell.BackendA, NewBackend: r.cell.BackendB, Port: r.cell.Port}
+}
+
+func (r *cellRun) decide(final bool) verdict.Decision {
+	return verdict.Decide(verdict.Collect(r.facts(), r.em.events()), final)
+}
+
+// execute runs the cell's steps; any failure is recorded as an error event and ends the cell.
+func (r *cellRun) execute(ctx context.Context) verdict.Decision {
+	c := r.cell
+	setup := c.Timeouts.Setup.Duration
+	vip := netip.AddrPortFrom(netip.MustParseAddr(c.VIP), uint16(c.Port))
+	addrA, addrB := netip.MustParseAddr(c.BackendA), netip.MustParseAddr(c.BackendB)
+	nodePrefix := netip.MustParsePrefix(c.NodeCIDR)
+
+	steps := []struct {
+		step event.Step
+		do   func(context.Context) (string, error)
+	}{
+		{event.StepTopology, func(context.Context) (string, error) {
+			r.node = topology.Node{Bridge: fmt.Sprintf("nfslab%d", c.Index), Addr: nodePrefix, ServiceDev: fmt.Sprintf("svc%d", c.Index), ServiceCIDR: serviceCIDR}
+			if err := r.node.Setup(); err != nil {
+				return "", err
+			}
+			if err := r.makeExport(); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("node %s on %s, service CIDR %s, export %s", nodePrefix, r.node.Bridge, serviceCIDR, r.export), nil
+		}},
+		{event.StepDatapath, func(ctx context.Context) (string, error) {
+			dp, err := datapath.New(c.Datapath, datapath.Config{CgroupRoot: CgroupRoot, WatchPort: uint16(c.Port)})
+			if err != nil {
+				return "", err
+			}
+			if err := dp.Install(ctx); err != nil {
+				return "", fmt.Errorf("install %s: %w", c.Datapath, err)
+			}
+			r.dp = dp
+			return c.Datapath + " installed", nil
+		}},
+		{event.StepBackendServing, func(ctx context.Context) (string, error) {
+			if _, err := r.startBackend(ctx, "a", addrA); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("nfs-ganesha serving on %s:%d", addrA, c.Port), nil
+		}},
+		{event.StepServicePointed, func(ctx context.Context) (string, error) {
+			if err := r.dp.SetBackend(ctx, vip, netip.AddrPortFrom(addrA, uint16(c.Port))); err != nil {
+				return "", fmt.Errorf("point %s at %s: %w", vip, addrA, err)
+			}
+			return fmt.Sprintf("%s -> %s:%d", vip, addrA, c.Port), nil
+		}},
+		{event.StepMounted, func(ctx context.Context) (string, error) {
+			return r.mount(ctx, vip.Addr(), nodePrefix.Addr())
+		}},
+		{event.StepBaselineIO, func(ctx context.Context) (string, error) {
+			p := startProbe(r.mountDir, 0, true)
+			r.probe = p
+			select {
+			case err := <-p.done:
+				r.emitProbe(p, err, false)
+				if err != nil {
+					return "", fmt.Errorf("baseline I/O through the mount: %w", err)
+				}
+				return fmt.Sprintf("write+fsync+read in %.2f s", p.finish.Sub(p.start).Seconds()), nil
+			case <-ctx.Done():
+				r.emitProbe(p, nil, true)
+				return "", fmt.Errorf("baseline I/O through the mount: %w", ctx.Err())
+			}
+		}},
+	}
+	for _, s := range steps {
+		sctx, cancel := context.WithTimeout(ctx, setup)
+		msg, err := s.do(sctx)
+		cancel()
+		if err != nil {
+			r.em.fail(s.step, err)
+			return r.decide(true)
+		}
+		r.em.step(s.step, "%s", msg)
+	}
+	r.observeMount()
+	r.sample()
+
+	// The fault, and the replacement backend.
+	r.em.setPhase(event.PhaseAfter)
+	fctx, cancel := context.WithTimeout(ctx, setup)
+	err := fault.Inject(fctx, c.Fault, r.backends[0])
+	cancel()
+	if err != nil {
+		r.em.fail(event.StepFaultInjected, err)
+		return r.decide(true)
+	}
+	r.em.step(event.StepFaultInjected, "%s: pod a (%s) is gone", c.Fault, addrA)
+	// With the pod gone its endpoint leaves the EndpointSlice: the service has no backend.
+	if err := r.dp.SetBackend(ctx, vip, netip.AddrPort{}); err != nil {
+		r.em.fail(event.StepFaultInjected, fmt.Errorf("remove endpoint %s: %w", addrA, err))
+		return r.decide(true)
+	}
+
+	bctx, cancel := context.WithTimeout(ctx, setup)
+	_, err = r.startBackend(bctx, "b", addrB)
+	if err == nil {
+		err = r.dp.SetBackend(bctx, vip, netip.AddrPortFrom(addrB, uint16(c.Port)))
+	}
+	cancel()
+	if err != nil {
+		r.em.fail(event.StepBackendBReady, err)
+		return r.decide(true)
+	}
+	bReady := r.em.step(event.StepBackendBReady, "nfs-ganesha serving on %s:%d and %s -> %s:%d", addrB, c.Port, vip, addrB, c.Port).Mono
+
+	d := r.awaitRecovery(ctx, bReady)
+	r.observeMount()
+	r.sample()
+	return d
+}
+
+// awaitRecovery probes I/O until it succeeds, the early verdict is final, or the deadline passes.
+func (r *cellRun) awaitRecovery(ctx context.Context, bReady event.Mono) verdict.Decision {
+	c := r.cell
+	deadline := time.NewTimer(c.Timeouts.Recovery.Duration)
+	defer deadline.Stop()
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+
+	seq := 1
+	p := startProbe(r.mountDir, seq, false)
+	r.probe = p
+	stuckSaid := false
+	var retry <-chan time.Time
+	for {
+		var done <-chan error
+		if p != nil {
+			done = p.done
+		}
+		select {
+		case err := <-done:
+			r.emitProbe(p, err, false)
+			if err == nil {
+				r.em.step(event.StepIORecovered, "I/O recovered %.2f s after backend b was ready", p.finish.Sub(bReady).Seconds())
+				return r.decide(true)
+			}
+			p = nil
+			retry = time.After(probeRetryEvery)
+		case <-retry:
+			retry = nil
+			seq++
+			p = startProbe(r.mountDir, seq, false)
+			r.probe = p
+		case <-tick.C:
+			r.sample()
+			if p != nil && !stuckSaid && now().Sub(p.start) > c.Timeouts.Probe.Duration {
+				stuckSaid = true
+				r.emitProbe(p, nil, true)
+				r.em.step(event.StepIOStuck, "probe %d has not finished after %s", p.seq, c.Timeouts.Probe.Duration)
+			}
+			if d := r.decide(false); d.Final {
+				return d
+			}
+		case <-deadline.C:
+			r.em.step(event.StepDeadline, "no recovery %s after backend b was ready", c.Timeouts.Recovery.Duration)
+			return r.decide(true)
+		case <-ctx.Done():
+			r.em.fail(event.StepDeadline, ctx.Err())
+			return r.decide(true)
+		}
+	}
+}
+
+func (r *cellRun) emitProbe(p *probeRun, err error, stuck bool) {
+	obs := &event.ProbeObs{Seq: p.seq, OK: err == nil && !stuck, Stuck: stuck, StartNS: p.start}
+	if stuck {
+		obs.Seconds = now().Sub(p.start).Seconds()
+	} else {
+		obs.FinishNS = p.finish
+		obs.Seconds = p.finish.Sub(p.start).Seconds()
+	}
+	if err != nil {
+		obs.Error = err.Error()
+	}
+	r.em.emit(event.Event{Kind: event.KindObserve, Probe: obs})
+}
+
+// sample records the kernel's sockets to the NFS port and the hook counters when they changed.
+func (r *cellRun) sample() {
+	if obs, err := observe.ReadTCPSockets(uint16(r.cell.Port)); err == nil && !reflect.DeepEqual(obs.Sockets, r.lastSockets) {
+		r.lastSockets = obs.Sockets
+		r.em.emit(event.Event{Kind: event.KindObserve, Sockets: &obs})
+	}
+	if in, ok := r.dp.(datapath.Instrumented); ok {
+		if h, err := in.HookStats(); err == nil && (r.lastHook == nil || *r.lastHook != h) {
+			r.lastHook = &h
+			r.em.emit(event.Event{Kind: event.KindObserve, Hook: &h})
+		}
+	}
+}
+
+func (r *cellRun) observeMount() {
+	f, err := os.Open("/proc/mounts")
+	if err != nil {
+		r.em.fail("", fmt.Errorf("read /proc/mounts: %w", err))
+		return
+	}
+	defer f.Close()
+	entries, err := nfs.ParseMounts(f)
+	if err != nil {
+		r.em.fail("", fmt.Errorf("parse /proc/mounts: %w", err))
+		return
+	}
+	m, ok := nfs.FindMount(entries, r.mountDir)
+	if !ok {
+		r.em.fail("", fmt.Errorf("%s is not in /proc/mounts", r.mountDir))
+		return
+	}
+	r.em.emit(event.Event{Kind: event.KindObserve, Mount: &event.MountObs{Source: m.Source, FSType: m.FSType, Addr: nfs.AddrOf(m), Options: m.Options}})
+}
+
+// makeExport creates the tmpfs both backends export, like a volume a replaced pod reattaches.
+func (r *cellRun) makeExport() error {
+	r.export = fmt.Sprintf("/srv/nfslab/c%d/export", r.cell.Index)
+	if err := os.MkdirAll(r.export, 0o755); err != nil {
+		return fmt.Errorf("mkdir %s: %w", r.export, err)
+	}
+	if err := unix.Mount("tmpfs", r.export, "tmpfs", 0, "mode=0777,size=64m"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", r.export, err)
+	}
+	return nil
+}
+
+// startBackend creates pod <name> at addr and starts nfs-ganesha in it, returning when it listens.
+func (r *cellRun) startBackend(ctx context.Context, name string, addr netip.Addr) (*backend, error) {
+	c := r.cell
+	podName := fmt.Sprintf("c%d-pod-%s", c.Index, name)
+	pod, err := r.node.AddPod(podName, fmt.Sprintf("c%d%s", c.Index, name), addr)
+	if err != nil {
+		return nil, err
+	}
+	r.pods = append(r.pods, pod)
+	b := &backend{pod: pod}
+	r.backends = append(r.backends, b)
+
+	dir := filepath.Join("/run/nfslab", podName)
+	if err := os.MkdirAll(filepath.Join(dir, "recovery"), 0o755); err != nil {
+		return nil, fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	conf, err := nfs.RenderGaneshaConfig(nfs.GaneshaParams{
+		BindAddr:     addr,
+		Port:         c.Port,
+		ExportPath:   r.export,
+		PseudoPath:   "/export",
+		RecoveryRoot: filepath.Join(dir, "recovery"),
+		Protocols:    "4",
+		LeaseSeconds: 10,
+		LogPath:      filepath.Join(dir, "ganesha.log"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ganesha config for pod %s: %w", name, err)
+	}
+	confPath := filepath.Join(dir, "ganesha.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", confPath, err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the agent binary: %w", err)
+	}
+	proc, err := nfs.StartGanesha(ctx, pod.Name, []string{self, PodExecCommand}, confPath, filepath.Join(dir, "ganesha.log"), filepath.Join(dir, "ganesha.pid"))
+	if err != nil {
+		return nil, fmt.Errorf("start nfs-ganesha in pod %s: %w", name, err)
+	}
+	b.ganesha = proc
+	if err := nfs.WaitListening(ctx, netip.AddrPortFrom(addr, uint16(c.Port))); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "ganesha.log"))
+		return nil, fmt.Errorf("nfs-ganesha in pod %s never listened on %s:%d: %w (log: %s)", name, addr, c.Port, err, tail(log, 600))
+	}
+	return b, nil
+}
+
+func (r *cellRun) mount(ctx context.Context, vip, client netip.Addr) (string, error) {
+	c := r.cell
+	r.mountDir = fmt.Sprintf("/mnt/nfslab/c%d", c.Index)
+	fstype, data, err := nfs.MountOptions(c.NFS, vip, client, c.MountOptions)
+	if err != nil {
+		return "", err
+	}
+	source := vip.String() + ":/export"
+	if err := nfs.Mount(ctx, source, r.mountDir, fstype, data); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s on %s type %s (%s)", source, r.mountDir, fstype, data), nil
+}
+
+// teardown removes everything the cell created, in reverse order. It reports whether a probe is
+// still stuck in the kernel after the mount was forced away.
+func (r *cellRun) teardown() (tainted bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var errs []error
+	// Unmount while the backend still serves, so a healthy mount goes away at once and a stuck
+	// one is forced.
+	if r.mountDir != "" {
+		if err := nfs.Unmount(ctx, r.mountDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.probe != nil {
+		select {
+		case <-r.probe.exited:
+		case <-time.After(3 * time.Second):
+			_ = r.probe.kill()
+			select {
+			case <-r.probe.exited:
+			case <-time.After(2 * time.Second):
+				tainted = true
+			}
+		}
+	}
+	for _, b := range r.backends {
+		if err := b.Kill(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.dp != nil {
+		if err := r.dp.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("remove datapath: %w", err))
+		}
+	}
+	for _, p := range r.pods {
+		if err := p.Delete(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.export != "" {
+		if err := unix.Unmount(r.export, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", r.export, err))
+		}
+	}
+	if err := r.node.Teardown(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.em.fail(event.StepTeardown, err)
+	}
+	if tainted {
+		r.em.step(event.StepTeardownTainted, "probe %d is still blocked in the kernel after a forced unmount", r.probe.seq)
+		return true
+	}
+	r.em.step(event.StepTeardown, "cell resources removed")
+	return false
+}
+
+func setLoopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	return nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/observe"
+)
+
+// CgroupRoot is where the agent mounts the cgroup2 hierarchy inside the VM.
+const CgroupRoot = "/sys/fs/cgroup"
+
+// bootModules are loaded before anything else: the virtio transport and the serial port to the
+// host. The rest is autoloaded by the kernel through /sbin/modprobe as the lab uses it.
+var bootModules = []string{"virtio_pci", "virtio_console"}
+
+// labModules are loaded up front so that a missing one fails loudly at boot, not mid-cell.
+var labModules = []string{"nfsv4", "veth", "bridge", "dummy"}
+
+// RunInit is the agent's entry point as PID 1 of the VM. It sets up the minimal system, talks to
+// the host over the virtio-serial port, runs the job and powers the VM off; it does not return.
+func RunInit(ctx context.Context, log *slog.Logger) {
+	if err := runInit(ctx, log); err != nil {
+		log.Error("agent failed", "err", err)
+	}
+	powerOff(log)
+}
+
+func runInit(ctx context.Context, log *slog.Logger) error {
+	// The kernel starts init with almost no environment.
+	os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	if err := mountBase(); err != nil {
+		return fmt.Errorf("prepare guest: %w", err)
+	}
+	_ = unix.Sethostname([]byte("nfslab-node"))
+	if err := modprobe(ctx, bootModules...); err != nil {
+		return err
+	}
+	port, err := openPort(ctx, event.PortName)
+	if err != nil {
+		return err
+	}
+	defer port.Close()
+	return Serve(ctx, log, port)
+}
+
+// Serve says hello on rw, reads the job, runs its cells and says bye.
+func Serve(ctx context.Context, log *slog.Logger, rw interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+}) error {
+	em := newEmitter(rw, log)
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	em.emit(event.Event{Kind: event.KindHello, Cell: -1, Hello: &event.Hello{
+		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
+		KernelVersion: unix.ByteSliceToString(uts.Version[:]),
+		Cgroup2:       CgroupRoot,
+		BootMono:      now(),
+	}})
+
+	if err := modprobe(ctx, labModules...); err != nil {
+		em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
+		em.emit(event.Event{Kind: event.KindBye, Msg: "cannot run cells: " + err.Error()})
+		return err
+	}
+
+	job, err := readJob(rw)
+	if err != nil {
+		em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
+		return err
+	}
+
+	kctx, stopKmsg := context.WithCancel(ctx)
+	defer stopKmsg()
+	go followKernelLog(kctx, em)
+
+	for _, c := range job.Cells {
+		r := &cellRun{cell: c, em: em, log: log.With("cell", c.ID)}
+		tainted := r.run(ctx)
+		if tainted {
+			em.emit(event.Event{Kind: event.KindBye, Msg: fmt.Sprintf("cell %s left I/O stuck in the kernel; the remaining cells need a fresh VM", c.ID)})
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	em.emit(event.Event{Kind: event.KindBye, Msg: "job done"})
+	return em.err
+}
+
+func readJob(r interface{ Read([]byte) (int, error) }) (Job, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return Job{}, fmt.Errorf("read job from host: %w", err)
+		}
+		return Job{}, errors.New("read job from host: the host closed the port")
+	}
+	var job Job
+	if err := json.Unmarshal(sc.Bytes(), &job); err != nil {
+		return Job{}, fmt.Errorf("decode job from host: %w", err)
+	}
+	return job, nil
+}
+
+// followKernelLog streams NFS/SUNRPC kernel log lines as observations until ctx ends.
+func followKernelLog(ctx context.Context, em *emitter) {
+	// From the end: boot messages are not evidence of any cell.
+	err := observe.FollowKmsg(ctx, observe.KmsgPath, true, observe.NFSRelevant, func(msg string) {
+		em.emit(event.Event{Kind: event.KindObserve, Kernel: &event.KernelLogObs{Line: msg}})
+	})
+	if err != nil && ctx.Err() == nil {
+		em.emit(event.Event{Kind: event.KindError, Msg: fmt.Sprintf("follow the kernel log: %v", err)})
+	}
+}
+
+func mountBase() error {
+	mounts := []struct{ src, dst, fstype, data string }{
+		{"proc", "/proc", "proc", ""},
+		{"sysfs", "/sys", "sysfs", ""},
+		{"devtmpfs", "/dev", "devtmpfs", ""},
+		{"tmpfs", "/run", "tmpfs", "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
+		{"cgroup2", CgroupRoot, "cgroup2", ""},
+		{"bpf", "/sys/fs/bpf", "bpf", ""},
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.dst, err)
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, 0, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	for _, d := range []string{"/run/netns", "/run/ganesha", "/var/lib/nfs/ganesha"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", d, err)
+		}
+	}
+	// `ip netns` needs /run/netns to be a shared mount point.
+	if err := unix.Mount("tmpfs", "/run/netns", "tmpfs", 0, ""); err != nil {
+		return fmt.Errorf("mount /run/netns: %w", err)
+	}
+	if err := unix.Mount("", "/run/netns", "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make /run/netns shared: %w", err)
+	}
+	if err := setLoopbackUp(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func modprobe(ctx context.Context, modules ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	args := append([]string{"-a"}, modules...)
+	out, err := exec.CommandContext(ctx, "modprobe", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("load kernel modules %s: %w: %s", strings.Join(modules, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// openPort finds the virtio-serial port with the given name and opens it.
+func openPort(ctx context.Context, name string) (*os.File, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			if err != nil || strings.TrimSpace(string(b)) != name {
+				continue
+			}
+			dev := "/dev/" + filepath.Base(filepath.Dir(n))
+			f, err := os.OpenFile(dev, os.O_RDWR, 0)
+			if err != nil {
+				return nil, fmt.Errorf("open virtio port %s (%s): %w", name, dev, err)
+			}
+			return f, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("find virtio port %s: not present (is virtio_console loaded and the qemu -device virtserialport given?)", name)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// powerOff flushes filesystems and powers the VM off through sysrq; as PID 1 the agent must not
+// simply exit (that would panic the kernel).
+func powerOff(log *slog.Logger) {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sysrq-trigger", []byte("o"), 0); err != nil {
+		log.Error("power off", "err", err)
+		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+	time.Sleep(10 * time.Second)
+}

@@ -1,0 +1,12 @@
+// Package agent is the side of nfslab that runs where the kernel under test is: inside the VM, as
+// PID 1. It receives a Job from the host over a virtio-serial port, runs the cells one after the
+// other (topology, datapath, nfs-ganesha backends, the kernel NFS mount, the fault, the probes)
+// and streams every step and observation back as event JSON lines.
+package agent
+
+import "github.com/nfslab/nfslab/lab/scenario"
+
+// Job is what the host sends the agent, as one JSON line, right after the agent's hello.
+type Job struct {
+	Cells []scenario.Cell `json:"cells"`
+}

@@ -1,0 +1,279 @@
+// Package vm is the VM provider: a qemu machine booting the kernel under test with the lab's
+// initramfs, whose PID 1 is the nfslab agent. The host talks to the agent over a virtio-serial
+// port (JSON lines both ways); the serial console goes to a log file for people to read and is
+// never parsed.
+package vm
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
+)
+
+// Accelerators.
+const (
+	AccelAuto = "auto" // KVM when it works, else TCG
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// Config describes one VM.
+type Config struct {
+	Kernel   string // path to the bzImage
+	Initrd   string // path to the initramfs
+	Accel    string // AccelAuto, AccelKVM or AccelTCG
+	CPUs     int
+	MemoryMB int
+	Dir      string // private directory for the control socket and the console log
+	// BootTimeout bounds the time from starting qemu to the agent's hello.
+	BootTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// VM is a running machine with a connected agent.
+type VM struct {
+	Accel      string      // the accelerator that worked
+	Hello      event.Hello // what the agent said when it came up
+	BootTime   time.Duration
+	ConsoleLog string
+
+	cmd     *exec.Cmd
+	conn    net.Conn
+	lines   *bufio.Scanner
+	exited  chan struct{}
+	waitErr error
+	once    sync.Once
+	log     *slog.Logger
+}
+
+// Boot starts the VM and waits for the agent's hello. With AccelAuto it tries KVM first (when
+// /dev/kvm is usable) and falls back to TCG if KVM fails to bring the agent up.
+func Boot(ctx context.Context, cfg Config) (*VM, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return nil, fmt.Errorf("qemu-system-x86_64 not found: install it with apt-get install qemu-system-x86: %w", err)
+	}
+	switch cfg.Accel {
+	case AccelKVM, AccelTCG:
+		return boot(ctx, cfg, cfg.Accel)
+	case AccelAuto, "":
+		if KVMUsable() {
+			kcfg := cfg
+			kcfg.BootTimeout = min(cfg.BootTimeout, 30*time.Second)
+			v, err := boot(ctx, kcfg, AccelKVM)
+			if err == nil {
+				return v, nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			cfg.Log.Warn("KVM did not bring the VM up; falling back to TCG", "err", err)
+		}
+		return boot(ctx, cfg, AccelTCG)
+	default:
+		return nil, fmt.Errorf("unknown accelerator %q (want auto, kvm or tcg)", cfg.Accel)
+	}
+}
+
+// ConsolePath is where a VM booted in dir under accel writes its serial console.
+func ConsolePath(dir, accel string) string {
+	return filepath.Join(dir, "console-"+accel+".log")
+}
+
+// KVMUsable reports whether /dev/kvm can be opened for reading and writing.
+func KVMUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// Args returns qemu's command line for cfg with the given accelerator and control socket.
+func Args(cfg Config, accel, sock, console string) []string {
+	cpu := []string{"-accel", "tcg,thread=multi", "-cpu", "max"}
+	if accel == AccelKVM {
+		cpu = []string{"-accel", "kvm", "-cpu", "host"}
+	}
+	args := append(cpu,
+		"-machine", "q35",
+		"-smp", fmt.Sprint(cfg.CPUs),
+		"-m", fmt.Sprint(cfg.MemoryMB),
+		"-nodefaults", "-display", "none", "-no-reboot", "-nic", "none",
+		"-chardev", "file,id=console,path="+console,
+		"-serial", "chardev:console",
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=agent,path="+sock,
+		"-device", "virtserialport,chardev=agent,name="+event.PortName,
+		"-kernel", cfg.Kernel,
+		"-initrd", cfg.Initrd,
+		"-append", "console=ttyS0 panic=-1 no_timer_check quiet loglevel=4 mitigations=off rdinit=/init -- agent",
+	)
+	return args
+}
+
+func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
+	start := time.Now()
+	sock := filepath.Join(cfg.Dir, "agent-"+accel+".sock")
+	console := ConsolePath(cfg.Dir, accel)
+	_ = os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	defer ln.Close()
+	defer os.Remove(sock)
+
+	cmd := exec.Command("qemu-system-x86_64", Args(cfg, accel, sock, console)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cfg.Log.Debug("starting qemu", "args", strings.Join(cmd.Args, " "))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	v := &VM{Accel: accel, ConsoleLog: console, cmd: cmd, exited: make(chan struct{}), log: cfg.Log}
+	go func() {
+		v.waitErr = cmd.Wait()
+		close(v.exited)
+	}()
+
+	bctx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
+	defer cancel()
+	fail := func(what string, err error) (*VM, error) {
+		v.Close()
+		msg := strings.TrimSpace(stderr.String())
+		if msg != "" {
+			msg = " (qemu: " + lastLine(msg) + ")"
+		}
+		return nil, fmt.Errorf("boot VM under %s: %s: %w%s; console log: %s", accel, what, err, msg, console)
+	}
+
+	connCh := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			connCh <- c
+		}
+	}()
+	select {
+	case v.conn = <-connCh:
+	case <-v.exited:
+		return fail("qemu exited", exitErr(v.waitErr))
+	case <-bctx.Done():
+		return fail("qemu did not connect its agent port", bctx.Err())
+	}
+	v.lines = bufio.NewScanner(v.conn)
+	v.lines.Buffer(make([]byte, 0, 64<<10), 16<<20)
+
+	ev, err := v.Next(bctx)
+	if err != nil {
+		return fail("waiting for the agent", err)
+	}
+	if ev.Kind != event.KindHello {
+		return fail("waiting for the agent", fmt.Errorf("first event was %q, not hello", ev.Kind))
+	}
+	v.Hello = *ev.Hello
+	v.BootTime = time.Since(start)
+	return v, nil
+}
+
+// Send writes x to the agent as one JSON line.
+func (v *VM) Send(x any) error {
+	b, err := json.Marshal(x)
+	if err != nil {
+		return fmt.Errorf("encode message for the agent: %w", err)
+	}
+	if _, err := v.conn.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("send to the agent: %w", err)
+	}
+	return nil
+}
+
+// Next returns the agent's next event. It fails when ctx ends, the VM exits, or a line is not a
+// valid event.
+func (v *VM) Next(ctx context.Context) (event.Event, error) {
+	type result struct {
+		ev  event.Event
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		if !v.lines.Scan() {
+			err := v.lines.Err()
+			if err == nil {
+				err = errors.New("the agent closed the connection")
+			}
+			ch <- result{err: err}
+			return
+		}
+		ev, err := event.Decode(v.lines.Bytes())
+		ch <- result{ev, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.ev, r.err
+	case <-ctx.Done():
+		// Unblock the reader; the VM is not usable after this.
+		_ = v.conn.SetReadDeadline(time.Now())
+		<-ch
+		return event.Event{}, ctx.Err()
+	}
+}
+
+// Exited is closed when qemu has exited.
+func (v *VM) Exited() <-chan struct{} { return v.exited }
+
+// WaitExit waits up to d for the VM to power itself off and reports whether it did.
+func (v *VM) WaitExit(d time.Duration) bool {
+	select {
+	case <-v.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Close kills the VM if it still runs and releases its resources. It is safe to call twice.
+func (v *VM) Close() {
+	v.once.Do(func() {
+		if v.conn != nil {
+			v.conn.Close()
+		}
+		if v.cmd.Process != nil {
+			_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		<-v.exited
+	})
+}
+
+func exitErr(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,371 @@
+// Package lab is the engine: Run takes a scenario, prepares the images, boots a VM per kernel,
+// has the in-VM agent run the cells, and turns each cell's timeline into a verdict and a report.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/verdict"
+	"github.com/nfslab/nfslab/reports"
+)
+
+// Options configure a run.
+type Options struct {
+	Scenario *scenario.Scenario
+	CacheDir string    // artefact cache (rootfs, kernels); image.DefaultCacheDir() when empty
+	Accel    string    // vm.AccelAuto, vm.AccelKVM, vm.AccelTCG
+	Agent    string    // the static nfslab binary to run inside the VM; this executable when empty
+	Progress io.Writer // live progress lines for people; nil for none
+	Log      *slog.Logger
+	// ArtifactDir receives each VM's console log (console-<kernel>-<n>.log); none when empty.
+	ArtifactDir string
+}
+
+// LabError means the lab itself could not run (a missing tool, an image that did not build, a VM
+// that did not boot): no verdict could be reached. The CLI maps it to exit code 3.
+type LabError struct{ Err error }
+
+func (e *LabError) Error() string { return e.Err.Error() }
+func (e *LabError) Unwrap() error { return e.Err }
+
+func labErr(format string, args ...any) error {
+	return &LabError{Err: fmt.Errorf(format, args...)}
+}
+
+// Run runs every cell of the scenario and returns the result. Cells whose evidence was gathered
+// have verdicts even when Run also returns an error for others.
+func Run(ctx context.Context, opts Options) (*reports.Result, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	p := newProgress(opts.Progress)
+	res := &reports.Result{Schema: reports.Schema, Scenario: opts.Scenario.Name, StartedAt: time.Now().UTC()}
+	res.Host.Kernel = hostKernel()
+	defer func() { res.FinishedAt = time.Now().UTC() }()
+
+	if err := image.CheckHostTools(); err != nil {
+		return res, &LabError{Err: err}
+	}
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		d, err := image.DefaultCacheDir()
+		if err != nil {
+			return res, labErr("find a cache directory: %w", err)
+		}
+		cacheDir = d
+	}
+	cache := image.Cache{Dir: cacheDir}
+	agentBin := opts.Agent
+	if agentBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return res, labErr("find the nfslab binary for the VM agent: %w", err)
+		}
+		agentBin = exe
+	}
+
+	work, err := os.MkdirTemp("", "nfslab-run-")
+	if err != nil {
+		return res, labErr("make a work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	cells := opts.Scenario.Cells()
+	res.Cells = make([]reports.Cell, len(cells))
+	for i, c := range cells {
+		res.Cells[i] = pendingCell(c)
+	}
+
+	p.say("image: preparing the guest root filesystem (cache %s)", cacheDir)
+	t0 := time.Now()
+	rootfs, err := cache.Rootfs(ctx, opts.Log)
+	if err != nil {
+		return res, labErr("build the guest root filesystem: %w", err)
+	}
+	p.say("image: root filesystem ready in %.1f s", time.Since(t0).Seconds())
+	agentArchive := filepath.Join(work, "agent.cpio")
+	if err := image.AgentArchive(agentArchive, agentBin); err != nil {
+		return res, labErr("package the agent: %w", err)
+	}
+
+	var errs []error
+	for _, group := range byKernel(cells) {
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+		if err := runKernel(ctx, opts, p, cache, work, rootfs, agentArchive, group, res); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	res.Pass = len(errs) == 0
+	for _, c := range res.Cells {
+		if !c.Pass {
+			res.Pass = false
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// runKernel boots the kernel of a group of cells and runs them, booting again after a cell that
+// left I/O stuck in the kernel.
+func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache, work, rootfs, agentArchive string, group []scenario.Cell, res *reports.Result) error {
+	name := group[0].Kernel
+	p.say("kernel %s: preparing", name)
+	k, err := kernel.Resolve(ctx, cache, name, opts.Log)
+	if err != nil {
+		return labErr("kernel %s: %w", name, err)
+	}
+	modules, err := kernel.ModulesArchive(ctx, cache, k, kernel.LabModules)
+	if err != nil {
+		return labErr("kernel %s: modules for the guest: %w", name, err)
+	}
+	initrd := filepath.Join(work, "initrd-"+k.Release+".cpio")
+	parts := []string{rootfs, agentArchive}
+	if modules != "" {
+		parts = []string{rootfs, modules, agentArchive}
+	}
+	if err := image.Assemble(initrd, parts...); err != nil {
+		return labErr("assemble the initramfs: %w", err)
+	}
+	p.say("kernel %s: %s ready", name, k.Release)
+
+	remaining := group
+	for len(remaining) > 0 {
+		done, err := bootAndRun(ctx, opts, p, k, initrd, work, remaining, res)
+		if err != nil {
+			return err
+		}
+		if done == 0 {
+			return labErr("kernel %s: the VM ran no cell", name)
+		}
+		remaining = remaining[done:]
+		if len(remaining) > 0 {
+			p.say("kernel %s: booting a fresh VM for the %d remaining cell(s)", name, len(remaining))
+		}
+	}
+	return nil
+}
+
+// bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
+// returns how many of the cells finished.
+func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel, initrd, work string, cells []scenario.Cell, res *reports.Result) (int, error) {
+	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
+	machine, err := vm.Boot(ctx, vm.Config{
+		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
+		CPUs: min(2, runtime.NumCPU()), MemoryMB: 2048, Dir: work,
+		BootTimeout: 180 * time.Second, Log: opts.Log,
+	})
+	if err != nil {
+		for _, a := range []string{vm.AccelKVM, vm.AccelTCG} {
+			keepConsole(opts.ArtifactDir, k.Name+"-"+a, vm.ConsolePath(work, a))
+		}
+		return 0, labErr("kernel %s: %w", k.Name, err)
+	}
+	defer func() {
+		machine.Close()
+		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
+	}()
+	res.Host.Accel = machine.Accel
+	res.Host.QEMU = qemuVersion(ctx)
+	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
+
+	if err := machine.Send(agent.Job{Cells: cells}); err != nil {
+		return 0, labErr("kernel %s: %w", k.Name, err)
+	}
+
+	timeline := make(map[int][]event.Event)
+	done := 0
+	// Each cell may take its setup steps, its recovery window and teardown; bound the whole VM.
+	var budget time.Duration
+	for _, c := range cells {
+		budget += 8*c.Timeouts.Setup.Duration + c.Timeouts.Recovery.Duration + 30*time.Second
+	}
+	vctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	for {
+		ev, err := machine.Next(vctx)
+		if err != nil {
+			finishCells(cells, timeline, k, machine, res, done)
+			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w (console log: %s)", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
+		}
+		if ev.Cell >= 0 {
+			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
+		}
+		p.event(cellName(cells, ev.Cell), ev)
+		switch ev.Kind {
+		case event.KindCellDone:
+			done++
+		case event.KindBye:
+			finishCells(cells, timeline, k, machine, res, done)
+			machine.WaitExit(10 * time.Second)
+			return done, nil
+		}
+	}
+}
+
+// finishCells turns the timelines of the first n cells into report cells with verdicts.
+func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel.Kernel, machine *vm.VM, res *reports.Result, n int) {
+	for i, c := range cells {
+		rc := Judge(c, timeline[c.Index], i < n)
+		rc.KernelRelease = machine.Hello.KernelRelease
+		res.Cells[c.Index] = rc
+	}
+}
+
+// Judge decides a cell's verdict from its timeline and fills its report entry. complete says
+// whether the agent finished the cell; an unfinished cell is judged on what it had.
+func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
+	rc := pendingCell(c)
+	rc.Events = events
+	facts := verdict.Facts{VIP: c.VIP, OldBackend: c.BackendA, NewBackend: c.BackendB, Port: c.Port}
+	ev := verdict.Collect(facts, events)
+	d := verdict.Decide(ev, true)
+	if !complete && !d.Final {
+		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the VM stopped before the cell finished: " + d.Reason, Final: true}
+	}
+	rc.Verdict, rc.Reason = string(d.Verdict), d.Reason
+	rc.Pass = rc.Verdict == rc.Expected
+	rc.ReconnectTargets = ev.ReconnectTargets
+	if ev.FirstIOOKAfter != nil {
+		s := ev.FirstIOOKAfter.Seconds()
+		rc.RecoverySeconds = &s
+	}
+	var first, prev event.Mono
+	for _, e := range events {
+		if first == 0 {
+			first, prev = e.Mono, e.Mono
+		}
+		switch {
+		case e.Mount != nil && e.Phase == event.PhaseBefore:
+			rc.MountAddrBefore = e.Mount.Addr
+		case e.Mount != nil && e.Phase == event.PhaseAfter:
+			rc.MountAddrAfter = e.Mount.Addr
+		case e.Kernel != nil:
+			rc.KernelLog = append(rc.KernelLog, e.Kernel.Line)
+		case e.Kind == event.KindStep:
+			rc.Phases[string(e.Step)] = round3(e.Mono.Sub(prev).Seconds())
+			prev = e.Mono
+		case e.Kind == event.KindError && rc.Error == "":
+			rc.Error = e.Msg
+		}
+	}
+	return rc
+}
+
+func pendingCell(c scenario.Cell) reports.Cell {
+	return reports.Cell{
+		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
+		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
+		VIP: c.VIP, BackendA: c.BackendA, BackendB: c.BackendB,
+		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},
+	}
+}
+
+func byKernel(cells []scenario.Cell) [][]scenario.Cell {
+	var groups [][]scenario.Cell
+	idx := map[string]int{}
+	for _, c := range cells {
+		i, ok := idx[c.Kernel]
+		if !ok {
+			i = len(groups)
+			idx[c.Kernel] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], c)
+	}
+	return groups
+}
+
+func cellName(cells []scenario.Cell, idx int) string {
+	for _, c := range cells {
+		if c.Index == idx {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+func accelName(a string) string {
+	if a == "" {
+		return vm.AccelAuto
+	}
+	return a
+}
+
+func hostKernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func qemuVersion(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "qemu-system-x86_64", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+}
+
+func consoleTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return path
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return path + ", last lines:\n    " + strings.Join(lines, "\n    ")
+}
+
+// keepConsole copies a VM's console log into the artifact directory under a name that does not
+// collide with earlier boots.
+func keepConsole(dir, kernelName, path string) {
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	base := "console-" + strings.NewReplacer("/", "_", " ", "_").Replace(filepath.Base(kernelName))
+	for n := 1; ; n++ {
+		dst := filepath.Join(dir, fmt.Sprintf("%s-%d.log", base, n))
+		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		_, _ = f.Write(b)
+		f.Close()
+		return
+	}
+}
