@@ -55,9 +55,13 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	p := newProgress(opts.Progress)
-	res := &reports.Result{Schema: reports.Schema, Scenario: opts.Scenario.Name, StartedAt: time.Now().UTC()}
+	start := time.Now()
+	res := &reports.Result{Schema: reports.Schema, Scenario: opts.Scenario.Name, StartedAt: start.UTC(), Timings: map[string]float64{}}
 	res.Host.Kernel = hostKernel()
-	defer func() { res.FinishedAt = time.Now().UTC() }()
+	defer func() {
+		res.FinishedAt = time.Now().UTC()
+		res.Timings["total"] = round3(time.Since(start).Seconds())
+	}()
 
 	if err := image.CheckHostTools(); err != nil {
 		return res, &LabError{Err: err}
@@ -98,6 +102,7 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	if err != nil {
 		return res, labErr("build the guest root filesystem: %w", err)
 	}
+	res.Timings["image"] = round3(time.Since(t0).Seconds())
 	p.say("image: root filesystem ready in %.1f s", time.Since(t0).Seconds())
 	agentArchive := filepath.Join(work, "agent.cpio")
 	if err := image.AgentArchive(agentArchive, agentBin); err != nil {
@@ -128,6 +133,7 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache, work, rootfs, agentArchive string, group []scenario.Cell, res *reports.Result) error {
 	name := group[0].Kernel
 	p.say("kernel %s: preparing", name)
+	t0 := time.Now()
 	k, err := kernel.Resolve(ctx, cache, name, opts.Log)
 	if err != nil {
 		return labErr("kernel %s: %w", name, err)
@@ -144,7 +150,8 @@ func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache
 	if err := image.Assemble(initrd, parts...); err != nil {
 		return labErr("assemble the initramfs: %w", err)
 	}
-	p.say("kernel %s: %s ready", name, k.Release)
+	res.Timings["kernel:"+name] = round3(time.Since(t0).Seconds())
+	p.say("kernel %s: %s ready in %.1f s", name, k.Release, time.Since(t0).Seconds())
 
 	remaining := group
 	for len(remaining) > 0 {
@@ -173,8 +180,14 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		BootTimeout: 180 * time.Second, Log: opts.Log,
 	})
 	if err != nil {
+		var kept []string
 		for _, a := range []string{vm.AccelKVM, vm.AccelTCG} {
-			keepConsole(opts.ArtifactDir, k.Name+"-"+a, vm.ConsolePath(work, a))
+			if p := keepConsole(opts.ArtifactDir, k.Name+"-"+a, vm.ConsolePath(work, a)); p != "" {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) > 0 {
+			return 0, labErr("kernel %s: %w (console: %s)", k.Name, err, strings.Join(kept, ", "))
 		}
 		return 0, labErr("kernel %s: %w", k.Name, err)
 	}
@@ -183,7 +196,11 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
 	}()
 	res.Host.Accel = machine.Accel
+	res.Timings["vm_boot:"+k.Name] = round3(machine.BootTime.Seconds())
 	res.Host.QEMU = qemuVersion(ctx)
+	if machine.KVMError != nil {
+		p.say("vm: KVM does not work here, using TCG (%v)", machine.KVMError)
+	}
 	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
 
 	if err := machine.Send(agent.Job{Cells: cells}); err != nil {
@@ -203,7 +220,10 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		ev, err := machine.Next(vctx)
 		if err != nil {
 			finishCells(cells, timeline, k, machine, res, done)
-			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w (console log: %s)", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
+			if ctx.Err() != nil {
+				return done, labErr("kernel %s: interrupted after %d of %d cell(s)", k.Name, done, len(cells))
+			}
+			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
 		}
 		if ev.Cell >= 0 {
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
@@ -237,8 +257,14 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 	facts := verdict.Facts{VIP: c.VIP, OldBackend: c.BackendA, NewBackend: c.BackendB, Port: c.Port}
 	ev := verdict.Collect(facts, events)
 	d := verdict.Decide(ev, true)
-	if !complete && !d.Final {
-		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the VM stopped before the cell finished: " + d.Reason, Final: true}
+	if !complete && d.Verdict != verdict.Recovered && d.Verdict != verdict.BugReproduced {
+		last := "before its first step"
+		for _, e := range events {
+			if e.Kind == event.KindStep {
+				last = "after " + string(e.Step)
+			}
+		}
+		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the cell was cut short " + last, Final: true}
 	}
 	rc.Verdict, rc.Reason = string(d.Verdict), d.Reason
 	rc.Pass = rc.Verdict == rc.Expected
@@ -329,30 +355,28 @@ func qemuVersion(ctx context.Context) string {
 	return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
 }
 
+// consoleTail returns the last lines of a VM's console log, indented, for an error message.
 func consoleTail(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return path
+		return "    (no console log)"
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
 	}
-	return path + ", last lines:\n    " + strings.Join(lines, "\n    ")
+	return "    " + strings.Join(lines, "\n    ")
 }
 
 // keepConsole copies a VM's console log into the artifact directory under a name that does not
-// collide with earlier boots.
-func keepConsole(dir, kernelName, path string) {
+// collide with earlier boots, and returns the copy's path ("" when nothing was kept).
+func keepConsole(dir, kernelName, path string) string {
 	if dir == "" {
-		return
+		return ""
 	}
 	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return
+	if err != nil || os.MkdirAll(dir, 0o755) != nil {
+		return ""
 	}
 	base := "console-" + strings.NewReplacer("/", "_", " ", "_").Replace(filepath.Base(kernelName))
 	for n := 1; ; n++ {
@@ -362,10 +386,15 @@ func keepConsole(dir, kernelName, path string) {
 			continue
 		}
 		if err != nil {
-			return
+			return ""
 		}
-		_, _ = f.Write(b)
-		f.Close()
-		return
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return ""
+		}
+		return dst
 	}
 }

@@ -21,6 +21,10 @@ type Result struct {
 	Host       Host      `json:"host"`
 	Cells      []Cell    `json:"cells"`
 	Pass       bool      `json:"pass"` // every cell got its expected verdict
+	// Timings are the run's own phases in seconds: "image" (root filesystem ready), "kernel:<name>"
+	// (kernel and modules ready), "vm_boot:<name>" (qemu start to the agent's hello, the last boot of that kernel),
+	// "total".
+	Timings map[string]float64 `json:"timings"`
 }
 
 // Host describes where the run happened.

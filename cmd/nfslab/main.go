@@ -21,6 +21,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/reports"
 	"github.com/nfslab/nfslab/scenarios"
@@ -113,6 +114,11 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Run a scenario (the built-in default when none is given) and report verdicts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch accel {
+			case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
+			default:
+				return usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
+			}
 			s, err := scenario.Load(ref, scenarios.FS)
 			if err != nil {
 				return err

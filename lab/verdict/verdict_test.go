@@ -274,3 +274,22 @@ func TestVerdictValid(t *testing.T) {
 		t.Error("bogus verdict valid")
 	}
 }
+
+// BenchmarkCollectDecide is the agent's per-tick cost of the early verdict: a cell stuck for a
+// minute, sampled every 200 ms (300 socket snapshots), collected and decided from scratch.
+func BenchmarkCollectDecide(b *testing.B) {
+	tl := setup().
+		step(6, event.StepFaultInjected).
+		step(7, event.StepBackendBReady)
+	for i := range 300 {
+		sec := 7 + float64(i)*0.2
+		tl = tl.sockets(sec, event.Socket{Local: "10.0.0.1:801", Remote: "10.0.0.11:2049", State: "SYN-SENT"})
+	}
+	tl = tl.probe(67, 60, false, true)
+	for b.Loop() {
+		d := Decide(Collect(facts, tl), false)
+		if d.Verdict != BugReproduced {
+			b.Fatalf("verdict %s, want %s", d.Verdict, BugReproduced)
+		}
+	}
+}

@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,9 +170,83 @@ func TestDefaultScenario(t *testing.T) {
 	if !slices.Equal(datapaths, []string{"kube-proxy", "socket-lb"}) {
 		t.Errorf("datapaths %v, want kube-proxy and socket-lb", datapaths)
 	}
-	for _, f := range []string{"summary.md"} {
+	for _, f := range []string{"summary.md", "console-debian-stock-1.log"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("report file: %v", err)
 		}
+	}
+	if left := leftovers(t); len(left) > 0 {
+		t.Errorf("left behind after the run: %v", left)
+	}
+}
+
+// leftovers lists what a run may leave behind by mistake: its work directories and qemu
+// processes booted from them.
+func leftovers(tb testing.TB) []string {
+	tb.Helper()
+	var left []string
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "nfslab-run-*"))
+	left = append(left, dirs...)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.HasPrefix(cmd, "qemu-system-x86_64") && strings.Contains(cmd, "nfslab-run-") {
+			left = append(left, "process "+filepath.Base(filepath.Dir(p))+": "+cmd[:min(len(cmd), 120)])
+		}
+	}
+	return left
+}
+
+// TestInterruptCleansUp sends SIGINT to a run in the middle of a cell and checks that nfslab
+// exits promptly with code 3 and leaves no qemu process and no work directory behind.
+func TestInterruptCleansUp(t *testing.T) {
+	requireE2E(t)
+	if left := leftovers(t); len(left) > 0 {
+		t.Fatalf("leftovers before the test (another run going on?): %v", left)
+	}
+	bin := buildNfslab(t)
+	cmd := exec.Command(bin, "run", "--report-dir", t.TempDir())
+	if *cacheDir != "" {
+		cmd.Args = append(cmd.Args, "--cache-dir", *cacheDir)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	interrupted := false
+	var sent time.Time
+	for sc.Scan() {
+		t.Log(sc.Text())
+		if !interrupted && strings.Contains(sc.Text(), string(event.StepMounted)) {
+			sent = time.Now()
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			interrupted = true
+		}
+	}
+	err = cmd.Wait()
+	if !interrupted {
+		t.Fatalf("the run never reached %q", event.StepMounted)
+	}
+	took := time.Since(sent)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("exit after SIGINT: %v, want exit code 3", err)
+	}
+	if took > 20*time.Second {
+		t.Errorf("nfslab took %s to exit after SIGINT", took)
+	}
+	if left := leftovers(t); len(left) > 0 {
+		t.Errorf("left behind after SIGINT: %v", left)
 	}
 }

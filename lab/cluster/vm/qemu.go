@@ -46,6 +46,7 @@ type Config struct {
 // VM is a running machine with a connected agent.
 type VM struct {
 	Accel      string      // the accelerator that worked
+	KVMError   error       // with AccelAuto: why KVM was not used (nil when it was, or was not tried)
 	Hello      event.Hello // what the agent said when it came up
 	BootTime   time.Duration
 	ConsoleLog string
@@ -82,7 +83,13 @@ func Boot(ctx context.Context, cfg Config) (*VM, error) {
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			cfg.Log.Warn("KVM did not bring the VM up; falling back to TCG", "err", err)
+			cfg.Log.Debug("KVM did not bring the VM up; falling back to TCG", "err", err)
+			v, terr := boot(ctx, cfg, AccelTCG)
+			if terr != nil {
+				return nil, terr
+			}
+			v.KVMError = err
+			return v, nil
 		}
 		return boot(ctx, cfg, AccelTCG)
 	default:
@@ -162,7 +169,7 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 		if msg != "" {
 			msg = " (qemu: " + lastLine(msg) + ")"
 		}
-		return nil, fmt.Errorf("boot VM under %s: %s: %w%s; console log: %s", accel, what, err, msg, console)
+		return nil, fmt.Errorf("boot VM under %s: %s: %w%s", accel, what, err, msg)
 	}
 
 	connCh := make(chan net.Conn, 1)

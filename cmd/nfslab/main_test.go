@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExitCodes checks the CLI's contract for input that never reaches a VM: the exit code and
+// a message that says what is wrong, never a panic or a stack trace.
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: bad\nmatrix:\n  kernels: [debian-stock]\n  datapaths: [ipvs]\n  colour: blue\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "broken.yaml")
+	if err := os.WriteFile(broken, []byte("name: [unclosed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		code    int
+		wantOut string // in stdout
+		wantErr []string
+	}{
+		{name: "list scenarios", args: []string{"scenarios"}, code: 0, wantOut: "fidelity"},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, wantErr: []string{"unknown command"}},
+		{name: "unknown flag", args: []string{"run", "--bogus"}, code: 2, wantErr: []string{"unknown flag"}},
+		{name: "unknown built-in", args: []string{"run", "--scenario", "nope"}, code: 2, wantErr: []string{`"nope"`, "default, failover, fidelity"}},
+		{name: "unknown datapath", args: []string{"run", "--datapath", "ipvs"}, code: 2, wantErr: []string{"ipvs", "kube-proxy or socket-lb"}},
+		{name: "unknown kernel recipe", args: []string{"run", "--kernel", "vulnerable-9.9"}, code: 2, wantErr: []string{"vulnerable-9.9"}},
+		{name: "bad accelerator", args: []string{"run", "--accel", "warp"}, code: 2, wantErr: []string{"--accel", "warp"}},
+		{name: "invalid scenario file", args: []string{"run", "--scenario", bad}, code: 2, wantErr: []string{bad, "matrix.datapaths[0]", "ipvs", "matrix.colour"}},
+		{name: "malformed scenario file", args: []string{"run", "--scenario", broken}, code: 2, wantErr: []string{broken, "line"}},
+		{name: "agent outside the VM", args: []string{"agent"}, code: 2, wantErr: []string{"PID 1"}},
+		{
+			name: "missing host tools", args: []string{"run", "--report-dir", filepath.Join(dir, "r")},
+			env: map[string]string{"PATH": dir}, code: 3, wantErr: []string{"apt-get install", "qemu-system-x86"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantOut) {
+				t.Errorf("stdout %q does not contain %q", stdout.String(), tt.wantOut)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q does not contain %q", stderr.String(), w)
+				}
+			}
+			if strings.Contains(stderr.String(), "goroutine ") || strings.Contains(stderr.String(), "panic") {
+				t.Errorf("stderr has a stack trace: %s", stderr.String())
+			}
+		})
+	}
+}
