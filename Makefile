@@ -4,6 +4,8 @@
 #   sudo make test    install what the lab needs, run the unit tests and the end-to-end VM tests
 #   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
 
+# sudo resets PATH; find the usual Go install anyway.
+export PATH := $(PATH):/usr/local/go/bin
 GO        ?= go
 BIN       := bin/nfslab
 # The binary also runs inside the VM as its init: it must be static.
@@ -23,6 +25,8 @@ build:
 
 # deps installs the system packages (as root); it is a no-op when they are all present.
 deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "nfslab needs root (apt-get, mmdebstrap, qemu): run it as root or with sudo, e.g. sudo make $(firstword $(MAKECMDGOALS) run)"; exit 1; fi
+	@command -v $(GO) >/dev/null || { echo "Go >= 1.26 is needed on PATH (https://go.dev/dl/)"; exit 1; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
