@@ -1,0 +1,679 @@
+package recipe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Built is a kernel in the cache.
+type Built struct {
+	// Name is the recipe's name.
+	Name string
+	// Release is `make kernelrelease`, what `uname -r` prints in the guest.
+	Release string
+	// BzImage and Config are the paths of the kernel image and its final .config.
+	BzImage, Config string
+	// Key is Recipe.Key of the source version it was built from.
+	Key string
+	// Cached is true when the kernel was already built and nothing ran.
+	Cached bool
+	// Duration is how long Build took.
+	Duration time.Duration
+}
+
+// Names of the files in a cached kernel's directory.
+const (
+	BzImageFile  = "bzImage"
+	ConfigFile   = "config"
+	ReleaseFile  = "release"
+	InputsFile   = "inputs.txt"
+	PatchFile    = "recipe.patch"
+	FragmentFile = "fragment.config"
+)
+
+// progressInterval is how often Build reports progress while a step runs.
+const progressInterval = 5 * time.Second
+
+// niceness is the nice(1) increment of the compiler, so that a kernel build does not starve
+// the VMs and the rest of the machine.
+const niceness = "10"
+
+// Build returns the kernel built from r, building it first unless
+// <cacheDir>/kernels/<name>-<key>/ already holds it. The build installs the source package if
+// its tarball is missing (apt-get, as root), unpacks it into a temporary directory in
+// <cacheDir>/kernels, applies the patch, configures (base configs, the fragment, make
+// olddefconfig), verifies the config (a *ConfigError when options did not stick), runs a
+// nice'd `make -j<ncpu> bzImage`, and publishes bzImage, .config and the kernel release
+// atomically, deleting the source tree. Concurrent builds of the same kernel wait for each
+// other. progress (may be nil) receives a short line every few seconds; ctx cancels the build
+// and kills make with all its children.
+func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, progress func(string)) (Built, error) {
+	start := time.Now()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if progress == nil {
+		progress = func(string) {}
+	}
+	progress = serialized(progress) // the ticker goroutine calls it too
+	if cacheDir == "" {
+		return Built{}, errors.New("building a kernel: no cache directory")
+	}
+	if err := r.validate(); err != nil {
+		return Built{}, fmt.Errorf("kernel recipe %s: %w", r.Name, err)
+	}
+	if !safeName(r.Name) {
+		return Built{}, fmt.Errorf("bad kernel recipe name %q", r.Name)
+	}
+	if runtime.GOARCH != "amd64" {
+		return Built{}, fmt.Errorf("kernel recipe %s builds an x86_64 kernel, which needs an x86_64 host (this is %s)", r.Name, runtime.GOARCH)
+	}
+	if err := ensureSource(ctx, r, log, progress); err != nil {
+		return Built{}, err
+	}
+	version, err := sourceVersion(ctx, r.SourcePackage)
+	if err != nil {
+		return Built{}, err
+	}
+	key := r.Key(version)
+	parent := filepath.Join(cacheDir, "kernels")
+	final := filepath.Join(parent, r.Name+"-"+key)
+	if b, ok := cached(r.Name, key, final); ok {
+		log.Debug("kernel cache hit", "recipe", r.Name, "dir", final)
+		b.Duration = time.Since(start)
+		return b, nil
+	}
+	if err := CheckBuildTools(); err != nil {
+		return Built{}, err
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return Built{}, fmt.Errorf("creating kernel cache directory: %w", err)
+	}
+	unlock, err := lockFile(ctx, log, final+".lock")
+	if err != nil {
+		return Built{}, fmt.Errorf("locking kernel %s build: %w", r.Name, err)
+	}
+	defer unlock()
+	if b, ok := cached(r.Name, key, final); ok { // another process built it while we waited
+		b.Duration = time.Since(start)
+		return b, nil
+	}
+	tmpPrefix := "." + r.Name + "-" + key + ".tmp-"
+	removeStale(log, parent, tmpPrefix)
+	tmp, err := os.MkdirTemp(parent, tmpPrefix)
+	if err != nil {
+		return Built{}, fmt.Errorf("creating kernel build directory: %w", err)
+	}
+	published := false
+	defer func() {
+		if !published {
+			if err := os.RemoveAll(tmp); err != nil {
+				log.Warn("could not remove failed kernel build directory", "dir", tmp, "err", err)
+			}
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return Built{}, fmt.Errorf("chmod kernel build directory: %w", err)
+	}
+
+	log.Info("building kernel", "recipe", r.Name, "source", r.SourcePackage+" "+version, "key", key[:12], "dir", tmp)
+	b := &builder{r: r, dir: tmp, log: log, st: newStatus(r.Name, start)}
+	stopTicker := b.st.tick(progress)
+	err = b.build(ctx, progress)
+	stopTicker()
+	if err != nil {
+		return Built{}, fmt.Errorf("building kernel %s: %w", r.Name, err)
+	}
+	inputs := fmt.Sprintf("recipe=%s\nsource-package=%s\nsource-version=%s\nbase-configs=%s\nformat=%s\nkey=%s\n",
+		r.Name, r.SourcePackage, version, strings.Join(r.BaseConfigs, " "), FormatVersion, key)
+	if err := os.WriteFile(filepath.Join(tmp, InputsFile), []byte(inputs), 0o644); err != nil {
+		return Built{}, fmt.Errorf("recording kernel inputs: %w", err)
+	}
+	if err := syncFiles(tmp); err != nil {
+		return Built{}, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return Built{}, fmt.Errorf("publishing kernel %s: %w", r.Name, err)
+	}
+	published = true
+	if err := syncFiles(parent); err != nil {
+		return Built{}, err
+	}
+	out, ok := cached(r.Name, key, final)
+	if !ok {
+		return Built{}, fmt.Errorf("kernel %s: published %s is incomplete", r.Name, final)
+	}
+	out.Cached = false
+	out.Duration = time.Since(start)
+	log.Info("built kernel", "recipe", r.Name, "release", out.Release, "bzImage", out.BzImage, "elapsed", out.Duration.Round(time.Second))
+	progress(fmt.Sprintf("kernel %s built: %s in %s", r.Name, out.Release, out.Duration.Round(time.Second)))
+	return out, nil
+}
+
+// cached returns the kernel in dir if it is complete.
+func cached(name, key, dir string) (Built, bool) {
+	rel, err := os.ReadFile(filepath.Join(dir, ReleaseFile))
+	if err != nil {
+		return Built{}, false
+	}
+	b := Built{
+		Name:    name,
+		Release: strings.TrimSpace(string(rel)),
+		BzImage: filepath.Join(dir, BzImageFile),
+		Config:  filepath.Join(dir, ConfigFile),
+		Key:     key,
+		Cached:  true,
+	}
+	for _, p := range []string{b.BzImage, b.Config} {
+		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+			return Built{}, false
+		}
+	}
+	return b, b.Release != ""
+}
+
+// ensureSource installs the recipe's source package when its tarball is missing.
+func ensureSource(ctx context.Context, r Recipe, log *slog.Logger, progress func(string)) error {
+	if _, err := os.Stat(r.Tarball()); err == nil {
+		return nil
+	}
+	install := "apt-get install -y " + r.SourcePackage
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("kernel recipe %s needs %s; install it with: %s", r.Name, r.Tarball(), install)
+	}
+	log.Info("installing kernel source package", "package", r.SourcePackage)
+	progress("installing " + r.SourcePackage + " (apt-get)")
+	cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", r.SourcePackage)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("installing the kernel source (%s): %w: %s", install, err, tailLines(string(out), 10))
+	}
+	if _, err := os.Stat(r.Tarball()); err != nil {
+		return fmt.Errorf("installed %s but %s is still missing: %w", r.SourcePackage, r.Tarball(), err)
+	}
+	return nil
+}
+
+// sourceVersion is the installed version of a Debian package.
+func sourceVersion(ctx context.Context, pkg string) (string, error) {
+	out, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Version}", pkg).Output()
+	v := strings.TrimSpace(string(out))
+	if err != nil || v == "" {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("finding the installed version of %s (dpkg-query): %v", pkg, err)
+	}
+	return v, nil
+}
+
+// builder runs the steps of one kernel build in dir.
+type builder struct {
+	r   Recipe
+	dir string // the temporary directory that becomes the cache entry
+	log *slog.Logger
+	st  *status
+}
+
+func (b *builder) srcTree() string { return filepath.Join(b.dir, "src", b.r.SourcePackage) }
+
+func (b *builder) build(ctx context.Context, progress func(string)) error {
+	src := b.srcTree()
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"unpacking " + filepath.Base(b.r.Tarball()), b.unpack},
+		{"applying the patch", b.applyPatch},
+		{"configuring (" + strings.Join(b.r.BaseConfigs, " ") + " + fragment)", b.configure},
+		{"compiling bzImage", b.compile},
+		{"collecting bzImage", b.collect},
+	}
+	for _, s := range steps {
+		b.st.setStage(s.name)
+		b.log.Info("kernel build step", "recipe", b.r.Name, "step", s.name)
+		progress(fmt.Sprintf("kernel %s: %s [%s]", b.r.Name, s.name, b.st.elapsed()))
+		if err := s.fn(ctx); err != nil {
+			return err
+		}
+	}
+	b.st.setStage("removing the build tree")
+	if err := os.RemoveAll(filepath.Dir(src)); err != nil {
+		return fmt.Errorf("removing the build tree: %w", err)
+	}
+	return nil
+}
+
+func (b *builder) unpack(ctx context.Context) error {
+	dest := filepath.Dir(b.srcTree())
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return fmt.Errorf("unpacking the source: %w", err)
+	}
+	if _, err := b.run(ctx, dest, nil, "tar", "-xJf", b.r.Tarball(), "-C", dest); err != nil {
+		return fmt.Errorf("unpacking %s: %w", b.r.Tarball(), err)
+	}
+	if st, err := os.Stat(filepath.Join(b.srcTree(), "Makefile")); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("unpacking %s: no %s/Makefile in it", b.r.Tarball(), b.r.SourcePackage)
+	}
+	return nil
+}
+
+func (b *builder) applyPatch(ctx context.Context) error {
+	p := filepath.Join(b.dir, PatchFile)
+	if err := os.WriteFile(p, b.r.Patch, 0o644); err != nil {
+		return fmt.Errorf("writing the patch: %w", err)
+	}
+	out, err := b.run(ctx, b.srcTree(), nil, "patch", "-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-i", p)
+	if err != nil {
+		return fmt.Errorf("applying %s (patch -p1 --forward): %w", PatchFile, err)
+	}
+	b.log.Info("patched kernel source", "recipe", b.r.Name, "output", strings.Join(strings.Fields(out), " "))
+	return nil
+}
+
+func (b *builder) configure(ctx context.Context) error {
+	src := b.srcTree()
+	for _, target := range b.r.BaseConfigs {
+		if _, err := b.make(ctx, nil, target); err != nil {
+			return fmt.Errorf("make %s: %w", target, err)
+		}
+	}
+	frag := filepath.Join(b.dir, FragmentFile)
+	if err := os.WriteFile(frag, b.r.ConfigFragment, 0o644); err != nil {
+		return fmt.Errorf("writing the config fragment: %w", err)
+	}
+	if _, err := b.run(ctx, src, nil, "sh", "scripts/kconfig/merge_config.sh", "-m", ".config", frag); err != nil {
+		return fmt.Errorf("merging the config fragment: %w", err)
+	}
+	if _, err := b.make(ctx, nil, "olddefconfig"); err != nil {
+		return fmt.Errorf("make olddefconfig: %w", err)
+	}
+	return b.verifyConfig()
+}
+
+// verifyConfig checks that every option of the fragment is in the final .config with the
+// value asked for and that nothing is a module.
+func (b *builder) verifyConfig() error {
+	want, err := ParseConfig(b.r.ConfigFragment)
+	if err != nil {
+		return fmt.Errorf("config fragment: %w", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(b.srcTree(), ".config"))
+	if err != nil {
+		return fmt.Errorf("reading the final .config: %w", err)
+	}
+	final, err := ParseConfig(raw)
+	if err != nil {
+		return fmt.Errorf("parsing the final .config: %w", err)
+	}
+	mismatches, modules := Verify(want, final)
+	if len(mismatches) > 0 || len(modules) > 0 {
+		return &ConfigError{Recipe: b.r.Name, Mismatches: mismatches, Modules: modules}
+	}
+	b.log.Info("kernel config verified", "recipe", b.r.Name, "fragment-options", len(want), "config-options", len(final))
+	return nil
+}
+
+func (b *builder) compile(ctx context.Context) error {
+	jobs := "-j" + strconv.Itoa(runtime.NumCPU())
+	if _, err := b.make(ctx, b.st.makeLine, jobs, "bzImage"); err != nil {
+		return fmt.Errorf("make %s bzImage: %w", jobs, err)
+	}
+	return nil
+}
+
+func (b *builder) collect(ctx context.Context) error {
+	src := b.srcTree()
+	if err := copyFile(filepath.Join(src, "arch", "x86", "boot", "bzImage"), filepath.Join(b.dir, BzImageFile)); err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(src, ".config"), filepath.Join(b.dir, ConfigFile)); err != nil {
+		return err
+	}
+	rel, err := b.output(ctx, "make", "-s", "kernelrelease")
+	if err != nil {
+		return fmt.Errorf("make kernelrelease: %w", err)
+	}
+	rel = strings.TrimSpace(rel)
+	if rel == "" || strings.ContainsAny(rel, " \n") {
+		return fmt.Errorf("make kernelrelease printed %q", rel)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, ReleaseFile), []byte(rel+"\n"), 0o644); err != nil {
+		return fmt.Errorf("writing the kernel release: %w", err)
+	}
+	return nil
+}
+
+// make runs a nice'd make in the source tree.
+func (b *builder) make(ctx context.Context, onLine func(string), args ...string) (string, error) {
+	return b.run(ctx, b.srcTree(), onLine, "nice", append([]string{"-n", niceness, "make"}, args...)...)
+}
+
+// makeEnv is the environment of make and the other build commands: the caller's, without
+// variables that would change what kbuild does (an inherited jobserver, an output directory, a
+// cross compiler), plus a fixed locale and build user/host.
+func makeEnv() []string {
+	drop := map[string]bool{
+		"ARCH": true, "SUBARCH": true, "CROSS_COMPILE": true, "O": true, "KBUILD_OUTPUT": true,
+		"KCONFIG_CONFIG": true, "LOCALVERSION": true, "MAKEFLAGS": true, "MFLAGS": true,
+		"MAKELEVEL": true, "MAKEFILES": true, "CC": true, "LD": true, "LLVM": true,
+		"KBUILD_BUILD_USER": true, "KBUILD_BUILD_HOST": true, "LC_ALL": true, "LANG": true,
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "ARCH=x86_64", "LC_ALL=C", "KBUILD_BUILD_USER=nfslab", "KBUILD_BUILD_HOST=nfslab")
+}
+
+// run runs a command in dir, in its own process group (killed as a whole when ctx ends), with
+// stdout and stderr merged. onLine, if set, sees every output line. On failure the error
+// carries the last lines of output.
+func (b *builder) run(ctx context.Context, dir string, onLine func(string), name string, args ...string) (string, error) {
+	w := &lineWriter{onLine: onLine, keep: 40}
+	cmd := command(ctx, dir, name, args...)
+	cmd.Stdout = w
+	cmd.Stderr = w
+	b.log.Debug("running", "cmd", name+" "+strings.Join(args, " "), "dir", dir)
+	err := cmd.Run()
+	w.flush()
+	if err != nil {
+		if ctx.Err() != nil {
+			return w.tail(), ctx.Err()
+		}
+		return w.tail(), fmt.Errorf("%s: %w; last output:\n%s", name, err, w.tail())
+	}
+	return w.tail(), nil
+}
+
+// output runs a command in the source tree and returns its stdout.
+func (b *builder) output(ctx context.Context, name string, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := command(ctx, b.srcTree(), name, args...)
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("%w: %s", err, tailLines(stderr.String(), 10))
+	}
+	return stdout.String(), nil
+}
+
+func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = makeEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// The whole group: make, its sub-makes and the compilers.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
+// lineWriter splits output into lines, passes them to onLine and keeps the last few.
+// exec.Cmd calls Write from one goroutine at a time when Stdout == Stderr.
+type lineWriter struct {
+	onLine  func(string)
+	keep    int
+	partial []byte
+	last    []string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.line(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	if len(w.partial) > 0 {
+		w.line(string(w.partial))
+		w.partial = nil
+	}
+}
+
+func (w *lineWriter) line(s string) {
+	s = strings.TrimRight(s, "\r")
+	if w.onLine != nil {
+		w.onLine(s)
+	}
+	w.last = append(w.last, s)
+	if len(w.last) > w.keep {
+		w.last = w.last[len(w.last)-w.keep:]
+	}
+}
+
+func (w *lineWriter) tail() string { return strings.Join(w.last, "\n") }
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// status is what the progress ticker reports: the step, and during make the number of kbuild
+// steps seen and the latest one.
+type status struct {
+	name  string
+	start time.Time
+	mu    sync.Mutex
+	stage string
+	steps int
+	last  string
+}
+
+func newStatus(name string, start time.Time) *status { return &status{name: name, start: start} }
+
+func (s *status) elapsed() string { return time.Since(s.start).Round(time.Second).String() }
+
+func (s *status) setStage(stage string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stage, s.steps, s.last = stage, 0, ""
+}
+
+// makeLine counts kbuild's quiet output lines ("  CC      net/socket.o").
+func (s *status) makeLine(line string) {
+	tag, target, ok := kbuildStep(line)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.steps++
+	s.last = tag + " " + target
+}
+
+func (s *status) line() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.steps > 0 {
+		return fmt.Sprintf("kernel %s: %s: %d steps, now %s [%s]", s.name, s.stage, s.steps, s.last, s.elapsed())
+	}
+	return fmt.Sprintf("kernel %s: %s [%s]", s.name, s.stage, s.elapsed())
+}
+
+// serialized wraps f so that calls from different goroutines never overlap.
+func serialized(f func(string)) func(string) {
+	var mu sync.Mutex
+	return func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		f(s)
+	}
+}
+
+// tick calls progress with the status every progressInterval until the returned function is
+// called.
+func (s *status) tick(progress func(string)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				progress(s.line())
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// kbuildStep parses a kbuild quiet-mode line: two spaces, an upper-case tag (CC, LD, AR,
+// HOSTCC, "CC [M]"...), spaces, the target.
+func kbuildStep(line string) (tag, target string, ok bool) {
+	rest, ok := strings.CutPrefix(line, "  ")
+	if !ok {
+		return "", "", false
+	}
+	fields := strings.Fields(rest)
+	if len(fields) < 2 || rest[0] == ' ' {
+		return "", "", false
+	}
+	for _, c := range fields[0] {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return "", "", false
+		}
+	}
+	return fields[0], fields[len(fields)-1], true
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
+	}
+	return nil
+}
+
+// syncFiles fsyncs the regular files directly in dir, and dir itself.
+func syncFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	paths := []string{}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			paths = append(paths, filepath.Join(dir, e.Name()))
+		}
+	}
+	for _, p := range append(paths, dir) {
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("syncing %s: %w", p, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("syncing %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// lockFile takes an exclusive flock on path, polling so that ctx can cancel the wait. The
+// returned function releases it.
+func lockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	waiting := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, err
+		}
+		if !waiting {
+			log.Info("waiting for another nfslab process building the same kernel", "lock", path)
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// removeStale deletes build directories left in parent by interrupted builds of the kernel
+// whose lock the caller holds.
+func removeStale(log *slog.Logger, parent, prefix string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		p := filepath.Join(parent, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			log.Warn("could not remove an interrupted kernel build", "dir", p, "err", err)
+			continue
+		}
+		log.Info("removed an interrupted kernel build", "dir", p)
+	}
+}
