@@ -134,7 +134,7 @@ func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache
 	name := group[0].Kernel
 	p.say("kernel %s: preparing", name)
 	t0 := time.Now()
-	k, err := kernel.Resolve(ctx, cache, name, opts.Log)
+	k, err := kernel.Resolve(ctx, cache, name, opts.Log, func(line string) { p.say("%s", line) })
 	if err != nil {
 		return labErr("kernel %s: %w", name, err)
 	}
@@ -209,6 +209,7 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 
 	timeline := make(map[int][]event.Event)
 	done := 0
+	agentErr := "" // the agent's last error outside any cell
 	// Each cell may take its setup steps, its recovery window and teardown; bound the whole VM.
 	var budget time.Duration
 	for _, c := range cells {
@@ -227,6 +228,8 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		}
 		if ev.Cell >= 0 {
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
+		} else if ev.Kind == event.KindError {
+			agentErr = ev.Msg
 		}
 		p.event(cellName(cells, ev.Cell), ev)
 		switch ev.Kind {
@@ -235,6 +238,9 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		case event.KindBye:
 			finishCells(cells, timeline, k, machine, res, done)
 			machine.WaitExit(10 * time.Second)
+			if done == 0 && agentErr != "" {
+				return 0, labErr("kernel %s: %s", k.Name, agentErr)
+			}
 			return done, nil
 		}
 	}

@@ -22,6 +22,9 @@ import (
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/kernel/recipe"
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/reports"
 	"github.com/nfslab/nfslab/scenarios"
@@ -95,7 +98,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stdout, stderr), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd())
+	root.AddCommand(newRunCmd(stdout, stderr), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newKernelCmd(stdout, stderr))
 	return root
 }
 
@@ -232,4 +235,62 @@ func newPodExecCmd() *cobra.Command {
 			return agent.PodExecMain(args)
 		},
 	}
+}
+
+func newKernelCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "kernel", Short: "Kernels under test: list the recipes, build one"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the kernels a scenario can name",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(stdout, "%-16s %s\n", kernel.StockName, "Debian's packaged kernel (linux-image-amd64), downloaded with apt")
+			for _, name := range recipe.Names() {
+				r, err := recipe.Lookup(name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%-16s %s\n", name, r.Description)
+			}
+			fmt.Fprintf(stdout, "%-16s %s\n", "PATH", "any bzImage with what the lab needs built in")
+			return nil
+		},
+	})
+	var cacheDir string
+	build := &cobra.Command{
+		Use:   "build RECIPE",
+		Short: "Build a kernel recipe into the cache (runs make; the first build takes minutes)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := recipe.Lookup(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			if err := recipe.CheckBuildTools(); err != nil {
+				return &lab.LabError{Err: err}
+			}
+			if cacheDir == "" {
+				if cacheDir, err = image.DefaultCacheDir(); err != nil {
+					return &lab.LabError{Err: err}
+				}
+			}
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			start := time.Now()
+			b, err := recipe.Build(cmd.Context(), r, cacheDir, log, func(line string) {
+				fmt.Fprintf(stdout, "[%6.1fs] %s\n", time.Since(start).Seconds(), line)
+			})
+			if err != nil {
+				return &lab.LabError{Err: fmt.Errorf("build kernel %s: %w", r.Name, err)}
+			}
+			how := fmt.Sprintf("built in %s", b.Duration.Round(time.Second))
+			if b.Cached {
+				how = "already built (cached)"
+			}
+			fmt.Fprintf(stdout, "kernel %s: %s, release %s\n  %s\n", r.Name, how, b.Release, b.BzImage)
+			return nil
+		},
+	}
+	build.Flags().StringVar(&cacheDir, "cache-dir", "", "artefact cache (default $NFSLAB_CACHE or ~/.cache/nfslab)")
+	cmd.AddCommand(build)
+	return cmd
 }

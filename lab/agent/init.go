@@ -71,7 +71,11 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		BootMono:      now(),
 	}})
 
-	if err := modprobe(ctx, labModules...); err != nil {
+	err := modprobe(ctx, labModules...)
+	if err == nil {
+		err = checkFeatures()
+	}
+	if err != nil {
 		em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
 		em.emit(event.Event{Kind: event.KindBye, Msg: "cannot run cells: " + err.Error()})
 		return err
@@ -100,6 +104,29 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	}
 	em.emit(event.Event{Kind: event.KindBye, Msg: "job done"})
 	return em.err
+}
+
+// checkFeatures verifies what the kernel must offer at run time, for kernels whose config the
+// host could not check (a bzImage given without its .config).
+func checkFeatures() error {
+	var missing []string
+	fs, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return fmt.Errorf("read /proc/filesystems: %w", err)
+	}
+	if !strings.Contains(string(fs), "\tnfs4\n") {
+		missing = append(missing, "the NFSv4 client (nfs4 filesystem; CONFIG_NFS_V4)")
+	}
+	if !strings.Contains(string(fs), "\tcgroup2\n") {
+		missing = append(missing, "cgroup2 (CONFIG_CGROUPS)")
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		missing = append(missing, "network namespaces (CONFIG_NET_NS)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("this kernel lacks what the lab needs: %s", strings.Join(missing, "; "))
+	}
+	return nil
 }
 
 func readJob(r interface{ Read([]byte) (int, error) }) (Job, error) {
@@ -165,7 +192,14 @@ func mountBase() error {
 	return nil
 }
 
+// modprobe loads modules. A kernel without a modules tree (one built with what the lab needs
+// built in) needs none, and the features are checked afterwards either way.
 func modprobe(ctx context.Context, modules ...string) error {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	if _, err := os.Stat(filepath.Join("/usr/lib/modules", unix.ByteSliceToString(uts.Release[:]))); err != nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	args := append([]string{"-a"}, modules...)

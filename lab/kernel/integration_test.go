@@ -144,7 +144,7 @@ func TestIntegrationStockKernelModules(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	again, err := Resolve(t.Context(), cache, StockName, log)
+	again, err := Resolve(t.Context(), cache, StockName, log, nil)
 	if err != nil || again != k {
 		t.Errorf("second resolve: %+v, %v; want %+v", again, err, k)
 	}

@@ -3,6 +3,7 @@ package kernel
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,9 +144,9 @@ func TestBzImageVersion(t *testing.T) {
 	os.MkdirAll(tree, 0o755)
 	p := filepath.Join(tree, "bzImage")
 	os.WriteFile(p, img, 0o644)
-	os.WriteFile(filepath.Join(dir, ".config"), []byte("CONFIG_NFS_FS=y\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".config"), []byte(fullConfig(nil)), 0o644)
 
-	k, err := Resolve(t.Context(), imageCacheForTest(t), p, nil)
+	k, err := Resolve(t.Context(), imageCacheForTest(t), p, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,12 +159,73 @@ func TestBzImageVersion(t *testing.T) {
 
 	notKernel := filepath.Join(dir, "vmlinuz-not")
 	os.WriteFile(notKernel, make([]byte, 0x400), 0o644)
-	if _, err := Resolve(t.Context(), imageCacheForTest(t), notKernel, nil); err == nil || !strings.Contains(err.Error(), "HdrS") {
+	if _, err := Resolve(t.Context(), imageCacheForTest(t), notKernel, nil, nil); err == nil || !strings.Contains(err.Error(), "HdrS") {
 		t.Errorf("Resolve(not a bzImage) err = %v", err)
 	}
-	for _, name := range []string{"no-such-kernel", "/no/such/bzImage", VulnerableName} {
-		if _, err := Resolve(t.Context(), imageCacheForTest(t), name, nil); err == nil {
+	for _, name := range []string{"no-such-kernel", "/no/such/bzImage", "vulnerable-9.9"} {
+		if _, err := Resolve(t.Context(), imageCacheForTest(t), name, nil, nil); err == nil {
 			t.Errorf("Resolve(%q): no error", name)
 		}
+	}
+}
+
+// fullConfig is a .config with every required feature built in, except the options in drop.
+func fullConfig(drop map[string]bool) string {
+	var b strings.Builder
+	for _, f := range RequiredFeatures() {
+		for _, o := range f.Options {
+			if drop[o] {
+				fmt.Fprintf(&b, "# %s is not set\n", o)
+			} else {
+				fmt.Fprintf(&b, "%s=y\n", o)
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestCheckConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		config  string
+		modules bool
+		missing []string // Feature.What of the expected missing features
+	}{
+		{name: "everything built in", config: fullConfig(nil)},
+		{name: "no NFSv4", config: fullConfig(map[string]bool{"CONFIG_NFS_V4": true, "CONFIG_NFS_V4_1": true}), missing: []string{"NFSv4 client", "NFSv4.1 client"}},
+		{name: "no cgroup BPF", config: fullConfig(map[string]bool{"CONFIG_CGROUP_BPF": true}), missing: []string{"cgroup BPF (socket-LB)"}},
+		{name: "either NAT option will do", config: fullConfig(map[string]bool{"CONFIG_IP_NF_NAT": true})},
+		{name: "modules count when the kernel has them", config: strings.ReplaceAll(fullConfig(nil), "CONFIG_VETH=y", "CONFIG_VETH=m"), modules: true},
+		{name: "modules do not count without them", config: strings.ReplaceAll(fullConfig(nil), "CONFIG_VETH=y", "CONFIG_VETH=m"), missing: []string{"veth (pods)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "config")
+			if err := os.WriteFile(p, []byte(tt.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			k := Kernel{Name: "k", Config: p}
+			if tt.modules {
+				k.ModulesDir = "/lib/modules/k"
+			}
+			err := CheckConfig(k)
+			var mf *MissingFeaturesError
+			if len(tt.missing) == 0 {
+				if err != nil {
+					t.Fatalf("CheckConfig: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &mf) {
+				t.Fatalf("CheckConfig = %v, want a *MissingFeaturesError", err)
+			}
+			var got []string
+			for _, f := range mf.Missing {
+				got = append(got, f.What)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.missing, "|") {
+				t.Errorf("missing %v, want %v", got, tt.missing)
+			}
+		})
 	}
 }

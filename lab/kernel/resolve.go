@@ -12,25 +12,42 @@ import (
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel/recipe"
 )
 
-// VulnerableName is the scenario name of the 6.1 kernel with the kernel_connect() address
-// copies reverted (DESIGN.md §4 "Vulnerable kernel recipe").
-const VulnerableName = "vulnerable-6.1"
-
 // Resolve returns the kernel a scenario names: StockName for Debian's stock kernel (downloaded
-// and cached, see Resolver.DebianStock), or the path of a kernel image (bzImage or vmlinuz),
-// used in place, with its release read from the image header and no modules (the lab's own
-// kernels are built with everything it needs built in).
-func Resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logger) (Kernel, error) {
+// and cached, see Resolver.DebianStock), a recipe name (built from source and cached, see
+// recipe.Build; progress receives the build's progress lines), or the path of a kernel image
+// (bzImage or vmlinuz), used in place, with its release read from the image header and no
+// modules (such a kernel must have what the lab needs built in). A kernel whose config is known
+// is checked for the features the lab needs (a *MissingFeaturesError).
+func Resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logger, progress func(string)) (Kernel, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	switch name {
-	case StockName:
+	k, err := resolve(ctx, cache, name, log, progress)
+	if err != nil {
+		return Kernel{}, err
+	}
+	if err := CheckConfig(k); err != nil {
+		return Kernel{}, err
+	}
+	return k, nil
+}
+
+func resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logger, progress func(string)) (Kernel, error) {
+	if name == StockName {
 		return Resolver{Cache: cache}.DebianStock(ctx, log)
-	case VulnerableName:
-		return Kernel{}, fmt.Errorf("kernel %q: building it is not automated yet; build a bzImage by hand (DESIGN.md §4, \"Vulnerable kernel recipe\") and name its path instead", name)
+	}
+	if r, err := recipe.Lookup(name); err == nil {
+		if err := recipe.CheckBuildTools(); err != nil {
+			return Kernel{}, fmt.Errorf("build kernel %s: %w", name, err)
+		}
+		b, err := recipe.Build(ctx, r, cache.Dir, log, progress)
+		if err != nil {
+			return Kernel{}, err
+		}
+		return Kernel{Name: name, Release: b.Release, Vmlinuz: b.BzImage, Config: b.Config}, nil
 	}
 	if st, err := os.Stat(name); err == nil && st.Mode().IsRegular() {
 		return imageKernel(name)
@@ -39,7 +56,7 @@ func Resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logg
 	} else if strings.ContainsRune(name, '/') {
 		return Kernel{}, fmt.Errorf("kernel image %s: %w", name, err)
 	}
-	return Kernel{}, fmt.Errorf("unknown kernel %q: want %s or the path of a bzImage", name, StockName)
+	return Kernel{}, fmt.Errorf("unknown kernel %q: want %s, a recipe (%s) or the path of a bzImage", name, StockName, strings.Join(recipe.Names(), ", "))
 }
 
 // ModulesArchive is Resolver.ModulesArchive for a kernel from Resolve, without logging. It

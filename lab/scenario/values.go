@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/kernel/recipe"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
 
@@ -38,7 +39,7 @@ const (
 
 // KnownKernels returns the kernel names a scenario may use besides a path to a kernel image:
 // the stock kernel and the recipes the lab knows how to build.
-func KnownKernels() []string { return []string{KernelDebianStock, KernelVulnerable} }
+func KnownKernels() []string { return append([]string{KernelDebianStock}, recipe.Names()...) }
 
 // Datapaths returns the datapaths the lab can install.
 func Datapaths() []string { return []string{DatapathKubeProxy, DatapathSocketLB} }

@@ -62,7 +62,7 @@ func warmCache(c image.Cache) func(*testing.B) image.Cache {
 }
 
 func stockKernel(ctx context.Context, c image.Cache, log *slog.Logger) error {
-	k, err := kernel.Resolve(ctx, c, kernel.StockName, log)
+	k, err := kernel.Resolve(ctx, c, kernel.StockName, log, nil)
 	if err != nil {
 		return err
 	}

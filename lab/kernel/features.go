@@ -1,0 +1,89 @@
+package kernel
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/kernel/recipe"
+)
+
+// Feature is a kernel capability the lab needs, with the config options that provide it (any
+// one of them, built in or as a module).
+type Feature struct {
+	What    string
+	Options []string
+}
+
+// RequiredFeatures are what every cell needs from the kernel under test.
+func RequiredFeatures() []Feature {
+	return []Feature{
+		{"initramfs", []string{"CONFIG_BLK_DEV_INITRD"}},
+		{"devtmpfs", []string{"CONFIG_DEVTMPFS"}},
+		{"tmpfs (the export)", []string{"CONFIG_TMPFS"}},
+		{"virtio PCI (the host channel)", []string{"CONFIG_VIRTIO_PCI"}},
+		{"virtio console (the host channel)", []string{"CONFIG_VIRTIO_CONSOLE"}},
+		{"network namespaces (pods)", []string{"CONFIG_NET_NS"}},
+		{"veth (pods)", []string{"CONFIG_VETH"}},
+		{"bridge (the node)", []string{"CONFIG_BRIDGE"}},
+		{"dummy device (service CIDR)", []string{"CONFIG_DUMMY"}},
+		{"NFS client", []string{"CONFIG_NFS_FS"}},
+		{"NFSv4 client", []string{"CONFIG_NFS_V4"}},
+		{"NFSv4.1 client", []string{"CONFIG_NFS_V4_1"}},
+		{"BPF syscall (socket-LB)", []string{"CONFIG_BPF_SYSCALL"}},
+		{"cgroup BPF (socket-LB)", []string{"CONFIG_CGROUP_BPF"}},
+		{"iptables NAT (kube-proxy)", []string{"CONFIG_IP_NF_NAT", "CONFIG_NFT_COMPAT"}},
+	}
+}
+
+// MissingFeaturesError names what a kernel lacks.
+type MissingFeaturesError struct {
+	Kernel  string
+	Config  string
+	Missing []Feature
+}
+
+func (e *MissingFeaturesError) Error() string {
+	parts := make([]string, len(e.Missing))
+	for i, f := range e.Missing {
+		parts[i] = fmt.Sprintf("%s (%s)", f.What, strings.Join(f.Options, " or "))
+	}
+	return fmt.Sprintf("kernel %s lacks what the lab needs, according to %s: %s", e.Kernel, e.Config, strings.Join(parts, "; "))
+}
+
+// CheckConfig reads a kernel's .config and returns a *MissingFeaturesError listing every
+// required feature it does not provide.
+func CheckConfig(k Kernel) error {
+	if k.Config == "" {
+		return nil
+	}
+	data, err := os.ReadFile(k.Config)
+	if err != nil {
+		return fmt.Errorf("read the config of kernel %s: %w", k.Name, err)
+	}
+	opts, err := recipe.ParseConfig(data)
+	if err != nil {
+		return fmt.Errorf("parse the config of kernel %s (%s): %w", k.Name, k.Config, err)
+	}
+	set := map[string]string{}
+	for _, o := range opts {
+		set[o.Name] = o.Value
+	}
+	var missing []Feature
+	for _, f := range RequiredFeatures() {
+		ok := false
+		for _, o := range f.Options {
+			v := set[o]
+			if v == "y" || (v == "m" && k.ModulesDir != "") {
+				ok = true
+			}
+		}
+		if !ok {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return &MissingFeaturesError{Kernel: k.Name, Config: k.Config, Missing: missing}
+	}
+	return nil
+}
