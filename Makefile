@@ -13,8 +13,10 @@ GOFLAGS_BUILD := -trimpath
 export CGO_ENABLED := 0
 
 # Debian/Ubuntu packages the lab drives: qemu for the VM, mmdebstrap for the guest root
-# filesystem, apt/dpkg for the stock kernel, kmod for depmod, cpio for the tests' cross-check.
-APT_PACKAGES := qemu-system-x86 mmdebstrap kmod cpio ca-certificates iptables iproute2 xz-utils zstd
+# filesystem, apt/dpkg for the stock kernel, kmod for depmod, cpio for the tests' cross-check,
+# and the source and toolchain of the kernel recipes (vulnerable-6.1).
+APT_PACKAGES := qemu-system-x86 mmdebstrap kmod cpio ca-certificates iptables iproute2 xz-utils zstd \
+	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch
 
 .PHONY: all build deps run test unit e2e bench lint fmt clean
 
@@ -40,7 +42,7 @@ run: deps build
 # that boot VMs and assert verdicts and evidence.
 test: deps lint
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -timeout 60m -v -run 'Test' ./test/e2e/ -e2e
+	$(GO) test -count=1 -timeout 80m -v -run Test ./test/e2e/ -e2e
 
 unit:
 	$(GO) test -count=1 ./...

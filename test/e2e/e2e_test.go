@@ -250,3 +250,66 @@ func TestInterruptCleansUp(t *testing.T) {
 		t.Errorf("left behind after SIGINT: %v", left)
 	}
 }
+
+// TestFidelityMatrix is issue #4's acceptance test: Debian's stock kernel and the same kernel
+// with the kernel_connect()/kernel_bind()/sock_sendmsg() address copies reverted, each with
+// kube-proxy and with socket-LB. Only the vulnerable kernel with socket-LB must hang, and the
+// evidence must show its reconnects aimed at the dead pod. Builds the vulnerable kernel when it
+// is not cached (minutes).
+func TestFidelityMatrix(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
+	defer cancel()
+	bin := buildNfslab(t)
+	dir := t.TempDir()
+
+	if code := runNfslab(ctx, t, bin, "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
+		t.Fatalf("nfslab run --scenario fidelity: exit code %d, want 0", code)
+	}
+	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 4 {
+		t.Fatalf("%d cells, want 4", len(res.Cells))
+	}
+	for _, c := range res.Cells {
+		t.Run(c.Kernel+"/"+c.Datapath, func(t *testing.T) {
+			bug := c.Kernel == "vulnerable-6.1" && c.Datapath == "socket-lb"
+			want := "recovered"
+			if bug {
+				want = "bug-reproduced"
+			}
+			if c.Verdict != want || c.Expected != want {
+				t.Errorf("verdict %s (expected %s), want %s: %s", c.Verdict, c.Expected, want, c.Reason)
+			}
+			wantRelease := "6.1.0-"
+			if c.Kernel == "vulnerable-6.1" {
+				wantRelease = "6.1.192-nfslab-vulnerable"
+			}
+			if !strings.HasPrefix(c.KernelRelease, wantRelease) {
+				t.Errorf("kernel_release %q, want %s…", c.KernelRelease, wantRelease)
+			}
+			// /proc/mounts keeps the VIP even when the kernel's own copy was overwritten.
+			if c.MountAddrBefore != c.VIP || c.MountAddrAfter != c.VIP {
+				t.Errorf("mount addr %q → %q, want the VIP %s both times", c.MountAddrBefore, c.MountAddrAfter, c.VIP)
+			}
+			hitA := slices.Contains(c.ReconnectTargets, c.BackendA)
+			if bug {
+				if !hitA {
+					t.Errorf("reconnect targets %v: want the dead backend %s among them", c.ReconnectTargets, c.BackendA)
+				}
+				if c.RecoverySeconds != nil {
+					t.Errorf("recovery_seconds %v on the hanging cell", *c.RecoverySeconds)
+				}
+			} else {
+				if hitA {
+					t.Errorf("reconnect targets %v include the dead backend %s", c.ReconnectTargets, c.BackendA)
+				}
+				if c.RecoverySeconds == nil {
+					t.Errorf("no recovery_seconds")
+				}
+			}
+		})
+	}
+}
