@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nfslab/nfslab/lab/agent"
@@ -36,6 +37,13 @@ type Options struct {
 	// ArtifactDir receives each VM's console log (console-<kernel>-<n>.log); none when empty.
 	ArtifactDir string
 }
+
+// InputError means the user's input cannot work (e.g. a kernel image that is not a kernel, or
+// lacks what the lab needs). The CLI maps it to exit code 2.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
 
 // LabError means the lab itself could not run (a missing tool, an image that did not build, a VM
 // that did not boot): no verdict could be reached. The CLI maps it to exit code 3.
@@ -63,6 +71,17 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		res.Timings["total"] = round3(time.Since(start).Seconds())
 	}()
 
+	cells := opts.Scenario.Cells()
+	res.Cells = make([]reports.Cell, len(cells))
+	for i, c := range cells {
+		res.Cells[i] = pendingCell(c)
+	}
+	groups := byKernel(cells)
+	for _, g := range groups {
+		if err := kernel.Preflight(g[0].Kernel); err != nil {
+			return res, &InputError{Err: err}
+		}
+	}
 	if err := image.CheckHostTools(); err != nil {
 		return res, &LabError{Err: err}
 	}
@@ -90,12 +109,6 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	}
 	defer os.RemoveAll(work)
 
-	cells := opts.Scenario.Cells()
-	res.Cells = make([]reports.Cell, len(cells))
-	for i, c := range cells {
-		res.Cells[i] = pendingCell(c)
-	}
-
 	p.say("image: preparing the guest root filesystem (cache %s)", cacheDir)
 	t0 := time.Now()
 	rootfs, err := cache.Rootfs(ctx, opts.Log)
@@ -109,16 +122,8 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		return res, labErr("package the agent: %w", err)
 	}
 
-	var errs []error
-	for _, group := range byKernel(cells) {
-		if ctx.Err() != nil {
-			errs = append(errs, ctx.Err())
-			break
-		}
-		if err := runKernel(ctx, opts, p, cache, work, rootfs, agentArchive, group, res); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	r := &runner{opts: opts, p: p, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}
+	errs := r.runGroups(ctx, groups)
 	res.Pass = len(errs) == 0
 	for _, c := range res.Cells {
 		if !c.Pass {
@@ -128,34 +133,97 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	return res, errors.Join(errs...)
 }
 
+// runner runs the kernel groups of one run; res is shared between groups running in parallel.
+type runner struct {
+	opts         Options
+	p            *progress
+	cache        image.Cache
+	work         string
+	rootfs       string
+	agentArchive string
+
+	mu  sync.Mutex
+	res *reports.Result
+}
+
+// vmCPUs is how many virtual CPUs each VM gets.
+func vmCPUs() int { return min(2, runtime.NumCPU()) }
+
+// Parallelism is how many VMs run at once: as many as the host's cores can give each VM its
+// CPUs, at least one.
+func Parallelism() int { return max(1, runtime.NumCPU()/vmCPUs()) }
+
+// runGroups runs the kernel groups, Parallelism() at a time, and returns their errors.
+func (r *runner) runGroups(ctx context.Context, groups [][]scenario.Cell) []error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	slots := make(chan struct{}, Parallelism())
+	for i, group := range groups {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			mu.Lock()
+			errs = append(errs, labErr("interrupted before kernel %s", group[0].Kernel))
+			mu.Unlock()
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := r.runKernel(ctx, filepath.Join(r.work, fmt.Sprintf("k%d", i)), group); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func (r *runner) record(f func(res *reports.Result)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r.res)
+}
+
 // runKernel boots the kernel of a group of cells and runs them, booting again after a cell that
-// left I/O stuck in the kernel.
-func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache, work, rootfs, agentArchive string, group []scenario.Cell, res *reports.Result) error {
+// left I/O stuck in the kernel. work is the group's own directory.
+func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Cell) error {
 	name := group[0].Kernel
-	p.say("kernel %s: preparing", name)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return labErr("kernel %s: %w", name, err)
+	}
+	r.p.say("kernel %s: preparing", name)
 	t0 := time.Now()
-	k, err := kernel.Resolve(ctx, cache, name, opts.Log, func(line string) { p.say("%s", line) })
+	k, err := kernel.Resolve(ctx, r.cache, name, r.opts.Log, func(line string) { r.p.say("%s", line) })
 	if err != nil {
 		return labErr("kernel %s: %w", name, err)
 	}
-	modules, err := kernel.ModulesArchive(ctx, cache, k, kernel.LabModules)
+	modules, err := kernel.ModulesArchive(ctx, r.cache, k, kernel.LabModules)
 	if err != nil {
 		return labErr("kernel %s: modules for the guest: %w", name, err)
 	}
-	initrd := filepath.Join(work, "initrd-"+k.Release+".cpio")
-	parts := []string{rootfs, agentArchive}
+	initrd := filepath.Join(work, "initrd.cpio")
+	parts := []string{r.rootfs, r.agentArchive}
 	if modules != "" {
-		parts = []string{rootfs, modules, agentArchive}
+		parts = []string{r.rootfs, modules, r.agentArchive}
 	}
 	if err := image.Assemble(initrd, parts...); err != nil {
 		return labErr("assemble the initramfs: %w", err)
 	}
-	res.Timings["kernel:"+name] = round3(time.Since(t0).Seconds())
-	p.say("kernel %s: %s ready in %.1f s", name, k.Release, time.Since(t0).Seconds())
+	r.record(func(res *reports.Result) { res.Timings["kernel:"+name] = round3(time.Since(t0).Seconds()) })
+	r.p.say("kernel %s: %s ready in %.1f s", name, k.Release, time.Since(t0).Seconds())
 
 	remaining := group
 	for len(remaining) > 0 {
-		done, err := bootAndRun(ctx, opts, p, k, initrd, work, remaining, res)
+		done, err := r.bootAndRun(ctx, k, initrd, work, remaining)
 		if err != nil {
 			return err
 		}
@@ -164,7 +232,7 @@ func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache
 		}
 		remaining = remaining[done:]
 		if len(remaining) > 0 {
-			p.say("kernel %s: booting a fresh VM for the %d remaining cell(s)", name, len(remaining))
+			r.p.say("kernel %s: booting a fresh VM for the %d remaining cell(s)", name, len(remaining))
 		}
 	}
 	return nil
@@ -172,11 +240,12 @@ func runKernel(ctx context.Context, opts Options, p *progress, cache image.Cache
 
 // bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
 // returns how many of the cells finished.
-func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel, initrd, work string, cells []scenario.Cell, res *reports.Result) (int, error) {
+func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell) (int, error) {
+	opts, p := r.opts, r.p
 	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
 	machine, err := vm.Boot(ctx, vm.Config{
 		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
-		CPUs: min(2, runtime.NumCPU()), MemoryMB: 2048, Dir: work,
+		CPUs: vmCPUs(), MemoryMB: 2048, Dir: work,
 		BootTimeout: 180 * time.Second, Log: opts.Log,
 	})
 	if err != nil {
@@ -195,9 +264,12 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		machine.Close()
 		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
 	}()
-	res.Host.Accel = machine.Accel
-	res.Timings["vm_boot:"+k.Name] = round3(machine.BootTime.Seconds())
-	res.Host.QEMU = qemuVersion(ctx)
+	qemu := qemuVersion(ctx)
+	r.record(func(res *reports.Result) {
+		res.Host.Accel = machine.Accel
+		res.Host.QEMU = qemu
+		res.Timings["vm_boot:"+k.Name] = round3(machine.BootTime.Seconds())
+	})
 	if machine.KVMError != nil {
 		p.say("vm: KVM does not work here, using TCG (%v)", machine.KVMError)
 	}
@@ -217,10 +289,13 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 	}
 	vctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	finish := func() {
+		r.record(func(res *reports.Result) { finishCells(cells, timeline, machine, res, done) })
+	}
 	for {
 		ev, err := machine.Next(vctx)
 		if err != nil {
-			finishCells(cells, timeline, k, machine, res, done)
+			finish()
 			if ctx.Err() != nil {
 				return done, labErr("kernel %s: interrupted after %d of %d cell(s)", k.Name, done, len(cells))
 			}
@@ -236,7 +311,7 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 		case event.KindCellDone:
 			done++
 		case event.KindBye:
-			finishCells(cells, timeline, k, machine, res, done)
+			finish()
 			machine.WaitExit(10 * time.Second)
 			if done == 0 && agentErr != "" {
 				return 0, labErr("kernel %s: %s", k.Name, agentErr)
@@ -247,7 +322,7 @@ func bootAndRun(ctx context.Context, opts Options, p *progress, k kernel.Kernel,
 }
 
 // finishCells turns the timelines of the first n cells into report cells with verdicts.
-func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel.Kernel, machine *vm.VM, res *reports.Result, n int) {
+func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, machine *vm.VM, res *reports.Result, n int) {
 	for i, c := range cells {
 		rc := Judge(c, timeline[c.Index], i < n)
 		rc.KernelRelease = machine.Hello.KernelRelease

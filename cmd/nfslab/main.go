@@ -74,9 +74,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "nfslab: %v\n", err)
 	var ue usageError
 	var se *scenario.Error
+	var ie *lab.InputError
 	var le *lab.LabError
 	switch {
-	case errors.As(err, &ue), errors.As(err, &se):
+	case errors.As(err, &ue), errors.As(err, &se), errors.As(err, &ie):
 		return exitUsage
 	case errors.As(err, &le):
 		return exitLab

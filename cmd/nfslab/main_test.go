@@ -20,6 +20,25 @@ func TestExitCodes(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("name: [unclosed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	notKernel := filepath.Join(dir, "bzImage")
+	if err := os.WriteFile(notKernel, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A kernel image with a config beside it that lacks the NFS client and cgroup BPF.
+	noNFS := filepath.Join(dir, "nonfs", "vmlinuz")
+	if err := os.MkdirAll(filepath.Dir(noNFS), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := make([]byte, 0x3000)
+	copy(img[0x202:], "HdrS")
+	img[0x20e], img[0x20f] = 0x00, 0x20 // version string at 0x2200
+	copy(img[0x2200:], "6.1.0-nonfs (test) #1\x00")
+	if err := os.WriteFile(noNFS, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nonfs", ".config"), []byte("CONFIG_BLK_DEV_INITRD=y\n# CONFIG_NFS_FS is not set\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -37,6 +56,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "bad accelerator", args: []string{"run", "--accel", "warp"}, code: 2, wantErr: []string{"--accel", "warp"}},
 		{name: "invalid scenario file", args: []string{"run", "--scenario", bad}, code: 2, wantErr: []string{bad, "matrix.datapaths[0]", "ipvs", "matrix.colour"}},
 		{name: "malformed scenario file", args: []string{"run", "--scenario", broken}, code: 2, wantErr: []string{broken, "line"}},
+		{name: "kernel image that is not a kernel", args: []string{"run", "--kernel", notKernel, "--report-dir", filepath.Join(dir, "r")}, code: 2, wantErr: []string{notKernel, "not an x86 bzImage"}},
+		{name: "kernel without NFS or cgroup BPF", args: []string{"run", "--kernel", noNFS, "--report-dir", filepath.Join(dir, "r")}, code: 2, wantErr: []string{"lacks", "NFS client (CONFIG_NFS_FS)", "cgroup BPF (socket-LB) (CONFIG_CGROUP_BPF)"}},
+		{name: "unknown recipe for kernel build", args: []string{"kernel", "build", "vulnerable-9.9"}, code: 2, wantErr: []string{"vulnerable-9.9", "vulnerable-6.1"}},
 		{name: "agent outside the VM", args: []string{"agent"}, code: 2, wantErr: []string{"PID 1"}},
 		{
 			name: "missing host tools", args: []string{"run", "--report-dir", filepath.Join(dir, "r")},

@@ -35,6 +35,27 @@ func Resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logg
 	return k, nil
 }
 
+// Preflight checks what can be checked about a kernel name without building or downloading
+// anything: a recipe must exist, and a kernel image path must be an x86 bzImage whose config (if
+// found beside it) has what the lab needs. Run it before any slow step so that bad input fails
+// at once.
+func Preflight(name string) error {
+	if name == StockName {
+		return nil
+	}
+	if _, err := recipe.Lookup(name); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(name); err != nil && !strings.ContainsRune(name, '/') {
+		return fmt.Errorf("unknown kernel %q: want %s, a recipe (%s) or the path of a bzImage", name, StockName, strings.Join(recipe.Names(), ", "))
+	}
+	k, err := resolve(context.Background(), image.Cache{}, name, nil, nil)
+	if err != nil {
+		return err
+	}
+	return CheckConfig(k)
+}
+
 func resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logger, progress func(string)) (Kernel, error) {
 	if name == StockName {
 		return Resolver{Cache: cache}.DebianStock(ctx, log)
