@@ -19,8 +19,12 @@ import (
 //	           flags: bit 0 flagHasBackend, bit 1 flagRefuse
 //	rev value          : an addrKey (the VIP)
 //	stats     (array of u64, native endian): statRewrites, statRefused,
-//	           statNonVIP, statLastNonVIPDest (low 4 bytes = ip[4])
+//	           statNonVIP, statLastNonVIPDest (low 4 bytes = ip[4]),
+//	           statLostHookEvents
 //	cfg       (array, 1 entry of 4 bytes): watchPort[2] | pad[2]=0
+//	hook event (ring buffer record, 32 bytes):
+//	           mono u64 (native endian, bpf_ktime_get_ns) | in addrKey |
+//	           out addrKey | action u8 | hook u8 | pad[6]=0
 
 // addrKey is the 8-byte (IPv4 address, port) tuple used as the key of the
 // svc and rev maps and as the value of the rev map.
@@ -56,6 +60,7 @@ const (
 	statRefused
 	statNonVIP
 	statLastNonVIPDest
+	statLostHookEvents
 	numStats
 )
 
@@ -68,7 +73,75 @@ const (
 	svcValuePortOff  = 4
 	svcValueFlagsOff = 6
 	cfgValueSize     = 4
+
+	hookRecordSize      = 32
+	hookRecordInOff     = 8
+	hookRecordOutOff    = 16
+	hookRecordActionOff = 24
+	hookRecordHookOff   = 25
+	hookRecordPadOff    = 26
 )
+
+// hookRecord is a hook event as the forward programs write it into the ring
+// buffer.
+type hookRecord struct {
+	Mono   uint64  // bpf_ktime_get_ns: CLOCK_MONOTONIC
+	In     addrKey // destination handed to the hook
+	Out    addrKey // destination after the hook; zero when refused
+	Action uint8   // action* below
+	Hook   uint8   // hook* below
+	Pad    [6]byte // always zero
+}
+
+// Action codes of a hookRecord.
+const (
+	actionRewrite uint8 = iota + 1
+	actionRefuse
+	actionPassThrough
+	actionNonVIP
+)
+
+// Hook codes of a hookRecord.
+const (
+	hookConnect4 uint8 = iota + 1
+	hookSendmsg4
+)
+
+// decodeHookRecord parses one ring buffer sample.
+func decodeHookRecord(raw []byte) (HookEvent, error) {
+	var r hookRecord
+	if len(raw) < hookRecordSize {
+		return HookEvent{}, fmt.Errorf("hook event of %d bytes, want %d", len(raw), hookRecordSize)
+	}
+	if _, err := binary.Decode(raw[:hookRecordSize], binary.NativeEndian, &r); err != nil {
+		return HookEvent{}, fmt.Errorf("decode hook event: %w", err)
+	}
+	ev := HookEvent{Mono: int64(r.Mono), In: r.In.addrPort()}
+	if r.Out != (addrKey{}) {
+		ev.Out = r.Out.addrPort()
+	}
+	switch r.Action {
+	case actionRewrite:
+		ev.Action = ActionRewrite
+	case actionRefuse:
+		ev.Action = ActionRefuse
+	case actionPassThrough:
+		ev.Action = ActionPassThrough
+	case actionNonVIP:
+		ev.Action = ActionNonVIP
+	default:
+		return HookEvent{}, fmt.Errorf("hook event with unknown action %d", r.Action)
+	}
+	switch r.Hook {
+	case hookConnect4:
+		ev.Hook = HookConnect4
+	case hookSendmsg4:
+		ev.Hook = HookSendmsg4
+	default:
+		return HookEvent{}, fmt.Errorf("hook event with unknown hook %d", r.Hook)
+	}
+	return ev, nil
+}
 
 // encodeAddr converts an IPv4 (or IPv4-mapped IPv6) address and port into
 // its map form. Port 0 and non-IPv4 addresses are rejected.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestLayoutSizes(t *testing.T) {
@@ -17,6 +18,7 @@ func TestLayoutSizes(t *testing.T) {
 		{"addrKey", addrKey{}, addrKeySize},
 		{"svcValue", svcValue{}, svcValueSize},
 		{"cfgValue", cfgValue{}, cfgValueSize},
+		{"hookRecord", hookRecord{}, hookRecordSize},
 	} {
 		if got := binary.Size(tc.v); got != tc.want {
 			t.Errorf("binary.Size(%s) = %d, want %d", tc.name, got, tc.want)
@@ -109,6 +111,95 @@ func TestDecodeLastDest(t *testing.T) {
 	}
 	if got, want := decodeLastDest([8]byte{10, 0, 0, 11}), netip.MustParseAddr("10.0.0.11"); got != want {
 		t.Errorf("decodeLastDest = %v, want %v", got, want)
+	}
+}
+
+func TestHookRecordOffsets(t *testing.T) {
+	var r hookRecord
+	for _, tc := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"In", unsafe.Offsetof(r.In), hookRecordInOff},
+		{"Out", unsafe.Offsetof(r.Out), hookRecordOutOff},
+		{"Action", unsafe.Offsetof(r.Action), hookRecordActionOff},
+		{"Hook", unsafe.Offsetof(r.Hook), hookRecordHookOff},
+		{"Pad", unsafe.Offsetof(r.Pad), hookRecordPadOff},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("offset of hookRecord.%s = %d, want %d", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestDecodeHookRecord(t *testing.T) {
+	raw := func(mono uint64, in, out [6]byte, action, hook uint8) []byte {
+		b := binary.NativeEndian.AppendUint64(nil, mono)
+		b = append(b, in[:]...)
+		b = append(b, 0, 0)
+		b = append(b, out[:]...)
+		b = append(b, 0, 0, action, hook, 0, 0, 0, 0, 0, 0)
+		return b
+	}
+	var (
+		vip  = [6]byte{10, 96, 0, 50, 0x08, 0x01}
+		podA = [6]byte{10, 0, 0, 11, 0x08, 0x01}
+	)
+	tests := []struct {
+		name    string
+		raw     []byte
+		want    HookEvent
+		wantErr string
+	}{
+		{
+			name: "rewrite",
+			raw:  raw(42, vip, podA, actionRewrite, hookConnect4),
+			want: HookEvent{
+				Mono: 42, Hook: HookConnect4, Action: ActionRewrite,
+				In:  netip.MustParseAddrPort("10.96.0.50:2049"),
+				Out: netip.MustParseAddrPort("10.0.0.11:2049"),
+			},
+		},
+		{
+			name: "refuse has no output",
+			raw:  raw(7, vip, [6]byte{}, actionRefuse, hookSendmsg4),
+			want: HookEvent{Mono: 7, Hook: HookSendmsg4, Action: ActionRefuse, In: netip.MustParseAddrPort("10.96.0.50:2049")},
+		},
+		{
+			name: "non-VIP",
+			raw:  raw(1, podA, podA, actionNonVIP, hookConnect4),
+			want: HookEvent{
+				Mono: 1, Hook: HookConnect4, Action: ActionNonVIP,
+				In:  netip.MustParseAddrPort("10.0.0.11:2049"),
+				Out: netip.MustParseAddrPort("10.0.0.11:2049"),
+			},
+		},
+		{
+			name: "pass-through",
+			raw:  raw(1, vip, vip, actionPassThrough, hookConnect4),
+			want: HookEvent{
+				Mono: 1, Hook: HookConnect4, Action: ActionPassThrough,
+				In:  netip.MustParseAddrPort("10.96.0.50:2049"),
+				Out: netip.MustParseAddrPort("10.96.0.50:2049"),
+			},
+		},
+		{name: "short", raw: make([]byte, hookRecordSize-1), wantErr: "31 bytes"},
+		{name: "unknown action", raw: raw(1, vip, vip, 9, hookConnect4), wantErr: "unknown action"},
+		{name: "unknown hook", raw: raw(1, vip, vip, actionRewrite, 0), wantErr: "unknown hook"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeHookRecord(tc.raw)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("decodeHookRecord error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("decodeHookRecord = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,8 @@
 package socklb
 
 import (
+	"slices"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 )
@@ -13,6 +15,7 @@ const (
 	mapRev   = "rev"
 	mapStats = "stats"
 	mapCfg   = "cfg"
+	mapHook  = "hook_events"
 
 	progConnect4 = "connect4"
 	progSendmsg4 = "sendmsg4"
@@ -22,6 +25,11 @@ const (
 
 	// maxServices bounds the svc and rev hash maps.
 	maxServices = 1024
+
+	// hookRingSize is the size of the hook event ring buffer in bytes (a
+	// power of two and a multiple of the page size): room for about 6500
+	// records of hookRecordSize plus the ring's 8-byte header.
+	hookRingSize = 256 << 10
 )
 
 // Offsets in struct bpf_sock_addr (include/uapi/linux/bpf.h).
@@ -43,20 +51,29 @@ const (
 	stackKeyPort  = -4  // the port inside the key
 	stackKeyPad   = -2  // the padding inside the key
 	stackArrayIdx = -12 // u32 index for array maps
+
+	// A hookRecord, 32 bytes at -48..-17.
+	stackRec       = -48
+	stackRecIn     = stackRec + hookRecordInOff
+	stackRecOut    = stackRec + hookRecordOutOff
+	stackRecAction = stackRec + hookRecordActionOff
+	stackRecHook   = stackRec + hookRecordHookOff
+	stackRecPad    = stackRec + hookRecordPadOff // 6 bytes: a half and a word
 )
 
 // progSpec describes one of the three programs.
 type progSpec struct {
 	name   string // key in the CollectionSpec and suffix of the kernel name
 	attach ebpf.AttachType
+	hook   uint8 // hook code in hook events; 0 for recvmsg4, which emits none
 }
 
 // programList lists the programs in attach order.
 func programList() [3]progSpec {
 	return [...]progSpec{
-		{progConnect4, ebpf.AttachCGroupInet4Connect},
-		{progSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
-		{progRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg},
+		{progConnect4, ebpf.AttachCGroupInet4Connect, hookConnect4},
+		{progSendmsg4, ebpf.AttachCGroupUDP4Sendmsg, hookSendmsg4},
+		{progRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg, 0},
 	}
 }
 
@@ -92,11 +109,16 @@ func collectionSpec() *ebpf.CollectionSpec {
 				ValueSize:  cfgValueSize,
 				MaxEntries: 1,
 			},
+			mapHook: {
+				Name:       kernelNamePrefix + "hook",
+				Type:       ebpf.RingBuf,
+				MaxEntries: hookRingSize,
+			},
 		},
 		Programs: map[string]*ebpf.ProgramSpec{},
 	}
 	for _, p := range programList() {
-		insns := forwardProgram()
+		insns := forwardProgram(p.hook)
 		if p.attach == ebpf.AttachCGroupUDP4Recvmsg {
 			insns = reverseProgram()
 		}
@@ -114,15 +136,56 @@ func collectionSpec() *ebpf.CollectionSpec {
 // loadKeyFromCtx builds an addrKey from ctx->user_ip4 and ctx->user_port
 // (R6 holds ctx) on the stack at stackKey. Clobbers R2.
 func loadKeyFromCtx() asm.Instructions {
+	return storeCtxAddr(stackKey)
+}
+
+// storeCtxAddr writes ctx->user_ip4 and ctx->user_port (R6 holds ctx) as an
+// addrKey to the stack at off. Clobbers R2.
+func storeCtxAddr(off int16) asm.Instructions {
 	return asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R6, ctxUserIP4, asm.Word),
-		asm.StoreMem(asm.RFP, stackKey, asm.R2, asm.Word),
+		asm.StoreMem(asm.RFP, off, asm.R2, asm.Word),
 		// user_port holds the sin_port value in its low 16 bits; a 2-byte
 		// store writes it back in network byte order on any host.
 		asm.LoadMem(asm.R2, asm.R6, ctxUserPort, asm.Word),
-		asm.StoreMem(asm.RFP, stackKeyPort, asm.R2, asm.Half),
-		asm.StoreImm(asm.RFP, stackKeyPad, 0, asm.Half),
+		asm.StoreMem(asm.RFP, off+4, asm.R2, asm.Half),
+		asm.StoreImm(asm.RFP, off+6, 0, asm.Half),
 	}
+}
+
+// initHookRecord fills the hookRecord at stackRec, except for mono and
+// action, from the addrKey at stackKey: in = out = key. Clobbers R2.
+func initHookRecord(hook uint8) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, asm.RFP, stackKey, asm.DWord),
+		asm.StoreMem(asm.RFP, stackRecIn, asm.R2, asm.DWord),
+		asm.StoreMem(asm.RFP, stackRecOut, asm.R2, asm.DWord),
+		asm.StoreImm(asm.RFP, stackRecHook, int64(hook), asm.Byte),
+		asm.StoreImm(asm.RFP, stackRecPad, 0, asm.Half),
+		asm.StoreImm(asm.RFP, stackRecPad+2, 0, asm.Word),
+	}
+}
+
+// emitHookEvent is a block, labelled sym, that runs prelude (to adjust the
+// record's out field), sets the record's action and time, copies the record
+// into the ring buffer (statLostHookEvents++ if it is full) and jumps to next.
+func emitHookEvent(sym string, prelude asm.Instructions, action uint8, next string) asm.Instructions {
+	insns := slices.Clone(prelude)
+	insns = append(insns,
+		asm.StoreImm(asm.RFP, stackRecAction, int64(action), asm.Byte),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, stackRec, asm.R0, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapHook),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stackRec),
+		asm.Mov.Imm(asm.R3, hookRecordSize),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRingbufOutput.Call(),
+		asm.JEq.Imm(asm.R0, 0, next),
+	)
+	insns = append(insns, bumpStat(statLostHookEvents, next)...)
+	insns[0] = insns[0].WithSymbol(sym)
+	return insns
 }
 
 // lookupKey calls bpf_map_lookup_elem(m, &stack[stackKey]); R0 = value or NULL.
@@ -172,17 +235,20 @@ func bumpStat(idx uint32, next string) asm.Instructions {
 	)
 }
 
-// forwardProgram is the body of cgroup/connect4 and cgroup/sendmsg4:
+// forwardProgram is the body of cgroup/connect4 and cgroup/sendmsg4 (hook
+// is the hook code its events carry):
 //
 //	if protocol is not TCP or UDP: allow
 //	v = svc[(user_ip4, user_port)]
-//	if v and v has a backend: rewrite user_ip4/user_port, Rewrites++, allow
-//	if v and v refuses: Refused++, deny (connect()/sendmsg() get EPERM)
-//	if v: allow unchanged
+//	if v and v has a backend: rewrite user_ip4/user_port, Rewrites++,
+//	    event(rewrite, out = backend), allow
+//	if v and v refuses: Refused++, event(refuse, out = 0), deny
+//	    (connect()/sendmsg() get EPERM)
+//	if v: event(pass-through), allow unchanged
 //	if cfg.watch_port != 0 and user_port == cfg.watch_port:
-//	    LastNonVIPDest = user_ip4, NonVIP++
+//	    LastNonVIPDest = user_ip4, NonVIP++, event(non-vip)
 //	allow
-func forwardProgram() asm.Instructions {
+func forwardProgram(hook uint8) asm.Instructions {
 	var insns asm.Instructions
 	add := func(is ...asm.Instruction) { insns = append(insns, is...) }
 	addAll := func(is asm.Instructions) { insns = append(insns, is...) }
@@ -196,6 +262,7 @@ func forwardProgram() asm.Instructions {
 	key := loadKeyFromCtx()
 	key[0] = key[0].WithSymbol("key")
 	addAll(key)
+	addAll(initHookRecord(hook))
 	addAll(lookupKey(mapSvc))
 	add(
 		asm.JEq.Imm(asm.R0, 0, "not_found"),
@@ -205,14 +272,21 @@ func forwardProgram() asm.Instructions {
 		asm.JEq.Imm(asm.R2, 0, "no_backend"),
 	)
 	addAll(rewriteCtxFromR0())
-	addAll(bumpStat(statRewrites, "allow"))
+	addAll(bumpStat(statRewrites, "ev_rewrite"))
+	// Read back what the kernel will use: the hook's output.
+	addAll(emitHookEvent("ev_rewrite", storeCtxAddr(stackRecOut), actionRewrite, "allow"))
 
 	// Known VIP without a backend.
 	add(
 		asm.And.Imm(asm.R7, int32(flagRefuse)).WithSymbol("no_backend"),
-		asm.JEq.Imm(asm.R7, 0, "allow"),
+		asm.JEq.Imm(asm.R7, 0, "ev_pass"),
 	)
-	addAll(bumpStat(statRefused, "deny"))
+	addAll(bumpStat(statRefused, "ev_refuse"))
+	addAll(emitHookEvent("ev_refuse", asm.Instructions{
+		asm.Mov.Imm(asm.R2, 0),
+		asm.StoreMem(asm.RFP, stackRecOut, asm.R2, asm.DWord),
+	}, actionRefuse, "deny"))
+	addAll(emitHookEvent("ev_pass", nil, actionPassThrough, "allow"))
 
 	// Not a VIP: the instrument for connects that should have hit a VIP.
 	not := lookupIndex(mapCfg, 0)
@@ -231,9 +305,10 @@ func forwardProgram() asm.Instructions {
 		asm.LoadMem(asm.R3, asm.RFP, stackKey, asm.Word),
 		asm.StoreMem(asm.R0, 0, asm.R3, asm.Word),
 	)
-	count := bumpStat(statNonVIP, "allow")
+	count := bumpStat(statNonVIP, "ev_non_vip")
 	count[0] = count[0].WithSymbol("count_non_vip")
 	addAll(count)
+	addAll(emitHookEvent("ev_non_vip", nil, actionNonVIP, "allow"))
 
 	add(
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),

@@ -14,12 +14,14 @@
 // As an instrument the forward programs also count connect()s and sendmsg()s
 // to a watched port whose destination is not a known VIP, and remember the
 // last such destination: on a vulnerable kernel, NFS reconnects after a
-// failover show up there with the old backend's address.
+// failover show up there with the old backend's address. Every invocation
+// that concerns a VIP or the watched port is also reported, with what the
+// hook received and returned, as a HookEvent (ReadHookEvents).
 //
 // The programs are written with github.com/cilium/ebpf/asm (no clang, no
-// BTF), use only bpf_map_lookup_elem and atomic adds, and load on Linux 5.7
-// and newer (bpf_link for cgroups; recvmsg4 needs 5.2), including in the BPF
-// interpreter.
+// BTF), use bpf_map_lookup_elem, atomic adds, bpf_ktime_get_ns and
+// bpf_ringbuf_output, and load on Linux 5.8 and newer (ring buffers; bpf_link
+// for cgroups needs 5.7, recvmsg4 5.2), including in the BPF interpreter.
 package socklb
 
 import (
@@ -32,6 +34,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 // Service maps a VIP (ip:port, IPv4, TCP and UDP) to at most one backend.
@@ -51,8 +54,8 @@ type Service struct {
 // Config holds load-time settings.
 type Config struct {
 	// WatchPort enables the NonVIP instrument: connect()s and sendmsg()s to
-	// this port whose destination is not a known VIP are counted. Zero
-	// disables it.
+	// this port whose destination is not a known VIP are counted and
+	// reported as ActionNonVIP hook events. Zero disables it.
 	WatchPort uint16
 }
 
@@ -68,6 +71,9 @@ type Stats struct {
 	// LastNonVIPDest is the destination of the last NonVIP event; the zero
 	// Addr if there was none.
 	LastNonVIPDest netip.Addr
+	// LostHookEvents counts hook events dropped because the ring buffer
+	// was full (nobody reading, or reading too slowly).
+	LostHookEvents uint64
 }
 
 // LB is a loaded socket-LB: its maps, programs and cgroup links. Its methods
@@ -75,12 +81,14 @@ type Stats struct {
 type LB struct {
 	mu     sync.Mutex
 	coll   *ebpf.Collection
+	events *ringbuf.Reader // hook events; its own locking
 	links  []link.Link
 	closed bool
 }
 
 // Load creates the maps and loads the programs (cgroup/connect4,
-// cgroup/sendmsg4, cgroup/recvmsg4) without attaching them. It raises the
+// cgroup/sendmsg4, cgroup/recvmsg4) without attaching them, and opens the
+// hook event ring buffer. It raises the
 // process's memlock rlimit, which kernels before 5.11 charge BPF memory to.
 func Load(cfg Config) (*LB, error) {
 	// Raise the limit directly rather than through cilium/ebpf's rlimit package: that package
@@ -93,12 +101,16 @@ func Load(cfg Config) (*LB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load socket-LB programs and maps: %w", err)
 	}
-	lb := &LB{coll: coll}
-	if err := lb.coll.Maps[mapCfg].Update(uint32(0), encodeConfig(cfg), ebpf.UpdateAny); err != nil {
+	if err := coll.Maps[mapCfg].Update(uint32(0), encodeConfig(cfg), ebpf.UpdateAny); err != nil {
 		coll.Close()
 		return nil, fmt.Errorf("set socket-LB watch port %d: %w", cfg.WatchPort, err)
 	}
-	return lb, nil
+	events, err := ringbuf.NewReader(coll.Maps[mapHook])
+	if err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("open socket-LB hook event ring buffer: %w", err)
+	}
+	return &LB{coll: coll, events: events}, nil
 }
 
 // Attach attaches the three programs to the cgroup2 directory cgroupPath
@@ -219,6 +231,7 @@ func (lb *LB) Stats() (Stats, error) {
 		{statRewrites, &st.Rewrites},
 		{statRefused, &st.Refused},
 		{statNonVIP, &st.NonVIP},
+		{statLostHookEvents, &st.LostHookEvents},
 	} {
 		if err := m.Lookup(c.idx, c.dst); err != nil {
 			return Stats{}, fmt.Errorf("read socket-LB stat %d: %w", c.idx, err)
@@ -232,8 +245,8 @@ func (lb *LB) Stats() (Stats, error) {
 	return st, nil
 }
 
-// Close detaches every link and closes the programs and maps. It is safe to
-// call more than once; later calls return nil.
+// Close detaches every link, stops ReadHookEvents and closes the programs
+// and maps. It is safe to call more than once; later calls return nil.
 func (lb *LB) Close() error {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
@@ -248,6 +261,9 @@ func (lb *LB) Close() error {
 		}
 	}
 	lb.links = nil
+	if err := lb.events.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close socket-LB hook event reader: %w", err))
+	}
 	lb.coll.Close()
 	return errors.Join(errs...)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // The traffic-generating side of the tests runs in a child process (this test
@@ -296,6 +297,7 @@ func TestRewrite(t *testing.T) {
 		wantPeer  func(a addrs) netip.AddrPort // nil: not checked
 		wantErrno syscall.Errno
 		wantStats func(a addrs) Stats
+		wantHook  func(a addrs) []HookEvent // Mono is checked separately
 	}{
 		{
 			name:      "tcp connect to VIP goes to backend",
@@ -306,6 +308,9 @@ func TestRewrite(t *testing.T) {
 			wantReply: "A",
 			wantPeer:  func(a addrs) netip.AddrPort { return a.A },
 			wantStats: func(addrs) Stats { return Stats{Rewrites: 1} },
+			wantHook: func(a addrs) []HookEvent {
+				return []HookEvent{{Hook: HookConnect4, In: a.VIP, Out: a.A, Action: ActionRewrite}}
+			},
 		},
 		{
 			name:      "tcp connect to VIP without backend is refused",
@@ -314,6 +319,9 @@ func TestRewrite(t *testing.T) {
 			dst:       func(a addrs) netip.AddrPort { return a.VIP },
 			wantErrno: syscall.EPERM,
 			wantStats: func(addrs) Stats { return Stats{Refused: 1} },
+			wantHook: func(a addrs) []HookEvent {
+				return []HookEvent{{Hook: HookConnect4, In: a.VIP, Action: ActionRefuse}}
+			},
 		},
 		{
 			name:      "tcp connect to VIP without backend passes through",
@@ -323,6 +331,9 @@ func TestRewrite(t *testing.T) {
 			wantReply: "V",
 			wantPeer:  func(a addrs) netip.AddrPort { return a.LiveVIP },
 			wantStats: func(addrs) Stats { return Stats{} },
+			wantHook: func(a addrs) []HookEvent {
+				return []HookEvent{{Hook: HookConnect4, In: a.LiveVIP, Out: a.LiveVIP, Action: ActionPassThrough}}
+			},
 		},
 		{
 			name:      "tcp connect to watched port of a non-VIP is counted",
@@ -333,6 +344,9 @@ func TestRewrite(t *testing.T) {
 			wantReply: "O",
 			wantPeer:  func(a addrs) netip.AddrPort { return a.Other },
 			wantStats: func(addrs) Stats { return Stats{NonVIP: 1, LastNonVIPDest: netip.MustParseAddr("127.0.0.9")} },
+			wantHook: func(a addrs) []HookEvent {
+				return []HookEvent{{Hook: HookConnect4, In: a.Other, Out: a.Other, Action: ActionNonVIP}}
+			},
 		},
 		{
 			name:      "tcp connect to another port of a non-VIP is ignored",
@@ -342,6 +356,7 @@ func TestRewrite(t *testing.T) {
 			dst:       func(a addrs) netip.AddrPort { return a.B },
 			wantReply: "B",
 			wantStats: func(addrs) Stats { return Stats{} },
+			wantHook:  func(addrs) []HookEvent { return nil },
 		},
 		{
 			name:      "udp sendmsg to VIP goes to backend and the reply comes from the VIP",
@@ -351,6 +366,9 @@ func TestRewrite(t *testing.T) {
 			wantReply: "U:ping",
 			wantPeer:  func(a addrs) netip.AddrPort { return a.UDPVIP },
 			wantStats: func(addrs) Stats { return Stats{Rewrites: 1} },
+			wantHook: func(a addrs) []HookEvent {
+				return []HookEvent{{Hook: HookSendmsg4, In: a.UDPVIP, Out: a.U, Action: ActionRewrite}}
+			},
 		},
 		{
 			name:      "udp sendmsg to VIP without backend is refused",
@@ -359,6 +377,9 @@ func TestRewrite(t *testing.T) {
 			dst:       func(a addrs) netip.AddrPort { return a.UDPVIP },
 			wantErrno: syscall.EPERM,
 			wantStats: func(addrs) Stats { return Stats{Refused: 1} },
+			wantHook: func(a addrs) []HookEvent {
+				return []HookEvent{{Hook: HookSendmsg4, In: a.UDPVIP, Action: ActionRefuse}}
+			},
 		},
 	}
 	for _, tc := range tests {
@@ -375,7 +396,9 @@ func TestRewrite(t *testing.T) {
 				}
 			}
 			dst := tc.dst(a)
+			from := monoNow(t)
 			res := cg.run(t, tc.proto, dst)
+			to := monoNow(t)
 			if tc.wantErrno != 0 {
 				if syscall.Errno(res.Errno) != tc.wantErrno {
 					t.Errorf("%s to %v: got %+v, want errno %v", tc.proto, dst, res, tc.wantErrno)
@@ -388,6 +411,7 @@ func TestRewrite(t *testing.T) {
 				}
 			}
 			checkStats(t, lb, tc.wantStats(a))
+			checkHookEvents(t, drainHookEvents(t, lb), tc.wantHook(a), from, to)
 		})
 	}
 }
@@ -396,6 +420,8 @@ func TestReplaceBackend(t *testing.T) {
 	requireBPF(t)
 	a := newAddrs(t)
 	lb, cg := newAttached(t, Config{WatchPort: a.VIP.Port()})
+	from := monoNow(t)
+	var wantHook []HookEvent
 	for i, step := range []struct {
 		backend   netip.AddrPort
 		wantReply string
@@ -411,8 +437,55 @@ func TestReplaceBackend(t *testing.T) {
 			t.Errorf("step %d: connect to %v with backend %v: got %+v, want reply %q", i, a.VIP, step.backend, res, step.wantReply)
 		}
 		checkReverse(t, lb, map[netip.AddrPort]netip.AddrPort{step.backend: a.VIP})
+		wantHook = append(wantHook, HookEvent{Hook: HookConnect4, In: a.VIP, Out: step.backend, Action: ActionRewrite})
 	}
 	checkStats(t, lb, Stats{Rewrites: 3})
+	checkHookEvents(t, drainHookEvents(t, lb), wantHook, from, monoNow(t))
+}
+
+func TestReadHookEventsStops(t *testing.T) {
+	tests := []struct {
+		name    string
+		stop    func(cancel context.CancelFunc, lb *LB) error
+		wantErr error
+	}{
+		{
+			name:    "context cancelled",
+			stop:    func(cancel context.CancelFunc, _ *LB) error { cancel(); return nil },
+			wantErr: context.Canceled,
+		},
+		{
+			name:    "LB closed",
+			stop:    func(_ context.CancelFunc, lb *LB) error { return lb.Close() },
+			wantErr: nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lb := loadOrSkip(t, Config{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- lb.ReadHookEvents(ctx, func(HookEvent) {}) }()
+			time.Sleep(50 * time.Millisecond) // let it block in the ring buffer
+			select {
+			case err := <-done:
+				t.Fatalf("ReadHookEvents returned early: %v", err)
+			default:
+			}
+			if err := tc.stop(cancel, lb); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+					t.Errorf("ReadHookEvents = %v, want %v", err, tc.wantErr)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("ReadHookEvents did not return within 2s")
+			}
+		})
+	}
 }
 
 func TestCloseDetaches(t *testing.T) {
@@ -483,6 +556,9 @@ func TestCloseDetaches(t *testing.T) {
 	}
 	if _, err := lb.Stats(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Stats after Close: %v, want ErrClosed", err)
+	}
+	if err := lb.ReadHookEvents(context.Background(), func(HookEvent) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("ReadHookEvents after Close: %v, want ErrClosed", err)
 	}
 	if err := lb.SetService(Service{VIP: a.VIP, Backend: a.A}); !errors.Is(err, ErrClosed) {
 		t.Errorf("SetService after Close: %v, want ErrClosed", err)
@@ -603,6 +679,45 @@ func BenchmarkSetService(b *testing.B) {
 		if err := lb.SetService(Service{VIP: vip, Backend: backends[i%2]}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// monoNow reads CLOCK_MONOTONIC, the clock of HookEvent.Mono.
+func monoNow(t *testing.T) int64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatalf("clock_gettime: %v", err)
+	}
+	return ts.Nano()
+}
+
+// drainHookEvents returns the hook events waiting in lb's ring buffer.
+func drainHookEvents(t *testing.T, lb *LB) []HookEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // deliver what is there, then return
+	var evs []HookEvent
+	if err := lb.ReadHookEvents(ctx, func(ev HookEvent) { evs = append(evs, ev) }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ReadHookEvents: %v, want context.Canceled", err)
+	}
+	return evs
+}
+
+// checkHookEvents compares got with want, except for Mono, which must lie
+// within [from, to].
+func checkHookEvents(t *testing.T, got, want []HookEvent, from, to int64) {
+	t.Helper()
+	var stripped []HookEvent
+	for _, ev := range got {
+		if ev.Mono < from || ev.Mono > to {
+			t.Errorf("hook event %+v: Mono %d outside [%d, %d]", ev, ev.Mono, from, to)
+		}
+		ev.Mono = 0
+		stripped = append(stripped, ev)
+	}
+	if !slices.Equal(stripped, want) {
+		t.Errorf("hook events = %+v, want %+v", stripped, want)
 	}
 }
 

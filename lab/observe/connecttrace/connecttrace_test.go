@@ -1,0 +1,497 @@
+package connecttrace
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// testFunction is traced by the tests instead of kernel_connect, which the
+// host never calls on demand: connect(2) on a TCP socket reaches it with the
+// kernel's copy of the user's sockaddr as its second argument.
+const testFunction = "inet_stream_connect"
+
+// skipUnlessKprobes skips the test unless it runs as root on an x86-64
+// kernel with kprobes.
+func skipUnlessKprobes(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load BPF programs")
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("kprobe argument offsets are known only for amd64, not %s", runtime.GOARCH)
+	}
+	// cilium/ebpf creates kprobes through this PMU, falling back to
+	// tracefs, which needs the same kernel options.
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err != nil {
+		t.Skipf("kernel without kprobes (CONFIG_KPROBES, CONFIG_KPROBE_EVENTS): %v", err)
+	}
+}
+
+// startOrSkip starts a tracer for cfg; it is closed at the end of the test.
+func startOrSkip(t *testing.T, cfg Config) *Tracer {
+	t.Helper()
+	skipUnlessKprobes(t)
+	tr, err := Start(cfg)
+	if err != nil {
+		t.Fatalf("Start(%+v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return tr
+}
+
+// listen listens on addr (loopback) and accepts and closes connections.
+func listen(t *testing.T, network, addr string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatalf("listen %s %s: %v", network, addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// dial connects to addr; a refused connection is fine: the traced function
+// has run by then.
+func dial(t *testing.T, network string, addr netip.AddrPort) {
+	t.Helper()
+	conn, err := net.DialTimeout(network, addr.String(), 2*time.Second)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("dial %s %v: %v", network, addr, err)
+	}
+	conn.Close()
+}
+
+func monoNow(t *testing.T) int64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatalf("clock_gettime: %v", err)
+	}
+	return ts.Nano()
+}
+
+func ownComm(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatalf("read own comm: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// reader runs Read in the background and hands the records over a channel.
+type reader struct {
+	recs   chan Connect
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startReader(t *testing.T, tr *Tracer) *reader {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &reader{recs: make(chan Connect, 1024), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- tr.Read(ctx, func(c Connect) { r.recs <- c }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-r.done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Read = %v, want context.Canceled", err)
+		}
+	})
+	return r
+}
+
+// until returns the records that arrive before one for addr (excluded).
+func (r *reader) until(t *testing.T, addr netip.AddrPort) []Connect {
+	t.Helper()
+	var got []Connect
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case c := <-r.recs:
+			if c.Addr == addr {
+				return got
+			}
+			got = append(got, c)
+		case <-timeout:
+			t.Fatalf("no record for %v within 5s; got %+v", addr, got)
+		}
+	}
+}
+
+func TestTrace(t *testing.T) {
+	watched := listen(t, "tcp4", "127.0.0.1:0")
+	other := listen(t, "tcp4", "127.0.0.1:0")
+	tr := startOrSkip(t, Config{Function: testFunction, WatchPort: watched.Port()})
+	r := startReader(t, tr)
+	comm := ownComm(t)
+	// After each case, a connect to the watched port of an address
+	// where nothing listens marks the end of the case's records.
+	sentinel := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), watched.Port())
+
+	tests := []struct {
+		name    string
+		network string
+		dst     netip.AddrPort
+		want    bool
+	}{
+		{name: "watched port is recorded", network: "tcp4", dst: watched, want: true},
+		{name: "other port is not recorded", network: "tcp4", dst: other},
+		{
+			name:    "IPv6 to the watched port is not recorded",
+			network: "tcp6",
+			dst:     netip.AddrPortFrom(netip.IPv6Loopback(), watched.Port()),
+		},
+		{name: "watched port again", network: "tcp4", dst: watched, want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.network == "tcp6" {
+				if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+					t.Skipf("no IPv6 loopback: %v", err)
+				} else {
+					ln.Close()
+				}
+			}
+			from := monoNow(t)
+			dial(t, tc.network, tc.dst)
+			dial(t, "tcp4", sentinel)
+			to := monoNow(t)
+			got := r.until(t, sentinel)
+			var want []Connect
+			if tc.want {
+				want = []Connect{{Addr: tc.dst, Comm: comm}}
+			}
+			for i, c := range got {
+				if c.Mono < from || c.Mono > to {
+					t.Errorf("record %+v: Mono outside [%d, %d]", c, from, to)
+				}
+				got[i].Mono = 0
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("records = %+v, want %+v", got, want)
+			}
+		})
+	}
+	if n, err := tr.Lost(); err != nil || n != 0 {
+		t.Errorf("Lost = %d, %v; want 0", n, err)
+	}
+}
+
+func TestReadStops(t *testing.T) {
+	tests := []struct {
+		name    string
+		stop    func(cancel context.CancelFunc, tr *Tracer) error
+		wantErr error
+	}{
+		{
+			name:    "context cancelled",
+			stop:    func(cancel context.CancelFunc, _ *Tracer) error { cancel(); return nil },
+			wantErr: context.Canceled,
+		},
+		{
+			name:    "tracer closed",
+			stop:    func(_ context.CancelFunc, tr *Tracer) error { return tr.Close() },
+			wantErr: nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := startOrSkip(t, Config{Function: testFunction, WatchPort: 1})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- tr.Read(ctx, func(Connect) {}) }()
+			time.Sleep(50 * time.Millisecond) // let it block in the ring buffer
+			select {
+			case err := <-done:
+				t.Fatalf("Read returned early: %v", err)
+			default:
+			}
+			if err := tc.stop(cancel, tr); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+					t.Errorf("Read = %v, want %v", err, tc.wantErr)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("Read did not return within 2s")
+			}
+		})
+	}
+}
+
+func TestCloseDetaches(t *testing.T) {
+	tr := startOrSkip(t, Config{Function: testFunction})
+	linkInfo, err := tr.link.Info()
+	if err != nil {
+		t.Fatalf("link info: %v", err)
+	}
+	progInfo, err := tr.coll.Programs[progName].Info()
+	if err != nil {
+		t.Fatalf("program info: %v", err)
+	}
+	progID, ok := progInfo.ID()
+	if !ok {
+		t.Fatal("kernel did not report the program ID")
+	}
+	if l, err := link.NewFromID(linkInfo.ID); err != nil {
+		t.Fatalf("open link %d while attached: %v", linkInfo.ID, err)
+	} else {
+		l.Close()
+	}
+
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	// The kernel frees the IDs when the last reference goes; allow
+	// for deferred work.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		lerr := openLink(linkInfo.ID)
+		perr := openProgram(progID)
+		if errors.Is(lerr, os.ErrNotExist) && errors.Is(perr, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Close: link %d: %v, program %d: %v; want both gone", linkInfo.ID, lerr, progID, perr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := tr.Read(context.Background(), func(Connect) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Read after Close = %v, want ErrClosed", err)
+	}
+	if _, err := tr.Lost(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Lost after Close = %v, want ErrClosed", err)
+	}
+}
+
+func openLink(id link.ID) error {
+	l, err := link.NewFromID(id)
+	if err == nil {
+		l.Close()
+	}
+	return err
+}
+
+func openProgram(id ebpf.ProgramID) error {
+	p, err := ebpf.NewProgramFromID(id)
+	if err == nil {
+		p.Close()
+	}
+	return err
+}
+
+func TestStartFunctions(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string // empty: Start succeeds
+	}{
+		{name: "default is kernel_connect", cfg: Config{WatchPort: 2049}},
+		{name: "unknown function", cfg: Config{Function: "nfslab_no_such_function"}, wantErr: "nfslab_no_such_function"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			skipUnlessKprobes(t)
+			tr, err := Start(tc.cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Start(%+v): %v", tc.cfg, err)
+				}
+				if err := tr.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				tr.Close()
+				t.Fatalf("Start(%+v) succeeded, want an error", tc.cfg)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Start(%+v) = %v, want an error mentioning %q", tc.cfg, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestProgramLoads loads the program and maps without attaching them: the
+// verifier's verdict, even on a kernel without kprobes.
+func TestProgramLoads(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load BPF programs")
+	}
+	spec, err := collectionSpec()
+	if err != nil {
+		t.Skip(err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	coll.Close()
+}
+
+// TestPtRegsOffset checks the kprobe argument offset against the running
+// kernel's struct pt_regs.
+func TestPtRegsOffset(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("offsets are defined for amd64 only, not %s", runtime.GOARCH)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Skipf("no kernel BTF: %v", err)
+	}
+	var regs *btf.Struct
+	if err := spec.TypeByName("pt_regs", &regs); err != nil {
+		t.Fatalf("find struct pt_regs: %v", err)
+	}
+	offsets := map[string]uint32{}
+	for _, m := range regs.Members {
+		offsets[m.Name] = m.Offset.Bytes()
+	}
+	for _, tc := range []struct {
+		member string
+		want   uint32
+	}{
+		{"si", ptRegsSIAMD64}, // 2nd argument: what the program reads
+		{"di", 112},           // 1st argument
+	} {
+		if got, ok := offsets[tc.member]; !ok || got != tc.want {
+			t.Errorf("offsetof(struct pt_regs, %s) = %d (present: %v), want %d", tc.member, got, ok, tc.want)
+		}
+	}
+}
+
+func TestRecordLayout(t *testing.T) {
+	var r record
+	for _, tc := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"size", unsafe.Sizeof(r), recordSize},
+		{"binary size", uintptr(binary.Size(r)), recordSize},
+		{"IP", unsafe.Offsetof(r.IP), recordIPOff},
+		{"Port", unsafe.Offsetof(r.Port), recordPortOff},
+		{"Pad", unsafe.Offsetof(r.Pad), recordPadOff},
+		{"Comm", unsafe.Offsetof(r.Comm), recordCommOff},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("record %s = %d, want %d", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestDecodeRecord(t *testing.T) {
+	raw := func(mono uint64, ip [4]byte, port [2]byte, comm string) []byte {
+		b := binary.NativeEndian.AppendUint64(nil, mono)
+		b = append(b, ip[:]...)
+		b = append(b, port[:]...)
+		b = append(b, 0, 0)
+		var c [commLen]byte
+		copy(c[:], comm)
+		return append(b, c[:]...)
+	}
+	tests := []struct {
+		name    string
+		raw     []byte
+		want    Connect
+		wantErr string
+	}{
+		{
+			name: "SUNRPC reconnect to the VIP",
+			raw:  raw(123456789, [4]byte{10, 96, 0, 50}, [2]byte{0x08, 0x01}, "kworker/u4:2"),
+			want: Connect{Mono: 123456789, Addr: netip.MustParseAddrPort("10.96.0.50:2049"), Comm: "kworker/u4:2"},
+		},
+		{
+			name: "15-character comm",
+			raw:  raw(1, [4]byte{127, 0, 0, 1}, [2]byte{0xff, 0xfe}, "connecttrace.te"),
+			want: Connect{Mono: 1, Addr: netip.MustParseAddrPort("127.0.0.1:65534"), Comm: "connecttrace.te"},
+		},
+		{name: "short", raw: make([]byte, recordSize-1), wantErr: "31 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeRecord(tc.raw)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("decodeRecord error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("decodeRecord = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEncodeConfig(t *testing.T) {
+	tests := []struct {
+		port uint16
+		want [cfgValueSize]byte
+	}{
+		{2049, [cfgValueSize]byte{0x08, 0x01, 0, 0}},
+		{0, [cfgValueSize]byte{}},
+	}
+	for _, tc := range tests {
+		if got := encodeConfig(Config{WatchPort: tc.port}); got != tc.want {
+			t.Errorf("encodeConfig(%d) = % x, want % x", tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestKernelNames(t *testing.T) {
+	spec, err := collectionSpec()
+	if err != nil {
+		t.Skip(err)
+	}
+	var names []string
+	for _, m := range spec.Maps {
+		names = append(names, m.Name)
+	}
+	for _, p := range spec.Programs {
+		names = append(names, p.Name)
+	}
+	for _, n := range names {
+		if len(n) > 15 || !strings.HasPrefix(n, kernelNamePrefix) {
+			t.Errorf("kernel object name %q: want the %q prefix and at most 15 characters", n, kernelNamePrefix)
+		}
+	}
+}

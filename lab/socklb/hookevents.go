@@ -1,0 +1,116 @@
+package socklb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// HookEvent is one invocation of the connect4 or sendmsg4 program that
+// concerned a VIP or Config.WatchPort: what the hook received and what it
+// handed back to the kernel.
+type HookEvent struct {
+	// Mono is when the hook ran: CLOCK_MONOTONIC in nanoseconds
+	// (bpf_ktime_get_ns), the clock of the agent's event timestamps.
+	Mono int64
+	// Hook is HookConnect4 or HookSendmsg4.
+	Hook string
+	// In is the destination the hook received. For the kernel's own
+	// sockets this is the address the caller passed to kernel_connect():
+	// on a vulnerable kernel, SUNRPC's own copy of the server address.
+	In netip.AddrPort
+	// Out is the destination after the hook: the backend for
+	// ActionRewrite, In for ActionPassThrough and ActionNonVIP, and the
+	// zero AddrPort for ActionRefuse.
+	Out netip.AddrPort
+	// Action is one of ActionRewrite, ActionRefuse, ActionPassThrough and
+	// ActionNonVIP.
+	Action string
+}
+
+// The values of HookEvent.Action.
+const (
+	// ActionRewrite: the destination was a VIP and was rewritten to its
+	// backend.
+	ActionRewrite = "rewrite"
+	// ActionRefuse: the destination was a VIP without a backend whose
+	// Service has Refuse set; the call failed with EPERM.
+	ActionRefuse = "refuse"
+	// ActionPassThrough: the destination was a VIP without a backend and
+	// went through unchanged.
+	ActionPassThrough = "pass-through"
+	// ActionNonVIP: the destination was not a VIP but its port is
+	// Config.WatchPort (the instrument behind Stats.NonVIP).
+	ActionNonVIP = "non-vip"
+)
+
+// The values of HookEvent.Hook.
+const (
+	HookConnect4 = "connect4" // cgroup/connect4: connect() of TCP and UDP sockets
+	HookSendmsg4 = "sendmsg4" // cgroup/sendmsg4: sendmsg() of unconnected UDP sockets
+)
+
+// ReadHookEvents calls out for each hook event, in the order the hooks ran,
+// until ctx ends or the LB is closed. When ctx ends, the events already in
+// the ring buffer are delivered first and ctx.Err() is returned; when Close
+// stops it, it returns nil. The ring buffer holds about 6500 events; events
+// that find it full are dropped and counted in Stats.LostHookEvents. Call it
+// from one goroutine at a time; out runs on the calling goroutine.
+func (lb *LB) ReadHookEvents(ctx context.Context, out func(HookEvent)) error {
+	lb.mu.Lock()
+	closed, rd := lb.closed, lb.events
+	lb.mu.Unlock()
+	if closed {
+		return fmt.Errorf("read socket-LB hook events: %w", ErrClosed)
+	}
+	var decodeErr error
+	err := readRing(ctx, rd, func(raw []byte) bool {
+		ev, err := decodeHookRecord(raw)
+		if err != nil {
+			decodeErr = err
+			return false
+		}
+		out(ev)
+		return true
+	})
+	if decodeErr != nil {
+		return fmt.Errorf("read socket-LB hook events: %w", decodeErr)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("read socket-LB hook events: %w", err)
+	}
+	return err
+}
+
+// readRing passes the samples of rd to handle until handle returns false,
+// ctx ends (the samples already in the ring are passed first; ctx.Err() is
+// returned) or rd is closed (nil is returned).
+func readRing(ctx context.Context, rd *ringbuf.Reader, handle func([]byte) bool) error {
+	// Flush wakes a blocked read and makes it return what is in the ring,
+	// then ErrFlushed. A flush that lands after this function returned is
+	// seen by the next call as a spurious ErrFlushed, which it ignores.
+	stop := context.AfterFunc(ctx, func() { _ = rd.Flush() })
+	defer stop()
+	var rec ringbuf.Record
+	for {
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if !handle(rec.RawSample) {
+				return nil
+			}
+		case errors.Is(err, ringbuf.ErrFlushed):
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		case errors.Is(err, os.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+	}
+}
