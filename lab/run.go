@@ -371,6 +371,14 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 			prev = e.Mono
 		case e.Kind == event.KindError && rc.Error == "":
 			rc.Error = e.Msg
+		case e.Window != nil && e.Window.Seconds > 0:
+			w := e.Window
+			rc.NoEndpointWindow = &reports.Window{
+				Seconds: round3(w.Seconds), ConnectAttempts: w.ConnectAttempts, Refused: w.Refused,
+				AttemptsPerSecond: round3(float64(w.ConnectAttempts) / w.Seconds),
+				KernelLogLines:    w.KernelLogLines, KernelLogPerSecond: round3(float64(w.KernelLogLines) / w.Seconds),
+				SocketLBWithoutEnds: c.SocketLBNoBackend,
+			}
 		}
 	}
 	return rc

@@ -74,6 +74,10 @@ func markdown(w *bytes.Buffer, r *Result) {
 		} else {
 			fmt.Fprintln(w, "\nNo timeline recorded.")
 		}
+		if win := c.NoEndpointWindow; win != nil {
+			fmt.Fprintf(w, "\nNo-endpoint window: %.1f s, %d connect attempts (%.1f/s; %d refused by socket-LB, mode %s), %d kernel log lines (%.1f/s).\n",
+				win.Seconds, win.ConnectAttempts, win.AttemptsPerSecond, win.Refused, md(win.SocketLBWithoutEnds), win.KernelLogLines, win.KernelLogPerSecond)
+		}
 		if len(c.KernelLog) > 0 {
 			fmt.Fprintln(w, "\nKernel log:\n\n```")
 			for _, l := range c.KernelLog {

@@ -34,6 +34,17 @@ type Host struct {
 	Kernel string `json:"kernel"` // the host's uname -r (not the kernel under test)
 }
 
+// Window is the no-endpoint window of a cell (cilium/cilium#33395).
+type Window struct {
+	Seconds             float64 `json:"seconds"`
+	ConnectAttempts     uint64  `json:"connect_attempts"`
+	AttemptsPerSecond   float64 `json:"attempts_per_second"`
+	Refused             uint64  `json:"refused"`
+	KernelLogLines      int     `json:"kernel_log_lines"`
+	KernelLogPerSecond  float64 `json:"kernel_log_per_second"`
+	SocketLBWithoutEnds string  `json:"socket_lb_no_backend"` // "refuse" or "pass"
+}
+
 // Cell is one combination of the matrix and what happened to it.
 type Cell struct {
 	ID               string             `json:"id"`
@@ -56,5 +67,8 @@ type Cell struct {
 	KernelLog        []string           `json:"kernel_log"`
 	Phases           map[string]float64 `json:"phases"` // seconds spent per step, keyed by step name
 	Error            string             `json:"error,omitempty"`
-	Events           []event.Event      `json:"events"`
+	// NoEndpointWindow is set when the scenario kept the service without endpoints between
+	// the two backends: how hard the kernel tried to reconnect meanwhile.
+	NoEndpointWindow *Window       `json:"no_endpoint_window,omitempty"`
+	Events           []event.Event `json:"events"`
 }

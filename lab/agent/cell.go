@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -113,7 +114,10 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 			return fmt.Sprintf("node %s on %s, service CIDR %s, export %s", nodePrefix, r.node.Bridge, serviceCIDR, r.export), nil
 		}},
 		{event.StepDatapath, func(ctx context.Context) (string, error) {
-			dp, err := datapath.New(c.Datapath, datapath.Config{CgroupRoot: CgroupRoot, WatchPort: uint16(c.Port)})
+			dp, err := datapath.New(c.Datapath, datapath.Config{
+				CgroupRoot: CgroupRoot, WatchPort: uint16(c.Port),
+				RefuseWithoutBackend: c.SocketLBNoBackend == scenario.NoBackendRefuse,
+			})
 			if err != nil {
 				return "", err
 			}
@@ -183,6 +187,18 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 		return r.decide(true)
 	}
 
+	// With a no-endpoint window, I/O is in flight while the service has no endpoint, as an
+	// application's would be, and the kernel keeps trying to reconnect.
+	var inflight *probeRun
+	if w := c.NoEndpointWindow.Duration; w > 0 {
+		inflight = startProbe(r.mountDir, 1, false)
+		r.probe = inflight
+		if err := r.noEndpointWindow(ctx, w); err != nil {
+			r.em.fail(event.StepNoEndpoints, err)
+			return r.decide(true)
+		}
+	}
+
 	bctx, cancel := context.WithTimeout(ctx, setup)
 	_, err = r.startBackend(bctx, "b", addrB)
 	if err == nil {
@@ -195,14 +211,78 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	}
 	bReady := r.em.step(event.StepBackendBReady, "nfs-ganesha serving on %s:%d and %s -> %s:%d", addrB, c.Port, vip, addrB, c.Port).Mono
 
-	d := r.awaitRecovery(ctx, bReady)
+	d := r.awaitRecovery(ctx, bReady, inflight)
 	r.observeMount()
 	r.sample()
 	return d
 }
 
+// noEndpointWindow keeps the service without endpoints for w, sampling evidence, and records
+// how hard the kernel tried to reconnect meanwhile.
+func (r *cellRun) noEndpointWindow(ctx context.Context, w time.Duration) error {
+	opens0, err := observe.TCPActiveOpens()
+	if err != nil {
+		return fmt.Errorf("read TCP counters: %w", err)
+	}
+	refused0 := r.refused()
+	logs0 := r.kernelLogLines()
+	start := now()
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+	end := time.NewTimer(w)
+	defer end.Stop()
+wait:
+	for {
+		select {
+		case <-tick.C:
+			r.sample()
+		case <-end.C:
+			break wait
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	opens1, err := observe.TCPActiveOpens()
+	if err != nil {
+		return fmt.Errorf("read TCP counters: %w", err)
+	}
+	refused := r.refused() - refused0
+	obs := &event.WindowObs{
+		Seconds:         now().Sub(start).Seconds(),
+		ConnectAttempts: opens1 - opens0 + refused,
+		Refused:         refused,
+		KernelLogLines:  r.kernelLogLines() - logs0,
+	}
+	r.em.emit(event.Event{Kind: event.KindObserve, Window: obs})
+	r.em.step(event.StepNoEndpoints, "%.1f s without endpoints: %d connect attempts (%.1f/s, %d refused by socket-LB), %d kernel log lines",
+		obs.Seconds, obs.ConnectAttempts, float64(obs.ConnectAttempts)/obs.Seconds, obs.Refused, obs.KernelLogLines)
+	return nil
+}
+
+// refused is the socket-LB hook's count of refused connects (0 for other datapaths).
+func (r *cellRun) refused() uint64 {
+	if in, ok := r.dp.(datapath.Instrumented); ok {
+		if h, err := in.HookStats(); err == nil {
+			return h.Refused
+		}
+	}
+	return 0
+}
+
+// kernelLogLines counts the NFS/SUNRPC kernel log lines of the cell so far.
+func (r *cellRun) kernelLogLines() int {
+	n := 0
+	for _, e := range r.em.events() {
+		if e.Kernel != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // awaitRecovery probes I/O until it succeeds, the early verdict is final, or the deadline passes.
-func (r *cellRun) awaitRecovery(ctx context.Context, bReady event.Mono) verdict.Decision {
+// inflight is a probe already running since the fault, if any.
+func (r *cellRun) awaitRecovery(ctx context.Context, bReady event.Mono, inflight *probeRun) verdict.Decision {
 	c := r.cell
 	deadline := time.NewTimer(c.Timeouts.Recovery.Duration)
 	defer deadline.Stop()
@@ -210,8 +290,11 @@ func (r *cellRun) awaitRecovery(ctx context.Context, bReady event.Mono) verdict.
 	defer tick.Stop()
 
 	seq := 1
-	p := startProbe(r.mountDir, seq, false)
-	r.probe = p
+	p := inflight
+	if p == nil {
+		p = startProbe(r.mountDir, seq, false)
+		r.probe = p
+	}
 	stuckSaid := false
 	var retry <-chan time.Time
 	for {
@@ -235,7 +318,9 @@ func (r *cellRun) awaitRecovery(ctx context.Context, bReady event.Mono) verdict.
 			r.probe = p
 		case <-tick.C:
 			r.sample()
-			if p != nil && !stuckSaid && now().Sub(p.start) > c.Timeouts.Probe.Duration {
+			// A probe counts as stuck once it has run for the probe deadline after backend B
+			// was ready (an in-flight probe started earlier, during the no-endpoint window).
+			if p != nil && !stuckSaid && now().Sub(max(p.start, bReady)) > c.Timeouts.Probe.Duration {
 				stuckSaid = true
 				r.emitProbe(p, nil, true)
 				r.em.step(event.StepIOStuck, "probe %d has not finished after %s", p.seq, c.Timeouts.Probe.Duration)
@@ -269,9 +354,14 @@ func (r *cellRun) emitProbe(p *probeRun, err error, stuck bool) {
 
 // sample records the kernel's sockets to the NFS port and the hook counters when they changed.
 func (r *cellRun) sample() {
-	if obs, err := observe.ReadTCPSockets(uint16(r.cell.Port)); err == nil && !reflect.DeepEqual(obs.Sockets, r.lastSockets) {
-		r.lastSockets = obs.Sockets
-		r.em.emit(event.Event{Kind: event.KindObserve, Sockets: &obs})
+	// Only the kernel's own sockets are evidence: the agent's readiness checks connect to the
+	// backends too.
+	if obs, err := observe.ReadTCPSockets(uint16(r.cell.Port)); err == nil {
+		kernel := slices.DeleteFunc(obs.Sockets, func(s event.Socket) bool { return !s.Kernel })
+		if !reflect.DeepEqual(kernel, r.lastSockets) {
+			r.lastSockets = kernel
+			r.em.emit(event.Event{Kind: event.KindObserve, Sockets: &event.SocketsObs{Sockets: kernel}})
+		}
 	}
 	if in, ok := r.dp.(datapath.Instrumented); ok {
 		if h, err := in.HookStats(); err == nil && (r.lastHook == nil || *r.lastHook != h) {
@@ -355,7 +445,7 @@ func (r *cellRun) startBackend(ctx context.Context, name string, addr netip.Addr
 		return nil, fmt.Errorf("start nfs-ganesha in pod %s: %w", name, err)
 	}
 	b.ganesha = proc
-	if err := nfs.WaitListening(ctx, netip.AddrPortFrom(addr, uint16(c.Port))); err != nil {
+	if err := waitListening(ctx, proc, uint16(c.Port)); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "ganesha.log"))
 		return nil, fmt.Errorf("nfs-ganesha in pod %s never listened on %s:%d: %w (log: %s)", name, addr, c.Port, err, tail(log, 600))
 	}
@@ -433,6 +523,29 @@ func (r *cellRun) teardown() (tainted bool) {
 	}
 	r.em.step(event.StepTeardown, "cell resources removed")
 	return false
+}
+
+// waitListening waits until the backend's server listens on port in its pod. It looks at the
+// pod's sockets rather than connecting, so the check leaves no trace in the evidence.
+func waitListening(ctx context.Context, proc *nfs.Process, port uint16) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := observe.Listening(proc.Pid(), port)
+		if ok {
+			return nil
+		}
+		select {
+		case <-proc.Done():
+			return fmt.Errorf("the server exited: %v", proc.ExitErr())
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("%w (last check: %v)", ctx.Err(), err)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 func setLoopbackUp() error {

@@ -39,6 +39,7 @@ const (
 	StepMounted         Step = "mounted"            // the VIP is mounted
 	StepBaselineIO      Step = "baseline-io-ok"     // write+fsync+read through the mount worked
 	StepFaultInjected   Step = "fault-injected"     // backend A is gone
+	StepNoEndpoints     Step = "no-endpoint-window" // the service had no endpoint for the scenario's window
 	StepBackendBReady   Step = "backend-b-ready"    // backend B listens and the service points at it
 	StepIORecovered     Step = "io-recovered"       // first probe that succeeded after backend B ready
 	StepIOStuck         Step = "io-stuck"           // a probe exceeded its deadline after backend B ready
@@ -73,6 +74,7 @@ type Event struct {
 	Kernel  *KernelLogObs  `json:"kernel_log,omitempty"`
 	Hook    *HookObs       `json:"hook,omitempty"`
 	Connect *ConnectObs    `json:"connect,omitempty"`
+	Window  *WindowObs     `json:"window,omitempty"`
 	Verdict *VerdictRecord `json:"verdict,omitempty"`
 }
 
@@ -118,6 +120,9 @@ type Socket struct {
 	Local  string `json:"local"`
 	Remote string `json:"remote"`
 	State  string `json:"state"` // ESTABLISHED, SYN-SENT, …
+	// Kernel is true for a socket no process owns (inode 0), such as SUNRPC's transport.
+	// TIME-WAIT entries, which have no inode either, are never marked.
+	Kernel bool `json:"kernel"`
 }
 
 // SocketsObs is a snapshot of the TCP sockets whose remote port is the NFS port.
@@ -148,6 +153,17 @@ type ConnectObs struct {
 	Output string `json:"output,omitempty"`
 }
 
+// WindowObs summarizes the no-endpoint window: the service had no endpoint for Seconds while an
+// I/O probe was in flight, so the kernel kept trying to reconnect (cilium/cilium#33395).
+type WindowObs struct {
+	Seconds float64 `json:"seconds"`
+	// ConnectAttempts counts connects the kernel tried: TCP active opens plus connects the
+	// socket-LB hook refused before they reached TCP.
+	ConnectAttempts uint64 `json:"connect_attempts"`
+	Refused         uint64 `json:"refused"`          // of which the socket-LB hook refused
+	KernelLogLines  int    `json:"kernel_log_lines"` // NFS/SUNRPC kernel log lines
+}
+
 // VerdictRecord is the agent's early decision for a cell. The host recomputes the verdict from
 // the whole timeline; this record only says why the agent stopped collecting.
 type VerdictRecord struct {
@@ -168,7 +184,7 @@ func (e *Event) Validate() error {
 		}
 	case KindObserve:
 		n := 0
-		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil} {
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil} {
 			if set {
 				n++
 			}

@@ -82,7 +82,10 @@ func ParseProcNetTCP(r io.Reader, port uint16) ([]event.Socket, error) {
 		if remote.Port() != port {
 			continue
 		}
-		out = append(out, event.Socket{Local: local.String(), Remote: remote.String(), State: TCPStateName(uint8(st))})
+		// Column 10 is the socket's inode: 0 for a socket without a file, i.e. a kernel socket
+		// (or a TIME-WAIT entry).
+		kernel := len(fields) > 9 && fields[9] == "0" && st != 0x06
+		out = append(out, event.Socket{Local: local.String(), Remote: remote.String(), State: TCPStateName(uint8(st)), Kernel: kernel})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read proc net tcp: %w", err)
@@ -135,4 +138,51 @@ func ReadTCPSockets(port uint16) (event.SocketsObs, error) {
 		obs.Sockets = append(obs.Sockets, socks...)
 	}
 	return obs, nil
+}
+
+// ParseListening reports whether /proc/net/tcp or tcp6 content has a socket listening on port.
+func ParseListening(r io.Reader, port uint16) (bool, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for lineNo := 1; sc.Scan(); lineNo++ {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || fields[0] == "sl" {
+			continue
+		}
+		if len(fields) < 4 {
+			return false, fmt.Errorf("proc net tcp line %d: malformed: %q", lineNo, sc.Text())
+		}
+		local, err := parseHexAddrPort(fields[1])
+		if err != nil {
+			return false, fmt.Errorf("proc net tcp line %d: local address: %w", lineNo, err)
+		}
+		if local.Port() == port && fields[3] == "0A" {
+			return true, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("read proc net tcp: %w", err)
+	}
+	return false, nil
+}
+
+// Listening reports whether a TCP socket listens on port in the network namespace of process
+// pid. It reads /proc instead of connecting, so that checking a backend's readiness adds no
+// connection the lab's own evidence (socket-LB's counters, the kernel's sockets) would see.
+func Listening(pid int, port uint16) (bool, error) {
+	for _, name := range []string{"tcp", "tcp6"} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, name))
+		if err != nil {
+			if name == "tcp6" && errors.Is(err, fs.ErrNotExist) {
+				continue // no IPv6 in this kernel
+			}
+			return false, err
+		}
+		ok, err := ParseListening(f, port)
+		f.Close()
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
 }

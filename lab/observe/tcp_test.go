@@ -12,10 +12,20 @@ import (
 
 const tcpHeader = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 
-// tcpLine formats a /proc/net/tcp line the way the kernel does (tcp4_seq_show).
+// tcpLine formats a /proc/net/tcp line of a process's socket the way the kernel does
+// (tcp4_seq_show); its inode is 4242.
 func tcpLine(sl int, local, remote string, st int) string {
-	return fmt.Sprintf("%4d: %s %s %02X 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 100 0 0 10 0\n",
-		sl, local, remote, st)
+	return inodeTCPLine(sl, local, remote, st, 4242)
+}
+
+// kernelTCPLine is tcpLine for a socket without a file (inode 0), such as SUNRPC's.
+func kernelTCPLine(sl int, local, remote string, st int) string {
+	return inodeTCPLine(sl, local, remote, st, 0)
+}
+
+func inodeTCPLine(sl int, local, remote string, st, inode int) string {
+	return fmt.Sprintf("%4d: %s %s %02X 00000000:00000000 00:00000000 00000000     0        0 %d 1 0000000000000000 100 0 0 10 0\n",
+		sl, local, remote, st, inode)
 }
 
 func TestParseProcNetTCP(t *testing.T) {
@@ -30,12 +40,12 @@ func TestParseProcNetTCP(t *testing.T) {
 			name: "the hanging cell: SYN-SENT to the dead pod, plus unrelated sockets",
 			in: tcpHeader +
 				tcpLine(0, "0100000A:0801", "00000000:0000", 0x0A) + // 10.0.0.1:2049 LISTEN (remote port 0)
-				tcpLine(1, "0100000A:03C5", "0B00000A:0801", 0x02) + // 10.0.0.1:965 -> 10.0.0.11:2049 SYN-SENT
-				tcpLine(2, "0100000A:03C6", "3200600A:0801", 0x01) + // -> 10.96.0.50:2049 ESTABLISHED
+				kernelTCPLine(1, "0100000A:03C5", "0B00000A:0801", 0x02) + // 10.0.0.1:965 -> 10.0.0.11:2049 SYN-SENT, SUNRPC's
+				tcpLine(2, "0100000A:03C6", "3200600A:0801", 0x01) + // -> 10.96.0.50:2049 ESTABLISHED, a process's
 				tcpLine(3, "0100007F:9C40", "0100007F:0016", 0x01), // 127.0.0.1:40000 -> :22, other port
 			port: 2049,
 			want: []event.Socket{
-				{Local: "10.0.0.1:965", Remote: "10.0.0.11:2049", State: "SYN-SENT"},
+				{Local: "10.0.0.1:965", Remote: "10.0.0.11:2049", State: "SYN-SENT", Kernel: true},
 				{Local: "10.0.0.1:966", Remote: "10.96.0.50:2049", State: "ESTABLISHED"},
 			},
 		},

@@ -31,6 +31,9 @@ func (s *Scenario) Cells() []Cell {
 						BackendA:     s.Topology.BackendA,
 						BackendB:     s.Topology.BackendB,
 						Timeouts:     s.Timeouts,
+
+						NoEndpointWindow:  s.Failover.NoEndpointWindow,
+						SocketLBNoBackend: s.Failover.SocketLBNoBackend,
 					})
 				}
 			}

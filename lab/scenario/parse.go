@@ -113,6 +113,9 @@ func (s *Scenario) applyDefaults() {
 	if s.Timeouts.Setup.Duration == 0 {
 		s.Timeouts.Setup.Duration = DefaultSetup
 	}
+	if s.Failover.SocketLBNoBackend == "" {
+		s.Failover.SocketLBNoBackend = NoBackendRefuse
+	}
 }
 
 // yamlProblems turns a YAML decoder error into problems, one per line it names.

@@ -77,6 +77,7 @@ func TestParseGood(t *testing.T) {
 		Service:  Service{VIP: "10.96.0.60", Port: 2050},
 		Topology: Topology{NodeCIDR: "192.168.5.1/24", BackendA: "192.168.5.20", BackendB: "192.168.5.21"},
 		Timeouts: Timeouts{Recovery: d("90s"), Probe: d("4s"), Setup: d("45s")},
+		Failover: Failover{SocketLBNoBackend: NoBackendRefuse},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -95,6 +96,7 @@ func TestParseDefaults(t *testing.T) {
 		Service:  Service{VIP: "10.96.0.50", Port: 2049},
 		Topology: Topology{NodeCIDR: "10.0.0.1/24", BackendA: "10.0.0.11", BackendB: "10.0.0.12"},
 		Timeouts: Timeouts{Recovery: d("60s"), Probe: d("5s"), Setup: d("30s")},
+		Failover: Failover{SocketLBNoBackend: NoBackendRefuse},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
@@ -158,6 +160,8 @@ func TestParseBad(t *testing.T) {
 			[]string{"mount.options[0]", "mount.options[1]", "mount.options[2]", "mount.options[3]"}, "matrix.nfs"},
 		{"mount option addr", minimal + "mount: {options: [addr=10.0.0.11]}\n", []string{"mount.options[0]"}, "service.vip"},
 		{"negative timeout", minimal + "timeouts: {setup: -5s}\n", []string{"timeouts.setup"}, "positive"},
+		{"negative no-endpoint window", minimal + "failover: {noEndpointWindow: -1s}\n", []string{"failover.noEndpointWindow"}, "from 0s"},
+		{"unknown socket-LB no-backend mode", minimal + "failover: {socketLBNoBackend: drop}\n", []string{"failover.socketLBNoBackend"}, "refuse or pass"},
 		{"probe not shorter", minimal + "timeouts: {recovery: 10s, probe: 10s}\n", []string{"timeouts.probe"}, "not shorter"},
 		{"bad duration hides follow-on", minimal + "timeouts: {recovery: 5x, probe: 2m}\n", []string{"timeouts.recovery", "timeouts.probe"}, "not a duration"},
 		{"bad type hides follow-on", "name: t\nmatrix: {kernels: 5, datapaths: [socket-lb]}\n", []string{"matrix.kernels"}, "want a list"},
@@ -268,7 +272,8 @@ func TestCells(t *testing.T) {
 		Datapath: "kube-proxy", NFS: "4.1", Fault: "delete-pod", Expected: "recovered",
 		MountOptions: []string{"hard", "timeo=10", "retrans=2"}, VIP: "10.96.0.60", Port: 2050,
 		NodeCIDR: "192.168.5.1/24", BackendA: "192.168.5.20", BackendB: "192.168.5.21",
-		Timeouts: Timeouts{Recovery: d("90s"), Probe: d("4s"), Setup: d("45s")},
+		Timeouts:          Timeouts{Recovery: d("90s"), Probe: d("4s"), Setup: d("45s")},
+		SocketLBNoBackend: NoBackendRefuse,
 	}
 	if !reflect.DeepEqual(c, want8) {
 		t.Errorf("cell 8\ngot  %+v\nwant %+v", c, want8)

@@ -14,6 +14,18 @@ type Scenario struct {
 	Service     Service  `json:"service,omitempty"`
 	Topology    Topology `json:"topology,omitempty"`
 	Timeouts    Timeouts `json:"timeouts,omitempty"`
+	Failover    Failover `json:"failover,omitempty"`
+}
+
+// Failover shapes how the backend is replaced.
+type Failover struct {
+	// NoEndpointWindow is how long the service has no endpoint between pod A's death and pod
+	// B's start (default 0: B starts at once). An I/O probe is in flight during the window, so
+	// the kernel keeps reconnecting; the cell records the attempt rate and kernel log rate.
+	NoEndpointWindow Duration `json:"noEndpointWindow,omitempty"`
+	// SocketLBNoBackend is what socket-LB does with a connect to a VIP that has no endpoint:
+	// "refuse" (EPERM from the hook, as Cilium does; default) or "pass" (let it through).
+	SocketLBNoBackend string `json:"socketLBNoBackend,omitempty"`
 }
 
 // Matrix holds the axes; every combination is one cell.
@@ -89,4 +101,7 @@ type Cell struct {
 	BackendA     string   `json:"backend_a"`
 	BackendB     string   `json:"backend_b"`
 	Timeouts     Timeouts `json:"timeouts"`
+
+	NoEndpointWindow  Duration `json:"no_endpoint_window"`
+	SocketLBNoBackend string   `json:"socket_lb_no_backend"`
 }

@@ -27,6 +27,7 @@ func (s *Scenario) Validate() error {
 	s.validateMount(&p)
 	s.validateNetwork(&p)
 	s.validateTimeouts(&p)
+	s.validateFailover(&p)
 	return p.err("")
 }
 
@@ -269,6 +270,16 @@ func lastAddr(p netip.Prefix) netip.Addr {
 		host -= n
 	}
 	return netip.AddrFrom4(b)
+}
+
+func (s *Scenario) validateFailover(p *problems) {
+	f := s.Failover
+	if w := f.NoEndpointWindow.Duration; w < 0 || w > MaxNoEndpointWindow {
+		p.add("failover.noEndpointWindow", fmt.Sprintf("%s: want a duration from 0s to %s", f.NoEndpointWindow, MaxNoEndpointWindow))
+	}
+	if f.SocketLBNoBackend != NoBackendRefuse && f.SocketLBNoBackend != NoBackendPass {
+		p.add("failover.socketLBNoBackend", fmt.Sprintf("%q: want %s or %s", f.SocketLBNoBackend, NoBackendRefuse, NoBackendPass))
+	}
 }
 
 func (s *Scenario) validateTimeouts(p *problems) {

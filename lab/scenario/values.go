@@ -33,13 +33,21 @@ const (
 	DefaultFault    = FaultDeletePod
 	DefaultExpect   = string(verdict.Recovered)
 	DefaultRecovery = 60 * time.Second
-	DefaultProbe    = 5 * time.Second
-	DefaultSetup    = 30 * time.Second
+	// MaxNoEndpointWindow bounds failover.noEndpointWindow.
+	MaxNoEndpointWindow = 10 * time.Minute
+	DefaultProbe        = 5 * time.Second
+	DefaultSetup        = 30 * time.Second
 )
 
 // KnownKernels returns the kernel names a scenario may use besides a path to a kernel image:
 // the stock kernel and the recipes the lab knows how to build.
 func KnownKernels() []string { return append([]string{KernelDebianStock}, recipe.Names()...) }
+
+// What socket-LB does with a connect to a VIP without endpoints.
+const (
+	NoBackendRefuse = "refuse"
+	NoBackendPass   = "pass"
+)
 
 // Datapaths returns the datapaths the lab can install.
 func Datapaths() []string { return []string{DatapathKubeProxy, DatapathSocketLB} }
