@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -20,7 +22,9 @@ import (
 	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/observe"
+	"github.com/nfslab/nfslab/lab/observe/connecttrace"
 	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/socklb"
 	"github.com/nfslab/nfslab/lab/topology"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
@@ -51,7 +55,17 @@ type cellRun struct {
 
 	lastSockets []event.Socket
 	lastHook    *event.HookObs
+
+	// Tracers of connect attempts: the kernel_connect kprobe and the socket-LB hook's events.
+	tracer    *connecttrace.Tracer
+	stopTrace context.CancelFunc
+	traceWG   sync.WaitGroup
+	traced    atomic.Int64 // connect records emitted; past maxConnectEvents they are counted only
 }
+
+// maxConnectEvents caps the connect records a cell puts on its timeline: a reconnect loop can
+// produce hundreds a second, and the first ones are the evidence.
+const maxConnectEvents = 300
 
 // backend is a pod running nfs-ganesha.
 type backend struct {
@@ -113,6 +127,9 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 			}
 			return fmt.Sprintf("node %s on %s, service CIDR %s, export %s", nodePrefix, r.node.Bridge, serviceCIDR, r.export), nil
 		}},
+		{event.StepTracer, func(context.Context) (string, error) {
+			return r.startTracing(), nil
+		}},
 		{event.StepDatapath, func(ctx context.Context) (string, error) {
 			dp, err := datapath.New(c.Datapath, datapath.Config{
 				CgroupRoot: CgroupRoot, WatchPort: uint16(c.Port),
@@ -125,6 +142,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 				return "", fmt.Errorf("install %s: %w", c.Datapath, err)
 			}
 			r.dp = dp
+			r.traceHook()
 			return c.Datapath + " installed", nil
 		}},
 		{event.StepBackendServing, func(ctx context.Context) (string, error) {
@@ -496,6 +514,9 @@ func (r *cellRun) teardown() (tainted bool) {
 			errs = append(errs, err)
 		}
 	}
+	if n := r.stopTracing(); n > maxConnectEvents {
+		r.em.emit(event.Event{Kind: event.KindStep, Step: event.StepTracer, Msg: fmt.Sprintf("%d connect records in all; the first %d are on the timeline", n, maxConnectEvents)})
+	}
 	if r.dp != nil {
 		if err := r.dp.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("remove datapath: %w", err))
@@ -546,6 +567,68 @@ func waitListening(ctx context.Context, proc *nfs.Process, port uint16) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// startTracing attaches the kernel_connect tracer. A kernel without kprobes still runs the cell:
+// the tracer is evidence, not a step the verdict needs.
+func (r *cellRun) startTracing() string {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopTrace = cancel
+	tr, err := connecttrace.Start(connecttrace.Config{WatchPort: uint16(r.cell.Port)})
+	if err != nil {
+		return fmt.Sprintf("kernel_connect tracer unavailable (%v); reconnect targets come from sockets and the socket-LB hook", err)
+	}
+	r.tracer = tr
+	r.traceWG.Add(1)
+	go func() {
+		defer r.traceWG.Done()
+		_ = tr.Read(ctx, func(x connecttrace.Connect) {
+			r.emitConnect(event.Mono(x.Mono), &event.ConnectObs{Source: "kprobe:kernel_connect", Input: x.Addr.String(), Comm: x.Comm})
+		})
+	}()
+	return fmt.Sprintf("tracing the addresses handed to %s for port %d", connecttrace.DefaultFunction, r.cell.Port)
+}
+
+// traceHook streams the socket-LB hook's connect events, when the datapath has them.
+func (r *cellRun) traceHook() {
+	hs, ok := r.dp.(datapath.HookEventSource)
+	if !ok || r.stopTrace == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	prev := r.stopTrace
+	r.stopTrace = func() { prev(); cancel() }
+	r.traceWG.Add(1)
+	go func() {
+		defer r.traceWG.Done()
+		_ = hs.ReadHookEvents(ctx, func(h socklb.HookEvent) {
+			out := ""
+			if h.Out.IsValid() {
+				out = h.Out.String()
+			}
+			r.emitConnect(event.Mono(h.Mono), &event.ConnectObs{Source: "socket-lb", Input: h.In.String(), Output: out, Action: h.Action})
+		})
+	}()
+}
+
+func (r *cellRun) emitConnect(at event.Mono, obs *event.ConnectObs) {
+	if r.traced.Add(1) > maxConnectEvents {
+		return
+	}
+	r.em.emit(event.Event{Mono: at, Kind: event.KindObserve, Connect: obs})
+}
+
+// stopTracing stops the readers, detaches the tracer and returns how many records came.
+func (r *cellRun) stopTracing() int64 {
+	if r.stopTrace != nil {
+		r.stopTrace()
+	}
+	r.traceWG.Wait()
+	if r.tracer != nil {
+		_ = r.tracer.Close()
+		r.tracer = nil
+	}
+	return r.traced.Load()
 }
 
 func setLoopbackUp() error {

@@ -35,6 +35,12 @@ type Instrumented interface {
 	HookStats() (event.HookObs, error)
 }
 
+// HookEventSource is a datapath whose hook reports each connect it saw: what it received and
+// what it returned.
+type HookEventSource interface {
+	ReadHookEvents(ctx context.Context, out func(socklb.HookEvent)) error
+}
+
 // Config is what the datapaths need to know about the node.
 type Config struct {
 	CgroupRoot string // root of the cgroup2 hierarchy, where socket-LB attaches
@@ -100,6 +106,13 @@ func (s *socketLB) Close(context.Context) error {
 	err := s.lb.Close()
 	s.lb = nil
 	return err
+}
+
+func (s *socketLB) ReadHookEvents(ctx context.Context, out func(socklb.HookEvent)) error {
+	if s.lb == nil {
+		return fmt.Errorf("socket-LB is not installed")
+	}
+	return s.lb.ReadHookEvents(ctx, out)
 }
 
 func (s *socketLB) HookStats() (event.HookObs, error) {

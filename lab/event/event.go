@@ -33,6 +33,7 @@ type Step string
 // The steps of a cell.
 const (
 	StepTopology        Step = "topology-ready"     // bridge, service dummy device and pod netns exist
+	StepTracer          Step = "tracer"             // the connect tracers are attached (or why not)
 	StepDatapath        Step = "datapath-installed" // kube-proxy rules or socket-LB programs in place
 	StepBackendServing  Step = "backend-a-serving"  // first backend listens on 2049
 	StepServicePointed  Step = "service-pointed"    // the service maps to backend A
@@ -148,9 +149,11 @@ type HookObs struct {
 // ConnectObs is one connect attempt seen by a tracer: the address handed in and, where known,
 // the address after the socket-LB hook ran.
 type ConnectObs struct {
-	Source string `json:"source"` // what saw it: "socket-lb-hook", "kprobe"
+	Source string `json:"source"` // what saw it: "kprobe:kernel_connect" or "socket-lb"
 	Input  string `json:"input"`
 	Output string `json:"output,omitempty"`
+	Action string `json:"action,omitempty"` // socket-LB only: rewrite, refuse, pass-through, non-vip
+	Comm   string `json:"comm,omitempty"`   // kprobe only: the task that called (SUNRPC: a kworker)
 }
 
 // WindowObs summarizes the no-endpoint window: the service had no endpoint for Seconds while an
