@@ -290,7 +290,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	vctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	finish := func() {
-		r.record(func(res *reports.Result) { finishCells(cells, timeline, machine, res, done) })
+		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine, res, done) })
 	}
 	for {
 		ev, err := machine.Next(vctx)
@@ -322,10 +322,11 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 }
 
 // finishCells turns the timelines of the first n cells into report cells with verdicts.
-func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, machine *vm.VM, res *reports.Result, n int) {
+func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel.Kernel, machine *vm.VM, res *reports.Result, n int) {
 	for i, c := range cells {
 		rc := Judge(c, timeline[c.Index], i < n)
 		rc.KernelRelease = machine.Hello.KernelRelease
+		rc.KernelBuild = k.Build
 		res.Cells[c.Index] = rc
 	}
 }
@@ -388,7 +389,7 @@ func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
 		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
 		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
-		VIP: c.VIP, BackendA: c.BackendA, BackendB: c.BackendB,
+		VIP: c.VIP, BackendA: c.BackendA, BackendB: c.BackendB, ProbeTimeout: c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},
 	}
 }

@@ -50,6 +50,7 @@ type Cell struct {
 	ID               string             `json:"id"`
 	Kernel           string             `json:"kernel"`         // the scenario's name for it (debian-stock, a recipe, a path)
 	KernelRelease    string             `json:"kernel_release"` // uname -r inside the VM
+	KernelBuild      string             `json:"kernel_build"`   // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
 	Datapath         string             `json:"datapath"`
 	NFS              string             `json:"nfs"`
 	Fault            string             `json:"fault"`
@@ -62,7 +63,8 @@ type Cell struct {
 	BackendB         string             `json:"backend_b"`
 	MountAddrBefore  string             `json:"mount_addr_before"`
 	MountAddrAfter   string             `json:"mount_addr_after"`
-	RecoverySeconds  *float64           `json:"recovery_seconds"` // null unless I/O recovered
+	RecoverySeconds  *float64           `json:"recovery_seconds"`      // null unless I/O recovered
+	ProbeTimeout     float64            `json:"probe_timeout_seconds"` // a probe running this long after backend B was ready is stuck
 	ReconnectTargets []string           `json:"reconnect_targets"`
 	KernelLog        []string           `json:"kernel_log"`
 	Phases           map[string]float64 `json:"phases"` // seconds spent per step, keyed by step name

@@ -3,7 +3,9 @@ package kernel
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -68,7 +70,7 @@ func resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logg
 		if err != nil {
 			return Kernel{}, err
 		}
-		return Kernel{Name: name, Release: b.Release, Vmlinuz: b.BzImage, Config: b.Config}, nil
+		return Kernel{Name: name, Release: b.Release, Vmlinuz: b.BzImage, Config: b.Config, Build: "recipe " + name + " " + b.Key}, nil
 	}
 	if st, err := os.Stat(name); err == nil && st.Mode().IsRegular() {
 		return imageKernel(name)
@@ -104,7 +106,11 @@ func imageKernel(p string) (Kernel, error) {
 	if err != nil {
 		return Kernel{}, fmt.Errorf("kernel image %s: %w", p, err)
 	}
-	k := Kernel{Name: p, Release: strings.Fields(version)[0], Vmlinuz: abs}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return Kernel{}, fmt.Errorf("kernel image %s: %w", p, err)
+	}
+	k := Kernel{Name: p, Release: strings.Fields(version)[0], Vmlinuz: abs, Build: "image sha256:" + hex.EncodeToString(sum.Sum(nil))}
 	// A bzImage inside a build tree: <tree>/arch/<arch>/boot/bzImage, config at <tree>/.config.
 	for _, c := range []string{
 		filepath.Join(filepath.Dir(abs), "..", "..", "..", ".config"),

@@ -32,6 +32,9 @@ type Kernel struct {
 	ModulesDir string
 	// Config is the path of its .config.
 	Config string
+	// Build identifies exactly what was booted: the Debian package and version, the recipe and
+	// its cache key, or the image file's sha256.
+	Build string
 }
 
 // StockName is the Name of the Debian stock kernel.
@@ -77,7 +80,9 @@ func (r Resolver) DebianStock(ctx context.Context, log *slog.Logger) (Kernel, er
 	if err != nil {
 		return Kernel{}, fmt.Errorf("stock kernel %s %s: %w", pkg, version, err)
 	}
-	return loadKernel(dir)
+	k, err := loadKernel(dir)
+	k.Build = pkg + " " + version
+	return k, err
 }
 
 // resolveStock asks apt (locally) which package and version the stock kernel is.

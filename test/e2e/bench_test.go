@@ -2,14 +2,17 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/kernel/recipe"
 	"github.com/nfslab/nfslab/reports"
 )
 
@@ -101,6 +104,118 @@ func BenchmarkDefaultScenario(b *testing.B) {
 			}
 		}
 	}
+}
+
+var kernelCold = flag.Bool("kernel-cold", false, "BenchmarkKernelBuild: also build the kernel recipe in an empty cache (minutes)")
+
+// BenchmarkKernelBuild times the vulnerable-6.1 recipe: from the cache (≈ 0), and with
+// -kernel-cold from scratch in an empty cache.
+func BenchmarkKernelBuild(b *testing.B) {
+	requireE2E(b)
+	r, err := recipe.Lookup("vulnerable-6.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	warm, err := image.DefaultCacheDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if *cacheDir != "" {
+		warm = *cacheDir
+	}
+	b.Run("cached", func(b *testing.B) {
+		if _, err := recipe.Build(context.Background(), r, warm, log, nil); err != nil { // fill, untimed
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for b.Loop() {
+			start := time.Now()
+			built, err := recipe.Build(context.Background(), r, warm, log, nil)
+			if err != nil || !built.Cached {
+				b.Fatalf("cached build: %v (cached=%v)", err, built.Cached)
+			}
+			b.ReportMetric(time.Since(start).Seconds(), "s")
+		}
+	})
+	if !*kernelCold {
+		return
+	}
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			dir := b.TempDir()
+			start := time.Now()
+			if _, err := recipe.Build(context.Background(), r, dir, log, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(time.Since(start).Seconds(), "s")
+		}
+	})
+}
+
+// BenchmarkFidelityMatrix runs the 2×2 fidelity matrix with cached images and kernels and
+// reports the matrix wall time, each cell's time and the worst verdict latency: from the moment
+// the evidence for the verdict was complete to the agent's decision.
+func BenchmarkFidelityMatrix(b *testing.B) {
+	requireE2E(b)
+	ctx := context.Background()
+	bin := buildNfslab(b)
+	if code := runNfslab(ctx, b, bin, "run", "--scenario", "fidelity", "--report-dir", b.TempDir()); code != 0 {
+		b.Fatalf("warm-up run: exit code %d", code)
+	}
+	for b.Loop() {
+		dir := b.TempDir()
+		start := time.Now()
+		if code := runNfslab(ctx, b, bin, "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
+			b.Fatalf("nfslab run: exit code %d", code)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "matrix-wall-s")
+		res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		worst := 0.0
+		for _, c := range res.Cells {
+			m := cellPhases(c)
+			name := strings.ReplaceAll(strings.TrimSuffix(c.ID, "/4.1/delete-pod"), "/", "-")
+			b.ReportMetric(m["cell"], name+"-cell-s")
+			if l, ok := verdictLatency(c); ok {
+				worst = max(worst, l)
+			}
+		}
+		b.ReportMetric(worst, "verdict-latency-max-s")
+	}
+}
+
+// verdictLatency is the time from the evidence being complete to the agent's cell-done event:
+// for recovered, the first good I/O; for bug-reproduced, the later of the moment a probe
+// became stuck (its start, or backend B's readiness if later, plus the probe deadline) and the
+// first reconnect aimed at the dead backend after backend B was ready.
+func verdictLatency(c reports.Cell) (float64, bool) {
+	var bReady, stuck, toOld, recovered, done event.Mono
+	for _, e := range c.Events {
+		switch {
+		case e.Kind == event.KindStep && e.Step == event.StepBackendBReady:
+			bReady = e.Mono
+		case e.Probe != nil && e.Probe.Stuck && stuck == 0:
+			stuck = max(e.Probe.StartNS, bReady) + event.Mono(c.ProbeTimeout*1e9)
+		case e.Kind == event.KindStep && e.Step == event.StepIORecovered && recovered == 0:
+			recovered = e.Mono
+		case e.Kind == event.KindCellDone:
+			done = e.Mono
+		case e.Connect != nil && bReady != 0 && toOld == 0 && strings.HasPrefix(e.Connect.Input, c.BackendA+":"):
+			toOld = e.Mono
+		}
+	}
+	switch {
+	case done == 0:
+		return 0, false
+	case recovered != 0:
+		return done.Sub(recovered).Seconds(), true
+	case stuck != 0 && toOld != 0:
+		return done.Sub(max(stuck, toOld)).Seconds(), true
+	}
+	return 0, false
 }
 
 // cellPhases measures a cell's phases from its timeline.
