@@ -96,7 +96,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "default,failover,fidelity" {
+	if got := strings.Join(names, ","); got != "default,failover,fidelity,no-endpoints" {
 		t.Errorf("builtins %s", got)
 	}
 }
