@@ -74,6 +74,12 @@ func markdown(w *bytes.Buffer, r *Result) {
 		} else {
 			fmt.Fprintln(w, "\nNo timeline recorded.")
 		}
+		if rows := connectSummary(c.Events); len(rows) > 0 {
+			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | handed in | returned | action | count |\n|---|---|---|---|---:|")
+			for _, r := range rows {
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %d |\n", md(r.source), md(r.in), md(or(r.out, "—")), md(or(r.action, "—")), r.n)
+			}
+		}
 		if win := c.NoEndpointWindow; win != nil {
 			fmt.Fprintf(w, "\nNo-endpoint window: %.1f s, %d connect attempts (%.1f/s; %d refused by socket-LB, mode %s), %d kernel log lines (%.1f/s).\n",
 				win.Seconds, win.ConnectAttempts, win.AttemptsPerSecond, win.Refused, md(win.SocketLBWithoutEnds), win.KernelLogLines, win.KernelLogPerSecond)
@@ -215,4 +221,30 @@ func code(s string) string { return strings.ReplaceAll(oneLine(s), "`", "'") }
 
 func oneLine(s string) string {
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s)
+}
+
+type connectRow struct {
+	source, in, out, action string
+	n                       int
+}
+
+// connectSummary counts the connect records after the fault by what was seen, in first-seen
+// order: on the vulnerable kernel, kernel_connect() handed the dead pod's IP.
+func connectSummary(events []event.Event) []connectRow {
+	var rows []connectRow
+	idx := map[connectRow]int{}
+	for _, e := range events {
+		if e.Connect == nil || e.Phase != event.PhaseAfter {
+			continue
+		}
+		k := connectRow{source: e.Connect.Source, in: e.Connect.Input, out: e.Connect.Output, action: e.Connect.Action}
+		i, ok := idx[k]
+		if !ok {
+			i = len(rows)
+			idx[k] = i
+			rows = append(rows, k)
+		}
+		rows[i].n++
+	}
+	return rows
 }
