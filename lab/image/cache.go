@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -110,7 +111,7 @@ func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inpu
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", fmt.Errorf("creating cache directory: %w", err)
 	}
-	unlock, err := lockFile(ctx, log, filepath.Join(parent, key+".lock"))
+	unlock, err := LockFile(ctx, log, filepath.Join(parent, key+".lock"))
 	if err != nil {
 		return "", fmt.Errorf("locking %s artefact %s: %w", kind, short(key), err)
 	}
@@ -120,7 +121,7 @@ func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inpu
 		return final, nil
 	}
 	tmpPrefix := "." + key + ".tmp-"
-	removeStale(log, parent, tmpPrefix)
+	RemoveStale(log, parent, tmpPrefix)
 
 	tmp, err := os.MkdirTemp(parent, tmpPrefix)
 	if err != nil {
@@ -148,14 +149,14 @@ func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inpu
 	if err := os.WriteFile(filepath.Join(tmp, InputsFile), []byte(inputs.String()), 0o644); err != nil {
 		return "", fmt.Errorf("recording inputs: %w", err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := SyncDir(tmp); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return "", fmt.Errorf("publishing %s artefact: %w", kind, err)
 	}
 	published = true
-	if err := syncDir(parent); err != nil {
+	if err := SyncDir(parent); err != nil {
 		return "", err
 	}
 	log.Info("built", "kind", kind, "key", short(key), "elapsed", time.Since(start).Round(time.Millisecond))
@@ -174,10 +175,10 @@ func isDir(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// syncDir fsyncs the regular files directly in dir and dir itself, so that a published
+// SyncDir fsyncs the regular files directly in dir and dir itself, so that a published
 // artefact survives a crash right after the rename. Subdirectories (large extracted trees) are
 // not walked.
-func syncDir(dir string) error {
+func SyncDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("syncing %s: %w", dir, err)
@@ -203,9 +204,10 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// lockFile takes an exclusive flock on path, polling so that ctx can cancel the wait. The
-// returned function releases it.
-func lockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
+// LockFile takes an exclusive flock on path, polling so that ctx can cancel the wait. The
+// returned function releases it. Builders of a cache entry outside Artefact (kernels) lock
+// <entry>.lock with it, as Artefact does.
+func LockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -237,9 +239,10 @@ func lockFile(ctx context.Context, log *slog.Logger, path string) (func(), error
 	}, nil
 }
 
-// removeStale deletes temporary build directories left in parent by interrupted builds of the
-// key whose lock the caller holds.
-func removeStale(log *slog.Logger, parent, prefix string) {
+// RemoveStale deletes the temporary build directories (names starting with prefix) left in
+// parent by interrupted builds of the entry whose lock the caller holds. It removes them with
+// RemoveTree.
+func RemoveStale(log *slog.Logger, parent, prefix string) {
 	entries, err := os.ReadDir(parent)
 	if err != nil {
 		return
@@ -255,6 +258,25 @@ func removeStale(log *slog.Logger, parent, prefix string) {
 		}
 		log.Info("removed an interrupted build", "dir", p)
 	}
+}
+
+// CopyFile copies the contents of the file src to dst, which is created (mode 0644) or
+// truncated.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // RemoveTree removes dir and everything below it like os.RemoveAll, but refuses to when

@@ -15,10 +15,11 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/hosttools"
+	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/manifests"
 )
 
@@ -246,9 +247,9 @@ func (c Cache) rootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe) (st
 }
 
 func buildRootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe, dir string) error {
-	mmdebstrap, err := ToolPath("mmdebstrap")
+	mmdebstrap, err := hosttools.Require("mmdebstrap", "mmdebstrap")
 	if err != nil {
-		return &MissingToolsError{Commands: []string{"mmdebstrap"}, Packages: []string{"mmdebstrap"}}
+		return err
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -268,7 +269,7 @@ func buildRootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe, dir stri
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
-	logw := &lineLogger{log: log, prefix: "mmdebstrap", start: start, max: 30}
+	logw := &lines.Writer{OnLine: mmdebstrapLogger(log, start), Keep: 30}
 	cmd.Stderr = logw
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -286,12 +287,12 @@ func buildRootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe, dir stri
 		_, _ = io.Copy(io.Discard, stdout) // the tar's end padding
 	}
 	waitErr := cmd.Wait()
-	logw.flush()
+	logw.Flush()
 	switch {
 	case parent.Err() != nil:
 		return fmt.Errorf("mmdebstrap interrupted: %w", parent.Err())
 	case waitErr != nil:
-		return fmt.Errorf("mmdebstrap %s failed: %w; last output:\n%s", strings.Join(args, " "), waitErr, logw.tail())
+		return fmt.Errorf("mmdebstrap %s failed: %w; last output:\n%s", strings.Join(args, " "), waitErr, logw.Tail())
 	case convErr != nil:
 		return fmt.Errorf("packing the mmdebstrap output into %s: %w", RootfsFile, convErr)
 	}
@@ -520,64 +521,19 @@ func installedPackages(status string) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// lineLogger is an io.Writer that logs each line written to it: mmdebstrap's "I:" progress at
-// Info, warnings and errors at Warn, anything else (apt and dpkg chatter) at Debug. It keeps
-// the last max lines for error messages.
-type lineLogger struct {
-	log    *slog.Logger
-	prefix string
-	start  time.Time
-	max    int
-
-	mu      sync.Mutex
-	partial []byte
-	last    []string
-}
-
-func (w *lineLogger) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
+// mmdebstrapLogger returns a function that logs a line of mmdebstrap's output: its "I:"
+// progress at Info, warnings and errors at Warn, anything else (apt and dpkg chatter) at Debug.
+func mmdebstrapLogger(log *slog.Logger, start time.Time) func(string) {
+	const prefix = "mmdebstrap"
+	return func(l string) {
+		elapsed := time.Since(start).Round(100 * time.Millisecond)
+		switch {
+		case strings.HasPrefix(l, "I: "):
+			log.Info(prefix+": "+strings.TrimPrefix(l, "I: "), "elapsed", elapsed)
+		case strings.HasPrefix(l, "W: "), strings.HasPrefix(l, "E: "):
+			log.Warn(prefix+": "+l, "elapsed", elapsed)
+		default:
+			log.Debug(prefix+": "+l, "elapsed", elapsed)
 		}
-		w.line(string(w.partial[:i]))
-		w.partial = w.partial[i+1:]
 	}
-	return len(p), nil
-}
-
-// flush logs a last line that had no newline.
-func (w *lineLogger) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.partial) > 0 {
-		w.line(string(w.partial))
-		w.partial = nil
-	}
-}
-
-func (w *lineLogger) line(l string) {
-	l = strings.TrimRight(l, "\r")
-	w.last = append(w.last, l)
-	if len(w.last) > w.max {
-		w.last = w.last[len(w.last)-w.max:]
-	}
-	elapsed := time.Since(w.start).Round(100 * time.Millisecond)
-	switch {
-	case strings.HasPrefix(l, "I: "):
-		w.log.Info(w.prefix+": "+strings.TrimPrefix(l, "I: "), "elapsed", elapsed)
-	case strings.HasPrefix(l, "W: "), strings.HasPrefix(l, "E: "):
-		w.log.Warn(w.prefix+": "+l, "elapsed", elapsed)
-	default:
-		w.log.Debug(w.prefix+": "+l, "elapsed", elapsed)
-	}
-}
-
-func (w *lineLogger) tail() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.last, "\n")
 }

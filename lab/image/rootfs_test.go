@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nfslab/nfslab/lab/hosttools"
 )
 
 func TestParsePackageList(t *testing.T) {
@@ -225,19 +227,20 @@ func TestConvertTar(t *testing.T) {
 func TestCheckTools(t *testing.T) {
 	tools := hostTools()
 	have := map[string]bool{"qemu-system-x86_64": true, "dpkg-deb": true, "mmdebstrap": true}
-	look := func(name string) (string, error) {
+	look := func(name string) error {
 		if have[name] {
-			return "/usr/bin/" + name, nil
+			return nil
 		}
-		return "", errors.New("not found")
+		return errors.New("not found")
 	}
-	err := checkTools(tools, look)
-	var m *MissingToolsError
+	noFiles := func(string) bool { return false }
+	err := tools.CheckWith(look, noFiles)
+	var m *hosttools.MissingError
 	if !errors.As(err, &m) {
-		t.Fatalf("err = %v, want *MissingToolsError", err)
+		t.Fatalf("err = %v, want *hosttools.MissingError", err)
 	}
-	if !slices.Equal(m.Commands, []string{"apt-get", "apt-cache", "depmod"}) {
-		t.Errorf("Commands = %q", m.Commands)
+	if !slices.Equal(m.Missing, []string{"apt-get", "apt-cache", "depmod"}) {
+		t.Errorf("Missing = %q", m.Missing)
 	}
 	if want := "apt-get install --no-install-recommends apt kmod"; m.InstallCommand() != want {
 		t.Errorf("InstallCommand = %q, want %q", m.InstallCommand(), want)
@@ -245,8 +248,8 @@ func TestCheckTools(t *testing.T) {
 	if !strings.Contains(err.Error(), "apt-get install --no-install-recommends apt kmod") {
 		t.Errorf("Error() = %q lacks the install line", err)
 	}
-	all := func(name string) (string, error) { return "/bin/" + name, nil }
-	if err := checkTools(tools, all); err != nil {
+	all := func(string) error { return nil }
+	if err := tools.CheckWith(all, noFiles); err != nil {
 		t.Errorf("all present: %v", err)
 	}
 }

@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
 // Kernel is a kernel the lab can boot.
@@ -107,9 +109,9 @@ func resolveStock(ctx context.Context) (pkg, version string, err error) {
 }
 
 func aptCache(ctx context.Context, args ...string) (string, error) {
-	tool, err := image.ToolPath("apt-cache")
+	tool, err := hosttools.Require("apt-cache", "apt")
 	if err != nil {
-		return "", &image.MissingToolsError{Commands: []string{"apt-cache"}, Packages: []string{"apt"}}
+		return "", err
 	}
 	cmd := exec.CommandContext(ctx, tool, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -158,13 +160,13 @@ func parseCandidate(out, pkg string) (string, error) {
 // fetchDebianKernel downloads pkg=version and keeps boot/vmlinuz-*, boot/config-* and
 // lib/modules/<release> in dir.
 func fetchDebianKernel(ctx context.Context, log *slog.Logger, pkg, version, dir string) error {
-	aptGet, err := image.ToolPath("apt-get")
+	aptGet, err := hosttools.Require("apt-get", "apt")
 	if err != nil {
-		return &image.MissingToolsError{Commands: []string{"apt-get"}, Packages: []string{"apt"}}
+		return err
 	}
-	dpkgDeb, err := image.ToolPath("dpkg-deb")
+	dpkgDeb, err := hosttools.Require("dpkg-deb", "dpkg")
 	if err != nil {
-		return &image.MissingToolsError{Commands: []string{"dpkg-deb"}, Packages: []string{"dpkg"}}
+		return err
 	}
 	dl := filepath.Join(dir, "download")
 	if err := os.Mkdir(dl, 0o755); err != nil {
@@ -273,9 +275,9 @@ func single(glob string) (string, error) {
 // runDepmod runs depmod on <base>/lib/modules/<release> with an empty configuration directory
 // (made under scratch), so the host's /etc/depmod.d does not influence the result.
 func runDepmod(ctx context.Context, base, release, scratch string) error {
-	depmod, err := image.ToolPath("depmod")
+	depmod, err := hosttools.Require("depmod", "kmod")
 	if err != nil {
-		return &image.MissingToolsError{Commands: []string{"depmod"}, Packages: []string{"kmod"}}
+		return err
 	}
 	conf, err := os.MkdirTemp(scratch, "depmod.d-")
 	if err != nil {
@@ -300,17 +302,9 @@ func run(ctx context.Context, dir, name string, args ...string) error {
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(out, 20))
+			return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, lines.Tail(string(out), 20))
 		}
 		return fmt.Errorf("%s: %w", filepath.Base(name), err)
 	}
 	return nil
-}
-
-func tail(out []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

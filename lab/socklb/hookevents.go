@@ -2,12 +2,10 @@ package socklb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
-	"github.com/cilium/ebpf/ringbuf"
+	"github.com/nfslab/nfslab/lab/internal/bpfring"
 )
 
 // HookEvent is one invocation of the connect4 or sendmsg4 program that
@@ -67,50 +65,5 @@ func (lb *LB) ReadHookEvents(ctx context.Context, out func(HookEvent)) error {
 	if closed {
 		return fmt.Errorf("read socket-LB hook events: %w", ErrClosed)
 	}
-	var decodeErr error
-	err := readRing(ctx, rd, func(raw []byte) bool {
-		ev, err := decodeHookRecord(raw)
-		if err != nil {
-			decodeErr = err
-			return false
-		}
-		out(ev)
-		return true
-	})
-	if decodeErr != nil {
-		return fmt.Errorf("read socket-LB hook events: %w", decodeErr)
-	}
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("read socket-LB hook events: %w", err)
-	}
-	return err
-}
-
-// readRing passes the samples of rd to handle until handle returns false,
-// ctx ends (the samples already in the ring are passed first; ctx.Err() is
-// returned) or rd is closed (nil is returned).
-func readRing(ctx context.Context, rd *ringbuf.Reader, handle func([]byte) bool) error {
-	// Flush wakes a blocked read and makes it return what is in the ring,
-	// then ErrFlushed. A flush that lands after this function returned is
-	// seen by the next call as a spurious ErrFlushed, which it ignores.
-	stop := context.AfterFunc(ctx, func() { _ = rd.Flush() })
-	defer stop()
-	var rec ringbuf.Record
-	for {
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			if !handle(rec.RawSample) {
-				return nil
-			}
-		case errors.Is(err, ringbuf.ErrFlushed):
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-		case errors.Is(err, os.ErrClosed):
-			return nil
-		default:
-			return fmt.Errorf("read ring buffer: %w", err)
-		}
-	}
+	return bpfring.Read(ctx, rd, "read socket-LB hook events", decodeHookRecord, out)
 }

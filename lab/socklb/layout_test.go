@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/nfslab/nfslab/lab/internal/bpftest"
 )
 
 func TestLayoutSizes(t *testing.T) {
@@ -204,19 +206,7 @@ func TestDecodeHookRecord(t *testing.T) {
 }
 
 func TestKernelNames(t *testing.T) {
-	spec := collectionSpec()
-	var names []string
-	for _, m := range spec.Maps {
-		names = append(names, m.Name)
-	}
-	for _, p := range spec.Programs {
-		names = append(names, p.Name)
-	}
-	for _, n := range names {
-		if len(n) > 15 || !strings.HasPrefix(n, kernelNamePrefix) {
-			t.Errorf("kernel object name %q: want the %q prefix and at most 15 characters", n, kernelNamePrefix)
-		}
-	}
+	bpftest.CheckKernelNames(t, collectionSpec(), kernelNamePrefix)
 }
 
 func TestFindCgroup2(t *testing.T) {

@@ -19,7 +19,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
+
+	"github.com/nfslab/nfslab/lab/internal/bpftest"
 )
 
 // The traffic-generating side of the tests runs in a child process (this test
@@ -205,27 +206,6 @@ func (cg *testCgroup) run(t *testing.T, mode string, dst netip.AddrPort) childRe
 	return res
 }
 
-// tcpServer listens on addr and greets every connection with its name.
-func tcpServer(t testing.TB, name, addr string) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(conn, name)
-			conn.Close()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
-
 // udpServer listens on addr and answers every datagram with name:payload.
 func udpServer(t testing.TB, name, addr string) netip.AddrPort {
 	t.Helper()
@@ -263,11 +243,11 @@ func newAddrs(t testing.TB) addrs {
 	t.Helper()
 	var a addrs
 	a.Loopback = netip.MustParseAddr("127.0.0.1")
-	a.A = tcpServer(t, "A", "127.0.0.1:0")
-	a.B = tcpServer(t, "B", "127.0.0.1:0")
+	a.A = bpftest.TCPServer(t, "tcp4", "127.0.0.1:0", "A")
+	a.B = bpftest.TCPServer(t, "tcp4", "127.0.0.1:0", "B")
 	a.VIP = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.50"), a.A.Port())
-	a.LiveVIP = tcpServer(t, "V", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.51"), a.A.Port()).String())
-	a.Other = tcpServer(t, "O", "127.0.0.9:0")
+	a.LiveVIP = bpftest.TCPServer(t, "tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.51"), a.A.Port()).String(), "V")
+	a.Other = bpftest.TCPServer(t, "tcp4", "127.0.0.9:0", "O")
 	a.Watch = a.Other.Port()
 	a.U = udpServer(t, "U", "127.0.0.1:0")
 	a.UDPVIP = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.50"), a.U.Port())
@@ -396,9 +376,9 @@ func TestRewrite(t *testing.T) {
 				}
 			}
 			dst := tc.dst(a)
-			from := monoNow(t)
+			from := bpftest.MonoNow(t)
 			res := cg.run(t, tc.proto, dst)
-			to := monoNow(t)
+			to := bpftest.MonoNow(t)
 			if tc.wantErrno != 0 {
 				if syscall.Errno(res.Errno) != tc.wantErrno {
 					t.Errorf("%s to %v: got %+v, want errno %v", tc.proto, dst, res, tc.wantErrno)
@@ -420,7 +400,7 @@ func TestReplaceBackend(t *testing.T) {
 	requireBPF(t)
 	a := newAddrs(t)
 	lb, cg := newAttached(t, Config{WatchPort: a.VIP.Port()})
-	from := monoNow(t)
+	from := bpftest.MonoNow(t)
 	var wantHook []HookEvent
 	for i, step := range []struct {
 		backend   netip.AddrPort
@@ -440,52 +420,14 @@ func TestReplaceBackend(t *testing.T) {
 		wantHook = append(wantHook, HookEvent{Hook: HookConnect4, In: a.VIP, Out: step.backend, Action: ActionRewrite})
 	}
 	checkStats(t, lb, Stats{Rewrites: 3})
-	checkHookEvents(t, drainHookEvents(t, lb), wantHook, from, monoNow(t))
+	checkHookEvents(t, drainHookEvents(t, lb), wantHook, from, bpftest.MonoNow(t))
 }
 
 func TestReadHookEventsStops(t *testing.T) {
-	tests := []struct {
-		name    string
-		stop    func(cancel context.CancelFunc, lb *LB) error
-		wantErr error
-	}{
-		{
-			name:    "context cancelled",
-			stop:    func(cancel context.CancelFunc, _ *LB) error { cancel(); return nil },
-			wantErr: context.Canceled,
-		},
-		{
-			name:    "LB closed",
-			stop:    func(_ context.CancelFunc, lb *LB) error { return lb.Close() },
-			wantErr: nil,
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			lb := loadOrSkip(t, Config{})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- lb.ReadHookEvents(ctx, func(HookEvent) {}) }()
-			time.Sleep(50 * time.Millisecond) // let it block in the ring buffer
-			select {
-			case err := <-done:
-				t.Fatalf("ReadHookEvents returned early: %v", err)
-			default:
-			}
-			if err := tc.stop(cancel, lb); err != nil {
-				t.Fatalf("stop: %v", err)
-			}
-			select {
-			case err := <-done:
-				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
-					t.Errorf("ReadHookEvents = %v, want %v", err, tc.wantErr)
-				}
-			case <-time.After(2 * time.Second):
-				t.Fatal("ReadHookEvents did not return within 2s")
-			}
-		})
-	}
+	bpftest.CheckReadStops(t, func(t *testing.T) (func(context.Context) error, func() error) {
+		lb := loadOrSkip(t, Config{})
+		return func(ctx context.Context) error { return lb.ReadHookEvents(ctx, func(HookEvent) {}) }, lb.Close
+	})
 }
 
 func TestCloseDetaches(t *testing.T) {
@@ -680,16 +622,6 @@ func BenchmarkSetService(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// monoNow reads CLOCK_MONOTONIC, the clock of HookEvent.Mono.
-func monoNow(t *testing.T) int64 {
-	t.Helper()
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		t.Fatalf("clock_gettime: %v", err)
-	}
-	return ts.Nano()
 }
 
 // drainHookEvents returns the hook events waiting in lb's ring buffer.

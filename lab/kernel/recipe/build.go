@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
 // Built is a kernel in the cache.
@@ -102,7 +104,7 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return Built{}, fmt.Errorf("creating kernel cache directory: %w", err)
 	}
-	unlock, err := lockFile(ctx, log, final+".lock")
+	unlock, err := image.LockFile(ctx, log, final+".lock")
 	if err != nil {
 		return Built{}, fmt.Errorf("locking kernel %s build: %w", r.Name, err)
 	}
@@ -112,7 +114,7 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 		return b, nil
 	}
 	tmpPrefix := "." + r.Name + "-" + key + ".tmp-"
-	removeStale(log, parent, tmpPrefix)
+	image.RemoveStale(log, parent, tmpPrefix)
 	tmp, err := os.MkdirTemp(parent, tmpPrefix)
 	if err != nil {
 		return Built{}, fmt.Errorf("creating kernel build directory: %w", err)
@@ -142,14 +144,14 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	if err := os.WriteFile(filepath.Join(tmp, InputsFile), []byte(inputs), 0o644); err != nil {
 		return Built{}, fmt.Errorf("recording kernel inputs: %w", err)
 	}
-	if err := syncFiles(tmp); err != nil {
+	if err := image.SyncDir(tmp); err != nil {
 		return Built{}, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return Built{}, fmt.Errorf("publishing kernel %s: %w", r.Name, err)
 	}
 	published = true
-	if err := syncFiles(parent); err != nil {
+	if err := image.SyncDir(parent); err != nil {
 		return Built{}, err
 	}
 	out, ok := cached(r.Name, key, final)
@@ -200,7 +202,7 @@ func ensureSource(ctx context.Context, r Recipe, log *slog.Logger, progress func
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("installing the kernel source (%s): %w: %s", install, err, tailLines(string(out), 10))
+		return fmt.Errorf("installing the kernel source (%s): %w: %s", install, err, lines.Tail(string(out), 10))
 	}
 	if _, err := os.Stat(r.Tarball()); err != nil {
 		return fmt.Errorf("installed %s but %s is still missing: %w", r.SourcePackage, r.Tarball(), err)
@@ -339,11 +341,13 @@ func (b *builder) compile(ctx context.Context) error {
 
 func (b *builder) collect(ctx context.Context) error {
 	src := b.srcTree()
-	if err := copyFile(filepath.Join(src, "arch", "x86", "boot", "bzImage"), filepath.Join(b.dir, BzImageFile)); err != nil {
-		return err
-	}
-	if err := copyFile(filepath.Join(src, ".config"), filepath.Join(b.dir, ConfigFile)); err != nil {
-		return err
+	for _, c := range []struct{ from, to string }{
+		{filepath.Join(src, "arch", "x86", "boot", "bzImage"), BzImageFile},
+		{filepath.Join(src, ".config"), ConfigFile},
+	} {
+		if err := image.CopyFile(c.from, filepath.Join(b.dir, c.to)); err != nil {
+			return fmt.Errorf("copying %s: %w", filepath.Base(c.from), err)
+		}
 	}
 	rel, err := b.output(ctx, "make", "-s", "kernelrelease")
 	if err != nil {
@@ -388,20 +392,20 @@ func makeEnv() []string {
 // stdout and stderr merged. onLine, if set, sees every output line. On failure the error
 // carries the last lines of output.
 func (b *builder) run(ctx context.Context, dir string, onLine func(string), name string, args ...string) (string, error) {
-	w := &lineWriter{onLine: onLine, keep: 40}
+	w := &lines.Writer{OnLine: onLine, Keep: 40}
 	cmd := command(ctx, dir, name, args...)
 	cmd.Stdout = w
 	cmd.Stderr = w
 	b.log.Debug("running", "cmd", name+" "+strings.Join(args, " "), "dir", dir)
 	err := cmd.Run()
-	w.flush()
+	w.Flush()
 	if err != nil {
 		if ctx.Err() != nil {
-			return w.tail(), ctx.Err()
+			return w.Tail(), ctx.Err()
 		}
-		return w.tail(), fmt.Errorf("%s: %w; last output:\n%s", name, err, w.tail())
+		return w.Tail(), fmt.Errorf("%s: %w; last output:\n%s", name, err, w.Tail())
 	}
-	return w.tail(), nil
+	return w.Tail(), nil
 }
 
 // output runs a command in the source tree and returns its stdout.
@@ -414,7 +418,7 @@ func (b *builder) output(ctx context.Context, name string, args ...string) (stri
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		return "", fmt.Errorf("%w: %s", err, tailLines(stderr.String(), 10))
+		return "", fmt.Errorf("%w: %s", err, lines.Tail(stderr.String(), 10))
 	}
 	return stdout.String(), nil
 }
@@ -430,56 +434,6 @@ func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
 	}
 	cmd.WaitDelay = 10 * time.Second
 	return cmd
-}
-
-// lineWriter splits output into lines, passes them to onLine and keeps the last few.
-// exec.Cmd calls Write from one goroutine at a time when Stdout == Stderr.
-type lineWriter struct {
-	onLine  func(string)
-	keep    int
-	partial []byte
-	last    []string
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
-		}
-		w.line(string(w.partial[:i]))
-		w.partial = w.partial[i+1:]
-	}
-	return len(p), nil
-}
-
-func (w *lineWriter) flush() {
-	if len(w.partial) > 0 {
-		w.line(string(w.partial))
-		w.partial = nil
-	}
-}
-
-func (w *lineWriter) line(s string) {
-	s = strings.TrimRight(s, "\r")
-	if w.onLine != nil {
-		w.onLine(s)
-	}
-	w.last = append(w.last, s)
-	if len(w.last) > w.keep {
-		w.last = w.last[len(w.last)-w.keep:]
-	}
-}
-
-func (w *lineWriter) tail() string { return strings.Join(w.last, "\n") }
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // status is what the progress ticker reports: the step, and during make the number of kbuild
@@ -576,104 +530,4 @@ func kbuildStep(line string) (tag, target string, ok bool) {
 		}
 	}
 	return fields[0], fields[len(fields)-1], true
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("copying %s: %w", filepath.Base(from), err)
-	}
-	return nil
-}
-
-// syncFiles fsyncs the regular files directly in dir, and dir itself.
-func syncFiles(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	paths := []string{}
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			paths = append(paths, filepath.Join(dir, e.Name()))
-		}
-	}
-	for _, p := range append(paths, dir) {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("syncing %s: %w", p, err)
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("syncing %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
-// lockFile takes an exclusive flock on path, polling so that ctx can cancel the wait. The
-// returned function releases it.
-func lockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	waiting := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, err
-		}
-		if !waiting {
-			log.Info("waiting for another nfslab process building the same kernel", "lock", path)
-			waiting = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
-// removeStale deletes build directories left in parent by interrupted builds of the kernel
-// whose lock the caller holds.
-func removeStale(log *slog.Logger, parent, prefix string) {
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
-			continue
-		}
-		p := filepath.Join(parent, e.Name())
-		if err := os.RemoveAll(p); err != nil {
-			log.Warn("could not remove an interrupted kernel build", "dir", p, "err", err)
-			continue
-		}
-		log.Info("removed an interrupted kernel build", "dir", p)
-	}
 }

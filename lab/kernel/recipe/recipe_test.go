@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/nfslab/nfslab/lab/hosttools"
 )
 
 func TestNames(t *testing.T) {
@@ -198,11 +200,12 @@ func TestKey(t *testing.T) {
 }
 
 func TestCheckTools(t *testing.T) {
-	tools := []buildTool{
+	tools := buildTools()
+	tools.Tools = []hosttools.Tool{
 		{Command: "gcc", Package: "build-essential"},
 		{Command: "make", Package: "build-essential"},
 		{Command: "bc", Package: "bc"},
-		{Header: "/usr/include/gelf.h", Package: "libelf-dev"},
+		{File: "/usr/include/gelf.h", Package: "libelf-dev"},
 	}
 	tests := []struct {
 		name        string
@@ -227,22 +230,22 @@ func TestCheckTools(t *testing.T) {
 				return nil
 			}
 			exists := func(p string) bool { return !slices.Contains(tt.missingHdrs, p) }
-			err := checkTools(tools, look, exists)
+			err := tools.CheckWith(look, exists)
 			if tt.wantMissing == nil {
 				if err != nil {
 					t.Fatal(err)
 				}
 				return
 			}
-			var me *MissingToolsError
+			var me *hosttools.MissingError
 			if !errors.As(err, &me) {
-				t.Fatalf("err = %v, want *MissingToolsError", err)
+				t.Fatalf("err = %v, want *hosttools.MissingError", err)
 			}
 			if !slices.Equal(me.Missing, tt.wantMissing) || me.InstallCommand() != tt.wantInstall {
 				t.Errorf("missing %v install %q, want %v %q", me.Missing, me.InstallCommand(), tt.wantMissing, tt.wantInstall)
 			}
-			if !strings.Contains(me.Error(), tt.wantInstall) {
-				t.Errorf("Error() = %q lacks the install line", me.Error())
+			if !strings.Contains(me.Error(), tt.wantInstall) || !strings.HasPrefix(me.Error(), "missing host tools for building a kernel: ") {
+				t.Errorf("Error() = %q lacks the purpose or the install line", me.Error())
 			}
 		})
 	}
@@ -269,23 +272,6 @@ func TestKbuildStep(t *testing.T) {
 		if tag != tt.tag || target != tt.target || ok != tt.ok {
 			t.Errorf("kbuildStep(%q) = %q, %q, %v; want %q, %q, %v", tt.line, tag, target, ok, tt.tag, tt.target, tt.ok)
 		}
-	}
-}
-
-func TestLineWriter(t *testing.T) {
-	var seen []string
-	w := &lineWriter{onLine: func(s string) { seen = append(seen, s) }, keep: 2}
-	for _, chunk := range []string{"a\nb", "c\r\n", "d\ne"} {
-		if _, err := w.Write([]byte(chunk)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.flush()
-	if want := []string{"a", "bc", "d", "e"}; !slices.Equal(seen, want) {
-		t.Errorf("lines = %q, want %q", seen, want)
-	}
-	if got := w.tail(); got != "d\ne" {
-		t.Errorf("tail = %q, want last two lines", got)
 	}
 }
 

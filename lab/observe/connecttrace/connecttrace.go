@@ -29,6 +29,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/nfslab/nfslab/lab/internal/bpfring"
 )
 
 // DefaultFunction is the function traced when Config.Function is empty.
@@ -115,23 +117,7 @@ func (t *Tracer) Read(ctx context.Context, out func(Connect)) error {
 	if closed {
 		return fmt.Errorf("read connect trace: %w", ErrClosed)
 	}
-	var decodeErr error
-	err := readRing(ctx, rd, func(raw []byte) bool {
-		c, err := decodeRecord(raw)
-		if err != nil {
-			decodeErr = err
-			return false
-		}
-		out(c)
-		return true
-	})
-	if decodeErr != nil {
-		return fmt.Errorf("read connect trace: %w", decodeErr)
-	}
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("read connect trace: %w", err)
-	}
-	return err
+	return bpfring.Read(ctx, rd, "read connect trace", decodeRecord, out)
 }
 
 // Lost returns how many records were dropped because the ring buffer was

@@ -18,7 +18,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
+
+	"github.com/nfslab/nfslab/lab/internal/bpftest"
 )
 
 // testFunction is traced by the tests instead of kernel_connect, which the
@@ -59,26 +60,6 @@ func startOrSkip(t *testing.T, cfg Config) *Tracer {
 	return tr
 }
 
-// listen listens on addr (loopback) and accepts and closes connections.
-func listen(t *testing.T, network, addr string) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatalf("listen %s %s: %v", network, addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
-
 // dial connects to addr; a refused connection is fine: the traced function
 // has run by then.
 func dial(t *testing.T, network string, addr netip.AddrPort) {
@@ -91,15 +72,6 @@ func dial(t *testing.T, network string, addr netip.AddrPort) {
 		t.Fatalf("dial %s %v: %v", network, addr, err)
 	}
 	conn.Close()
-}
-
-func monoNow(t *testing.T) int64 {
-	t.Helper()
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		t.Fatalf("clock_gettime: %v", err)
-	}
-	return ts.Nano()
 }
 
 func ownComm(t *testing.T) string {
@@ -151,8 +123,8 @@ func (r *reader) until(t *testing.T, addr netip.AddrPort) []Connect {
 }
 
 func TestTrace(t *testing.T) {
-	watched := listen(t, "tcp4", "127.0.0.1:0")
-	other := listen(t, "tcp4", "127.0.0.1:0")
+	watched := bpftest.TCPServer(t, "tcp4", "127.0.0.1:0", "")
+	other := bpftest.TCPServer(t, "tcp4", "127.0.0.1:0", "")
 	tr := startOrSkip(t, Config{Function: testFunction, WatchPort: watched.Port()})
 	r := startReader(t, tr)
 	comm := ownComm(t)
@@ -184,10 +156,10 @@ func TestTrace(t *testing.T) {
 					ln.Close()
 				}
 			}
-			from := monoNow(t)
+			from := bpftest.MonoNow(t)
 			dial(t, tc.network, tc.dst)
 			dial(t, "tcp4", sentinel)
-			to := monoNow(t)
+			to := bpftest.MonoNow(t)
 			got := r.until(t, sentinel)
 			var want []Connect
 			if tc.want {
@@ -210,48 +182,10 @@ func TestTrace(t *testing.T) {
 }
 
 func TestReadStops(t *testing.T) {
-	tests := []struct {
-		name    string
-		stop    func(cancel context.CancelFunc, tr *Tracer) error
-		wantErr error
-	}{
-		{
-			name:    "context cancelled",
-			stop:    func(cancel context.CancelFunc, _ *Tracer) error { cancel(); return nil },
-			wantErr: context.Canceled,
-		},
-		{
-			name:    "tracer closed",
-			stop:    func(_ context.CancelFunc, tr *Tracer) error { return tr.Close() },
-			wantErr: nil,
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tr := startOrSkip(t, Config{Function: testFunction, WatchPort: 1})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- tr.Read(ctx, func(Connect) {}) }()
-			time.Sleep(50 * time.Millisecond) // let it block in the ring buffer
-			select {
-			case err := <-done:
-				t.Fatalf("Read returned early: %v", err)
-			default:
-			}
-			if err := tc.stop(cancel, tr); err != nil {
-				t.Fatalf("stop: %v", err)
-			}
-			select {
-			case err := <-done:
-				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
-					t.Errorf("Read = %v, want %v", err, tc.wantErr)
-				}
-			case <-time.After(2 * time.Second):
-				t.Fatal("Read did not return within 2s")
-			}
-		})
-	}
+	bpftest.CheckReadStops(t, func(t *testing.T) (func(context.Context) error, func() error) {
+		tr := startOrSkip(t, Config{Function: testFunction, WatchPort: 1})
+		return func(ctx context.Context) error { return tr.Read(ctx, func(Connect) {}) }, tr.Close
+	})
 }
 
 func TestCloseDetaches(t *testing.T) {
@@ -482,16 +416,5 @@ func TestKernelNames(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	var names []string
-	for _, m := range spec.Maps {
-		names = append(names, m.Name)
-	}
-	for _, p := range spec.Programs {
-		names = append(names, p.Name)
-	}
-	for _, n := range names {
-		if len(n) > 15 || !strings.HasPrefix(n, kernelNamePrefix) {
-			t.Errorf("kernel object name %q: want the %q prefix and at most 15 characters", n, kernelNamePrefix)
-		}
-	}
+	bpftest.CheckKernelNames(t, spec, kernelNamePrefix)
 }
