@@ -6,8 +6,10 @@ package datapath
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/nfslab/nfslab/lab/datapath/kubeproxy"
 	"github.com/nfslab/nfslab/lab/event"
@@ -20,13 +22,29 @@ const (
 	SocketLB  = "socket-lb"
 )
 
+// Port is one port of the service. Its fields match nfs.PortProto's, so the agent converts
+// with datapath.Port(p).
+type Port struct {
+	Name     string // "nfs", "mountd", …; may be "" only when the service has a single port
+	Port     uint16
+	Protocol string // "tcp" or "udp"; "" means "tcp"
+}
+
+// Service names and numbers, as the Service object nfslab stands in for would carry them.
+const (
+	ServiceNamespace = "nfslab"
+	ServiceName      = "nfs"
+)
+
 // Datapath is a service datapath on the node.
 type Datapath interface {
 	// Install puts the datapath in place with no service programmed yet.
 	Install(ctx context.Context) error
-	// SetBackend points the service VIP at backend; an invalid backend means "no endpoints".
-	SetBackend(ctx context.Context, vip, backend netip.AddrPort) error
-	// Close removes everything Install and SetBackend created.
+	// SetService points every port of the service at vip at the same port on backend; the
+	// zero backend means "no endpoints". Calling it again re-points the service (and drops
+	// ports that are no longer listed).
+	SetService(ctx context.Context, vip netip.Addr, ports []Port, backend netip.Addr) error
+	// Close removes everything Install and SetService created.
 	Close(ctx context.Context) error
 }
 
@@ -67,16 +85,21 @@ type kubeProxy struct{ p *kubeproxy.Proxy }
 
 func (k kubeProxy) Install(ctx context.Context) error { return k.p.Install(ctx) }
 
-func (k kubeProxy) SetBackend(ctx context.Context, vip, backend netip.AddrPort) error {
-	return k.p.SetBackend(ctx, kubeproxy.Service{Namespace: "nfslab", Name: "nfs", VIP: vip}, backend)
+func (k kubeProxy) SetService(ctx context.Context, vip netip.Addr, ports []Port, backend netip.Addr) error {
+	svc := kubeproxy.Service{Namespace: ServiceNamespace, Name: ServiceName, VIP: vip}
+	for _, p := range ports {
+		svc.Ports = append(svc.Ports, kubeproxy.ServicePort{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
+	}
+	return k.p.SetBackend(ctx, svc, backend)
 }
 
 func (k kubeProxy) Close(ctx context.Context) error { return k.p.Close(ctx) }
 
 // socketLB adapts nfslab's BPF socket-LB to Datapath.
 type socketLB struct {
-	cfg Config
-	lb  *socklb.LB
+	cfg  Config
+	lb   *socklb.LB
+	vips []netip.AddrPort // the VIP:ports programmed by the last SetService
 }
 
 func (s *socketLB) Install(context.Context) error {
@@ -92,11 +115,49 @@ func (s *socketLB) Install(context.Context) error {
 	return nil
 }
 
-func (s *socketLB) SetBackend(_ context.Context, vip, backend netip.AddrPort) error {
+// SetService programs one socket-LB service per port number: socket-LB entries are keyed by
+// ip:port and serve TCP (connect) and UDP (sendmsg/recvmsg) alike, so a port number listed for
+// both protocols is one entry. Ports of the previous call that are no longer listed are deleted.
+func (s *socketLB) SetService(_ context.Context, vip netip.Addr, ports []Port, backend netip.Addr) error {
 	if s.lb == nil {
 		return fmt.Errorf("socket-LB is not installed")
 	}
-	return s.lb.SetService(socklb.Service{VIP: vip, Backend: backend, Refuse: s.cfg.RefuseWithoutBackend})
+	if len(ports) == 0 {
+		return fmt.Errorf("socket-LB service %v: no ports", vip)
+	}
+	var vips []netip.AddrPort
+	for _, p := range ports {
+		if p.Protocol != "" && p.Protocol != "tcp" && p.Protocol != "udp" {
+			return fmt.Errorf("socket-LB service %v: port %d: protocol %q is not tcp or udp", vip, p.Port, p.Protocol)
+		}
+		v := netip.AddrPortFrom(vip, p.Port)
+		if slices.Contains(vips, v) {
+			continue
+		}
+		var be netip.AddrPort
+		if backend.IsValid() {
+			be = netip.AddrPortFrom(backend, p.Port)
+		}
+		if err := s.lb.SetService(socklb.Service{VIP: v, Backend: be, Refuse: s.cfg.RefuseWithoutBackend}); err != nil {
+			return err
+		}
+		vips = append(vips, v)
+	}
+	return s.dropExcept(vips)
+}
+
+// dropExcept deletes the services programmed before that are not in keep, and remembers keep.
+func (s *socketLB) dropExcept(keep []netip.AddrPort) error {
+	var errs []error
+	for _, v := range s.vips {
+		if !slices.Contains(keep, v) {
+			if err := s.lb.DeleteService(v); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	s.vips = keep
+	return errors.Join(errs...)
 }
 
 func (s *socketLB) Close(context.Context) error {
@@ -104,7 +165,7 @@ func (s *socketLB) Close(context.Context) error {
 		return nil
 	}
 	err := s.lb.Close()
-	s.lb = nil
+	s.lb, s.vips = nil, nil
 	return err
 }
 

@@ -49,8 +49,16 @@ type GaneshaParams struct {
 	EnableGrace bool
 
 	// Protocols is the NFS protocol list for NFS_CORE_PARAM and the export, e.g. "4" (the
-	// default) or "3, 4". With "4" alone, NLM, RQUOTA and UDP are switched off too.
+	// default) or "3, 4" (see ServerProtocols). NLM and RQUOTA are always off (clients mount
+	// with nolock). With NFSv3, mountd listens on MountdPort, and NFSv3 MOUNT requests name the
+	// Pseudo path (Mount_Path_Pseudo), so clients of every version mount the same path; and
+	// ganesha.nfsd then exits at start-up unless it can register with an rpcbind (StartRPCBind).
 	Protocols string
+	// EnableUDP makes the server listen on UDP too (NFS and mountd ports, Transports = TCP, UDP;
+	// TCP is always served). Only with NFSv3 in Protocols: NFSv4 does not run over UDP.
+	EnableUDP bool
+	// MountdPort is mountd's port (MNT_Port) when Protocols has NFSv3; 0 means MountdPort.
+	MountdPort int
 
 	// LogPath, when set, adds a FILE log facility writing there (the same file as -L).
 	LogPath string
@@ -62,8 +70,9 @@ type GaneshaParams struct {
 // templateData is what the template sees: GaneshaParams with defaults applied and derived fields.
 type templateData struct {
 	GaneshaParams
-	Graceless bool
-	V4Only    bool
+	Graceless  bool
+	V3         bool   // Protocols includes NFSv3: mountd and its settings
+	Transports string // the export's Transports list
 }
 
 // validLogLevel reports whether l is one of ganesha's log level names.
@@ -98,6 +107,9 @@ func RenderGaneshaConfig(p GaneshaParams) (string, error) {
 	if p.LogLevel == "" {
 		p.LogLevel = DefaultLogLevel
 	}
+	if p.MountdPort == 0 {
+		p.MountdPort = MountdPort
+	}
 	for _, f := range []struct{ name, val string }{
 		{"ExportPath", p.ExportPath}, {"PseudoPath", p.PseudoPath}, {"RecoveryRoot", p.RecoveryRoot},
 	} {
@@ -113,6 +125,9 @@ func RenderGaneshaConfig(p GaneshaParams) (string, error) {
 	if p.Port < 1 || p.Port > 65535 {
 		return "", fmt.Errorf("ganesha config: Port %d out of range 1..65535", p.Port)
 	}
+	if p.MountdPort < 1 || p.MountdPort > 65535 {
+		return "", fmt.Errorf("ganesha config: MountdPort %d out of range 1..65535", p.MountdPort)
+	}
 	if p.LeaseSeconds < 1 || p.LeaseSeconds > 180 {
 		return "", fmt.Errorf("ganesha config: LeaseSeconds %d out of range 1..180", p.LeaseSeconds)
 	}
@@ -127,6 +142,17 @@ func RenderGaneshaConfig(p GaneshaParams) (string, error) {
 		return "", err
 	}
 	p.Protocols = protos
+	v3 := protos != "4"
+	if p.EnableUDP && !v3 {
+		return "", fmt.Errorf("ganesha config: EnableUDP needs NFSv3 in Protocols (%q): NFSv4 does not run over UDP", protos)
+	}
+	if v3 && p.MountdPort == p.Port {
+		return "", fmt.Errorf("ganesha config: MountdPort and Port are both %d", p.Port)
+	}
+	transports := "TCP"
+	if p.EnableUDP {
+		transports = "TCP, UDP"
+	}
 
 	text, err := manifests.FS.ReadFile(GaneshaTemplate)
 	if err != nil {
@@ -139,7 +165,7 @@ func RenderGaneshaConfig(p GaneshaParams) (string, error) {
 		return "", fmt.Errorf("ganesha config: parse template: %w", err)
 	}
 	var out bytes.Buffer
-	data := templateData{GaneshaParams: p, Graceless: !p.EnableGrace, V4Only: protos == "4"}
+	data := templateData{GaneshaParams: p, Graceless: !p.EnableGrace, V3: v3, Transports: transports}
 	if err := tmpl.Execute(&out, data); err != nil {
 		return "", fmt.Errorf("ganesha config: render: %w", err)
 	}
@@ -226,6 +252,62 @@ func StartGanesha(ctx context.Context, netnsName string, wrapper []string, confP
 		return nil, fmt.Errorf("start ganesha in netns %q: %w", netnsName, err)
 	}
 	return p, nil
+}
+
+// RPCBindBinary is the portmapper StartRPCBind runs, looked up in PATH, and RPCBindSocket the
+// local socket through which servers register with it (libtirpc tries it before 127.0.0.1:111).
+const (
+	RPCBindBinary = "rpcbind"
+	RPCBindSocket = "/run/rpcbind.sock"
+)
+
+// StartRPCBind makes sure an rpcbind answers on RPCBindSocket, which nfs-ganesha needs to start
+// with NFSv3 enabled: it registers every program it serves and exits right after
+// "Cannot register NFS V3 on TCP" when it cannot (for NFSv4 alone the same failure is only
+// logged). No client ever asks this rpcbind anything: MountOptions gives the kernel the ports.
+//
+// When an rpcbind already answers, StartRPCBind starts nothing and returns a nil Process.
+// Otherwise it starts `rpcbind -f` (foreground, so the Process is rpcbind itself and Kill stops
+// it) in the caller's network namespace and returns once the socket answers, or fails when
+// rpcbind exits first (it refuses to run while another holds /run/rpcbind.lock) or ctx ends.
+//
+// One rpcbind on the node serves every pod: the registration goes through the file-system
+// socket, which is not bound to a network namespace, and a pod's mount namespace (a copy of the
+// node's) sees it. A replacement pod's ganesha replaces the dead one's registrations. A
+// per-pod rpcbind would need a private /run in each pod (rpcbind's socket and lock file have
+// fixed paths there).
+func StartRPCBind(ctx context.Context) (*Process, error) {
+	if rpcbindAnswers() {
+		return nil, nil
+	}
+	p, err := startProcess(ctx, RPCBindBinary, "-f")
+	if err != nil {
+		return nil, fmt.Errorf("start rpcbind: %w", err)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !rpcbindAnswers() {
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("start rpcbind: exited: %v: %s", p.ExitErr(), strings.TrimSpace(p.Output()))
+		case <-ctx.Done():
+			_ = p.Kill(context.Background())
+			return nil, fmt.Errorf("start rpcbind: %s does not answer: %w", RPCBindSocket, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return p, nil
+}
+
+// rpcbindAnswers reports whether something accepts connections on RPCBindSocket (a socket file
+// left behind by a dead rpcbind refuses them).
+func rpcbindAnswers() bool {
+	c, err := net.DialTimeout("unix", RPCBindSocket, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func startProcess(ctx context.Context, name string, args ...string) (*Process, error) {

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func baseParams() GaneshaParams {
@@ -59,10 +63,33 @@ func TestRenderGaneshaConfig(t *testing.T) {
 			},
 		},
 		{
-			name:    "v3 and v4 keeps NLM and UDP at their defaults",
-			mod:     func(p *GaneshaParams) { p.Protocols = "nfs4, 3" },
-			want:    []string{"Protocols = 3, 4;"},
-			notWant: []string{"Enable_NLM", "Enable_UDP", "Enable_RQUOTA"},
+			name:    "v4 only: no mountd",
+			mod:     func(*GaneshaParams) {},
+			want:    []string{"Protocols = 4;", "Enable_UDP = false;", "Transports = TCP;"},
+			notWant: []string{"MNT_Port", "Mount_Path_Pseudo", "Protocols = 3"},
+		},
+		{
+			name: "v3 over tcp: mountd on 20048, MOUNT by pseudo path, no NLM",
+			mod:  func(p *GaneshaParams) { p.Protocols = "nfs4, 3" },
+			want: []string{
+				"Protocols = 3, 4;", "MNT_Port = 20048;", "Mount_Path_Pseudo = true;",
+				"Enable_NLM = false;", "Enable_RQUOTA = false;", "Enable_UDP = false;", "Transports = TCP;",
+			},
+			notWant: []string{"UDP;"},
+		},
+		{
+			name: "v3 over udp",
+			mod: func(p *GaneshaParams) {
+				p.Protocols, p.EnableUDP = "3, 4", true
+			},
+			want: []string{"Protocols = 3, 4;", "MNT_Port = 20048;", "Enable_UDP = true;", "Transports = TCP, UDP;", "Enable_NLM = false;"},
+		},
+		{
+			name: "v3 alone, other mountd port",
+			mod: func(p *GaneshaParams) {
+				p.Protocols, p.MountdPort = "v3", 12048
+			},
+			want: []string{"Protocols = 3;", "MNT_Port = 12048;"},
 		},
 		{
 			name:    "no log path: no facility",
@@ -125,6 +152,11 @@ func TestRenderGaneshaConfigErrors(t *testing.T) {
 		{"grace too long", func(p *GaneshaParams) { p.GracePeriodSeconds = 271 }, "GracePeriodSeconds"},
 		{"bad protocol", func(p *GaneshaParams) { p.Protocols = "4, 9P" }, "unsupported protocol"},
 		{"bad log level", func(p *GaneshaParams) { p.LogLevel = "LOUD" }, "LogLevel"},
+		{"udp without v3", func(p *GaneshaParams) { p.EnableUDP = true }, "EnableUDP needs NFSv3"},
+		{"udp with v4 named", func(p *GaneshaParams) { p.Protocols, p.EnableUDP = "nfs4", true }, "EnableUDP needs NFSv3"},
+		{"mountd port too big", func(p *GaneshaParams) { p.MountdPort = 70000 }, "MountdPort"},
+		{"mountd port negative", func(p *GaneshaParams) { p.MountdPort = -2 }, "MountdPort"},
+		{"mountd port is the nfs port", func(p *GaneshaParams) { p.Protocols, p.MountdPort = "3", 2049 }, "MountdPort and Port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,5 +257,117 @@ func TestWaitListening(t *testing.T) {
 	}
 	if d := time.Since(start); d < 100*time.Millisecond {
 		t.Errorf("returned after %v, before the listener existed", d)
+	}
+}
+
+// TestStartRPCBind runs StartRPCBind in a private mount namespace with its own /run (the test
+// re-executes itself under unshare -m, so the host's /run is never touched), against a fake
+// rpcbind (this test binary, listening on RPCBindSocket) or, with NFSLAB_RPCBIND set, the
+// program named there (e.g. a wrapper that chroots into a Debian rootfs). Needs root.
+func TestStartRPCBind(t *testing.T) {
+	switch os.Getenv("NFSLAB_TEST_RPCBIND") {
+	case "fake":
+		fakeRPCBind(t)
+		return
+	case "child":
+		startRPCBindInPrivateRun(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("needs unshare(1)")
+	}
+	cmd := exec.CommandContext(t.Context(), unshare, "-m", "--propagation", "private",
+		os.Args[0], "-test.run=^TestStartRPCBind$", "-test.v")
+	cmd.Env = append(os.Environ(), "NFSLAB_TEST_RPCBIND=child")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestStartRPCBind") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func startRPCBindInPrivateRun(t *testing.T) {
+	if err := unix.Mount("nfslab-test-run", "/run", "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	prog := os.Getenv("NFSLAB_RPCBIND")
+	if prog == "" {
+		// A stand-in named rpcbind: this test binary in fake mode. It refuses to run without -f,
+		// to check the flag.
+		script := "#!/bin/sh\n[ \"$1\" = -f ] || exit 3\nNFSLAB_TEST_RPCBIND=fake exec " + os.Args[0] + " -test.run='^TestStartRPCBind$'\n"
+		if err := os.WriteFile(filepath.Join(bin, RPCBindBinary), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.Symlink(prog, filepath.Join(bin, RPCBindBinary)); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if rpcbindAnswers() {
+		t.Fatal("an rpcbind answers in a fresh /run")
+	}
+	p, err := StartRPCBind(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p == nil || !rpcbindAnswers() {
+		t.Fatalf("StartRPCBind = %v, answers %v", p, rpcbindAnswers())
+	}
+	// A second call finds it running and starts nothing.
+	if q, err := StartRPCBind(ctx); q != nil || err != nil {
+		t.Fatalf("second StartRPCBind = %v, %v; want nil, nil", q, err)
+	}
+	if err := p.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rpcbindAnswers() {
+		t.Fatal("the socket still answers after Kill")
+	}
+	// The dead one's socket file is left behind; a new start must not be fooled by it.
+	p, err = StartRPCBind(ctx)
+	if err != nil || p == nil {
+		t.Fatalf("restart: %v, %v", p, err)
+	}
+	if err := p.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A program that exits at once is reported with its output.
+	if err := os.Remove(filepath.Join(bin, RPCBindBinary)); err != nil {
+		t.Fatal(err)
+	}
+	failing := "#!/bin/sh\necho 'rpcbind: another rpcbind is already running. Aborting'\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, RPCBindBinary), []byte(failing), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StartRPCBind(ctx); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("StartRPCBind with a failing rpcbind = %v", err)
+	}
+}
+
+// fakeRPCBind listens on RPCBindSocket until killed (it is started by StartRPCBind in the
+// child's private /run).
+func fakeRPCBind(t *testing.T) {
+	if mounts, err := os.ReadFile("/proc/self/mounts"); err != nil || !strings.Contains(string(mounts), "nfslab-test-run /run tmpfs") {
+		t.Fatalf("/run is not the test's private tmpfs (%v): refusing to touch it", err)
+	}
+	_ = os.Remove(RPCBindSocket) // what rpcbind does with a stale socket
+	l, err := net.Listen("unix", RPCBindSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false) // SIGKILL leaves the file, as with rpcbind
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
 	}
 }

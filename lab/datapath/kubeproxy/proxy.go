@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotInstalled is returned by SetBackend before Install.
@@ -28,13 +31,20 @@ type Proxy struct {
 	// IPTablesRestore is the restore program (IPTables + "-restore" when empty).
 	IPTablesRestore string
 	// CommandPrefix, when set, is prepended to every command line, e.g.
-	// {"ip", "netns", "exec", "node"} to act on another network namespace.
+	// {"ip", "netns", "exec", "node"} to act on another network namespace. It does not apply to
+	// the conntrack cleanup: see ClearUDPConntrack.
 	CommandPrefix []string
+	// ClearUDPConntrack deletes the conntrack entries of UDP flows to vip whose reply source is
+	// not keep (every one of them when keep is the zero Addr) and returns how many it deleted.
+	// nil means ClearStaleUDP, which works through netlink in the calling thread's network
+	// namespace: set it when CommandPrefix enters another one.
+	ClearUDPConntrack func(vip netip.AddrPort, keep netip.Addr) (uint, error)
 
 	mu        sync.Mutex
-	touched   bool            // Install got past its safety check: Close has something to undo
-	installed bool            // skeleton chains and jumps are in place
-	owned     map[string]bool // nat KUBE-SVC-/KUBE-SEP- chains this Proxy created
+	touched   bool             // Install got past its safety check: Close has something to undo
+	installed bool             // skeleton chains and jumps are in place
+	owned     map[string]bool  // nat KUBE-SVC-/KUBE-SEP- chains this Proxy created
+	udp       []netip.AddrPort // the UDP VIP:ports of the Service set last
 }
 
 // New returns a Proxy that runs the given iptables program ("" for "iptables"; e.g.
@@ -66,12 +76,18 @@ func (p *Proxy) Install(ctx context.Context) error {
 	return nil
 }
 
-// SetBackend points svc at backend, or at nothing when backend is the zero netip.AddrPort (see
-// Rules for the exact rules), with one iptables-restore --noflush run: the Service chain is
-// redeclared (flushed) and refilled, and every endpoint chain this Proxy created before that is
-// not the new one is deleted. Existing conntrack entries are left alone, as kube-proxy leaves
-// them for TCP.
-func (p *Proxy) SetBackend(ctx context.Context, svc Service, backend netip.AddrPort) error {
+// SetBackend points every port of svc at the same endpoint backend (on each port's target
+// port), or at nothing when backend is the zero netip.Addr (see Rules for the exact rules), with
+// one iptables-restore --noflush run: the Service chains are redeclared (flushed) and refilled,
+// and every chain this Proxy created before that is not needed any more (endpoint chains of the
+// old backend, ports or Services that are gone) is deleted.
+//
+// Then, as kube-proxy does after every sync, the conntrack entries of UDP flows to the
+// Service's UDP ports whose replies do not come from backend are deleted: a UDP client keeps
+// sending from the same socket, and without this its packets would follow the old entry to the
+// old endpoint (or, if they were sent before there was one, to nowhere) for as long as they
+// keep coming. TCP entries are left alone, as kube-proxy leaves them.
+func (p *Proxy) SetBackend(ctx context.Context, svc Service, backend netip.Addr) error {
 	if err := svc.Validate(); err != nil {
 		return fmt.Errorf("set backend: %w", err)
 	}
@@ -84,9 +100,8 @@ func (p *Proxy) SetBackend(ctx context.Context, svc Service, backend netip.AddrP
 		return fmt.Errorf("set backend of %s: %w", svc, ErrNotInstalled)
 	}
 	want := map[string]bool{}
-	if backend.IsValid() {
-		want[ServiceChain(svc)] = true
-		want[EndpointChain(svc, backend)] = true
+	for _, c := range Chains(svc, backend) {
+		want[c] = true
 	}
 	var stale []string
 	for _, c := range slices.Sorted(maps.Keys(p.owned)) {
@@ -98,7 +113,74 @@ func (p *Proxy) SetBackend(ctx context.Context, svc Service, backend netip.AddrP
 		return fmt.Errorf("set backend of %s to %v: %w", svc, backend, err)
 	}
 	p.owned = want
+	var udp []netip.AddrPort
+	for _, port := range svc.Ports {
+		if port.Proto() == UDP {
+			udp = append(udp, netip.AddrPortFrom(svc.VIP, port.Port))
+		}
+	}
+	// A Service that replaced another one: the old one's UDP flows go too.
+	var errs []error
+	for _, vip := range p.udp {
+		if !slices.Contains(udp, vip) {
+			if _, err := p.clearUDP(vip, netip.Addr{}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	p.udp = udp
+	for _, vip := range udp {
+		if _, err := p.clearUDP(vip, backend); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set backend of %s to %v: rules applied, but: %w", svc, backend, err)
+	}
 	return nil
+}
+
+// clearUDP runs ClearUDPConntrack (or ClearStaleUDP) for vip.
+func (p *Proxy) clearUDP(vip netip.AddrPort, keep netip.Addr) (uint, error) {
+	fn := p.ClearUDPConntrack
+	if fn == nil {
+		fn = ClearStaleUDP
+	}
+	n, err := fn(vip, keep)
+	if err != nil {
+		return n, fmt.Errorf("clear UDP conntrack entries of %v: %w", vip, err)
+	}
+	return n, nil
+}
+
+// ClearStaleUDP deletes, through netlink in the calling thread's network namespace, the
+// conntrack entries of UDP flows whose original destination is vip and whose reply source
+// address is not keep (all of them when keep is the zero Addr): kube-proxy's cleanup of stale
+// UDP flows. It returns how many entries it deleted. The kernel needs conntrack's netlink
+// interface (CONFIG_NF_CT_NETLINK, the nf_conntrack_netlink module).
+func ClearStaleUDP(vip netip.AddrPort, keep netip.Addr) (uint, error) {
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, staleUDP{vip: vip, keep: keep})
+	if err != nil {
+		return n, fmt.Errorf("conntrack netlink (needs CONFIG_NF_CT_NETLINK / nf_conntrack_netlink): %w", err)
+	}
+	return n, nil
+}
+
+// staleUDP matches the conntrack entries ClearStaleUDP deletes.
+type staleUDP struct {
+	vip  netip.AddrPort
+	keep netip.Addr
+}
+
+func (f staleUDP) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	if flow.Forward.Protocol != unix.IPPROTO_UDP || flow.Forward.DstPort != f.vip.Port() {
+		return false
+	}
+	if dst, ok := netip.AddrFromSlice(flow.Forward.DstIP); !ok || dst.Unmap() != f.vip.Addr() {
+		return false
+	}
+	src, ok := netip.AddrFromSlice(flow.Reverse.SrcIP)
+	return !f.keep.IsValid() || !ok || src.Unmap() != f.keep
 }
 
 // Close removes everything Install and SetBackend created: the jumps, KUBE-SERVICES in both
@@ -120,10 +202,17 @@ func (p *Proxy) Close(ctx context.Context) error {
 	if err := p.restore(ctx, teardown(slices.Sorted(maps.Keys(p.owned)))); err != nil {
 		errs = append(errs, err)
 	}
+	// The Service is gone: so are its UDP flows (kube-proxy clears them when a Service is
+	// deleted).
+	for _, vip := range p.udp {
+		if _, err := p.clearUDP(vip, netip.Addr{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove kube-proxy rules: %w", err)
 	}
-	p.touched, p.installed, p.owned = false, false, nil
+	p.touched, p.installed, p.owned, p.udp = false, false, nil, nil
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -12,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 )
 
 func TestSetBackendBeforeInstall(t *testing.T) {
@@ -28,7 +33,8 @@ func TestSetBackendBeforeInstall(t *testing.T) {
 }
 
 // TestProxyCommandsWithFakeIPTables runs Proxy against a fake iptables that logs its arguments
-// (and stdin for restore) and answers -S/-C with "absent".
+// (and stdin for restore) and answers -S/-C with "absent", and a fake conntrack cleaner that
+// logs its calls, through a TCP Service, then an NFSv3-over-UDP Service that replaces it.
 func TestProxyCommandsWithFakeIPTables(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "log")
@@ -43,16 +49,25 @@ exit 0
 			t.Fatal(err)
 		}
 	}
-	p := &Proxy{IPTables: filepath.Join(dir, "fake-iptables")}
+	var cleared []string
+	p := &Proxy{
+		IPTables: filepath.Join(dir, "fake-iptables"),
+		ClearUDPConntrack: func(vip netip.AddrPort, keep netip.Addr) (uint, error) {
+			cleared = append(cleared, fmt.Sprintf("%v keep %v", vip, keep))
+			return 0, nil
+		},
+	}
 	ctx := t.Context()
 	if err := p.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.SetBackend(ctx, nfsSvc, podA); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.SetBackend(ctx, nfsSvc, podB); err != nil {
-		t.Fatal(err)
+	for _, step := range []struct {
+		svc     Service
+		backend netip.Addr
+	}{{nfsSvc, podA}, {nfsSvc, podB}, {v3UDPSvc, podA}, {v3UDPSvc, podB}, {v3UDPSvc, netip.Addr{}}, {v3UDPSvc, podB}} {
+		if err := p.SetBackend(ctx, step.svc, step.backend); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -61,7 +76,8 @@ exit 0
 	if err != nil {
 		t.Fatal(err)
 	}
-	sepA, sepB, svc := EndpointChain(nfsSvc, podA), EndpointChain(nfsSvc, podB), ServiceChain(nfsSvc)
+	tcpA, tcpB := Chains(nfsSvc, podA), Chains(nfsSvc, podB)
+	udpA, udpB := Chains(v3UDPSvc, podA), Chains(v3UDPSvc, podB)
 	nat := "-m comment --comment kubernetes service portals -j KUBE-SERVICES"
 	filter := "-m conntrack --ctstate NEW " + nat
 	want := []string{
@@ -73,21 +89,101 @@ exit 0
 		"filter -C OUTPUT " + filter, "filter -I OUTPUT " + filter, "filter -C FORWARD " + filter, "filter -I FORWARD " + filter} {
 		want = append(want, "fake-iptables -w -t "+j)
 	}
-	want = append(want, "fake-iptables-restore -w --noflush")
-	want = append(want, prefixLines(Rules(nfsSvc, podA))...)
-	want = append(want, "fake-iptables-restore -w --noflush")
-	want = append(want, prefixLines(Rules(nfsSvc, podB, podA))...)
+	restore := func(text string) {
+		want = append(want, "fake-iptables-restore -w --noflush")
+		want = append(want, prefixLines(text)...)
+	}
+	sorted := func(cs ...[]string) []string { return slices.Sorted(slices.Values(slices.Concat(cs...))) }
+	restore(Rules(nfsSvc, podA))
+	restore(render(nfsSvc, podB, []string{tcpA[1]}))             // A's endpoint chain goes
+	restore(render(v3UDPSvc, podA, sorted(tcpB)))                // the TCP Service's chains go
+	restore(render(v3UDPSvc, podB, sorted(udpA[1:2], udpA[3:]))) // A's two endpoint chains go
+	restore(render(v3UDPSvc, netip.Addr{}, sorted(udpB)))        // no endpoints: everything goes
+	restore(Rules(v3UDPSvc, podB))
 	for _, j := range []string{"nat -C OUTPUT " + nat, "nat -C PREROUTING " + nat, "filter -C OUTPUT " + filter, "filter -C FORWARD " + filter} {
 		want = append(want, "fake-iptables -w -t "+j)
 	}
-	want = append(want, "fake-iptables-restore -w --noflush")
-	want = append(want, prefixLines(teardown(slices.Sorted(slices.Values([]string{sepB, svc}))))...)
+	restore(teardown(sorted(udpB)))
 	got := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
 	if !slices.Equal(got, want) {
 		t.Fatalf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if !strings.Contains(string(raw), "-X "+sepA) {
-		t.Error("re-pointing did not delete A's endpoint chain")
+	for _, c := range udpA {
+		if !strings.Contains(string(raw), "-X "+c) && !slices.Contains(udpB, c) {
+			t.Errorf("chain %s was never deleted", c)
+		}
+	}
+	// Every UDP port is cleaned after every SetBackend, keeping the flows to the new backend,
+	// and once more, keeping none, on Close. The TCP Service never is.
+	wantCleared := []string{
+		"10.96.0.50:2049 keep 10.0.0.11", "10.96.0.50:20048 keep 10.0.0.11",
+		"10.96.0.50:2049 keep 10.0.0.12", "10.96.0.50:20048 keep 10.0.0.12",
+		"10.96.0.50:2049 keep invalid IP", "10.96.0.50:20048 keep invalid IP",
+		"10.96.0.50:2049 keep 10.0.0.12", "10.96.0.50:20048 keep 10.0.0.12",
+		"10.96.0.50:2049 keep invalid IP", "10.96.0.50:20048 keep invalid IP",
+	}
+	if !slices.Equal(cleared, wantCleared) {
+		t.Errorf("conntrack cleanups:\n%s\nwant:\n%s", strings.Join(cleared, "\n"), strings.Join(wantCleared, "\n"))
+	}
+}
+
+// TestSetBackendConntrackFailure: the rules are applied even when the conntrack cleanup fails,
+// and the error says so.
+func TestSetBackendConntrackFailure(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"ok-iptables", "ok-iptables-restore"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\ncase \"$*\" in *\" -S \"*|*\" -C \"*) exit 1;; esac\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &Proxy{
+		IPTables:          filepath.Join(dir, "ok-iptables"),
+		ClearUDPConntrack: func(netip.AddrPort, netip.Addr) (uint, error) { return 0, errors.New("no conntrack netlink") },
+	}
+	ctx := t.Context()
+	if err := p.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetBackend(ctx, v3Svc, podA); err != nil {
+		t.Fatalf("TCP-only Service: %v", err)
+	}
+	err := p.SetBackend(ctx, v3UDPSvc, podA)
+	if err == nil || !strings.Contains(err.Error(), "rules applied, but") || !strings.Contains(err.Error(), "no conntrack netlink") {
+		t.Fatalf("SetBackend = %v", err)
+	}
+	if len(p.owned) != 4 {
+		t.Fatalf("owned chains after a conntrack failure: %v", p.owned)
+	}
+}
+
+func TestStaleUDPFilter(t *testing.T) {
+	flow := func(proto uint8, dst string, dport uint16, replySrc string) *netlink.ConntrackFlow {
+		f := &netlink.ConntrackFlow{}
+		f.Forward.Protocol, f.Forward.DstIP, f.Forward.DstPort = proto, net.ParseIP(dst), dport
+		f.Forward.SrcIP, f.Forward.SrcPort = net.ParseIP("10.0.0.1"), 800
+		f.Reverse.Protocol, f.Reverse.SrcIP, f.Reverse.SrcPort = proto, net.ParseIP(replySrc), dport
+		return f
+	}
+	nfs := netip.MustParseAddrPort("10.96.0.50:2049")
+	tests := []struct {
+		name string
+		keep netip.Addr
+		flow *netlink.ConntrackFlow
+		want bool
+	}{
+		{"to the old backend", podB, flow(unix.IPPROTO_UDP, "10.96.0.50", 2049, "10.0.0.11"), true},
+		{"to the new backend", podB, flow(unix.IPPROTO_UDP, "10.96.0.50", 2049, "10.0.0.12"), false},
+		{"never translated (sent before there was an endpoint)", podB, flow(unix.IPPROTO_UDP, "10.96.0.50", 2049, "10.96.0.50"), true},
+		{"no backend: everything to the VIP", netip.Addr{}, flow(unix.IPPROTO_UDP, "10.96.0.50", 2049, "10.0.0.12"), true},
+		{"tcp is left alone", podB, flow(unix.IPPROTO_TCP, "10.96.0.50", 2049, "10.0.0.11"), false},
+		{"other port", podB, flow(unix.IPPROTO_UDP, "10.96.0.50", 20048, "10.0.0.11"), false},
+		{"other destination", podB, flow(unix.IPPROTO_UDP, "10.96.0.51", 2049, "10.0.0.11"), false},
+		{"v4-mapped addresses", podB, flow(unix.IPPROTO_UDP, "::ffff:10.96.0.50", 2049, "::ffff:10.0.0.12"), false},
+	}
+	for _, tt := range tests {
+		if got := (staleUDP{vip: nfs, keep: tt.keep}).MatchConntrackFlow(tt.flow); got != tt.want {
+			t.Errorf("%s: match = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -194,7 +290,7 @@ func proxyInNetns(t *testing.T) {
 	}
 	// expect checks that every rule of Rules(...) appears verbatim in iptables -S (so the text
 	// is in canonical form) and that the chains in absent do not exist.
-	expect := func(step string, svc Service, backend netip.AddrPort, absent ...string) {
+	expect := func(step string, svc Service, backend netip.Addr, absent ...string) {
 		t.Helper()
 		text := Rules(svc, backend)
 		filter, nat := lines(list("filter")), lines(list("nat"))
@@ -213,6 +309,26 @@ func proxyInNetns(t *testing.T) {
 			if nat["-N "+c] || filter["-N "+c] {
 				t.Errorf("%s: chain %s still exists", step, c)
 			}
+		}
+		// Nothing but what this Service needs: the KUBE-SERVICES rules and chains are exactly
+		// those of the text.
+		var want, have []string
+		for l := range strings.SplitSeq(text, "\n") {
+			if strings.HasPrefix(l, "-A ") {
+				want = append(want, l)
+			}
+		}
+		for _, tbl := range []string{"filter", "nat"} {
+			for l := range strings.SplitSeq(list(tbl), "\n") {
+				if strings.HasPrefix(l, "-A KUBE-") {
+					have = append(have, l)
+				}
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(have)
+		if !slices.Equal(want, have) {
+			t.Errorf("%s: KUBE- rules:\n%s\nwant:\n%s", step, strings.Join(have, "\n"), strings.Join(want, "\n"))
 		}
 	}
 	countJumps := func() int {
@@ -233,33 +349,93 @@ func proxyInNetns(t *testing.T) {
 	if n := countJumps(); n != 4 {
 		t.Fatalf("%d jumps to KUBE-SERVICES after two Installs, want 4:\n%s\n%s", n, list("nat"), list("filter"))
 	}
-	if _, err := run(Rules(nfsSvc, podA, podB), ipt+"-restore", "-w", "--noflush", "--test"); err != nil {
-		t.Fatalf("iptables-restore --test rejects the rules: %v", err)
+	for _, svc := range []Service{nfsSvc, v3Svc, v3UDPSvc} {
+		if _, err := run(Rules(svc, podA, podB), ipt+"-restore", "-w", "--noflush", "--test"); err != nil {
+			t.Fatalf("iptables-restore --test rejects the rules: %v", err)
+		}
 	}
-	sepA, sepB, svcChain := EndpointChain(nfsSvc, podA), EndpointChain(nfsSvc, podB), ServiceChain(nfsSvc)
+	tcpA, tcpB := Chains(nfsSvc, podA), Chains(nfsSvc, podB)
+	v3A, v3B := Chains(v3Svc, podA), Chains(v3Svc, podB)
+	udpA, udpB := Chains(v3UDPSvc, podA), Chains(v3UDPSvc, podB)
+	all := slices.Concat(tcpA, tcpB, v3A, v3B, udpA, udpB)
+	except := func(keep []string) []string {
+		var out []string
+		for _, c := range all {
+			if !slices.Contains(keep, c) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
 	steps := []struct {
 		name    string
-		backend netip.AddrPort
-		absent  []string
+		svc     Service
+		backend netip.Addr
 	}{
-		{"A", podA, []string{sepB}},
-		{"A again", podA, []string{sepB}},
-		{"B", podB, []string{sepA}},
-		{"none", netip.AddrPort{}, []string{sepA, sepB, svcChain}},
-		{"A after none", podA, []string{sepB}},
+		{"A", nfsSvc, podA},
+		{"A again", nfsSvc, podA},
+		{"B", nfsSvc, podB},
+		{"none", nfsSvc, netip.Addr{}},
+		{"A after none", nfsSvc, podA},
+		{"NFSv3 TCP replaces it, A", v3Svc, podA},
+		{"NFSv3 TCP B", v3Svc, podB},
+		{"NFSv3 UDP replaces it, A", v3UDPSvc, podA},
+		{"NFSv3 UDP B", v3UDPSvc, podB},
+		{"NFSv3 UDP none", v3UDPSvc, netip.Addr{}},
+		{"NFSv3 UDP A after none", v3UDPSvc, podA},
 	}
 	for _, s := range steps {
-		if err := p.SetBackend(ctx, nfsSvc, s.backend); err != nil {
+		if err := p.SetBackend(ctx, s.svc, s.backend); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		expect(s.name, nfsSvc, s.backend, s.absent...)
+		expect(s.name, s.svc, s.backend, except(Chains(s.svc, s.backend))...)
 	}
-	// Another Service replaces the first one entirely.
-	other := Service{Namespace: "lab", Name: "nfs2", PortName: "nfs", VIP: netip.MustParseAddrPort("10.96.0.51:2049")}
-	if err := p.SetBackend(ctx, other, podB); err != nil {
+
+	// UDP flows: one that went to A, one that went to B, and one sent before there was an
+	// endpoint (never translated); and a TCP flow to A. Re-pointing to B must delete the first
+	// and the third, as kube-proxy does, and leave the others.
+	ctFlows := func() []string {
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range flows {
+			out = append(out, fmt.Sprintf("%d %s:%d->%s:%d reply-from %s", f.Forward.Protocol, f.Forward.SrcIP, f.Forward.SrcPort,
+				f.Forward.DstIP, f.Forward.DstPort, f.Reverse.SrcIP))
+		}
+		slices.Sort(out)
+		return out
+	}
+	mkFlow := func(proto uint8, sport uint16, replyFrom netip.Addr) {
+		t.Helper()
+		f := &netlink.ConntrackFlow{FamilyType: unix.AF_INET, TimeOut: 100}
+		f.Forward = netlink.IPTuple{Protocol: proto, SrcIP: net.IPv4(10, 0, 0, 1).To4(), SrcPort: sport, DstIP: vip.AsSlice(), DstPort: 2049}
+		f.Reverse = netlink.IPTuple{Protocol: proto, SrcIP: replyFrom.AsSlice(), SrcPort: 2049, DstIP: net.IPv4(10, 0, 0, 1).To4(), DstPort: sport}
+		if proto == unix.IPPROTO_TCP {
+			f.ProtoInfo = &netlink.ProtoInfoTCP{State: nl.TCP_CONNTRACK_ESTABLISHED}
+		}
+		if err := netlink.ConntrackCreate(netlink.ConntrackTable, unix.AF_INET, f); err != nil {
+			t.Fatalf("create conntrack entry: %v", err)
+		}
+	}
+	mkFlow(unix.IPPROTO_UDP, 801, podA)
+	mkFlow(unix.IPPROTO_UDP, 802, podB)
+	mkFlow(unix.IPPROTO_UDP, 803, vip)
+	mkFlow(unix.IPPROTO_TCP, 804, podA)
+	if n := len(ctFlows()); n != 4 {
+		t.Fatalf("%d conntrack entries, want 4: %v", n, ctFlows())
+	}
+	if err := p.SetBackend(ctx, v3UDPSvc, podB); err != nil {
 		t.Fatal(err)
 	}
-	expect("other service", other, podB, sepA, svcChain)
+	wantFlows := []string{
+		"17 10.0.0.1:802->10.96.0.50:2049 reply-from 10.0.0.12",
+		"6 10.0.0.1:804->10.96.0.50:2049 reply-from 10.0.0.11",
+	}
+	if got := ctFlows(); !slices.Equal(got, wantFlows) {
+		t.Fatalf("conntrack entries after re-pointing to B:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantFlows, "\n"))
+	}
 
 	for range 2 {
 		if err := p.Close(ctx); err != nil {
@@ -269,6 +445,10 @@ func proxyInNetns(t *testing.T) {
 	if afterNat, afterFilter := list("nat"), list("filter"); afterNat != beforeNat || afterFilter != beforeFilter {
 		t.Fatalf("tables differ after Close:\nnat before:\n%s\nnat after:\n%s\nfilter before:\n%s\nfilter after:\n%s",
 			beforeNat, afterNat, beforeFilter, afterFilter)
+	}
+	// The Service is gone, and so are its UDP flows.
+	if got := ctFlows(); !slices.Equal(got, wantFlows[1:]) {
+		t.Fatalf("conntrack entries after Close: %v", got)
 	}
 
 	// A KUBE-SERVICES that is not ours makes Install refuse, and Close leaves it alone.

@@ -2,58 +2,88 @@ package kubeproxy
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
 
-var nfsSvc = Service{Namespace: "default", Name: "nfs", VIP: netip.MustParseAddrPort("10.96.0.50:2049")}
+var (
+	vip    = netip.MustParseAddr("10.96.0.50")
+	nfsSvc = Service{Namespace: "default", Name: "nfs", VIP: vip, Ports: []ServicePort{{Port: 2049}}}
+	// NFSv3 over TCP and over UDP: the NFS port and mountd's, named as NFS server Services name them.
+	v3Svc    = Service{Namespace: "default", Name: "nfs", VIP: vip, Ports: []ServicePort{{Name: "nfs", Port: 2049, Protocol: TCP}, {Name: "mountd", Port: 20048, Protocol: TCP}}}
+	v3UDPSvc = Service{Namespace: "default", Name: "nfs", VIP: vip, Ports: []ServicePort{{Name: "nfs-udp", Port: 2049, Protocol: UDP}, {Name: "mountd-udp", Port: 20048, Protocol: UDP}}}
+)
 
 var (
-	podA = netip.MustParseAddrPort("10.0.0.11:2049")
-	podB = netip.MustParseAddrPort("10.0.0.12:2049")
+	podA = netip.MustParseAddr("10.0.0.11")
+	podB = netip.MustParseAddr("10.0.0.12")
 )
 
 // TestChainNamesMatchKubeProxy checks the hash against chain names taken from kube-proxy's own
 // tests and from real clusters.
 func TestChainNamesMatchKubeProxy(t *testing.T) {
-	svc1 := Service{Namespace: "ns1", Name: "svc1", PortName: "p80", VIP: netip.MustParseAddrPort("172.30.0.41:80")}
+	svc1 := Service{Namespace: "ns1", Name: "svc1", VIP: netip.MustParseAddr("172.30.0.41")}
+	p80 := ServicePort{Name: "p80", Port: 80}
+	ep := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 	tests := []struct {
 		got, want string
 	}{
-		{ServiceChain(svc1), "KUBE-SVC-XPGD46QRK7WJZT7O"},
-		{EndpointChain(svc1, netip.MustParseAddrPort("10.180.0.1:80")), "KUBE-SEP-SXIVWICOYRO3J4NJ"},
-		{EndpointChain(svc1, netip.MustParseAddrPort("10.180.0.2:80")), "KUBE-SEP-LXVODXWDISEETFEF"},
-		{EndpointChain(Service{Namespace: "ns2", Name: "svc2", PortName: "p80"}, netip.MustParseAddrPort("10.180.0.2:80")), "KUBE-SEP-RS4RBKLTHTF2IUXJ"},
-		{ServiceChain(Service{Namespace: "default", Name: "kubernetes", PortName: "https"}), "KUBE-SVC-NPX46M4PTMTKRN6Y"},
-		{ServiceChain(Service{Namespace: "kube-system", Name: "kube-dns", PortName: "dns-tcp"}), "KUBE-SVC-ERIFXISQEP7F7OF4"},
-		{ServiceChain(Service{Namespace: "default", Name: "nginx"}), "KUBE-SVC-2CMXP7HKUVJN7L6M"}, // unnamed port
-		{"KUBE-SVC-" + hash16("kube-system/kube-dns:dns"+"udp"), "KUBE-SVC-TCOU7JCQXEZGVUNU"},
+		{ServiceChain(svc1, p80), "KUBE-SVC-XPGD46QRK7WJZT7O"},
+		{EndpointChain(svc1, p80, ep("10.180.0.1:80")), "KUBE-SEP-SXIVWICOYRO3J4NJ"},
+		{EndpointChain(svc1, p80, ep("10.180.0.2:80")), "KUBE-SEP-LXVODXWDISEETFEF"},
+		{EndpointChain(Service{Namespace: "ns2", Name: "svc2"}, p80, ep("10.180.0.2:80")), "KUBE-SEP-RS4RBKLTHTF2IUXJ"},
+		{ServiceChain(Service{Namespace: "default", Name: "kubernetes"}, ServicePort{Name: "https", Port: 443}), "KUBE-SVC-NPX46M4PTMTKRN6Y"},
+		{ServiceChain(Service{Namespace: "kube-system", Name: "kube-dns"}, ServicePort{Name: "dns-tcp", Port: 53, Protocol: TCP}), "KUBE-SVC-ERIFXISQEP7F7OF4"},
+		{ServiceChain(Service{Namespace: "kube-system", Name: "kube-dns"}, ServicePort{Name: "dns", Port: 53, Protocol: UDP}), "KUBE-SVC-TCOU7JCQXEZGVUNU"},
+		{ServiceChain(Service{Namespace: "default", Name: "nginx"}, ServicePort{Port: 80}), "KUBE-SVC-2CMXP7HKUVJN7L6M"}, // unnamed port
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
 			t.Errorf("got %s, want %s", tt.got, tt.want)
 		}
 	}
-	if len(ServiceChain(nfsSvc)) > 28 || len(EndpointChain(nfsSvc, podA)) > 28 {
-		t.Error("chain name longer than iptables' 28 characters")
+	for _, svc := range []Service{nfsSvc, v3Svc, v3UDPSvc} {
+		for _, c := range Chains(svc, podA) {
+			if len(c) > 28 {
+				t.Errorf("chain name %s longer than iptables' 28 characters", c)
+			}
+		}
 	}
 }
 
 func TestRulesGolden(t *testing.T) {
-	svcChain := ServiceChain(nfsSvc)
-	sepA := EndpointChain(nfsSvc, podA)
-	sepB := EndpointChain(nfsSvc, podB)
-	if svcChain != "KUBE-SVC-BJPYFQOCKVBGHBMJ" || sepA != "KUBE-SEP-WNUY4VVRICJ4GIAX" || sepB != "KUBE-SEP-TDJSG3UF665FMEHJ" {
-		// Pinned so that the golden texts below stay readable; a change here means the hash changed.
-		t.Fatalf("chain names changed: %s %s %s", svcChain, sepA, sepB)
+	// Pinned (and checked against an independent SHA-256/base32 computation) so that the golden
+	// texts below stay readable; a change here means the hash input changed.
+	pinned := []struct{ got, want string }{
+		{ServiceChain(nfsSvc, nfsSvc.Ports[0]), "KUBE-SVC-BJPYFQOCKVBGHBMJ"},
+		{EndpointChain(nfsSvc, nfsSvc.Ports[0], netip.AddrPortFrom(podA, 2049)), "KUBE-SEP-WNUY4VVRICJ4GIAX"},
+		{EndpointChain(nfsSvc, nfsSvc.Ports[0], netip.AddrPortFrom(podB, 2049)), "KUBE-SEP-TDJSG3UF665FMEHJ"},
+		{ServiceChain(v3Svc, v3Svc.Ports[0]), "KUBE-SVC-2TTNVHAOSDYP53LP"},                                         // default/nfs:nfs tcp
+		{ServiceChain(v3Svc, v3Svc.Ports[1]), "KUBE-SVC-KRRZLFSDIELP6P5X"},                                         // default/nfs:mountd tcp
+		{EndpointChain(v3Svc, v3Svc.Ports[0], netip.AddrPortFrom(podA, 2049)), "KUBE-SEP-HEYFWYXBHJD3PEWD"},        // … 10.0.0.11:2049
+		{EndpointChain(v3Svc, v3Svc.Ports[1], netip.AddrPortFrom(podA, 20048)), "KUBE-SEP-LTKYWEOC4TWHFTSW"},       // … 10.0.0.11:20048
+		{EndpointChain(v3Svc, v3Svc.Ports[0], netip.AddrPortFrom(podB, 2049)), "KUBE-SEP-S45XL5AMPXFAPGXU"},        // … 10.0.0.12:2049
+		{EndpointChain(v3Svc, v3Svc.Ports[1], netip.AddrPortFrom(podB, 20048)), "KUBE-SEP-V5Y7PQMGFBUOHRL3"},       // … 10.0.0.12:20048
+		{ServiceChain(v3UDPSvc, v3UDPSvc.Ports[0]), "KUBE-SVC-26UVJ2KAVLISTE26"},                                   // default/nfs:nfs-udp udp
+		{ServiceChain(v3UDPSvc, v3UDPSvc.Ports[1]), "KUBE-SVC-CNH6WMLCIJVDS5HH"},                                   // default/nfs:mountd-udp udp
+		{EndpointChain(v3UDPSvc, v3UDPSvc.Ports[0], netip.AddrPortFrom(podA, 2049)), "KUBE-SEP-OPTVKLTBOJGZF6WL"},  // … 10.0.0.11:2049
+		{EndpointChain(v3UDPSvc, v3UDPSvc.Ports[1], netip.AddrPortFrom(podA, 20048)), "KUBE-SEP-5TCUSIIXZ5VNDDGP"}, // … 10.0.0.11:20048
+	}
+	for _, p := range pinned {
+		if p.got != p.want {
+			t.Fatalf("chain name changed: got %s, want %s", p.got, p.want)
+		}
 	}
 	named := nfsSvc
-	named.PortName = "nfs"
+	named.Ports = []ServicePort{{Name: "nfs", Port: 2049}}
+	retarget := nfsSvc
+	retarget.Ports = []ServicePort{{Port: 2049, TargetPort: 12049}}
 	tests := []struct {
 		name    string
 		svc     Service
-		backend netip.AddrPort
-		stale   []netip.AddrPort
+		backend netip.Addr
+		stale   []netip.Addr
 		want    string
 	}{
 		{
@@ -72,7 +102,7 @@ COMMIT
 `,
 		},
 		{
-			name: "re-point A -> B deletes A's endpoint chain", svc: nfsSvc, backend: podB, stale: []netip.AddrPort{podA},
+			name: "re-point A -> B deletes A's endpoint chain", svc: nfsSvc, backend: podB, stale: []netip.Addr{podA},
 			want: `*filter
 :KUBE-SERVICES - [0:0]
 COMMIT
@@ -89,7 +119,7 @@ COMMIT
 `,
 		},
 		{
-			name: "no endpoints: REJECT in filter, Service chain and stale endpoint deleted", svc: nfsSvc, stale: []netip.AddrPort{podA},
+			name: "no endpoints: REJECT in filter, Service chain and stale endpoint deleted", svc: nfsSvc, stale: []netip.Addr{podA},
 			want: `*filter
 :KUBE-SERVICES - [0:0]
 -A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs has no endpoints" -m tcp --dport 2049 -j REJECT --reject-with icmp-port-unreachable
@@ -104,7 +134,7 @@ COMMIT
 `,
 		},
 		{
-			name: "stale equal to the backend and duplicates are ignored", svc: nfsSvc, backend: podA, stale: []netip.AddrPort{podA, podB, podB},
+			name: "stale equal to the backend and duplicates are ignored", svc: nfsSvc, backend: podA, stale: []netip.Addr{podA, podB, podB},
 			want: `*filter
 :KUBE-SERVICES - [0:0]
 COMMIT
@@ -122,11 +152,23 @@ COMMIT
 		},
 		{
 			name: "named port", svc: named, backend: podA,
-			want: strings.NewReplacer(
-				"KUBE-SVC-BJPYFQOCKVBGHBMJ", ServiceChain(named),
-				"KUBE-SEP-WNUY4VVRICJ4GIAX", EndpointChain(named, podA),
-				"default/nfs", "default/nfs:nfs",
-			).Replace(`*filter
+			want: `*filter
+:KUBE-SERVICES - [0:0]
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-2TTNVHAOSDYP53LP - [0:0]
+:KUBE-SEP-HEYFWYXBHJD3PEWD - [0:0]
+-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs:nfs cluster IP" -m tcp --dport 2049 -j KUBE-SVC-2TTNVHAOSDYP53LP
+-A KUBE-SVC-2TTNVHAOSDYP53LP -m comment --comment "default/nfs:nfs -> 10.0.0.11:2049" -j KUBE-SEP-HEYFWYXBHJD3PEWD
+-A KUBE-SEP-HEYFWYXBHJD3PEWD -p tcp -m comment --comment "default/nfs:nfs" -m tcp -j DNAT --to-destination 10.0.0.11:2049
+COMMIT
+`,
+		},
+		{
+			name: "target port differs from the service port", svc: retarget, backend: podA,
+			want: strings.NewReplacer("KUBE-SEP-WNUY4VVRICJ4GIAX", EndpointChain(retarget, retarget.Ports[0], netip.MustParseAddrPort("10.0.0.11:12049")),
+				"10.0.0.11:2049", "10.0.0.11:12049").Replace(`*filter
 :KUBE-SERVICES - [0:0]
 COMMIT
 *nat
@@ -139,6 +181,112 @@ COMMIT
 COMMIT
 `),
 		},
+		{
+			name: "NFSv3 over TCP: two ports, a chain pair each", svc: v3Svc, backend: podA,
+			want: `*filter
+:KUBE-SERVICES - [0:0]
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-2TTNVHAOSDYP53LP - [0:0]
+:KUBE-SEP-HEYFWYXBHJD3PEWD - [0:0]
+:KUBE-SVC-KRRZLFSDIELP6P5X - [0:0]
+:KUBE-SEP-LTKYWEOC4TWHFTSW - [0:0]
+-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs:nfs cluster IP" -m tcp --dport 2049 -j KUBE-SVC-2TTNVHAOSDYP53LP
+-A KUBE-SVC-2TTNVHAOSDYP53LP -m comment --comment "default/nfs:nfs -> 10.0.0.11:2049" -j KUBE-SEP-HEYFWYXBHJD3PEWD
+-A KUBE-SEP-HEYFWYXBHJD3PEWD -p tcp -m comment --comment "default/nfs:nfs" -m tcp -j DNAT --to-destination 10.0.0.11:2049
+-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs:mountd cluster IP" -m tcp --dport 20048 -j KUBE-SVC-KRRZLFSDIELP6P5X
+-A KUBE-SVC-KRRZLFSDIELP6P5X -m comment --comment "default/nfs:mountd -> 10.0.0.11:20048" -j KUBE-SEP-LTKYWEOC4TWHFTSW
+-A KUBE-SEP-LTKYWEOC4TWHFTSW -p tcp -m comment --comment "default/nfs:mountd" -m tcp -j DNAT --to-destination 10.0.0.11:20048
+COMMIT
+`,
+		},
+		{
+			name: "NFSv3 over TCP re-pointed A -> B", svc: v3Svc, backend: podB, stale: []netip.Addr{podA},
+			want: `*filter
+:KUBE-SERVICES - [0:0]
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-2TTNVHAOSDYP53LP - [0:0]
+:KUBE-SEP-S45XL5AMPXFAPGXU - [0:0]
+:KUBE-SVC-KRRZLFSDIELP6P5X - [0:0]
+:KUBE-SEP-V5Y7PQMGFBUOHRL3 - [0:0]
+:KUBE-SEP-HEYFWYXBHJD3PEWD - [0:0]
+:KUBE-SEP-LTKYWEOC4TWHFTSW - [0:0]
+-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs:nfs cluster IP" -m tcp --dport 2049 -j KUBE-SVC-2TTNVHAOSDYP53LP
+-A KUBE-SVC-2TTNVHAOSDYP53LP -m comment --comment "default/nfs:nfs -> 10.0.0.12:2049" -j KUBE-SEP-S45XL5AMPXFAPGXU
+-A KUBE-SEP-S45XL5AMPXFAPGXU -p tcp -m comment --comment "default/nfs:nfs" -m tcp -j DNAT --to-destination 10.0.0.12:2049
+-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs:mountd cluster IP" -m tcp --dport 20048 -j KUBE-SVC-KRRZLFSDIELP6P5X
+-A KUBE-SVC-KRRZLFSDIELP6P5X -m comment --comment "default/nfs:mountd -> 10.0.0.12:20048" -j KUBE-SEP-V5Y7PQMGFBUOHRL3
+-A KUBE-SEP-V5Y7PQMGFBUOHRL3 -p tcp -m comment --comment "default/nfs:mountd" -m tcp -j DNAT --to-destination 10.0.0.12:20048
+-X KUBE-SEP-HEYFWYXBHJD3PEWD
+-X KUBE-SEP-LTKYWEOC4TWHFTSW
+COMMIT
+`,
+		},
+		{
+			name: "NFSv3 over UDP", svc: v3UDPSvc, backend: podA,
+			want: `*filter
+:KUBE-SERVICES - [0:0]
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-26UVJ2KAVLISTE26 - [0:0]
+:KUBE-SEP-OPTVKLTBOJGZF6WL - [0:0]
+:KUBE-SVC-CNH6WMLCIJVDS5HH - [0:0]
+:KUBE-SEP-5TCUSIIXZ5VNDDGP - [0:0]
+-A KUBE-SERVICES -d 10.96.0.50/32 -p udp -m comment --comment "default/nfs:nfs-udp cluster IP" -m udp --dport 2049 -j KUBE-SVC-26UVJ2KAVLISTE26
+-A KUBE-SVC-26UVJ2KAVLISTE26 -m comment --comment "default/nfs:nfs-udp -> 10.0.0.11:2049" -j KUBE-SEP-OPTVKLTBOJGZF6WL
+-A KUBE-SEP-OPTVKLTBOJGZF6WL -p udp -m comment --comment "default/nfs:nfs-udp" -m udp -j DNAT --to-destination 10.0.0.11:2049
+-A KUBE-SERVICES -d 10.96.0.50/32 -p udp -m comment --comment "default/nfs:mountd-udp cluster IP" -m udp --dport 20048 -j KUBE-SVC-CNH6WMLCIJVDS5HH
+-A KUBE-SVC-CNH6WMLCIJVDS5HH -m comment --comment "default/nfs:mountd-udp -> 10.0.0.11:20048" -j KUBE-SEP-5TCUSIIXZ5VNDDGP
+-A KUBE-SEP-5TCUSIIXZ5VNDDGP -p udp -m comment --comment "default/nfs:mountd-udp" -m udp -j DNAT --to-destination 10.0.0.11:20048
+COMMIT
+`,
+		},
+		{
+			name: "NFSv3 over UDP without endpoints: a REJECT per port", svc: v3UDPSvc, stale: []netip.Addr{podA},
+			want: `*filter
+:KUBE-SERVICES - [0:0]
+-A KUBE-SERVICES -d 10.96.0.50/32 -p udp -m comment --comment "default/nfs:nfs-udp has no endpoints" -m udp --dport 2049 -j REJECT --reject-with icmp-port-unreachable
+-A KUBE-SERVICES -d 10.96.0.50/32 -p udp -m comment --comment "default/nfs:mountd-udp has no endpoints" -m udp --dport 20048 -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-26UVJ2KAVLISTE26 - [0:0]
+:KUBE-SVC-CNH6WMLCIJVDS5HH - [0:0]
+:KUBE-SEP-OPTVKLTBOJGZF6WL - [0:0]
+:KUBE-SEP-5TCUSIIXZ5VNDDGP - [0:0]
+-X KUBE-SVC-26UVJ2KAVLISTE26
+-X KUBE-SVC-CNH6WMLCIJVDS5HH
+-X KUBE-SEP-OPTVKLTBOJGZF6WL
+-X KUBE-SEP-5TCUSIIXZ5VNDDGP
+COMMIT
+`,
+		},
+		{
+			name: "mixed protocols on one port number", svc: Service{Namespace: "default", Name: "nfs", VIP: vip,
+				Ports: []ServicePort{{Name: "nfs", Port: 2049, Protocol: TCP}, {Name: "nfs-udp", Port: 2049, Protocol: UDP}}},
+			backend: podA,
+			want: `*filter
+:KUBE-SERVICES - [0:0]
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-2TTNVHAOSDYP53LP - [0:0]
+:KUBE-SEP-HEYFWYXBHJD3PEWD - [0:0]
+:KUBE-SVC-26UVJ2KAVLISTE26 - [0:0]
+:KUBE-SEP-OPTVKLTBOJGZF6WL - [0:0]
+-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/nfs:nfs cluster IP" -m tcp --dport 2049 -j KUBE-SVC-2TTNVHAOSDYP53LP
+-A KUBE-SVC-2TTNVHAOSDYP53LP -m comment --comment "default/nfs:nfs -> 10.0.0.11:2049" -j KUBE-SEP-HEYFWYXBHJD3PEWD
+-A KUBE-SEP-HEYFWYXBHJD3PEWD -p tcp -m comment --comment "default/nfs:nfs" -m tcp -j DNAT --to-destination 10.0.0.11:2049
+-A KUBE-SERVICES -d 10.96.0.50/32 -p udp -m comment --comment "default/nfs:nfs-udp cluster IP" -m udp --dport 2049 -j KUBE-SVC-26UVJ2KAVLISTE26
+-A KUBE-SVC-26UVJ2KAVLISTE26 -m comment --comment "default/nfs:nfs-udp -> 10.0.0.11:2049" -j KUBE-SEP-OPTVKLTBOJGZF6WL
+-A KUBE-SEP-OPTVKLTBOJGZF6WL -p udp -m comment --comment "default/nfs:nfs-udp" -m udp -j DNAT --to-destination 10.0.0.11:2049
+COMMIT
+`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,8 +295,15 @@ COMMIT
 			}
 		})
 	}
-	if ServiceChain(named) == svcChain || EndpointChain(named, podA) == sepA {
-		t.Error("a named port must hash differently")
+}
+
+// TestRenderDeletesOnlyWhatItDoesNotCreate: a stale chain name that Rules creates anyway is
+// never deleted.
+func TestRenderDeletesOnlyWhatItDoesNotCreate(t *testing.T) {
+	keep := Chains(v3Svc, podA)
+	text := render(v3Svc, podA, append([]string{"KUBE-SEP-GONE"}, keep...))
+	if strings.Count(text, "-X ") != 1 || !strings.Contains(text, "-X KUBE-SEP-GONE\n") {
+		t.Fatalf("got:\n%s", text)
 	}
 }
 
@@ -191,27 +346,38 @@ func TestJumps(t *testing.T) {
 }
 
 func TestServiceValidate(t *testing.T) {
-	ok := nfsSvc
 	tests := []struct {
 		name    string
+		svc     Service
 		mod     func(*Service)
 		wantErr string
 	}{
-		{"valid", func(*Service) {}, ""},
-		{"valid named port", func(s *Service) { s.PortName = "nfs-tcp" }, ""},
-		{"empty namespace", func(s *Service) { s.Namespace = "" }, "namespace"},
-		{"upper case name", func(s *Service) { s.Name = "NFS" }, "name"},
-		{"quote in name", func(s *Service) { s.Name = `n"fs` }, "name"},
-		{"space in port name", func(s *Service) { s.PortName = "a b" }, "port name"},
-		{"leading hyphen", func(s *Service) { s.Namespace = "-x" }, "namespace"},
-		{"too long", func(s *Service) { s.Name = strings.Repeat("a", 64) }, "name"},
-		{"ipv6 vip", func(s *Service) { s.VIP = netip.MustParseAddrPort("[fd00::50]:2049") }, "IPv4"},
-		{"no vip", func(s *Service) { s.VIP = netip.AddrPort{} }, "IPv4"},
-		{"no port", func(s *Service) { s.VIP = netip.MustParseAddrPort("10.96.0.50:0") }, "port"},
+		{"valid", nfsSvc, func(*Service) {}, ""},
+		{"valid named port", nfsSvc, func(s *Service) { s.Ports = []ServicePort{{Name: "nfs-tcp", Port: 2049}} }, ""},
+		{"valid v3", v3Svc, func(*Service) {}, ""},
+		{"valid v3 udp", v3UDPSvc, func(*Service) {}, ""},
+		{"same number, two protocols", v3Svc, func(s *Service) { s.Ports[1] = ServicePort{Name: "nfs-udp", Port: 2049, Protocol: UDP} }, ""},
+		{"empty namespace", nfsSvc, func(s *Service) { s.Namespace = "" }, "namespace"},
+		{"upper case name", nfsSvc, func(s *Service) { s.Name = "NFS" }, "name"},
+		{"quote in name", nfsSvc, func(s *Service) { s.Name = `n"fs` }, "name"},
+		{"space in port name", nfsSvc, func(s *Service) { s.Ports = []ServicePort{{Name: "a b", Port: 1}} }, "port name"},
+		{"leading hyphen", nfsSvc, func(s *Service) { s.Namespace = "-x" }, "namespace"},
+		{"too long", nfsSvc, func(s *Service) { s.Name = strings.Repeat("a", 64) }, "name"},
+		{"ipv6 vip", nfsSvc, func(s *Service) { s.VIP = netip.MustParseAddr("fd00::50") }, "IPv4"},
+		{"no vip", nfsSvc, func(s *Service) { s.VIP = netip.Addr{} }, "IPv4"},
+		{"no ports", nfsSvc, func(s *Service) { s.Ports = nil }, "no ports"},
+		{"no port number", nfsSvc, func(s *Service) { s.Ports[0].Port = 0 }, "no port number"},
+		{"sctp", nfsSvc, func(s *Service) { s.Ports[0].Protocol = "sctp" }, "protocol"},
+		{"upper-case protocol", nfsSvc, func(s *Service) { s.Ports[0].Protocol = "TCP" }, "protocol"},
+		{"unnamed among several", v3Svc, func(s *Service) { s.Ports[1].Name = "" }, "has no name"},
+		{"duplicate name", v3Svc, func(s *Service) { s.Ports[1].Name = "nfs" }, "used twice"},
+		{"duplicate port and protocol", v3Svc, func(s *Service) { s.Ports[1].Port = 2049 }, "2049/tcp used twice"},
+		{"tcp default collides with tcp", v3Svc, func(s *Service) { s.Ports[0].Protocol, s.Ports[1].Port = "", 2049 }, "used twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := ok
+			s := tt.svc
+			s.Ports = slices.Clone(s.Ports)
 			tt.mod(&s)
 			err := s.Validate()
 			if tt.wantErr == "" {
@@ -226,15 +392,15 @@ func TestServiceValidate(t *testing.T) {
 		})
 	}
 	for _, b := range []struct {
-		ap string
-		ok bool
-	}{{"", true}, {"10.0.0.11:2049", true}, {"10.0.0.11:0", false}, {"[fd00::1]:2049", false}} {
-		var ap netip.AddrPort
-		if b.ap != "" {
-			ap = netip.MustParseAddrPort(b.ap)
+		addr string
+		ok   bool
+	}{{"", true}, {"10.0.0.11", true}, {"::ffff:10.0.0.11", false}, {"fd00::1", false}} {
+		var a netip.Addr
+		if b.addr != "" {
+			a = netip.MustParseAddr(b.addr)
 		}
-		if err := checkBackend(ap); (err == nil) != b.ok {
-			t.Errorf("checkBackend(%q) = %v", b.ap, err)
+		if err := checkBackend(a); (err == nil) != b.ok {
+			t.Errorf("checkBackend(%q) = %v", b.addr, err)
 		}
 	}
 }
