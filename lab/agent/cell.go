@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,8 @@ type cellRun struct {
 
 	node     topology.Node
 	dp       datapath.Datapath
+	ports    []datapath.Port // the service's ports for the cell's NFS version
+	rpcbind  *nfs.Process    // NFSv3 only: the node's rpcbind the backends register with
 	pods     []*topology.Pod
 	backends []*backend
 	mountDir string
@@ -112,6 +115,14 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	vip := netip.AddrPortFrom(netip.MustParseAddr(c.VIP), uint16(c.Port))
 	addrA, addrB := netip.MustParseAddr(c.BackendA), netip.MustParseAddr(c.BackendB)
 	nodePrefix := netip.MustParsePrefix(c.NodeCIDR)
+	ports, err := nfs.ServicePorts(c.NFS, uint16(c.Port))
+	if err != nil {
+		r.em.fail(event.StepTopology, err)
+		return r.decide(true)
+	}
+	for _, p := range ports {
+		r.ports = append(r.ports, datapath.Port(p))
+	}
 
 	steps := []struct {
 		step event.Step
@@ -146,16 +157,24 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 			return c.Datapath + " installed", nil
 		}},
 		{event.StepBackendServing, func(ctx context.Context) (string, error) {
+			if protos, _, err := nfs.ServerProtocols(c.NFS); err != nil {
+				return "", err
+			} else if protos != "4" {
+				// NFSv3 backends register with rpcbind, or ganesha exits.
+				if r.rpcbind, err = nfs.StartRPCBind(ctx); err != nil {
+					return "", fmt.Errorf("start rpcbind: %w", err)
+				}
+			}
 			if _, err := r.startBackend(ctx, "a", addrA); err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("nfs-ganesha serving on %s:%d", addrA, c.Port), nil
 		}},
 		{event.StepServicePointed, func(ctx context.Context) (string, error) {
-			if err := r.dp.SetBackend(ctx, vip, netip.AddrPortFrom(addrA, uint16(c.Port))); err != nil {
-				return "", fmt.Errorf("point %s at %s: %w", vip, addrA, err)
+			if err := r.dp.SetService(ctx, vip.Addr(), r.ports, addrA); err != nil {
+				return "", fmt.Errorf("point %s at %s: %w", vip.Addr(), addrA, err)
 			}
-			return fmt.Sprintf("%s -> %s:%d", vip, addrA, c.Port), nil
+			return fmt.Sprintf("%s -> %s (%s)", vip.Addr(), addrA, portList(r.ports)), nil
 		}},
 		{event.StepMounted, func(ctx context.Context) (string, error) {
 			return r.mount(ctx, vip.Addr(), nodePrefix.Addr())
@@ -192,7 +211,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	// The fault, and the replacement backend.
 	r.em.setPhase(event.PhaseAfter)
 	fctx, cancel := context.WithTimeout(ctx, setup)
-	err := fault.Inject(fctx, c.Fault, r.backends[0])
+	err = fault.Inject(fctx, c.Fault, r.backends[0])
 	cancel()
 	if err != nil {
 		r.em.fail(event.StepFaultInjected, err)
@@ -200,7 +219,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	}
 	r.em.step(event.StepFaultInjected, "%s: pod a (%s) is gone", c.Fault, addrA)
 	// With the pod gone its endpoint leaves the EndpointSlice: the service has no backend.
-	if err := r.dp.SetBackend(ctx, vip, netip.AddrPort{}); err != nil {
+	if err := r.dp.SetService(ctx, vip.Addr(), r.ports, netip.Addr{}); err != nil {
 		r.em.fail(event.StepFaultInjected, fmt.Errorf("remove endpoint %s: %w", addrA, err))
 		return r.decide(true)
 	}
@@ -220,14 +239,14 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	bctx, cancel := context.WithTimeout(ctx, setup)
 	_, err = r.startBackend(bctx, "b", addrB)
 	if err == nil {
-		err = r.dp.SetBackend(bctx, vip, netip.AddrPortFrom(addrB, uint16(c.Port)))
+		err = r.dp.SetService(bctx, vip.Addr(), r.ports, addrB)
 	}
 	cancel()
 	if err != nil {
 		r.em.fail(event.StepBackendBReady, err)
 		return r.decide(true)
 	}
-	bReady := r.em.step(event.StepBackendBReady, "nfs-ganesha serving on %s:%d and %s -> %s:%d", addrB, c.Port, vip, addrB, c.Port).Mono
+	bReady := r.em.step(event.StepBackendBReady, "nfs-ganesha serving on %s:%d and %s -> %s (%s)", addrB, c.Port, vip.Addr(), addrB, portList(r.ports)).Mono
 
 	d := r.awaitRecovery(ctx, bReady, inflight)
 	r.observeMount()
@@ -374,7 +393,9 @@ func (r *cellRun) emitProbe(p *probeRun, err error, stuck bool) {
 func (r *cellRun) sample() {
 	// Only the kernel's own sockets are evidence: the agent's readiness checks connect to the
 	// backends too.
-	if obs, err := observe.ReadTCPSockets(uint16(r.cell.Port)); err == nil {
+	held, herr := observe.HeldSocketInodes()
+	if obs, err := observe.ReadTCPSockets(uint16(r.cell.Port)); err == nil && herr == nil {
+		observe.MarkKernelSockets(obs.Sockets, held)
 		kernel := slices.DeleteFunc(obs.Sockets, func(s event.Socket) bool { return !s.Kernel })
 		if !reflect.DeepEqual(kernel, r.lastSockets) {
 			r.lastSockets = kernel
@@ -437,13 +458,18 @@ func (r *cellRun) startBackend(ctx context.Context, name string, addr netip.Addr
 	if err := os.MkdirAll(filepath.Join(dir, "recovery"), 0o755); err != nil {
 		return nil, fmt.Errorf("mkdir %s: %w", dir, err)
 	}
+	protos, udp, err := nfs.ServerProtocols(c.NFS)
+	if err != nil {
+		return nil, err
+	}
 	conf, err := nfs.RenderGaneshaConfig(nfs.GaneshaParams{
+		Protocols:    protos,
+		EnableUDP:    udp,
 		BindAddr:     addr,
 		Port:         c.Port,
 		ExportPath:   r.export,
 		PseudoPath:   "/export",
 		RecoveryRoot: filepath.Join(dir, "recovery"),
-		Protocols:    "4",
 		LeaseSeconds: 10,
 		LogPath:      filepath.Join(dir, "ganesha.log"),
 	})
@@ -473,13 +499,17 @@ func (r *cellRun) startBackend(ctx context.Context, name string, addr netip.Addr
 func (r *cellRun) mount(ctx context.Context, vip, client netip.Addr) (string, error) {
 	c := r.cell
 	r.mountDir = fmt.Sprintf("/mnt/nfslab/c%d", c.Index)
-	fstype, data, err := nfs.MountOptions(c.NFS, vip, client, c.MountOptions)
+	extra := c.MountOptions
+	if c.Port != 2049 {
+		extra = append(slices.Clone(extra), fmt.Sprintf("port=%d", c.Port))
+	}
+	fstype, data, err := nfs.MountOptions(c.NFS, vip, client, extra)
 	if err != nil {
 		return "", err
 	}
 	source := vip.String() + ":/export"
 	if err := nfs.Mount(ctx, source, r.mountDir, fstype, data); err != nil {
-		return "", err
+		return "", nfs.ExplainMountError(c.NFS, err)
 	}
 	return fmt.Sprintf("%s on %s type %s (%s)", source, r.mountDir, fstype, data), nil
 }
@@ -512,6 +542,11 @@ func (r *cellRun) teardown() (tainted bool) {
 	for _, b := range r.backends {
 		if err := b.Kill(ctx); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if r.rpcbind != nil {
+		if err := r.rpcbind.Kill(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop rpcbind: %w", err))
 		}
 	}
 	if n := r.stopTracing(); n > maxConnectEvents {
@@ -629,6 +664,15 @@ func (r *cellRun) stopTracing() int64 {
 		r.tracer = nil
 	}
 	return r.traced.Load()
+}
+
+// portList renders the service's ports for progress lines: "2049/tcp, 20048/tcp".
+func portList(ports []datapath.Port) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = fmt.Sprintf("%d/%s", p.Port, p.Protocol)
+	}
+	return strings.Join(s, ", ")
 }
 
 func setLoopbackUp() error {

@@ -27,7 +27,7 @@ const CgroupRoot = "/sys/fs/cgroup"
 var bootModules = []string{"virtio_pci", "virtio_console"}
 
 // labModules are loaded up front so that a missing one fails loudly at boot, not mid-cell.
-var labModules = []string{"nfsv4", "veth", "bridge", "dummy"}
+var labModules = []string{"nfsv4", "nfsv3", "veth", "bridge", "dummy", "nf_conntrack_netlink"}
 
 // RunInit is the agent's entry point as PID 1 of the VM. It sets up the minimal system, talks to
 // the host over the virtio-serial port, runs the job and powers the VM off; it does not return.

@@ -121,8 +121,9 @@ type Socket struct {
 	Local  string `json:"local"`
 	Remote string `json:"remote"`
 	State  string `json:"state"` // ESTABLISHED, SYN-SENT, …
-	// Kernel is true for a socket no process owns (inode 0), such as SUNRPC's transport.
-	// TIME-WAIT entries, which have no inode either, are never marked.
+	// Inode is the socket's inode number (0 for TIME-WAIT entries and sockets without a file).
+	Inode uint64 `json:"inode,omitempty"`
+	// Kernel is true for a socket no process holds, such as SUNRPC's transport.
 	Kernel bool `json:"kernel"`
 }
 

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -82,10 +83,12 @@ func ParseProcNetTCP(r io.Reader, port uint16) ([]event.Socket, error) {
 		if remote.Port() != port {
 			continue
 		}
-		// Column 10 is the socket's inode: 0 for a socket without a file, i.e. a kernel socket
-		// (or a TIME-WAIT entry).
-		kernel := len(fields) > 9 && fields[9] == "0" && st != 0x06
-		out = append(out, event.Socket{Local: local.String(), Remote: remote.String(), State: TCPStateName(uint8(st)), Kernel: kernel})
+		// Column 10 is the socket's inode.
+		var inode uint64
+		if len(fields) > 9 {
+			inode, _ = strconv.ParseUint(fields[9], 10, 64)
+		}
+		out = append(out, event.Socket{Local: local.String(), Remote: remote.String(), State: TCPStateName(uint8(st)), Inode: inode})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read proc net tcp: %w", err)
@@ -185,4 +188,45 @@ func Listening(pid int, port uint16) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// HeldSocketInodes returns the inodes of the sockets some process holds open, from
+// /proc/*/fd. A socket that is not among them belongs to the kernel (SUNRPC's transport).
+func HeldSocketInodes() (map[uint64]bool, error) {
+	fds, err := filepath.Glob("/proc/[0-9]*/fd/*")
+	if err != nil {
+		return nil, err
+	}
+	held := map[uint64]bool{}
+	for _, fd := range fds {
+		target, err := os.Readlink(fd)
+		if err != nil {
+			continue // the process or fd went away
+		}
+		if n, ok := socketInode(target); ok {
+			held[n] = true
+		}
+	}
+	return held, nil
+}
+
+// socketInode parses a socket fd's link target, "socket:[12345]".
+func socketInode(target string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(target, "socket:[")
+	if !ok {
+		return 0, false
+	}
+	rest, ok = strings.CutSuffix(rest, "]")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	return n, err == nil
+}
+
+// MarkKernelSockets sets Kernel on the sockets no process holds (TIME-WAIT entries excluded).
+func MarkKernelSockets(socks []event.Socket, held map[uint64]bool) {
+	for i := range socks {
+		socks[i].Kernel = socks[i].State != "TIME-WAIT" && !held[socks[i].Inode]
+	}
 }

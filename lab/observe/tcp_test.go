@@ -45,7 +45,7 @@ func TestParseProcNetTCP(t *testing.T) {
 				tcpLine(3, "0100007F:9C40", "0100007F:0016", 0x01), // 127.0.0.1:40000 -> :22, other port
 			port: 2049,
 			want: []event.Socket{
-				{Local: "10.0.0.1:965", Remote: "10.0.0.11:2049", State: "SYN-SENT", Kernel: true},
+				{Local: "10.0.0.1:965", Remote: "10.0.0.11:2049", State: "SYN-SENT"},
 				{Local: "10.0.0.1:966", Remote: "10.96.0.50:2049", State: "ESTABLISHED"},
 			},
 		},
@@ -100,10 +100,42 @@ func TestParseProcNetTCP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			for i := range got { // inodes have their own test
+				got[i].Inode = 0
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestKernelSockets(t *testing.T) {
+	in := tcpHeader +
+		kernelTCPLine(0, "0100000A:03C5", "0B00000A:0801", 0x02) + // SUNRPC's socket (no process holds inode 0)
+		tcpLine(1, "0100000A:03C6", "3200600A:0801", 0x01) + // a process's socket, inode 4242
+		inodeTCPLine(2, "0100000A:03C7", "3200600A:0801", 0x01, 777) + // a socket with a file nobody holds
+		kernelTCPLine(3, "0100000A:03C8", "3200600A:0801", 0x06) // TIME-WAIT: never the kernel's
+	socks, err := ParseProcNetTCP(strings.NewReader(in), 2049)
+	if err != nil {
+		t.Fatal(err)
+	}
+	MarkKernelSockets(socks, map[uint64]bool{4242: true})
+	var got []string
+	for _, s := range socks {
+		got = append(got, fmt.Sprintf("%d:%v", s.Inode, s.Kernel))
+	}
+	if want := "0:true 4242:false 777:true 0:false"; strings.Join(got, " ") != want {
+		t.Errorf("inode:kernel = %s, want %s", strings.Join(got, " "), want)
+	}
+	for _, tt := range []struct {
+		target string
+		inode  uint64
+		ok     bool
+	}{{"socket:[12345]", 12345, true}, {"pipe:[1]", 0, false}, {"socket:[x]", 0, false}, {"/dev/null", 0, false}} {
+		if n, ok := socketInode(tt.target); n != tt.inode || ok != tt.ok {
+			t.Errorf("socketInode(%q) = %d, %v; want %d, %v", tt.target, n, ok, tt.inode, tt.ok)
+		}
 	}
 }
 

@@ -131,7 +131,7 @@ func TestParseBad(t *testing.T) {
 		{"unknown datapath", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [kube-proxy, ipvs]}\n", []string{"matrix.datapaths[1]"}, `unknown datapath "ipvs" (want kube-proxy or socket-lb)`},
 		{"duplicate datapath", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb, socket-lb]}\n", []string{"matrix.datapaths[1]"}, "listed twice"},
 		{"nfs 3", minimal + "matrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [3]}\n", []string{""}, "already set"},
-		{"nfs v3", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [\"4.1\", 3]}\n", []string{"matrix.nfs[1]"}, "not supported yet"},
+		{"nfs v2", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [\"4.1\", 2]}\n", []string{"matrix.nfs[1]"}, "not supported yet"},
 		{"nfs unquoted 4.0", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [4.0]}\n", []string{"matrix.nfs[0]"}, "quotes"},
 		{"nfs unknown", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [\"5\"]}\n", []string{"matrix.nfs[0]"}, "unknown NFS version"},
 		{"fault", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], faults: [delete-pd]}\n", []string{"matrix.faults[0]"}, `did you mean "delete-pod"`},

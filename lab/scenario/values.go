@@ -53,7 +53,7 @@ const (
 func Datapaths() []string { return []string{DatapathKubeProxy, DatapathSocketLB} }
 
 // NFSVersions returns the NFS versions the lab can mount.
-func NFSVersions() []string { return []string{"4.0", "4.1", "4.2"} }
+func NFSVersions() []string { return []string{"4.0", "4.1", "4.2", "3", "3-udp"} }
 
 // Faults returns the faults the lab can inject.
 func Faults() []string { return []string{FaultDeletePod} }

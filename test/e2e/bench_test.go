@@ -82,13 +82,13 @@ func BenchmarkDefaultScenario(b *testing.B) {
 	ctx := context.Background()
 	bin := buildNfslab(b)
 	// Warm the cache outside the timer: this benchmark is about a run, not about images.
-	if code := runNfslab(ctx, b, bin, "run", "--report-dir", b.TempDir()); code != 0 {
+	if code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--report-dir", b.TempDir()); code != 0 {
 		b.Fatalf("warm-up run: exit code %d", code)
 	}
 	for b.Loop() {
 		dir := b.TempDir()
 		start := time.Now()
-		if code := runNfslab(ctx, b, bin, "run", "--report-dir", dir); code != 0 {
+		if code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--report-dir", dir); code != 0 {
 			b.Fatalf("nfslab run: exit code %d", code)
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "wall-s")
@@ -160,13 +160,13 @@ func BenchmarkFidelityMatrix(b *testing.B) {
 	requireE2E(b)
 	ctx := context.Background()
 	bin := buildNfslab(b)
-	if code := runNfslab(ctx, b, bin, "run", "--scenario", "fidelity", "--report-dir", b.TempDir()); code != 0 {
+	if code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--scenario", "fidelity", "--report-dir", b.TempDir()); code != 0 {
 		b.Fatalf("warm-up run: exit code %d", code)
 	}
 	for b.Loop() {
 		dir := b.TempDir()
 		start := time.Now()
-		if code := runNfslab(ctx, b, bin, "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
+		if code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
 			b.Fatalf("nfslab run: exit code %d", code)
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "matrix-wall-s")

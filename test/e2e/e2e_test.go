@@ -50,13 +50,14 @@ func buildNfslab(tb testing.TB) string {
 }
 
 // runNfslab runs the binary with args, streams its output to the test log, and returns the exit
-// code.
-func runNfslab(ctx context.Context, tb testing.TB, bin string, args ...string) int {
+// code. The run's temporary files go under tmp, so leftovers(tmp) sees only this run's.
+func runNfslab(ctx context.Context, tb testing.TB, bin, tmp string, args ...string) int {
 	tb.Helper()
 	if *cacheDir != "" {
 		args = append(args, "--cache-dir", *cacheDir)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	done := make(chan struct{})
@@ -113,9 +114,9 @@ func TestDefaultScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	bin := buildNfslab(t)
-	dir := t.TempDir()
+	dir, tmp := t.TempDir(), t.TempDir()
 
-	if code := runNfslab(ctx, t, bin, "run", "--report-dir", dir); code != 0 {
+	if code := runNfslab(ctx, t, bin, tmp, "run", "--report-dir", dir); code != 0 {
 		t.Fatalf("nfslab run: exit code %d, want 0", code)
 	}
 	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
@@ -175,17 +176,17 @@ func TestDefaultScenario(t *testing.T) {
 			t.Errorf("report file: %v", err)
 		}
 	}
-	if left := leftovers(t); len(left) > 0 {
+	if left := leftovers(t, tmp); len(left) > 0 {
 		t.Errorf("left behind after the run: %v", left)
 	}
 }
 
-// leftovers lists what a run may leave behind by mistake: its work directories and qemu
-// processes booted from them.
-func leftovers(tb testing.TB) []string {
+// leftovers lists what a run with TMPDIR=tmp may leave behind by mistake: its work directories
+// and qemu processes booted from them.
+func leftovers(tb testing.TB, tmp string) []string {
 	tb.Helper()
 	var left []string
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "nfslab-run-*"))
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "nfslab-run-*"))
 	left = append(left, dirs...)
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -194,7 +195,7 @@ func leftovers(tb testing.TB) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.HasPrefix(cmd, "qemu-system-x86_64") && strings.Contains(cmd, "nfslab-run-") {
+		if strings.HasPrefix(cmd, "qemu-system-x86_64") && strings.Contains(cmd, tmp) {
 			left = append(left, "process "+filepath.Base(filepath.Dir(p))+": "+cmd[:min(len(cmd), 120)])
 		}
 	}
@@ -205,11 +206,10 @@ func leftovers(tb testing.TB) []string {
 // exits promptly with code 3 and leaves no qemu process and no work directory behind.
 func TestInterruptCleansUp(t *testing.T) {
 	requireE2E(t)
-	if left := leftovers(t); len(left) > 0 {
-		t.Fatalf("leftovers before the test (another run going on?): %v", left)
-	}
 	bin := buildNfslab(t)
+	tmp := t.TempDir()
 	cmd := exec.Command(bin, "run", "--report-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if *cacheDir != "" {
 		cmd.Args = append(cmd.Args, "--cache-dir", *cacheDir)
 	}
@@ -246,7 +246,7 @@ func TestInterruptCleansUp(t *testing.T) {
 	if took > 20*time.Second {
 		t.Errorf("nfslab took %s to exit after SIGINT", took)
 	}
-	if left := leftovers(t); len(left) > 0 {
+	if left := leftovers(t, tmp); len(left) > 0 {
 		t.Errorf("left behind after SIGINT: %v", left)
 	}
 }
@@ -263,7 +263,7 @@ func TestFidelityMatrix(t *testing.T) {
 	bin := buildNfslab(t)
 	dir := t.TempDir()
 
-	if code := runNfslab(ctx, t, bin, "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
+	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
 		t.Fatalf("nfslab run --scenario fidelity: exit code %d, want 0", code)
 	}
 	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
