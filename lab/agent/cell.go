@@ -641,7 +641,7 @@ func (r *cellRun) traceHook() {
 			if h.Out.IsValid() {
 				out = h.Out.String()
 			}
-			r.emitConnect(event.Mono(h.Mono), &event.ConnectObs{Source: "socket-lb", Input: h.In.String(), Output: out, Action: h.Action})
+			r.emitConnect(event.Mono(h.Mono), &event.ConnectObs{Source: "socket-lb:" + h.Hook, Input: h.In.String(), Output: out, Action: h.Action})
 		})
 	}()
 }

@@ -150,7 +150,7 @@ type HookObs struct {
 // ConnectObs is one connect attempt seen by a tracer: the address handed in and, where known,
 // the address after the socket-LB hook ran.
 type ConnectObs struct {
-	Source string `json:"source"` // what saw it: "kprobe:kernel_connect" or "socket-lb"
+	Source string `json:"source"` // what saw it: "kprobe:kernel_connect", "socket-lb:connect4" or "socket-lb:sendmsg4"
 	Input  string `json:"input"`
 	Output string `json:"output,omitempty"`
 	Action string `json:"action,omitempty"` // socket-LB only: rewrite, refuse, pass-through, non-vip

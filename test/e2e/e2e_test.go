@@ -313,3 +313,46 @@ func TestFidelityMatrix(t *testing.T) {
 		})
 	}
 }
+
+// TestNFSVersions runs every NFS version on both kernels and datapaths. Beyond the expected
+// verdicts it checks the two findings the matrix exists for: NFSv3 over UDP hangs on the
+// vulnerable kernel with socket-LB because sendmsg4 was handed the dead pod's address (the
+// sock_sendmsg() cousin), and Debian's kernel cannot mount NFS over UDP at all.
+func TestNFSVersions(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
+	defer cancel()
+	bin := buildNfslab(t)
+	dir := t.TempDir()
+	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "nfs-versions", "--report-dir", dir); code != 0 {
+		t.Fatalf("nfslab run --scenario nfs-versions: exit code %d, want 0", code)
+	}
+	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 20 {
+		t.Fatalf("%d cells, want 20", len(res.Cells))
+	}
+	for _, c := range res.Cells {
+		if !c.Pass {
+			t.Errorf("%s: verdict %s, expected %s: %s", c.ID, c.Verdict, c.Expected, c.Reason)
+		}
+		switch {
+		case c.Kernel == "debian-stock" && c.NFS == "3-udp":
+			if !strings.Contains(c.Error, "CONFIG_NFS_DISABLE_UDP_SUPPORT") {
+				t.Errorf("%s: error %q does not name CONFIG_NFS_DISABLE_UDP_SUPPORT", c.ID, c.Error)
+			}
+		case c.Kernel == "vulnerable-6.1" && c.Datapath == "socket-lb" && c.NFS == "3-udp":
+			sawSendmsg := false
+			for _, e := range c.Events {
+				if e.Connect != nil && e.Connect.Source == "socket-lb:sendmsg4" && strings.HasPrefix(e.Connect.Input, c.BackendA+":") {
+					sawSendmsg = true
+				}
+			}
+			if !sawSendmsg {
+				t.Errorf("%s: no sendmsg4 hook event handed the dead backend %s", c.ID, c.BackendA)
+			}
+		}
+	}
+}
