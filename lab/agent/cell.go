@@ -154,6 +154,11 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 			}
 			r.dp = dp
 			r.traceHook()
+			if d, ok := dp.(datapath.Describer); ok {
+				if what, err := d.Describe(); err == nil {
+					return c.Datapath + " installed; " + what, nil
+				}
+			}
 			return c.Datapath + " installed", nil
 		}},
 		{event.StepBackendServing, func(ctx context.Context) (string, error) {
@@ -507,7 +512,7 @@ func (r *cellRun) mount(ctx context.Context, vip, client netip.Addr) (string, er
 	if err != nil {
 		return "", err
 	}
-	source := vip.String() + ":/export"
+	source := nfs.MountSource(vip, "/export")
 	if err := nfs.Mount(ctx, source, r.mountDir, fstype, data); err != nil {
 		return "", nfs.ExplainMountError(c.NFS, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nfslab/nfslab/lab/datapath/kubeproxy"
 	"github.com/nfslab/nfslab/lab/event"
@@ -57,6 +58,11 @@ type Instrumented interface {
 // what it returned.
 type HookEventSource interface {
 	ReadHookEvents(ctx context.Context, out func(socklb.HookEvent)) error
+}
+
+// Describer is a datapath that can say what it installed, for the timeline.
+type Describer interface {
+	Describe() (string, error)
 }
 
 // Config is what the datapaths need to know about the node.
@@ -167,6 +173,20 @@ func (s *socketLB) Close(context.Context) error {
 	err := s.lb.Close()
 	s.lb, s.vips = nil, nil
 	return err
+}
+
+// Describe says which socket-address programs are in effect at the cgroup root: nfslab's own,
+// and any other (a second socket-LB there would also see the NFS client's connects).
+func (s *socketLB) Describe() (string, error) {
+	progs, err := socklb.EffectiveSockAddrPrograms(s.cfg.CgroupRoot)
+	if err != nil {
+		return "", err
+	}
+	parts := make([]string, len(progs))
+	for i, p := range progs {
+		parts[i] = fmt.Sprintf("%s %s", p.Attach, p.Name)
+	}
+	return fmt.Sprintf("effective at %s: %s", s.cfg.CgroupRoot, strings.Join(parts, ", ")), nil
 }
 
 func (s *socketLB) ReadHookEvents(ctx context.Context, out func(socklb.HookEvent)) error {

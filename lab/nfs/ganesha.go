@@ -394,30 +394,6 @@ func TaskStates(pid int) string {
 	return strings.Join(out, "; ")
 }
 
-// WaitListening polls a TCP connect to addr, from the caller's network namespace, every 50 ms
-// until one succeeds (the server is ready) or ctx ends.
-func WaitListening(ctx context.Context, addr netip.AddrPort) error {
-	const every = 50 * time.Millisecond
-	var d net.Dialer
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 4*every)
-		conn, err := d.DialContext(attempt, "tcp", addr.String())
-		cancel()
-		if err == nil {
-			return conn.Close()
-		}
-		lastErr = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s to listen: %w (last attempt: %v)", addr, ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
-}
-
 // cappedBuffer keeps the first max bytes written to it and discards the rest; safe for the
 // concurrent writes of exec's stdout and stderr copiers and concurrent reads.
 type cappedBuffer struct {

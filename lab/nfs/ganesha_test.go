@@ -219,47 +219,6 @@ func TestCappedBuffer(t *testing.T) {
 	}
 }
 
-func TestWaitListening(t *testing.T) {
-	// Reserve a port, close it, and start listening on it only after a while.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.MustParseAddrPort(l.Addr().String())
-	l.Close()
-
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	err = WaitListening(ctx, addr)
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitListening on a closed port = %v, want deadline exceeded", err)
-	}
-
-	listening := make(chan net.Listener, 1)
-	go func() {
-		time.Sleep(150 * time.Millisecond)
-		l2, err := net.Listen("tcp", addr.String())
-		if err != nil {
-			l2 = nil // port taken meanwhile: the test below fails with a deadline, visibly
-		}
-		listening <- l2
-	}()
-	defer func() {
-		if l2 := <-listening; l2 != nil {
-			l2.Close()
-		}
-	}()
-	ctx, cancel = context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := WaitListening(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 100*time.Millisecond {
-		t.Errorf("returned after %v, before the listener existed", d)
-	}
-}
-
 // TestStartRPCBind runs StartRPCBind in a private mount namespace with its own /run (the test
 // re-executes itself under unshare -m, so the host's /run is never touched), against a fake
 // rpcbind (this test binary, listening on RPCBindSocket) or, with NFSLAB_RPCBIND set, the

@@ -62,12 +62,6 @@ func parseVersion(v string) (version, error) {
 	return version{}, fmt.Errorf("unsupported NFS version %q (want %s)", v, strings.Join(Versions(), ", "))
 }
 
-// IsUDP reports whether version is carried over UDP ("3-udp").
-func IsUDP(version string) bool {
-	v, err := parseVersion(version)
-	return err == nil && v.proto == UDP
-}
-
 // PortProto is one port a client of some NFS version reaches the server on, and therefore one
 // port the Service in front of the server must carry.
 type PortProto struct {

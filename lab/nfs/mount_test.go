@@ -160,9 +160,6 @@ func TestServicePorts(t *testing.T) {
 			if protos != tt.wantProto || udp != tt.wantUDP {
 				t.Errorf("ServerProtocols = %q %v, want %q %v", protos, udp, tt.wantProto, tt.wantUDP)
 			}
-			if IsUDP(tt.version) != tt.wantUDP {
-				t.Errorf("IsUDP = %v", !tt.wantUDP)
-			}
 		})
 	}
 }
