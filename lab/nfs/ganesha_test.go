@@ -232,6 +232,16 @@ func TestStartRPCBind(t *testing.T) {
 		startRPCBindInPrivateRun(t)
 		return
 	}
+	if out := inPrivateMountNS(t, "TestStartRPCBind", "NFSLAB_TEST_RPCBIND=child"); !strings.Contains(out, "--- PASS: TestStartRPCBind") {
+		t.Fatalf("child did not pass:\n%s", out)
+	}
+}
+
+// inPrivateMountNS re-runs the test called name under `unshare -m --propagation private`, with
+// env (KEY=value) set so the child knows it is the child, and returns the child's output. It
+// skips without root or unshare(1), and fails when the child fails.
+func inPrivateMountNS(t *testing.T, name, env string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
@@ -240,12 +250,13 @@ func TestStartRPCBind(t *testing.T) {
 		t.Skip("needs unshare(1)")
 	}
 	cmd := exec.CommandContext(t.Context(), unshare, "-m", "--propagation", "private",
-		os.Args[0], "-test.run=^TestStartRPCBind$", "-test.v")
-	cmd.Env = append(os.Environ(), "NFSLAB_TEST_RPCBIND=child")
+		os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env)
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestStartRPCBind") {
+	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
+	return string(out)
 }
 
 func startRPCBindInPrivateRun(t *testing.T) {

@@ -290,21 +290,8 @@ func TestUnmountNotMounted(t *testing.T) {
 // unshare -m) so that nothing can leak into the host's mount table. Needs root and unshare.
 func TestMountTmpfsInPrivateNamespace(t *testing.T) {
 	if os.Getenv("NFSLAB_TEST_IN_MNTNS") == "" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root")
-		}
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			t.Skip("needs unshare(1)")
-		}
-		cmd := exec.CommandContext(t.Context(), unshare, "-m", "--propagation", "private",
-			os.Args[0], "-test.run=^TestMountTmpfsInPrivateNamespace$", "-test.v")
-		cmd.Env = append(os.Environ(), "NFSLAB_TEST_IN_MNTNS=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "--- PASS: TestMountTmpfsInPrivateNamespace") {
+		out := inPrivateMountNS(t, "TestMountTmpfsInPrivateNamespace", "NFSLAB_TEST_IN_MNTNS=1")
+		if !strings.Contains(out, "--- PASS: TestMountTmpfsInPrivateNamespace") {
 			t.Fatalf("child did not pass:\n%s", out)
 		}
 		return
