@@ -36,6 +36,8 @@ type Options struct {
 	Log      *slog.Logger
 	// ArtifactDir receives each VM's console log (console-<kernel>-<n>.log); none when empty.
 	ArtifactDir string
+	// Parallel is how many VMs (kernels) run at once; 0 means Parallelism().
+	Parallel int
 }
 
 // InputError means the user's input cannot work (e.g. a kernel image that is not a kernel, or
@@ -153,14 +155,19 @@ func vmCPUs() int { return min(2, runtime.NumCPU()) }
 // CPUs, at least one.
 func Parallelism() int { return max(1, runtime.NumCPU()/vmCPUs()) }
 
-// runGroups runs the kernel groups, Parallelism() at a time, and returns their errors.
+// runGroups runs the kernel groups, Options.Parallel (or Parallelism()) at a time, and returns
+// their errors.
 func (r *runner) runGroups(ctx context.Context, groups [][]scenario.Cell) []error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	slots := make(chan struct{}, Parallelism())
+	n := r.opts.Parallel
+	if n <= 0 {
+		n = Parallelism()
+	}
+	slots := make(chan struct{}, n)
 	for i, group := range groups {
 		select {
 		case slots <- struct{}{}:

@@ -111,6 +111,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		reportDir string
 		cacheDir  string
 		accel     string
+		parallel  int
 		verbose   bool
 	)
 	cmd := &cobra.Command{
@@ -127,6 +128,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if parallel < 0 {
+				return usageError{fmt.Errorf("--parallel %d: want 0 (as many as the cores allow) or more", parallel)}
+			}
 			if err := s.Filter(kernels, datapaths); err != nil {
 				return err
 			}
@@ -141,7 +145,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			fmt.Fprintf(stdout, "nfslab: scenario %s, %d cell(s), reports in %s\n", s.Name, len(s.Cells()), reportDir)
 			res, runErr := lab.Run(cmd.Context(), lab.Options{
-				Scenario: s, CacheDir: cacheDir, Accel: accel, Progress: stdout, Log: log, ArtifactDir: reportDir,
+				Scenario: s, CacheDir: cacheDir, Accel: accel, Progress: stdout, Log: log, ArtifactDir: reportDir, Parallel: parallel,
 			})
 			res.RunID = runID
 			if err := writeReports(reportDir, res); err != nil {
@@ -166,6 +170,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&reportDir, "report-dir", "", "where result.json and summary.md go (default reports/<run-id>)")
 	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
+	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: as many as the host's cores allow (2 vCPUs each)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

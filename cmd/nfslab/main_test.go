@@ -53,6 +53,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "unknown built-in", args: []string{"run", "--scenario", "nope"}, code: 2, wantErr: []string{`"nope"`, "default, failover, fidelity"}},
 		{name: "unknown datapath", args: []string{"run", "--datapath", "ipvs"}, code: 2, wantErr: []string{"ipvs", "kube-proxy or socket-lb"}},
 		{name: "unknown kernel recipe", args: []string{"run", "--kernel", "vulnerable-9.9"}, code: 2, wantErr: []string{"vulnerable-9.9"}},
+		{name: "negative parallelism", args: []string{"run", "--parallel", "-1"}, code: 2, wantErr: []string{"--parallel -1"}},
 		{name: "bad accelerator", args: []string{"run", "--accel", "warp"}, code: 2, wantErr: []string{"--accel", "warp"}},
 		{name: "invalid scenario file", args: []string{"run", "--scenario", bad}, code: 2, wantErr: []string{bad, "matrix.datapaths[0]", "ipvs", "matrix.colour"}},
 		{name: "malformed scenario file", args: []string{"run", "--scenario", broken}, code: 2, wantErr: []string{broken, "line"}},
