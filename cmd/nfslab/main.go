@@ -170,7 +170,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&reportDir, "report-dir", "", "where result.json and summary.md go (default reports/<run-id>)")
 	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
-	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: as many as the host's cores allow (2 vCPUs each)")
+	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
