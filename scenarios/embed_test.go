@@ -96,7 +96,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "default,failover,fidelity,nfs-versions,no-endpoints" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,nfs-versions,no-endpoints" {
 		t.Errorf("builtins %s", got)
 	}
 }

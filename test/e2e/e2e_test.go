@@ -356,3 +356,41 @@ func TestNFSVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestControlKernel isolates the revert: control-6.1 is vulnerable-6.1's source and config without
+// the revert, so it must recover wherever vulnerable-6.1 hangs, over TCP and over UDP, and its
+// kernel_connect() must be handed the VIP, never the dead pod. Builds both recipes when they are
+// not cached.
+func TestControlKernel(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
+	defer cancel()
+	bin := buildNfslab(t)
+	dir := t.TempDir()
+	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "control", "--report-dir", dir); code != 0 {
+		t.Fatalf("nfslab run --scenario control: exit code %d, want 0", code)
+	}
+	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 8 {
+		t.Fatalf("%d cells, want 8", len(res.Cells))
+	}
+	for _, c := range res.Cells {
+		if !c.Pass {
+			t.Errorf("%s: verdict %s, expected %s: %s", c.ID, c.Verdict, c.Expected, c.Reason)
+		}
+		if c.Kernel != "control-6.1" {
+			continue
+		}
+		if !strings.HasSuffix(c.KernelRelease, "-nfslab-control") {
+			t.Errorf("%s: kernel_release %q, want the control kernel", c.ID, c.KernelRelease)
+		}
+		for _, e := range c.Events {
+			if e.Connect != nil && strings.HasPrefix(e.Connect.Input, c.BackendA+":") {
+				t.Errorf("%s: %s was handed the dead backend %s on the control kernel", c.ID, e.Connect.Source, e.Connect.Input)
+			}
+		}
+	}
+}

@@ -276,6 +276,9 @@ func (b *builder) unpack(ctx context.Context) error {
 }
 
 func (b *builder) applyPatch(ctx context.Context) error {
+	if len(b.r.Patch) == 0 {
+		return nil
+	}
 	p := filepath.Join(b.dir, PatchFile)
 	if err := os.WriteFile(p, b.r.Patch, 0o644); err != nil {
 		return fmt.Errorf("writing the patch: %w", err)

@@ -52,8 +52,11 @@ type recipeMeta struct {
 	Description   string   `json:"description"`
 	SourcePackage string   `json:"source_package"`
 	BaseConfigs   []string `json:"base_configs"`
-	Patch         string   `json:"patch"`
-	Config        string   `json:"config"`
+	Patch         string   `json:"patch"`  // optional: none for a control kernel
+	Config        string   `json:"config"` // "file", or "<recipe>/file" to share another recipe's
+	// LocalVersion, when set, replaces CONFIG_LOCALVERSION in the config fragment, so a kernel
+	// that shares another recipe's config still names itself in `uname -r`.
+	LocalVersion string `json:"localversion,omitempty"`
 }
 
 // Names returns the names of the recipes shipped in manifests/kernels, sorted.
@@ -113,11 +116,16 @@ func lookup(fsys fs.FS, name string) (Recipe, error) {
 		Description:   m.Description,
 		BaseConfigs:   m.BaseConfigs,
 	}
-	if r.Patch, err = readRecipeFile(fsys, name, m.Patch); err != nil {
-		return Recipe{}, err
+	if m.Patch != "" { // no patch: a control kernel, the source as Debian ships it
+		if r.Patch, err = readRecipeFile(fsys, name, m.Patch); err != nil {
+			return Recipe{}, err
+		}
 	}
 	if r.ConfigFragment, err = readRecipeFile(fsys, name, m.Config); err != nil {
 		return Recipe{}, err
+	}
+	if m.LocalVersion != "" {
+		r.ConfigFragment = setLocalVersion(r.ConfigFragment, m.LocalVersion)
 	}
 	if err := r.validate(); err != nil {
 		return Recipe{}, fmt.Errorf("kernel recipe %s: %w", name, err)
@@ -125,15 +133,35 @@ func lookup(fsys fs.FS, name string) (Recipe, error) {
 	return r, nil
 }
 
+// readRecipeFile reads a file of recipe name: "file" in the recipe's own directory, or
+// "other/file" from another recipe's (a control kernel shares its config with the kernel it
+// controls, so the two cannot drift apart).
 func readRecipeFile(fsys fs.FS, name, file string) ([]byte, error) {
-	if file == "" || strings.Contains(file, "/") {
+	dir, base, shared := strings.Cut(file, "/")
+	if !shared {
+		dir, base = name, file
+	}
+	if base == "" || strings.Contains(base, "/") || !safeName(dir) {
 		return nil, fmt.Errorf("kernel recipe %s: bad file name %q in %s", name, file, metaFile)
 	}
-	b, err := fs.ReadFile(fsys, path.Join(name, file))
+	b, err := fs.ReadFile(fsys, path.Join(dir, base))
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel recipe %s: %w", name, err)
 	}
 	return b, nil
+}
+
+// setLocalVersion returns fragment with its CONFIG_LOCALVERSION line (added if missing) set to v.
+func setLocalVersion(fragment []byte, v string) []byte {
+	line := fmt.Sprintf("CONFIG_LOCALVERSION=%q", v)
+	lines := strings.Split(string(fragment), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "CONFIG_LOCALVERSION=") || strings.HasPrefix(l, "# CONFIG_LOCALVERSION is not set") {
+			lines[i] = line
+			return []byte(strings.Join(lines, "\n"))
+		}
+	}
+	return append(append([]byte{}, fragment...), []byte("\n"+line+"\n")...)
 }
 
 // validate checks what can be checked without the source: names that end up in paths and
@@ -150,7 +178,7 @@ func (r Recipe) validate() error {
 			return fmt.Errorf("bad base config target %q", c)
 		}
 	}
-	if len(patchedFiles(r.Patch)) == 0 {
+	if len(r.Patch) > 0 && len(patchedFiles(r.Patch)) == 0 {
 		return errors.New("patch touches no file (no \"+++ b/...\" line)")
 	}
 	opts, err := ParseConfig(r.ConfigFragment)

@@ -145,6 +145,46 @@ func TestLookup(t *testing.T) {
 	}
 }
 
+// TestLookupControl covers a control recipe: no patch, another recipe's config, its own
+// LOCALVERSION.
+func TestLookupControl(t *testing.T) {
+	fsys := fstest.MapFS{
+		"k1/recipe.json":  {Data: []byte(`{"description":"d","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"patch":"p.patch","config":"c.config"}`)},
+		"k1/p.patch":      {Data: []byte("--- a/net/socket.c\n+++ b/net/socket.c\n@@ -1 +1 @@\n-a\n+b\n")},
+		"k1/c.config":     {Data: []byte("CONFIG_A=y\nCONFIG_LOCALVERSION=\"-k1\"\n")},
+		"ctl/recipe.json": {Data: []byte(`{"description":"c","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"config":"k1/c.config","localversion":"-ctl"}`)},
+		"bad/recipe.json": {Data: []byte(`{"description":"b","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"config":"../k1/c.config"}`)},
+	}
+	r, err := lookup(fsys, "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Patch) != 0 {
+		t.Errorf("control recipe has a patch: %q", r.Patch)
+	}
+	if got, want := string(r.ConfigFragment), "CONFIG_A=y\nCONFIG_LOCALVERSION=\"-ctl\"\n"; got != want {
+		t.Errorf("fragment %q, want %q", got, want)
+	}
+	k1, err := lookup(fsys, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Key("v") == k1.Key("v") {
+		t.Error("control and patched recipe share a cache key")
+	}
+	if _, err := lookup(fsys, "bad"); err == nil || !strings.Contains(err.Error(), "bad file name") {
+		t.Errorf("lookup(bad) = %v, want a bad file name error", err)
+	}
+	for _, tt := range []struct{ in, v, want string }{
+		{"CONFIG_A=y\n", "-x", "CONFIG_A=y\n\nCONFIG_LOCALVERSION=\"-x\"\n"},
+		{"# CONFIG_LOCALVERSION is not set\n", "-x", "CONFIG_LOCALVERSION=\"-x\"\n"},
+	} {
+		if got := string(setLocalVersion([]byte(tt.in), tt.v)); got != tt.want {
+			t.Errorf("setLocalVersion(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestKey(t *testing.T) {
 	base := Recipe{
 		Name:           "r",
