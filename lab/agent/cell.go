@@ -129,6 +129,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 		do   func(context.Context) (string, error)
 	}{
 		{event.StepTopology, func(context.Context) (string, error) {
+			flushConntrack()
 			r.node = topology.Node{Bridge: fmt.Sprintf("nfslab%d", c.Index), Addr: nodePrefix, ServiceDev: fmt.Sprintf("svc%d", c.Index), ServiceCIDR: serviceCIDR}
 			if err := r.node.Setup(); err != nil {
 				return "", err
@@ -567,6 +568,7 @@ func (r *cellRun) teardown() (tainted bool) {
 			errs = append(errs, err)
 		}
 	}
+	flushConntrack()
 	if r.export != "" {
 		if err := unix.Unmount(r.export, unix.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", r.export, err))
@@ -678,6 +680,14 @@ func portList(ports []datapath.Port) string {
 		s[i] = fmt.Sprintf("%d/%s", p.Port, p.Protocol)
 	}
 	return strings.Join(s, ", ")
+}
+
+// flushConntrack empties the node's connection tracking table. Every cell reuses the same VIP,
+// pod IPs and (SUNRPC binds reserved ports) often the same client port, so a conntrack entry
+// left by an earlier cell could NAT the next cell's connection to a dead pod: each cell starts
+// from a clean node. Without conntrack loaded there is nothing to flush.
+func flushConntrack() {
+	_ = netlink.ConntrackTableFlush(netlink.ConntrackTable)
 }
 
 func setLoopbackUp() error {

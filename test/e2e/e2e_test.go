@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -181,6 +182,18 @@ func TestDefaultScenario(t *testing.T) {
 	}
 }
 
+// logEvidence logs a cell's observations, so that a failure in CI can be understood without the
+// report directory (which the test removes).
+func logEvidence(t *testing.T, c reports.Cell) {
+	t.Helper()
+	for _, e := range c.Events {
+		if e.Kind == event.KindObserve || e.Kind == event.KindError {
+			b, _ := json.Marshal(e)
+			t.Logf("  %s", b)
+		}
+	}
+}
+
 // leftovers lists what a run with TMPDIR=tmp may leave behind by mistake: its work directories
 // and qemu processes booted from them.
 func leftovers(tb testing.TB, tmp string) []string {
@@ -282,6 +295,7 @@ func TestFidelityMatrix(t *testing.T) {
 			}
 			if c.Verdict != want || c.Expected != want {
 				t.Errorf("verdict %s (expected %s), want %s: %s", c.Verdict, c.Expected, want, c.Reason)
+				logEvidence(t, c)
 			}
 			wantRelease := "6.1.0-"
 			if c.Kernel == "vulnerable-6.1" {
@@ -337,6 +351,7 @@ func TestNFSVersions(t *testing.T) {
 	for _, c := range res.Cells {
 		if !c.Pass {
 			t.Errorf("%s: verdict %s, expected %s: %s", c.ID, c.Verdict, c.Expected, c.Reason)
+			logEvidence(t, c)
 		}
 		switch {
 		case c.Kernel == "debian-stock" && c.NFS == "3-udp":
@@ -380,6 +395,7 @@ func TestControlKernel(t *testing.T) {
 	for _, c := range res.Cells {
 		if !c.Pass {
 			t.Errorf("%s: verdict %s, expected %s: %s", c.ID, c.Verdict, c.Expected, c.Reason)
+			logEvidence(t, c)
 		}
 		if c.Kernel != "control-6.1" {
 			continue
