@@ -89,6 +89,22 @@ func (b *backend) Kill(ctx context.Context) error {
 // Delete removes the pod: its network namespace and address are gone.
 func (b *backend) Delete(context.Context) error { return b.pod.Delete() }
 
+// Settle waits until no TCP connection is left open in the pod (the killed server's connections
+// have been closed by the kernel and the client has answered), polling every 20 ms.
+func (b *backend) Settle(ctx context.Context) error {
+	for {
+		n, err := b.pod.OpenConnections(observe.CountOpen)
+		if err == nil && n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // run runs the cell end to end and tears it down. It reports whether the teardown left a process
 // stuck in the kernel (the VM is then unfit for more cells).
 func (r *cellRun) run(ctx context.Context) (tainted bool) {

@@ -5,31 +5,51 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // Names of the faults a scenario can ask for.
 const (
-	// DeletePod kills the server with SIGKILL and deletes the pod's network namespace, so its IP
-	// is gone from the node; the replacement pod comes up with a new IP.
+	// DeletePod is a pod deletion as the kubelet does it: the server is killed (SIGKILL), the
+	// kernel closes its connections (FIN, answered by the client), and only then is the pod's
+	// sandbox removed — network namespace, veth, IP — so the replacement comes up with a new IP.
 	DeletePod = "delete-pod"
+	// DeletePodAbrupt removes the sandbox right after the kill, without waiting for the
+	// connections to close: the client's FIN may never be acknowledged. NFSv3 over TCP can then
+	// sit in LAST-ACK, with no reconnect, for minutes.
+	DeletePodAbrupt = "delete-pod-abrupt"
 )
 
+// SettleTimeout bounds how long DeletePod waits for the pod's connections to close.
+const SettleTimeout = 3 * time.Second
+
 // Names lists every fault nfslab knows, for validation and help texts.
-func Names() []string { return []string{DeletePod} }
+func Names() []string { return []string{DeletePod, DeletePodAbrupt} }
 
 // Pod is what a fault acts on.
 type Pod interface {
-	Kill(ctx context.Context) error   // kill the pod's processes
+	Kill(ctx context.Context) error // kill the pod's processes
+	// Settle waits until the kernel has closed the pod's connections, or ctx ends.
+	Settle(ctx context.Context) error
 	Delete(ctx context.Context) error // remove the pod's sandbox: network namespace, veth, IP
 }
 
 // Inject applies the named fault to pod.
 func Inject(ctx context.Context, name string, pod Pod) error {
 	switch name {
-	case DeletePod:
+	case DeletePod, DeletePodAbrupt:
 		if err := pod.Kill(ctx); err != nil {
 			return fmt.Errorf("%s: kill: %w", name, err)
+		}
+		if name == DeletePod {
+			sctx, cancel := context.WithTimeout(ctx, SettleTimeout)
+			err := pod.Settle(sctx)
+			cancel()
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("%s: wait for connections to close: %w", name, err)
+			}
 		}
 		if err := pod.Delete(ctx); err != nil {
 			return fmt.Errorf("%s: delete sandbox: %w", name, err)

@@ -230,3 +230,29 @@ func MarkKernelSockets(socks []event.Socket, held map[uint64]bool) {
 		socks[i].Kernel = socks[i].State != "TIME-WAIT" && !held[socks[i].Inode]
 	}
 }
+
+// CountOpen counts the TCP sockets in /proc/net/tcp or tcp6 content that are still part of a
+// connection: every state but LISTEN, TIME-WAIT and CLOSE.
+func CountOpen(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	n := 0
+	for lineNo := 1; sc.Scan(); lineNo++ {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || fields[0] == "sl" {
+			continue
+		}
+		if len(fields) < 4 {
+			return 0, fmt.Errorf("proc net tcp line %d: malformed: %q", lineNo, sc.Text())
+		}
+		switch fields[3] {
+		case "0A", "06", "07": // LISTEN, TIME-WAIT, CLOSE
+		default:
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read proc net tcp: %w", err)
+	}
+	return n, nil
+}

@@ -175,3 +175,19 @@ func FuzzParseProcNetTCP(f *testing.F) {
 		}
 	})
 }
+
+func TestCountOpen(t *testing.T) {
+	in := tcpHeader +
+		tcpLine(0, "0B00000A:0801", "00000000:0000", 0x0A) + // LISTEN
+		tcpLine(1, "0B00000A:0801", "0100000A:02A2", 0x01) + // ESTABLISHED
+		tcpLine(2, "0B00000A:0801", "0100000A:02A3", 0x05) + // FIN-WAIT2: the client has not closed yet
+		tcpLine(3, "0B00000A:0801", "0100000A:02A4", 0x06) + // TIME-WAIT
+		tcpLine(4, "0B00000A:0801", "0100000A:02A5", 0x07) // CLOSE
+	n, err := CountOpen(strings.NewReader(in))
+	if err != nil || n != 2 {
+		t.Errorf("CountOpen = %d, %v; want 2", n, err)
+	}
+	if _, err := CountOpen(strings.NewReader(tcpHeader + "0: x\n")); err == nil {
+		t.Error("CountOpen accepted a malformed line")
+	}
+}

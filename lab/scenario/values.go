@@ -19,7 +19,8 @@ const (
 	DatapathKubeProxy = "kube-proxy" // iptables DNAT in netfilter
 	DatapathSocketLB  = "socket-lb"  // a cgroup/connect4 program rewrites connect()
 
-	FaultDeletePod = "delete-pod" // backend A's pod is deleted, B replaces it
+	FaultDeletePod       = "delete-pod"        // backend A's pod is deleted, B replaces it
+	FaultDeletePodAbrupt = "delete-pod-abrupt" // the same, the sandbox gone before the connections close
 )
 
 // Defaults applied by Parse to fields a file leaves empty.
@@ -56,7 +57,7 @@ func Datapaths() []string { return []string{DatapathKubeProxy, DatapathSocketLB}
 func NFSVersions() []string { return []string{"4.0", "4.1", "4.2", "3", "3-udp"} }
 
 // Faults returns the faults the lab can inject.
-func Faults() []string { return []string{FaultDeletePod} }
+func Faults() []string { return []string{FaultDeletePod, FaultDeletePodAbrupt} }
 
 // IsKernelPath reports whether a kernel value names a file rather than a known kernel: it
 // contains a slash, or its name starts or ends with bzImage or vmlinuz. Whether the file

@@ -7,9 +7,11 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 
 	"github.com/vishvananda/netlink"
@@ -165,6 +167,56 @@ func (p *Pod) Delete() error {
 		errs = append(errs, fmt.Errorf("delete netns %s: %w", p.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// OpenConnections counts the TCP connections still open (not LISTEN, TIME-WAIT or CLOSE) in the
+// pod's network namespace, reading /proc/thread-self/net/tcp{,6} from a thread moved into it.
+func (p *Pod) OpenConnections(count func(io.Reader) (int, error)) (int, error) {
+	ns, err := netns.GetFromName(p.Name)
+	if err != nil {
+		return 0, fmt.Errorf("open netns %s: %w", p.Name, err)
+	}
+	defer ns.Close()
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{0, err}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{0, fmt.Errorf("enter netns %s: %w", p.Name, err)}
+			return
+		}
+		total := 0
+		var rerr error
+		for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+			fh, err := os.Open(f)
+			if err != nil {
+				continue // no IPv6
+			}
+			n, err := count(fh)
+			fh.Close()
+			if err != nil {
+				rerr = err
+			}
+			total += n
+		}
+		if netns.Set(orig) == nil { // else the thread dies with the goroutine, still locked
+			runtime.UnlockOSThread()
+		}
+		done <- result{total, rerr}
+	}()
+	r := <-done
+	return r.n, r.err
 }
 
 // newNamedNetns creates a named network namespace without leaving the calling goroutine's
