@@ -4,12 +4,51 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // Cells expands the matrix into its cells, in a stable order: kernel outermost, then datapath,
 // NFS version and fault. Each cell expects the verdict of the first rule that matches it, else
-// expect.default. Call it on a validated scenario.
+// expect.default. After SelectCell, only the selected cell is returned, with Index 0 and the
+// ID and expectation it has in the whole matrix. Call it on a validated scenario.
 func (s *Scenario) Cells() []Cell {
+	cells := s.allCells()
+	if s.cell == "" {
+		return cells
+	}
+	for _, c := range cells {
+		if c.ID == s.cell {
+			c.Index = 0
+			return []Cell{c}
+		}
+	}
+	return nil
+}
+
+// SelectCell narrows the scenario to the one cell with this ID (nfslab run --cell); apply
+// Filter first, if at all. An unknown ID is an *Error about --cell that lists the valid IDs;
+// on error s is unchanged.
+func (s *Scenario) SelectCell(id string) error {
+	cells := s.allCells()
+	ids := make([]string, len(cells))
+	for i, c := range cells {
+		if c.ID == id {
+			s.cell = id
+			return nil
+		}
+		ids[i] = c.ID
+	}
+	const shown = 20
+	list := ids[:min(len(ids), shown)]
+	msg := fmt.Sprintf("no cell %q in scenario %s; its cells are:\n  %s", id, s.Name, strings.Join(list, "\n  "))
+	if len(ids) > shown {
+		msg += fmt.Sprintf("\n  … and %d more (nfslab matrix lists them all)", len(ids)-shown)
+	}
+	return &Error{Problems: []Problem{{Field: "--cell", Msg: msg}}}
+}
+
+// allCells expands the whole matrix, ignoring SelectCell.
+func (s *Scenario) allCells() []Cell {
 	labels, _ := kernelLabels(s.Matrix.Kernels)
 	var cells []Cell
 	for ki, k := range s.Matrix.Kernels {

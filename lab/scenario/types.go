@@ -15,6 +15,9 @@ type Scenario struct {
 	Topology    Topology `json:"topology,omitempty"`
 	Timeouts    Timeouts `json:"timeouts,omitempty"`
 	Failover    Failover `json:"failover,omitempty"`
+
+	// cell, when set, is the ID of the only cell Cells returns (SelectCell, nfslab run --cell).
+	cell string
 }
 
 // Failover shapes how the backend is replaced.
