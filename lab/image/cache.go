@@ -207,19 +207,31 @@ func SyncDir(dir string) error {
 // LockFile takes an exclusive flock on path, polling so that ctx can cancel the wait. The
 // returned function releases it. Builders of a cache entry outside Artefact (kernels) lock
 // <entry>.lock with it, as Artefact does.
+//
+// A lock file nobody holds may be removed (nfslab cleanup does, while holding it). A process
+// that opened the file before the removal would then hold a lock on a file no one else can
+// open, so after taking the lock LockFile checks that path still names the file it locked,
+// and starts over if not.
 func LockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
 	waiting := false
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
 		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			if sameFile(f, path) {
+				return func() {
+					_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+					f.Close()
+				}, nil
+			}
+			f.Close() // removed (or replaced) while we waited: lock the file that is there now
+			continue
+		}
+		f.Close()
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
 			return nil, err
 		}
 		if !waiting {
@@ -228,15 +240,20 @@ func LockFile(ctx context.Context, log *slog.Logger, path string) (func(), error
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+}
+
+// sameFile reports whether path still names the open file f.
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
 }
 
 // RemoveStale deletes the temporary build directories (names starting with prefix) left in

@@ -243,3 +243,49 @@ func TestRemoveTreeRefusesMounts(t *testing.T) {
 		t.Errorf("RemoveTree after umount: %v", err)
 	}
 }
+
+// TestLockFileSurvivesRemoval removes a lock file while one process holds it and another waits
+// (as nfslab cleanup may remove an unused lock): the waiter must then lock the new file, so it
+// and a newcomer never hold the lock at the same time.
+func TestLockFileSurvivesRemoval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "entry.lock")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	unlockA, err := LockFile(ctx, discard(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holders atomic.Int32
+	waiterDone := make(chan func())
+	go func() {
+		unlock, err := LockFile(ctx, discard(), path)
+		if err != nil {
+			t.Error(err)
+			close(waiterDone)
+			return
+		}
+		holders.Add(1)
+		waiterDone <- unlock
+	}()
+	time.Sleep(300 * time.Millisecond) // the waiter has opened the file and polls it
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	unlockA()
+	unlockC, err := LockFile(ctx, discard(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waiterDone:
+		t.Fatal("the waiter got the lock while a newcomer holds the lock file now at its path")
+	case <-time.After(600 * time.Millisecond):
+	}
+	unlockC()
+	if unlock := <-waiterDone; unlock != nil {
+		unlock()
+	}
+	if holders.Load() != 1 {
+		t.Errorf("the waiter never got the lock")
+	}
+}
