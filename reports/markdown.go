@@ -14,7 +14,8 @@ import (
 )
 
 // WriteMarkdown writes dir/summary.md: the run, a table with one row per cell, and per cell
-// its timeline and kernel log.
+// its evidence, with its timeline and kernel log folded. It is GitHub-flavoured Markdown, fit
+// for $GITHUB_STEP_SUMMARY.
 func WriteMarkdown(dir string, r *Result) error {
 	if r == nil {
 		return errors.New("write summary.md: no result")
@@ -66,14 +67,6 @@ func markdown(w *bytes.Buffer, r *Result) {
 			fmt.Fprintf(w, "\nError: %s\n", md(c.Error))
 		}
 		fmt.Fprintf(w, "\nBackends %s → %s behind %s.\n", md(or(c.BackendA, "?")), md(or(c.BackendB, "?")), md(or(c.VIP, "?")))
-		if tl := timeline(c.Events); len(tl) > 0 {
-			fmt.Fprintln(w, "\n| +s | step |\n|---:|---|")
-			for _, t := range tl {
-				fmt.Fprintf(w, "| %.2f | %s |\n", t.at, md(t.what))
-			}
-		} else {
-			fmt.Fprintln(w, "\nNo timeline recorded.")
-		}
 		if rows := connectSummary(c.Events); len(rows) > 0 {
 			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | handed in | returned | action | count |\n|---|---|---|---|---:|")
 			for _, r := range rows {
@@ -84,15 +77,35 @@ func markdown(w *bytes.Buffer, r *Result) {
 			fmt.Fprintf(w, "\nNo-endpoint window: %.1f s, %d connect attempts (%.1f/s; %d refused by socket-LB, mode %s), %d kernel log lines (%.1f/s).\n",
 				win.Seconds, win.ConnectAttempts, win.AttemptsPerSecond, win.Refused, md(win.SocketLBWithoutEnds), win.KernelLogLines, win.KernelLogPerSecond)
 		}
-		if len(c.KernelLog) > 0 {
-			fmt.Fprintln(w, "\nKernel log:\n\n```")
-			for _, l := range c.KernelLog {
-				fmt.Fprintln(w, strings.ReplaceAll(l, "```", "'''"))
+		// The long parts are folded (<details>), so that the summary stays short where it is
+		// shown inline, as in GitHub's $GITHUB_STEP_SUMMARY.
+		if tl := timeline(c.Events); len(tl) > 0 {
+			fmt.Fprintf(w, "\n<details><summary>Timeline (%d steps)</summary>\n\n| +s | step |\n|---:|---|\n", len(tl))
+			for _, t := range tl {
+				fmt.Fprintf(w, "| %.2f | %s |\n", t.at, md(t.what))
+			}
+			fmt.Fprintln(w, "\n</details>")
+		} else {
+			fmt.Fprintln(w, "\nNo timeline recorded.")
+		}
+		if n := len(c.KernelLog); n > 0 {
+			from := max(0, n-maxMarkdownLogLines)
+			fmt.Fprintf(w, "\n<details><summary>Kernel log (%d lines)</summary>\n\n", n)
+			if from > 0 {
+				fmt.Fprintf(w, "The last %d lines; result.json has all of them.\n\n", n-from)
 			}
 			fmt.Fprintln(w, "```")
+			for _, l := range c.KernelLog[from:] {
+				fmt.Fprintln(w, strings.ReplaceAll(l, "```", "'''"))
+			}
+			fmt.Fprintln(w, "```\n\n</details>")
 		}
 	}
 }
+
+// maxMarkdownLogLines bounds the kernel log quoted per cell: GitHub takes at most 1 MiB of
+// step summary.
+const maxMarkdownLogLines = 40
 
 // Summary prints the run as a plain-text table for a terminal: one row per cell, then the
 // reason of each cell that did not get its expected verdict.

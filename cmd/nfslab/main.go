@@ -25,6 +25,7 @@ import (
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/kernel/recipe"
+	"github.com/nfslab/nfslab/lab/runstate"
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/reports"
 	"github.com/nfslab/nfslab/scenarios"
@@ -99,11 +100,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stdout, stderr), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newKernelCmd(stdout, stderr))
+	g := &globals{}
+	g.register(root)
+	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newKernelCmd(stdout, stderr, g), newCleanupCmd(stdout, g))
 	return root
 }
 
-func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	var (
 		ref       string
 		datapaths []string
@@ -112,7 +115,6 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		cacheDir  string
 		accel     string
 		parallel  int
-		verbose   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -134,20 +136,38 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err := s.Filter(kernels, datapaths); err != nil {
 				return err
 			}
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelDebug
+			kernelFile, kernelField := ref, "matrix.kernels"
+			if len(kernels) > 0 {
+				kernelFile, kernelField = "", "--kernel"
 			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-			runID := time.Now().UTC().Format("20060102-150405")
+			if err := s.CheckKernels(kernelFile, kernelField, kernel.Preflight); err != nil {
+				return err
+			}
+			// All input is valid: from here on, things are created.
+			if cacheDir == "" {
+				if cacheDir, err = image.DefaultCacheDir(); err != nil {
+					return &lab.LabError{Err: err}
+				}
+			}
+			runID := runstate.NewID(time.Now())
 			if reportDir == "" {
 				reportDir = filepath.Join("reports", runID)
 			}
-			fmt.Fprintf(stdout, "nfslab: scenario %s, %d cell(s), reports in %s\n", s.Name, len(s.Cells()), reportDir)
+			release, err := registerRun(runID, "run", cacheDir, reportDir)
+			if err != nil {
+				return err
+			}
+			defer release()
+			fmt.Fprintf(stdout, "nfslab: run %s: scenario %s, %d cell(s), reports in %s\n", runID, s.Name, len(s.Cells()), reportDir)
 			res, runErr := lab.Run(cmd.Context(), lab.Options{
-				Scenario: s, CacheDir: cacheDir, Accel: accel, Progress: stdout, Log: log, ArtifactDir: reportDir, Parallel: parallel,
+				Scenario: s, CacheDir: cacheDir, Accel: accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
+				ArtifactDir: reportDir, Parallel: parallel, RunID: runID,
 			})
 			res.RunID = runID
+			var inputErr *lab.InputError
+			if errors.As(runErr, &inputErr) {
+				return runErr // bad input found late: no report
+			}
 			if err := writeReports(reportDir, res); err != nil {
 				return errors.Join(runErr, &lab.LabError{Err: err})
 			}
@@ -171,7 +191,6 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
-	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
 
@@ -243,7 +262,7 @@ func newPodExecCmd() *cobra.Command {
 	}
 }
 
-func newKernelCmd(stdout, stderr io.Writer) *cobra.Command {
+func newKernelCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "kernel", Short: "Kernels under test: list the recipes, build one"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
@@ -280,7 +299,12 @@ func newKernelCmd(stdout, stderr io.Writer) *cobra.Command {
 					return &lab.LabError{Err: err}
 				}
 			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			release, err := registerRun(runstate.NewID(time.Now()), "kernel build", cacheDir, "")
+			if err != nil {
+				return err
+			}
+			defer release()
+			log := g.logger(stderr)
 			start := time.Now()
 			b, err := recipe.Build(cmd.Context(), r, cacheDir, log, func(line string) {
 				fmt.Fprintf(stdout, "[%6.1fs] %s\n", time.Since(start).Seconds(), line)
