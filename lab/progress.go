@@ -7,17 +7,22 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/tty"
 )
 
-// progress prints one line per step for people watching a run, with the time since the run began.
+// progress prints one line per step for people watching a run: the time since the run began,
+// the step, and how long the step took (the time since the cell's previous step). On a terminal
+// the lines are coloured; in CI and in files they are plain.
 type progress struct {
 	mu    sync.Mutex
 	w     io.Writer
+	style tty.Style
 	start time.Time
+	last  map[string]event.Mono // per cell: when its previous step ended
 }
 
-func newProgress(w io.Writer) *progress {
-	return &progress{w: w, start: time.Now()}
+func newProgress(w io.Writer, style tty.Style) *progress {
+	return &progress{w: w, style: style, start: time.Now(), last: map[string]event.Mono{}}
 }
 
 func (p *progress) say(format string, args ...any) {
@@ -26,30 +31,58 @@ func (p *progress) say(format string, args ...any) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
+	stamp := p.style.Paint(tty.Dim, fmt.Sprintf("[%6.1fs]", time.Since(p.start).Seconds()))
+	fmt.Fprintf(p.w, "%s %s\n", stamp, fmt.Sprintf(format, args...))
+}
+
+// took returns how long a cell's step took, " (1.23 s)", from the event times of its steps.
+func (p *progress) took(cell string, at event.Mono) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev, ok := p.last[cell]
+	p.last[cell] = at
+	if !ok || at < prev {
+		return ""
+	}
+	return p.style.Paint(tty.Dim, fmt.Sprintf(" (%.2f s)", at.Sub(prev).Seconds()))
+}
+
+// verdictColor is how a verdict is shown on a terminal.
+func verdictColor(v string) string {
+	switch v {
+	case "recovered":
+		return tty.Green
+	case "bug-reproduced":
+		return tty.Yellow
+	case "failed":
+		return tty.Red
+	}
+	return tty.Bold
 }
 
 // event prints the events people care about while a cell runs: steps, errors, stuck probes,
 // and the cell's end. Observations go to the report, not the terminal.
 func (p *progress) event(cell string, ev event.Event) {
+	name := p.style.Paint(tty.Cyan, cell)
 	switch ev.Kind {
 	case event.KindStep:
-		p.say("  %s: %s: %s", cell, ev.Step, ev.Msg)
+		p.say("  %s: %s: %s%s", name, ev.Step, ev.Msg, p.took(cell, ev.Mono))
 	case event.KindError:
 		if cell == "" {
-			p.say("  agent error: %s", ev.Msg)
+			p.say("  %s: %s", p.style.Paint(tty.Red, "agent error"), ev.Msg)
 		} else {
-			p.say("  %s: FAILED %s: %s", cell, ev.Step, ev.Msg)
+			p.say("  %s: %s %s: %s", name, p.style.Paint(tty.Red, "FAILED"), ev.Step, ev.Msg)
 		}
 	case event.KindCellDone:
 		if ev.Verdict != nil {
-			p.say("  %s: verdict %s (%s)", cell, ev.Verdict.Verdict, ev.Verdict.Reason)
+			v := string(ev.Verdict.Verdict)
+			p.say("  %s: verdict %s (%s)", name, p.style.Paint(verdictColor(v), v), ev.Verdict.Reason)
 		}
 	case event.KindBye:
 		p.say("vm: agent done: %s", ev.Msg)
 	case event.KindObserve:
 		if ev.Kernel != nil {
-			p.say("  %s: kernel: %s", cell, ev.Kernel.Line)
+			p.say("  %s: kernel: %s", name, ev.Kernel.Line)
 		}
 	}
 }

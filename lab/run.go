@@ -21,7 +21,9 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/runstate"
 	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/tty"
 	"github.com/nfslab/nfslab/lab/verdict"
 	"github.com/nfslab/nfslab/reports"
 )
@@ -33,6 +35,10 @@ type Options struct {
 	Accel    string    // vm.AccelAuto, vm.AccelKVM, vm.AccelTCG
 	Agent    string    // the static nfslab binary to run inside the VM; this executable when empty
 	Progress io.Writer // live progress lines for people; nil for none
+	Style    tty.Style // how they look (colours on a terminal)
+	// RunID names what the run creates on the host (work directory, qemu -name), so that
+	// nfslab cleanup can find it if the run is killed; runstate.NewID when empty.
+	RunID string
 	Log      *slog.Logger
 	// ArtifactDir receives each VM's console log (console-<kernel>-<n>.log); none when empty.
 	ArtifactDir string
@@ -64,7 +70,10 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	p := newProgress(opts.Progress)
+	if opts.RunID == "" {
+		opts.RunID = runstate.NewID(time.Now())
+	}
+	p := newProgress(opts.Progress, opts.Style)
 	start := time.Now()
 	res := &reports.Result{Schema: reports.Schema, Scenario: opts.Scenario.Name, StartedAt: start.UTC(), Timings: map[string]float64{}}
 	res.Host.Kernel = hostKernel()
@@ -105,7 +114,7 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		agentBin = exe
 	}
 
-	work, err := os.MkdirTemp("", "nfslab-run-")
+	work, err := os.MkdirTemp("", runstate.WorkDirPrefix+opts.RunID+"-")
 	if err != nil {
 		return res, labErr("make a work directory: %w", err)
 	}
@@ -281,7 +290,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
 	machine, err := vm.Boot(ctx, vm.Config{
 		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
-		CPUs: vmCPUs(), MemoryMB: vmMemoryMB, Dir: work,
+		CPUs: vmCPUs(), MemoryMB: vmMemoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
 		BootTimeout: 180 * time.Second, Log: opts.Log,
 	})
 	if err != nil {

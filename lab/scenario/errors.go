@@ -1,6 +1,9 @@
 package scenario
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Problem is one thing wrong with a scenario: the field it is about, as a path of YAML keys
 // ("matrix.datapaths[1]"; empty for the file as a whole), and what is wrong.
@@ -22,14 +25,22 @@ type Error struct {
 	Problems []Problem
 }
 
-// Error renders one line per problem: "file: field: what is wrong".
+// MaxShown is how many problems Error renders; the rest are counted ("… and 12 more"), so that
+// a file with thousands of problems does not print thousands of lines.
+const MaxShown = 20
+
+// Error renders one line per problem, "file: field: what is wrong", at most MaxShown of them.
 func (e *Error) Error() string {
 	if len(e.Problems) == 0 {
 		return e.prefix() + "invalid scenario"
 	}
-	lines := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
+	n := min(len(e.Problems), MaxShown)
+	lines := make([]string, n, n+1)
+	for i, p := range e.Problems[:n] {
 		lines[i] = e.prefix() + p.String()
+	}
+	if more := len(e.Problems) - n; more > 0 {
+		lines = append(lines, fmt.Sprintf("%s… and %d more problem(s)", e.prefix(), more))
 	}
 	return strings.Join(lines, "\n")
 }

@@ -38,6 +38,9 @@ type Config struct {
 	CPUs     int
 	MemoryMB int
 	Dir      string // private directory for the control socket and the console log
+	// Name is qemu's -name, shown by ps: the run's marker (runstate.QEMUName), so that
+	// nfslab cleanup can tell whose VM it is. None when empty.
+	Name string
 	// BootTimeout bounds the time from starting qemu to the agent's hello.
 	BootTimeout time.Duration
 	Log         *slog.Logger
@@ -132,6 +135,9 @@ func Args(cfg Config, accel, sock, console string) []string {
 		"-initrd", cfg.Initrd,
 		"-append", "console=ttyS0 panic=-1 no_timer_check quiet loglevel=4 mitigations=off rdinit=/init -- agent",
 	)
+	if cfg.Name != "" {
+		args = append(args, "-name", cfg.Name)
+	}
 	return args
 }
 

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain keeps the package's tests away from the host's run registry and temp directory:
+// commands that get as far as registering a run do it in a private directory.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nfslab-cmd-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("NFSLAB_RUN_DIR", filepath.Join(dir, "runs"))
+	os.Setenv("TMPDIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestBadInputCreatesNothing: input that cannot work is reported with the file and field, exit
+// 2, before anything is created: no report directory, no run record, no work directory.
+func TestBadInputCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	missingKernel := write("missing-kernel.yaml", "name: t\nmatrix: {kernels: [debian-stock, "+dir+"/nope/bzImage], datapaths: [socket-lb]}\n")
+	unknownRecipe := write("unknown-recipe.yaml", "name: t\nmatrix: {kernels: [debian-stock, vulnerable-9.9], datapaths: [socket-lb]}\n")
+	invalid := write("invalid.yaml", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [ipvs]}\n")
+	notKernel := write("bzImage", strings.Repeat("\x00", 4096))
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"missing kernel image named in a scenario file", []string{"--scenario", missingKernel}, missingKernel + ": matrix.kernels[1]: kernel image " + dir + "/nope/bzImage"},
+		{"unknown recipe named in a scenario file", []string{"--scenario", unknownRecipe}, unknownRecipe + `: matrix.kernels[1]: unknown kernel "vulnerable-9.9"`},
+		{"invalid scenario file", []string{"--scenario", invalid}, invalid + `: matrix.datapaths[0]: unknown datapath "ipvs"`},
+		{"not a kernel image on the command line", []string{"--kernel", notKernel}, "--kernel[0]: kernel image " + notKernel},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reportDir := filepath.Join(t.TempDir(), "report")
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"run", "--report-dir", reportDir}, tt.args...), &stdout, &stderr)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr: %s", code, exitUsage, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.wantErr)
+			}
+			if _, err := os.Stat(reportDir); err == nil {
+				t.Errorf("bad input left a report directory %s", reportDir)
+			}
+			if runs, _ := filepath.Glob(filepath.Join(os.Getenv("NFSLAB_RUN_DIR"), "*.json")); len(runs) > 0 {
+				t.Errorf("bad input left run records %v", runs)
+			}
+			if work, _ := filepath.Glob(filepath.Join(os.TempDir(), "nfslab-run-*")); len(work) > 0 {
+				t.Errorf("bad input left work directories %v", work)
+			}
+		})
+	}
+}
