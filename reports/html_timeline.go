@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/event"
@@ -294,23 +295,25 @@ func probeBar(e event.Event, t func(event.Mono) float64, x func(float64) float64
 	}
 }
 
-// ticks puts about ten labelled ticks on the time axis at a round step.
+// ticks puts at most about ten labelled ticks on the time axis, at a round step (1, 2 or 5
+// times a power of ten seconds).
 func ticks(spanSec float64, x func(float64) float64) []tlTick {
-	step := 600.0
-	for _, s := range []float64{0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300} {
-		if spanSec/s <= 10 {
-			step = s
+	raw := spanSec / 10
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := 10 * mag
+	for _, m := range []float64{1, 2, 5} {
+		if m*mag >= raw {
+			step = m * mag
 			break
 		}
 	}
 	var out []tlTick
-	for i := 0; ; i++ {
+	for i := 0; i <= 11; i++ {
 		v := float64(i) * step
-		if v > spanSec+1e-9 {
+		if v > spanSec*(1+1e-9) {
 			break
 		}
-		label := fmt.Sprintf("%g s", math.Round(v*10)/10)
-		out = append(out, tlTick{X: x(v), T: round3(v), Label: label})
+		out = append(out, tlTick{X: x(v), T: round3(v), Label: strconv.FormatFloat(v, 'g', 4, 64) + " s"})
 	}
 	return out
 }

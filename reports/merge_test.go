@@ -1,0 +1,255 @@
+package reports
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// split turns a run into one result per cell, as `nfslab run --cell` would have written them:
+// each cell alone, its events numbered 0.
+func split(r *Result) []*Result {
+	var out []*Result
+	for i, c := range r.Cells {
+		one := *r
+		one.RunID = r.RunID + "-" + string(rune('a'+i))
+		one.StartedAt = r.StartedAt.Add(time.Duration(i) * time.Minute)
+		one.FinishedAt = one.StartedAt.Add(30 * time.Second)
+		one.Pass = c.Pass
+		one.Timings = map[string]float64{"total": float64(10 + i), "image": 1}
+		c.Events = append(c.Events[:0:0], c.Events...)
+		for j := range c.Events {
+			c.Events[j].Cell = 0
+		}
+		one.Cells = []Cell{c}
+		out = append(out, &one)
+	}
+	return out
+}
+
+func sources(rs ...*Result) []Source {
+	var out []Source
+	for i, r := range rs {
+		out = append(out, Source{Path: filepath.Join("job"+string(rune('1'+i)), JSONFile), Result: r})
+	}
+	return out
+}
+
+func TestMerge(t *testing.T) {
+	whole := sample()
+	whole.Cells = append(whole.Cells, stuckCell())
+	for j := range whole.Cells[2].Events {
+		whole.Cells[2].Events[j].Cell = 2
+	}
+	parts := split(whole)
+	parts[1].Host = Host{Accel: "kvm", QEMU: whole.Host.QEMU, Kernel: "6.12.0"}
+	before, _ := json.Marshal(parts)
+
+	got, err := Merge(sources(parts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := json.Marshal(parts); !bytes.Equal(before, after) {
+		t.Error("Merge changed its sources")
+	}
+	// The cells are those of the run that had them together, events numbered as there.
+	if !reflect.DeepEqual(got.Cells, whole.Cells) {
+		t.Errorf("merged cells differ from the run's:\n got %+v\nwant %+v", got.Cells, whole.Cells)
+	}
+	var a, b bytes.Buffer
+	Summary(&a, got)
+	Summary(&b, whole)
+	if tableOf(a.String()) != tableOf(b.String()) {
+		t.Errorf("verdict table\n%s\nwant\n%s", tableOf(a.String()), tableOf(b.String()))
+	}
+	want := &Result{
+		Schema: Schema, RunID: "20250301-120000-fidelity-a+20250301-120000-fidelity-b+20250301-120000-fidelity-c", Scenario: "fidelity",
+		StartedAt: whole.StartedAt, FinishedAt: whole.StartedAt.Add(2*time.Minute + 30*time.Second),
+		Host:  Host{Accel: "tcg, kvm", QEMU: whole.Host.QEMU, Kernel: "6.18.0, 6.12.0"},
+		Cells: whole.Cells, Pass: false, Timings: map[string]float64{"total": 12, "image": 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("merged\n %+v\nwant\n %+v", got, want)
+	}
+
+	// pass only when every result passed and every cell did
+	ok := split(sample())[0]
+	if m, err := Merge(sources(ok)); err != nil || !m.Pass {
+		t.Errorf("one passing result: pass %v, %v", m != nil && m.Pass, err)
+	}
+	labFailed := *ok
+	labFailed.Pass = false
+	labFailed.Cells = []Cell{{ID: "other/kube-proxy/4.1/delete-pod", Pass: true}}
+	if m, err := Merge(sources(ok, &labFailed)); err != nil || m.Pass {
+		t.Errorf("a result that did not pass, all cells passing: pass %v, %v", m != nil && m.Pass, err)
+	}
+}
+
+// tableOf returns the verdict table of Summary's output (without the run line).
+func tableOf(s string) string {
+	_, table, _ := strings.Cut(s, "\n\n")
+	return table
+}
+
+func TestMergeErrors(t *testing.T) {
+	one := func(mod func(*Result)) *Result {
+		r := split(sample())[0]
+		mod(r)
+		return r
+	}
+	base := one(func(*Result) {})
+	tests := []struct {
+		name string
+		srcs []Source
+		want []string
+	}{
+		{"nothing", nil, []string{"no results"}},
+		{"same cell twice", sources(base, one(func(r *Result) { r.Cells[0].Verdict = "failed" })),
+			[]string{"cell debian-stock/socket-lb/4.1/delete-pod is in both job1/result.json and job2/result.json"}},
+		{"other scenario", sources(base, one(func(r *Result) { r.Scenario = "control"; r.Cells[0].ID = "x/y/4.1/z" })),
+			[]string{"job2/result.json is a result of scenario \"control\", job1/result.json of \"fidelity\""}},
+		{"other schema", sources(base, one(func(r *Result) { r.Schema = "nfslab.result/v2"; r.Cells[0].ID = "x/y/4.1/z" })),
+			[]string{"job2/result.json", `schema "nfslab.result/v2", want "nfslab.result/v1"`}},
+		{"no result", []Source{{Path: "x.json"}}, []string{"x.json: no result"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Merge(tt.srcs)
+			if err == nil {
+				t.Fatalf("merged: %+v", got)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestReadSources(t *testing.T) {
+	root := t.TempDir()
+	write := func(dir string, r *Result) string {
+		t.Helper()
+		if err := WriteJSON(filepath.Join(root, dir), r); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(root, dir)
+	}
+	parts := split(sample())
+	run := write("run", parts[0])
+	write("artifacts/cell-2", parts[1])
+	write("artifacts/cell-1", parts[0])
+	if err := os.MkdirAll(filepath.Join(root, "artifacts", "not-a-result"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(root, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v2 := filepath.Join(root, "v2.json")
+	if err := os.WriteFile(v2, []byte(`{"schema":"nfslab.result/v2","cells":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(root, "broken.json")
+	if err := os.WriteFile(broken, []byte(`{"schema":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel := func(ps ...string) []string {
+		for i := range ps {
+			ps[i], _ = filepath.Rel(root, ps[i])
+		}
+		return ps
+	}
+	tests := []struct {
+		name  string
+		paths []string
+		files []string // relative to root
+		err   []string
+	}{
+		{"report directory", []string{run}, []string{"run/result.json"}, nil},
+		{"result file", []string{filepath.Join(run, JSONFile)}, []string{"run/result.json"}, nil},
+		{"artifact directories, in name order", []string{filepath.Join(root, "artifacts")}, []string{"artifacts/cell-1/result.json", "artifacts/cell-2/result.json"}, nil},
+		{"nothing", nil, nil, []string{"no results to read"}},
+		{"missing", []string{filepath.Join(root, "nope")}, nil, []string{"nope", "no such file"}},
+		{"no result in a directory", []string{empty}, nil, []string{empty, "no result.json in it or in its subdirectories"}},
+		{"named twice", []string{run, filepath.Join(run, JSONFile)}, nil, []string{"is named twice"}},
+		{"other schema", []string{v2}, nil, []string{v2, `schema "nfslab.result/v2"`}},
+		{"not JSON", []string{broken}, nil, []string{broken}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srcs, err := ReadSources(tt.paths)
+			if tt.err != nil {
+				if err == nil {
+					t.Fatalf("read %d sources, want an error", len(srcs))
+				}
+				for _, w := range tt.err {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var files []string
+			for _, s := range srcs {
+				files = append(files, s.Path)
+				if s.Result == nil || len(s.Result.Cells) != 1 {
+					t.Errorf("%s: %+v", s.Path, s.Result)
+				}
+			}
+			if got := rel(files...); !reflect.DeepEqual(got, tt.files) {
+				t.Errorf("files %q, want %q", got, tt.files)
+			}
+		})
+	}
+}
+
+// FuzzMergeReports feeds arbitrary result.json files through the merge and every writer: no
+// input may panic, and whatever merges renders into reports that parse.
+func FuzzMergeReports(f *testing.F) {
+	for _, r := range split(sample()) {
+		b, _ := json.Marshal(r)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"schema":"nfslab.result/v1","scenario":"fidelity","cells":[{"id":"a","events":[{"mono_ns":-5,"probe":{"start_ns":9e18}}]}]}`))
+	f.Add([]byte(`{"schema":"nfslab.result/v1","scenario":"fidelity","cells":[{"id":"b","reconnect_targets":["[::1]:2049",":"],"kernel_log":["\u0000"]}]}`))
+	other := split(sample())[1]
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), JSONFile)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ReadJSON(path)
+		if err != nil {
+			return
+		}
+		m, err := Merge([]Source{{Path: path, Result: r}, {Path: "other", Result: other}})
+		if err != nil {
+			return
+		}
+		var page bytes.Buffer
+		if err := renderHTML(&page, m); err != nil {
+			t.Fatalf("report.html: %v", err)
+		}
+		doc, err := junitXML(m)
+		if err != nil {
+			t.Fatalf("junit.xml: %v", err)
+		}
+		var back jSuites
+		if err := xml.Unmarshal(doc, &back); err != nil {
+			t.Fatalf("junit.xml does not parse: %v", err)
+		}
+		var md bytes.Buffer
+		markdown(&md, m)
+	})
+}
