@@ -102,7 +102,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g := &globals{}
 	g.register(root)
-	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newKernelCmd(stdout, stderr, g), newCleanupCmd(stdout, g))
+	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newKernelCmd(stdout, stderr, g), newCleanupCmd(stdout, g), newReportCmd(stdout), newMatrixCmd(stdout))
 	return root
 }
 
@@ -111,6 +111,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		ref       string
 		datapaths []string
 		kernels   []string
+		cell      string
 		reportDir string
 		cacheDir  string
 		accel     string
@@ -135,6 +136,11 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			}
 			if err := s.Filter(kernels, datapaths); err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("cell") {
+				if err := s.SelectCell(cell); err != nil {
+					return err
+				}
 			}
 			kernelFile, kernelField := ref, "matrix.kernels"
 			if len(kernels) > 0 {
@@ -187,7 +193,8 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.StringVar(&ref, "scenario", "default", "built-in scenario name or path to a scenario file")
 	f.StringSliceVar(&datapaths, "datapath", nil, "only these datapaths (kube-proxy, socket-lb); replaces the scenario's list")
 	f.StringSliceVar(&kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
-	f.StringVar(&reportDir, "report-dir", "", "where result.json and summary.md go (default reports/<run-id>)")
+	f.StringVar(&cell, "cell", "", "run only the cell with this ID (kernel/datapath/nfs/fault, as nfslab matrix lists them)")
+	f.StringVar(&reportDir, "report-dir", "", "where the reports (result.json, summary.md, report.html, junit.xml) go (default reports/<run-id>)")
 	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
@@ -198,10 +205,12 @@ func writeReports(dir string, res *reports.Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create report directory %s: %w", dir, err)
 	}
-	if err := reports.WriteJSON(dir, res); err != nil {
-		return err
+	for _, write := range []func(string, *reports.Result) error{reports.WriteJSON, reports.WriteMarkdown, reports.WriteHTML, reports.WriteJUnit} {
+		if err := write(dir, res); err != nil {
+			return err
+		}
 	}
-	return reports.WriteMarkdown(dir, res)
+	return nil
 }
 
 func newScenariosCmd(stdout io.Writer) *cobra.Command {

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nfslab/nfslab/lab"
+	"github.com/nfslab/nfslab/reports"
+)
+
+func newReportCmd(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "report", Short: "Work with finished runs' reports: merge cells run apart"}
+	var out string
+	merge := &cobra.Command{
+		Use:   "merge DIR…",
+		Short: "Merge the result.json of cells run apart (other machines, one CI job per cell) into one set of reports",
+		Long: `Merge the results of cells of one scenario that ran apart — on other machines, or one CI job
+per cell (nfslab run --cell) — into one set of reports: result.json, summary.md, report.html and
+junit.xml, as if the cells had run together.
+
+Each DIR is a run's report directory, a result.json file, or a directory whose subdirectories
+hold report directories (as CI artifacts are downloaded), read in name order. Cells keep the
+order of the DIRs. It is bad input (exit 2) when a result is not of this nfslab's result
+schema, when the results are of different scenarios, or when one cell ID is in two results —
+the message names both files: merge does not pick between two verdicts of one cell.
+
+Exit codes are those of nfslab run: 0 every merged cell got its expected verdict (and every
+merged run passed), 1 some did not, 2 bad input, 3 the reports could not be written.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			srcs, err := reports.ReadSources(args)
+			if err != nil {
+				return usageError{err}
+			}
+			if out == "" {
+				out = filepath.Join("reports", "merged-"+time.Now().UTC().Format("20060102-150405"))
+			}
+			for _, s := range srcs {
+				if sameDir(filepath.Dir(s.Path), out) {
+					return usageError{fmt.Errorf("--out %s holds %s, one of the results being merged: write the merge elsewhere", out, s.Path)}
+				}
+			}
+			res, err := reports.Merge(srcs)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := writeReports(out, res); err != nil {
+				return &lab.LabError{Err: err}
+			}
+			fmt.Fprintf(stdout, "merged %d result(s), %d cell(s)\n\n", len(srcs), len(res.Cells))
+			reports.Summary(stdout, res)
+			fmt.Fprintf(stdout, "\nreports: %s\n", out)
+			if !res.Pass {
+				return exitError{exitMismatch}
+			}
+			return nil
+		},
+	}
+	merge.Flags().StringVar(&out, "out", "", "where the merged reports go (default reports/merged-<time>)")
+	cmd.AddCommand(merge)
+	return cmd
+}
+
+// sameDir reports whether two paths name the same directory, as far as their absolute forms
+// tell.
+func sameDir(a, b string) bool {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && absA == absB
+}
