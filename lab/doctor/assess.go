@@ -66,6 +66,7 @@ func (t *Table) Assess(rel Release) KernelReport {
 		rep.Read += fmt.Sprintf("; compared as %d.%d.%d, the release it is built on", rel.Major, rel.Minor, rel.Patch)
 	}
 	var missing, unknown []string
+	var firstDoubt string
 	for _, f := range t.Fixes {
 		st := t.status(rel, f)
 		rep.Fixes = append(rep.Fixes, st)
@@ -77,14 +78,17 @@ func (t *Table) Assess(rel Release) KernelReport {
 		case Missing:
 			missing = append(missing, name)
 		case Unknown:
-			unknown = append(unknown, name+": "+st.Reason)
+			unknown = append(unknown, name)
+			if firstDoubt == "" {
+				firstDoubt = st.Reason
+			}
 		}
 	}
 	switch {
 	case len(missing) > 0:
 		rep.Verdict, rep.Reason = NotFixed, "lacks "+strings.Join(missing, ", ")
 	case len(unknown) > 0:
-		rep.Verdict, rep.Reason = VerdictUnsure, "cannot tell for "+strings.Join(unknown, "; ")
+		rep.Verdict, rep.Reason = VerdictUnsure, fmt.Sprintf("cannot tell for %s (%s)", strings.Join(unknown, ", "), firstDoubt)
 	default:
 		rep.Verdict, rep.Reason = Fixed, "carries every required fix"
 	}
