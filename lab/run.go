@@ -251,7 +251,7 @@ func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Ce
 	if err != nil {
 		return labErr("kernel %s: %w", name, err)
 	}
-	modules, err := kernel.ModulesArchive(ctx, r.cache, k, kernel.LabModules)
+	modules, err := kernel.ModulesArchive(ctx, r.cache, k, kernel.LabModules())
 	if err != nil {
 		return labErr("kernel %s: modules for the guest: %w", name, err)
 	}
@@ -381,8 +381,7 @@ func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel
 func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 	rc := pendingCell(c)
 	rc.Events = events
-	facts := verdict.Facts{VIP: c.VIP, OldBackend: c.BackendA, NewBackend: c.BackendB, Port: c.Port}
-	ev := verdict.Collect(facts, events)
+	ev := verdict.Collect(c.Port, events)
 	d := verdict.Decide(ev, true)
 	if !complete && d.Verdict != verdict.Recovered && d.Verdict != verdict.BugReproduced {
 		last := "before its first step"
@@ -395,7 +394,11 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 	}
 	rc.Verdict, rc.Reason = string(d.Verdict), d.Reason
 	rc.Pass = rc.Verdict == rc.Expected
+	// The addresses are the ones the cluster reported on the timeline.
+	rc.VIP, rc.BackendA, rc.BackendB = ev.VIP, ev.OldBackend, ev.NewBackend
 	rc.ReconnectTargets = ev.ReconnectTargets
+	rc.AskedOld = ev.AskedOld
+	rc.InstrumentFailures = ev.InstrumentFailures
 	if ev.FirstIOOKAfter != nil {
 		s := ev.FirstIOOKAfter.Seconds()
 		rc.RecoverySeconds = &s
@@ -434,7 +437,7 @@ func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
 		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
 		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
-		VIP: c.VIP, BackendA: c.BackendA, BackendB: c.BackendB, ProbeTimeout: c.Timeouts.Probe.Seconds(),
+		ProbeTimeout: c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},
 	}
 }

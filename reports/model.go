@@ -47,28 +47,32 @@ type Window struct {
 
 // Cell is one combination of the matrix and what happened to it.
 type Cell struct {
-	ID               string             `json:"id"`
-	Kernel           string             `json:"kernel"`         // the scenario's name for it (debian-stock, a recipe, a path)
-	KernelRelease    string             `json:"kernel_release"` // uname -r inside the VM
-	KernelBuild      string             `json:"kernel_build"`   // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
-	Datapath         string             `json:"datapath"`
-	NFS              string             `json:"nfs"`
-	Fault            string             `json:"fault"`
-	Verdict          string             `json:"verdict"`
-	Expected         string             `json:"expected"`
-	Pass             bool               `json:"pass"`
-	Reason           string             `json:"reason"`
-	VIP              string             `json:"vip"`
-	BackendA         string             `json:"backend_a"`
-	BackendB         string             `json:"backend_b"`
-	MountAddrBefore  string             `json:"mount_addr_before"`
-	MountAddrAfter   string             `json:"mount_addr_after"`
-	RecoverySeconds  *float64           `json:"recovery_seconds"`      // null unless I/O recovered
-	ProbeTimeout     float64            `json:"probe_timeout_seconds"` // a probe running this long after backend B was ready is stuck
-	ReconnectTargets []string           `json:"reconnect_targets"`
-	KernelLog        []string           `json:"kernel_log"`
-	Phases           map[string]float64 `json:"phases"` // seconds spent per step, keyed by step name
-	Error            string             `json:"error,omitempty"`
+	ID               string   `json:"id"`
+	Kernel           string   `json:"kernel"`         // the scenario's name for it (debian-stock, a recipe, a path)
+	KernelRelease    string   `json:"kernel_release"` // uname -r inside the VM
+	KernelBuild      string   `json:"kernel_build"`   // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
+	Datapath         string   `json:"datapath"`
+	NFS              string   `json:"nfs"`
+	Fault            string   `json:"fault"`
+	Verdict          string   `json:"verdict"`
+	Expected         string   `json:"expected"`
+	Pass             bool     `json:"pass"`
+	Reason           string   `json:"reason"`
+	VIP              string   `json:"vip"`
+	BackendA         string   `json:"backend_a"`
+	BackendB         string   `json:"backend_b"`
+	MountAddrBefore  string   `json:"mount_addr_before"`
+	MountAddrAfter   string   `json:"mount_addr_after"`
+	RecoverySeconds  *float64 `json:"recovery_seconds"`      // null unless I/O recovered
+	ProbeTimeout     float64  `json:"probe_timeout_seconds"` // a probe running this long after backend B was ready is stuck
+	ReconnectTargets []string `json:"reconnect_targets"`
+	// AskedOld is the evidence that SUNRPC itself asked for the old backend after the fault
+	// (the bug's signature); InstrumentFailures names instruments that failed or lost records.
+	AskedOld           []string           `json:"asked_old_backend,omitempty"`
+	InstrumentFailures []string           `json:"instrument_failures,omitempty"`
+	KernelLog          []string           `json:"kernel_log"`
+	Phases             map[string]float64 `json:"phases"` // seconds spent per step, keyed by step name
+	Error              string             `json:"error,omitempty"`
 	// NoEndpointWindow is set when the scenario kept the service without endpoints between
 	// the two backends: how hard the kernel tried to reconnect meanwhile.
 	NoEndpointWindow *Window       `json:"no_endpoint_window,omitempty"`

@@ -13,21 +13,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/observe"
 )
 
 // CgroupRoot is where the agent mounts the cgroup2 hierarchy inside the VM.
 const CgroupRoot = "/sys/fs/cgroup"
-
-// bootModules are loaded before anything else: the virtio transport and the serial port to the
-// host. The rest is autoloaded by the kernel through /sbin/modprobe as the lab uses it.
-var bootModules = []string{"virtio_pci", "virtio_console"}
-
-// labModules are loaded up front so that a missing one fails loudly at boot, not mid-cell.
-var labModules = []string{"nfsv4", "nfsv3", "veth", "bridge", "dummy", "nf_conntrack_netlink"}
 
 // RunInit is the agent's entry point as PID 1 of the VM. It sets up the minimal system, talks to
 // the host over the virtio-serial port, runs the job and powers the VM off; it does not return.
@@ -45,7 +40,7 @@ func runInit(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("prepare guest: %w", err)
 	}
 	_ = unix.Sethostname([]byte("nfslab-node"))
-	if err := modprobe(ctx, bootModules...); err != nil {
+	if err := modprobe(ctx, kernel.BootModules()...); err != nil {
 		return err
 	}
 	port, err := openPort(ctx, event.PortName)
@@ -71,7 +66,7 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		BootMono:      now(),
 	}})
 
-	err := modprobe(ctx, labModules...)
+	err := modprobe(ctx, kernel.PreloadModules()...)
 	if err == nil {
 		err = checkFeatures()
 	}
@@ -92,8 +87,15 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	go followKernelLog(kctx, em)
 
 	for _, c := range job.Cells {
-		r := &cellRun{cell: c, em: em, log: log.With("cell", c.ID)}
-		tainted := r.run(ctx)
+		p, err := netnsParts(c, em)
+		if err != nil {
+			em.beginCell(c.Index)
+			em.fail(event.StepTopology, err)
+			em.emit(event.Event{Kind: event.KindCellDone, Verdict: &event.VerdictRecord{Verdict: "failed", Reason: "setup: " + err.Error()}})
+			em.endCell()
+			continue
+		}
+		tainted := newCellRun(c, em, log.With("cell", c.ID), p).run(ctx)
 		if tainted {
 			em.emit(event.Event{Kind: event.KindBye, Msg: fmt.Sprintf("cell %s left I/O stuck in the kernel; the remaining cells need a fresh VM", c.ID)})
 			return nil
@@ -245,4 +247,15 @@ func powerOff(log *slog.Logger) {
 		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
 	time.Sleep(10 * time.Second)
+}
+
+func setLoopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	return nil
 }

@@ -20,9 +20,11 @@ type probeRun struct {
 	seq    int
 	start  event.Mono
 	finish event.Mono
-	cmd    *exec.Cmd
 	done   chan error    // receives the probe's result once
 	exited chan struct{} // closed when the child has exited
+	// kill sends SIGKILL to the probe (NFS waits are killable; a task in an unkillable wait
+	// is not).
+	kill func() error
 }
 
 // startProbe starts a probe child on dir. A start failure is delivered on done like any result.
@@ -32,18 +34,20 @@ func startProbe(dir string, seq int, baseline bool) *probeRun {
 	if baseline {
 		args = append(args, "baseline")
 	}
-	p.cmd = exec.Command("/proc/self/exe", args...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr limitedBuffer
-	p.cmd.Stderr = &stderr
-	if err := p.cmd.Start(); err != nil {
+	cmd.Stderr = &stderr
+	p.kill = func() error { return nil }
+	if err := cmd.Start(); err != nil {
 		p.finish = now()
 		p.done <- fmt.Errorf("start probe: %w", err)
 		close(p.exited)
 		return p
 	}
+	p.kill = cmd.Process.Kill
 	go func() {
-		err := p.cmd.Wait()
+		err := cmd.Wait()
 		p.finish = now()
 		if err != nil {
 			err = fmt.Errorf("probe %d: %w: %s", seq, err, stderr.String())
@@ -52,14 +56,6 @@ func startProbe(dir string, seq int, baseline bool) *probeRun {
 		close(p.exited)
 	}()
 	return p
-}
-
-// kill sends SIGKILL to the probe (NFS waits are killable; a task in an unkillable wait is not).
-func (p *probeRun) kill() error {
-	if p.cmd.Process == nil {
-		return nil
-	}
-	return p.cmd.Process.Kill()
 }
 
 // ProbeMain is the body of the probe child: args are the mount directory, the sequence number,

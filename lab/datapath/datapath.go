@@ -23,6 +23,9 @@ const (
 	SocketLB  = "socket-lb"
 )
 
+// Names lists the datapaths a scenario can ask for.
+func Names() []string { return []string{KubeProxy, SocketLB} }
+
 // Port is one port of the service. Its fields match nfs.PortProto's, so the agent converts
 // with datapath.Port(p).
 type Port struct {
@@ -204,7 +207,7 @@ func (s *socketLB) HookStats() (event.HookObs, error) {
 	if err != nil {
 		return event.HookObs{}, fmt.Errorf("read socket-LB counters: %w", err)
 	}
-	obs := event.HookObs{Rewrites: st.Rewrites, Refused: st.Refused, NonVIP: st.NonVIP}
+	obs := event.HookObs{Rewrites: st.Rewrites, Refused: st.Refused, NonVIP: st.NonVIP, LostEvents: st.LostHookEvents}
 	if st.LastNonVIPDest.IsValid() {
 		obs.LastNonVIPDest = st.LastNonVIPDest.String()
 	}

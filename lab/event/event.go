@@ -40,6 +40,7 @@ const (
 	StepMounted         Step = "mounted"            // the VIP is mounted
 	StepBaselineIO      Step = "baseline-io-ok"     // write+fsync+read through the mount worked
 	StepFaultInjected   Step = "fault-injected"     // backend A is gone
+	StepStaleEndpoint   Step = "stale-endpoint"     // the service kept pointing at the dead backend for the scenario's time
 	StepNoEndpoints     Step = "no-endpoint-window" // the service had no endpoint for the scenario's window
 	StepBackendBReady   Step = "backend-b-ready"    // backend B listens and the service points at it
 	StepIORecovered     Step = "io-recovered"       // first probe that succeeded after backend B ready
@@ -76,6 +77,9 @@ type Event struct {
 	Hook    *HookObs       `json:"hook,omitempty"`
 	Connect *ConnectObs    `json:"connect,omitempty"`
 	Window  *WindowObs     `json:"window,omitempty"`
+	Service *ServiceObs    `json:"service,omitempty"`
+	Backend *BackendObs    `json:"backend,omitempty"`
+	Instr   *InstrumentObs `json:"instrument,omitempty"`
 	Verdict *VerdictRecord `json:"verdict,omitempty"`
 }
 
@@ -97,7 +101,7 @@ type Hello struct {
 }
 
 // MountObs is the mount's entry in /proc/mounts. Addr is the addr= option: it is formatted when
-// the transport is created, so it is recorded but never decided on (DESIGN.md §2).
+// the transport is created, so it is recorded but never decided on (see lab/verdict).
 type MountObs struct {
 	Source  string `json:"source"`
 	FSType  string `json:"fstype"`
@@ -127,9 +131,50 @@ type Socket struct {
 	Kernel bool `json:"kernel"`
 }
 
-// SocketsObs is a snapshot of the TCP sockets whose remote port is the NFS port.
+// SocketsObs is a snapshot of the TCP sockets whose remote port is the NFS port. Snapshots are
+// taken periodically but recorded only when they change, so SinceNS says when the previous
+// snapshot was taken: a socket that is new in this one was created after SinceNS.
 type SocketsObs struct {
 	Sockets []Socket `json:"sockets"`
+	SinceNS Mono     `json:"since_ns,omitempty"`
+}
+
+// ServiceObs is what the cluster reports about the NFS service: its address, its ports and the
+// backends its endpoints list. It is recorded whenever the endpoints change as far as the lab
+// can see: when nfslab hands them to its own datapath (the netns form's endpoint controller, or
+// an EndpointSlice informer), or when an EndpointSlice update is watched. The verdict takes the
+// VIP and the old and new backends from these records, not from configuration.
+type ServiceObs struct {
+	Name      string   `json:"name"` // namespace/name
+	VIP       string   `json:"vip"`
+	Ports     []string `json:"ports"`     // "2049/tcp", …
+	Endpoints []string `json:"endpoints"` // ready backend IPs; empty: the service has no endpoint
+	// Datapath is true when this is the moment nfslab's datapath was told (it then forwards the
+	// VIP to these endpoints); false for an observation of the cluster alone.
+	Datapath bool `json:"datapath,omitempty"`
+}
+
+// BackendObs is a backend pod's life as the cluster reports it.
+type BackendObs struct {
+	Name  string `json:"name"`
+	IP    string `json:"ip"`
+	State string `json:"state"` // BackendServing, BackendKilled or BackendDeleted
+}
+
+// Backend states.
+const (
+	BackendServing = "serving" // the server listens on its IP
+	BackendKilled  = "killed"  // its server process is dead
+	BackendDeleted = "deleted" // the pod's sandbox (network namespace, IP) is gone
+)
+
+// InstrumentObs says that an evidence instrument failed or lost records: a tracer whose ring
+// buffer overflowed, a sampler whose read failed, a node reset (conntrack flush) that did not
+// happen. A verdict that would rest on the silence of a failed instrument is inconclusive.
+type InstrumentObs struct {
+	Name  string `json:"name"`            // "kprobe:kernel_connect", "socket-lb:hook-events", "sockets", "conntrack-flush", …
+	Error string `json:"error,omitempty"` // the failure, if it failed
+	Lost  uint64 `json:"lost,omitempty"`  // records dropped
 }
 
 // KernelLogObs is one kernel log line about NFS or SUNRPC.
@@ -145,6 +190,7 @@ type HookObs struct {
 	Refused        uint64 `json:"refused"`
 	NonVIP         uint64 `json:"non_vip"`
 	LastNonVIPDest string `json:"last_non_vip_dest,omitempty"`
+	LostEvents     uint64 `json:"lost_events,omitempty"` // hook events dropped on a full ring buffer
 }
 
 // ConnectObs is one connect attempt seen by a tracer: the address handed in and, where known,
@@ -188,7 +234,7 @@ func (e *Event) Validate() error {
 		}
 	case KindObserve:
 		n := 0
-		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil} {
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil} {
 			if set {
 				n++
 			}
@@ -213,4 +259,16 @@ func Decode(line []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	return e, nil
+}
+
+// String renders the failure in a few words: "sockets: read /proc/net/tcp: …", "kprobe:kernel_connect: lost 12 records".
+func (o *InstrumentObs) String() string {
+	switch {
+	case o.Error != "" && o.Lost > 0:
+		return fmt.Sprintf("%s: %s (lost %d records)", o.Name, o.Error, o.Lost)
+	case o.Error != "":
+		return o.Name + ": " + o.Error
+	default:
+		return fmt.Sprintf("%s: lost %d records", o.Name, o.Lost)
+	}
 }

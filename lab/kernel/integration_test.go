@@ -151,7 +151,7 @@ func TestIntegrationStockKernelModules(t *testing.T) {
 	t.Logf("cached resolve in %s", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	archive, err := r.ModulesArchive(t.Context(), log, k, LabModules)
+	archive, err := r.ModulesArchive(t.Context(), log, k, LabModules())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestIntegrationStockKernelModules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range LabModules {
+	for _, m := range LabModules() {
 		if n := ModuleName(m); !found[n] && !idx.Builtin[n] {
 			t.Errorf("module %s neither archived nor built in", m)
 		}
@@ -262,7 +262,7 @@ func TestIntegrationBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mods, err := r.ModulesArchive(t.Context(), log, k, LabModules)
+	mods, err := r.ModulesArchive(t.Context(), log, k, LabModules())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestIntegrationBoot(t *testing.T) {
 	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
 		"-smp", "2", "-m", "2048", "-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", k.Vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 rdinit=/init quiet nfslab.modules="+strings.Join(LabModules, ","))
+		"-append", "console=ttyS0 panic=-1 rdinit=/init quiet nfslab.modules="+strings.Join(LabModules(), ","))
 	out, err := qemu.CombinedOutput()
 	console := string(out)
 	t.Logf("qemu ran %s", time.Since(start).Round(100*time.Millisecond))

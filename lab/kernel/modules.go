@@ -18,21 +18,36 @@ import (
 	"github.com/nfslab/nfslab/lab/image"
 )
 
-// LabModules are the modules the lab loads in the guest: the NFS client, the pod topology
+// BootModules are what the agent loads before anything else: the virtio transport and the
+// serial port to the host.
+func BootModules() []string { return []string{"virtio_pci", "virtio_console"} }
+
+// PreloadModules are what the agent loads right after saying hello, so that a missing one fails
+// loudly at boot, not mid-cell: the NFS clients, the pod topology, and conntrack's netlink
+// interface (each cell flushes the table). The rest of LabModules is loaded on demand by the
+// kernel.
+func PreloadModules() []string {
+	return []string{"nfsv4", "nfsv3", "veth", "bridge", "dummy", "nf_conntrack_netlink"}
+}
+
+// LabModules are the modules the lab packs for the guest: the NFS client, the pod topology
 // (veth, bridge, dummy), virtio and 9p for the host channel, and netfilter for the kube-proxy
-// datapaths (iptables over nf_tables and legacy, nftables, IPVS).
-var LabModules = []string{
-	"nfsv4", "nfsv3", "veth", "bridge", "dummy", "virtio_console", "virtio_pci", "9p",
-	"9pnet_virtio", "nf_tables", "nft_compat", "nft_chain_nat", "nf_nat", "nf_conntrack",
-	"xt_comment", "xt_tcpudp", "xt_nat", "xt_conntrack", "xt_mark", "xt_addrtype",
-	"xt_multiport", "xt_statistic", "xt_MASQUERADE", "iptable_nat", "iptable_filter",
-	"ip_tables", "x_tables", "ip_vs", "ip_vs_rr", "nf_conntrack_netlink", "overlay",
-	"br_netfilter", "tun",
-	// nftables-mode kube-proxy and REJECT rules for services without endpoints.
-	"nft_ct", "nft_nat", "nft_masq", "nft_reject_inet", "nft_numgen", "nft_fib_inet",
-	"ipt_REJECT",
-	// netem, for faults that delay or drop traffic.
-	"sch_netem",
+// datapaths (iptables over nf_tables and legacy, nftables, IPVS). It includes BootModules and
+// PreloadModules.
+func LabModules() []string {
+	return []string{
+		"nfsv4", "nfsv3", "veth", "bridge", "dummy", "virtio_console", "virtio_pci", "9p",
+		"9pnet_virtio", "nf_tables", "nft_compat", "nft_chain_nat", "nf_nat", "nf_conntrack",
+		"xt_comment", "xt_tcpudp", "xt_nat", "xt_conntrack", "xt_mark", "xt_addrtype",
+		"xt_multiport", "xt_statistic", "xt_MASQUERADE", "iptable_nat", "iptable_filter",
+		"ip_tables", "x_tables", "ip_vs", "ip_vs_rr", "nf_conntrack_netlink", "overlay",
+		"br_netfilter", "tun",
+		// nftables-mode kube-proxy and REJECT rules for services without endpoints.
+		"nft_ct", "nft_nat", "nft_masq", "nft_reject_inet", "nft_numgen", "nft_fib_inet",
+		"ipt_REJECT",
+		// netem, for faults that delay or drop traffic.
+		"sch_netem",
+	}
 }
 
 // ModulesFile is the file name of the modules cpio inside its artefact directory.

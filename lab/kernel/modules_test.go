@@ -153,7 +153,7 @@ func TestBzImageVersion(t *testing.T) {
 	if k.Release != "6.1.192" || k.Vmlinuz != p || k.Name != p || k.ModulesDir != "" || k.Config != filepath.Join(dir, ".config") {
 		t.Errorf("Resolve(bzImage) = %+v", k)
 	}
-	if got, err := ModulesArchive(t.Context(), imageCacheForTest(t), k, LabModules); got != "" || err != nil {
+	if got, err := ModulesArchive(t.Context(), imageCacheForTest(t), k, LabModules()); got != "" || err != nil {
 		t.Errorf("ModulesArchive(no modules) = %q, %v; want empty", got, err)
 	}
 

@@ -25,7 +25,7 @@ const GaneshaTemplate = "ganesha.conf.tmpl"
 // Defaults RenderGaneshaConfig applies to zero fields of GaneshaParams.
 const (
 	DefaultNFSPort      = 2049
-	DefaultLeaseSeconds = 10 // short leases make a replaced server usable sooner (DESIGN.md §4)
+	DefaultLeaseSeconds = 10 // short leases make a replaced server usable sooner
 	DefaultProtocols    = "4"
 	DefaultLogLevel     = "EVENT"
 )
@@ -234,7 +234,7 @@ type Process struct {
 // Process is the ganesha process itself and Kill hits it directly. ctx bounds only the start:
 // the server keeps running after ctx ends, until Kill. Its stdout and stderr (the first 64 KiB)
 // are kept for Output; ganesha's own log goes to logPath. The server is not ready when
-// StartGanesha returns: wait for it with WaitListening.
+// StartGanesha returns: wait until it listens (lab/cluster/netns watches the pod's sockets).
 //
 // wrapper, when given, is a command that `ip netns exec` runs instead of ganesha and that must
 // exec ganesha with the remaining arguments (the agent uses it to give the pod a mount namespace

@@ -75,7 +75,7 @@ func FindMount(entries []MountEntry, target string) (MountEntry, bool) {
 
 // AddrOf returns the addr= option of an NFS mount ("" when absent). The kernel formats it from a
 // string cached when the transport was created, so it keeps showing the VIP even when SUNRPC's
-// raw address was overwritten: record it, never decide on it (DESIGN.md §2).
+// raw address was overwritten: record it, never decide on it (lab/README.md, "Evidence").
 func AddrOf(e MountEntry) string {
 	v, _ := e.Option("addr")
 	return v

@@ -42,7 +42,7 @@ func WriteBaseline(dir string) error {
 	return writeSynced(filepath.Join(dir, BaselineName), baselinePayload())
 }
 
-// Probe is one I/O probe through the NFS mount at dir (DESIGN.md §2): it writes a new file
+// Probe is one I/O probe through the NFS mount at dir (the evidence a verdict rests on first): it writes a new file
 // probe-<seq> (one page), fsyncs it, closes it, reads it back and compares, then reads
 // dir/baseline if it exists and checks it still holds what WriteBaseline wrote.
 //

@@ -1,4 +1,4 @@
-// Package observe collects the evidence of DESIGN.md §2 that the kernel exposes as text: the TCP
+// Package observe collects the evidence (see lab/README.md) that the kernel exposes as text: the TCP
 // sockets to the NFS port (/proc/net/tcp, tcp6) and the kernel log lines about NFS and SUNRPC
 // (/dev/kmsg). Decisions are made elsewhere; this package only turns text into event types.
 package observe

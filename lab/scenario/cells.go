@@ -72,6 +72,7 @@ func (s *Scenario) allCells() []Cell {
 						Timeouts:     s.Timeouts,
 
 						NoEndpointWindow:  s.Failover.NoEndpointWindow,
+						StaleEndpoint:     s.Failover.StaleEndpoint,
 						SocketLBNoBackend: s.Failover.SocketLBNoBackend,
 					})
 				}

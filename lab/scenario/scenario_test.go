@@ -161,6 +161,7 @@ func TestParseBad(t *testing.T) {
 		{"mount option addr", minimal + "mount: {options: [addr=10.0.0.11]}\n", []string{"mount.options[0]"}, "service.vip"},
 		{"negative timeout", minimal + "timeouts: {setup: -5s}\n", []string{"timeouts.setup"}, "positive"},
 		{"negative no-endpoint window", minimal + "failover: {noEndpointWindow: -1s}\n", []string{"failover.noEndpointWindow"}, "from 0s"},
+		{"stale endpoint too long", minimal + "failover: {staleEndpoint: 11m}\n", []string{"failover.staleEndpoint"}, "from 0s to 10m0s"},
 		{"unknown socket-LB no-backend mode", minimal + "failover: {socketLBNoBackend: drop}\n", []string{"failover.socketLBNoBackend"}, "refuse or pass"},
 		{"probe not shorter", minimal + "timeouts: {recovery: 10s, probe: 10s}\n", []string{"timeouts.probe"}, "not shorter"},
 		{"bad duration hides follow-on", minimal + "timeouts: {recovery: 5x, probe: 2m}\n", []string{"timeouts.recovery", "timeouts.probe"}, "not a duration"},

@@ -26,6 +26,10 @@ type Failover struct {
 	// B's start (default 0: B starts at once). An I/O probe is in flight during the window, so
 	// the kernel keeps reconnecting; the cell records the attempt rate and kernel log rate.
 	NoEndpointWindow Duration `json:"noEndpointWindow,omitempty"`
+	// StaleEndpoint is how long the service keeps pointing at the dead backend after the fault
+	// (default 0), as when the node has not seen the EndpointSlice update yet: a load balancer
+	// then rewrites the VIP to the dead backend, legitimately. An I/O probe is in flight.
+	StaleEndpoint Duration `json:"staleEndpoint,omitempty"`
 	// SocketLBNoBackend is what socket-LB does with a connect to a VIP that has no endpoint:
 	// "refuse" (EPERM from the hook, as Cilium does; default) or "pass" (let it through).
 	SocketLBNoBackend string `json:"socketLBNoBackend,omitempty"`
@@ -106,5 +110,6 @@ type Cell struct {
 	Timeouts     Timeouts `json:"timeouts"`
 
 	NoEndpointWindow  Duration `json:"no_endpoint_window"`
+	StaleEndpoint     Duration `json:"stale_endpoint"`
 	SocketLBNoBackend string   `json:"socket_lb_no_backend"`
 }

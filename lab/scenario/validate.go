@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/fault"
+	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
 
@@ -93,29 +96,29 @@ func kernelProblem(k string) string {
 }
 
 func datapathProblem(d string) string {
-	if contains(Datapaths(), d) {
+	if contains(datapath.Names(), d) {
 		return ""
 	}
-	return fmt.Sprintf("unknown datapath %q%s (want %s)", d, didYouMean(d, Datapaths()), orList(Datapaths()))
+	return fmt.Sprintf("unknown datapath %q%s (want %s)", d, didYouMean(d, datapath.Names()), orList(datapath.Names()))
 }
 
 func nfsProblem(v string) string {
 	switch {
-	case contains(NFSVersions(), v):
+	case contains(nfs.Versions(), v):
 		return ""
 	case v == "4":
 		return `NFS version "4" is ambiguous: write "4.0" in quotes (YAML reads 4.0 as the number 4)`
 	case v == "2", v == "3", strings.HasPrefix(v, "2."), strings.HasPrefix(v, "3."):
-		return fmt.Sprintf("NFS version %q is not supported yet (want %s)", v, orList(NFSVersions()))
+		return fmt.Sprintf("NFS version %q is not supported yet (want %s)", v, orList(nfs.Versions()))
 	}
-	return fmt.Sprintf("unknown NFS version %q (want %s)", v, orList(NFSVersions()))
+	return fmt.Sprintf("unknown NFS version %q (want %s)", v, orList(nfs.Versions()))
 }
 
 func faultProblem(f string) string {
-	if contains(Faults(), f) {
+	if contains(fault.Names(), f) {
 		return ""
 	}
-	return fmt.Sprintf("unknown fault %q%s (want %s)", f, didYouMean(f, Faults()), orList(Faults()))
+	return fmt.Sprintf("unknown fault %q%s (want %s)", f, didYouMean(f, fault.Names()), orList(fault.Names()))
 }
 
 func verdictProblem(v string) string {
@@ -276,6 +279,9 @@ func (s *Scenario) validateFailover(p *problems) {
 	f := s.Failover
 	if w := f.NoEndpointWindow.Duration; w < 0 || w > MaxNoEndpointWindow {
 		p.add("failover.noEndpointWindow", fmt.Sprintf("%s: want a duration from 0s to %s", f.NoEndpointWindow, MaxNoEndpointWindow))
+	}
+	if w := f.StaleEndpoint.Duration; w < 0 || w > MaxNoEndpointWindow {
+		p.add("failover.staleEndpoint", fmt.Sprintf("%s: want a duration from 0s to %s", f.StaleEndpoint, MaxNoEndpointWindow))
 	}
 	if f.SocketLBNoBackend != NoBackendRefuse && f.SocketLBNoBackend != NoBackendPass {
 		p.add("failover.socketLBNoBackend", fmt.Sprintf("%q: want %s or %s", f.SocketLBNoBackend, NoBackendRefuse, NoBackendPass))

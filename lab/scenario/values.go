@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/kernel/recipe"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
@@ -16,11 +17,6 @@ const (
 	KernelDebianStock = "debian-stock"   // Debian's packaged 6.1 kernel (carries the fixes)
 	KernelVulnerable  = "vulnerable-6.1" // the same source with the kernel_connect copies reverted
 
-	DatapathKubeProxy = "kube-proxy" // iptables DNAT in netfilter
-	DatapathSocketLB  = "socket-lb"  // a cgroup/connect4 program rewrites connect()
-
-	FaultDeletePod       = "delete-pod"        // backend A's pod is deleted, B replaces it
-	FaultDeletePodAbrupt = "delete-pod-abrupt" // the same, the sandbox gone before the connections close
 )
 
 // Defaults applied by Parse to fields a file leaves empty.
@@ -31,10 +27,10 @@ const (
 	DefaultBackendA = "10.0.0.11"
 	DefaultBackendB = "10.0.0.12"
 	DefaultNFS      = "4.1"
-	DefaultFault    = FaultDeletePod
+	DefaultFault    = fault.DeletePod
 	DefaultExpect   = string(verdict.Recovered)
 	DefaultRecovery = 60 * time.Second
-	// MaxNoEndpointWindow bounds failover.noEndpointWindow.
+	// MaxNoEndpointWindow bounds failover.noEndpointWindow and failover.staleEndpoint.
 	MaxNoEndpointWindow = 10 * time.Minute
 	DefaultProbe        = 5 * time.Second
 	DefaultSetup        = 30 * time.Second
@@ -49,15 +45,6 @@ const (
 	NoBackendRefuse = "refuse"
 	NoBackendPass   = "pass"
 )
-
-// Datapaths returns the datapaths the lab can install.
-func Datapaths() []string { return []string{DatapathKubeProxy, DatapathSocketLB} }
-
-// NFSVersions returns the NFS versions the lab can mount.
-func NFSVersions() []string { return []string{"4.0", "4.1", "4.2", "3", "3-udp"} }
-
-// Faults returns the faults the lab can inject.
-func Faults() []string { return []string{FaultDeletePod, FaultDeletePodAbrupt} }
 
 // IsKernelPath reports whether a kernel value names a file rather than a known kernel: it
 // contains a slash, or its name starts or ends with bzImage or vmlinuz. Whether the file

@@ -1,42 +1,48 @@
 package verdict
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/event"
 )
 
-// Facts are what the lab knows about a cell before it runs: the addresses the evidence is
-// judged against.
-type Facts struct {
-	VIP        string // the service address
-	OldBackend string // backend A's IP
-	NewBackend string // backend B's IP
-	Port       int    // the NFS port
-}
-
 // Collect walks one cell's timeline (that cell's events, in the order they were emitted) and
-// reduces it to Evidence.
+// reduces it to Evidence. port is the NFS port the node mounted.
 //
 // An event is after the fault when its Phase says so, or when it has no Phase and comes after
-// the fault-injected step. Reconnect targets are, in first-seen order: the remote IPs of the
-// kernel's sockets to the NFS port that are connection attempts made after the fault (SYN-SENT,
-// or ESTABLISHED connections not already open before the fault: an old connection to the dead
-// backend lingering for a moment is not a reconnect); the inputs of connect() calls a tracer
-// saw after the fault; and the socket-LB hook's last non-VIP destination whenever its
-// counter of such connects grew after the fault.
-func Collect(c Facts, events []event.Event) Evidence {
-	ev := Evidence{VIP: c.VIP, OldBackend: c.OldBackend, NewBackend: c.NewBackend}
+// the fault-injected step. The service's VIP and backends come from the cluster's service
+// records (event.ServiceObs): the old backend is the one the service listed before the fault,
+// the new one the first other backend it listed after the fault, and "the datapath pointed at
+// the new backend" is the time of that record (a record nfslab handed to its own datapath is
+// preferred over a watched one).
+//
+// Reconnect targets are, in first-seen order: the remote IPs of the kernel's sockets to the NFS
+// port that are connection attempts made after the fault (SYN-SENT, or ESTABLISHED connections
+// not already open before the fault); and the addresses tracers saw handed to connect() after
+// the fault, with the socket-LB hook's output. Of these, evidence that SUNRPC itself asked for
+// the old backend (Evidence.AskedOld) is: a tracer's input that is the old backend's IP (the
+// address handed to kernel_connect(), or received by the socket-LB hook); the socket-LB hook's
+// count of non-VIP connects growing with the old backend as the last such destination; and a
+// kernel socket to the old backend that is new in a snapshot whose previous snapshot was taken
+// after the datapath pointed at the new backend.
+func Collect(port int, events []event.Event) Evidence {
+	svc := services(events)
+	ev := Evidence{VIP: svc.vip, OldBackend: svc.old, NewBackend: svc.new}
 	var (
 		faultSeen  bool
 		bReady     event.Mono
 		last       event.Mono
 		haveLast   bool
 		preFault   = map[string]bool{} // local→remote of connections open before the fault
+		prevSocks  = map[string]bool{} // local→remote in the previous socket snapshot
+		prevSnap   event.Mono
 		targets    = map[string]bool{}
+		asked      = map[string]bool{}
 		nonVIPPrev uint64
 	)
 	addTarget := func(ip string) {
@@ -45,6 +51,13 @@ func Collect(c Facts, events []event.Event) Evidence {
 			ev.ReconnectTargets = append(ev.ReconnectTargets, ip)
 		}
 	}
+	askedOld := func(what string) {
+		if !asked[what] {
+			asked[what] = true
+			ev.AskedOld = append(ev.AskedOld, what)
+		}
+	}
+	isOld := func(ip string) bool { return ip != "" && ip == ev.OldBackend }
 	for _, e := range events {
 		if !haveLast || e.Mono > last {
 			last, haveLast = e.Mono, true
@@ -111,35 +124,58 @@ func Collect(c Facts, events []event.Event) Evidence {
 					ev.ProbeErrors++
 				}
 			case e.Sockets != nil:
+				// The previous snapshot was taken no earlier than the previous record.
+				since := max(e.Sockets.SinceNS, prevSnap)
+				cur := map[string]bool{}
 				for _, s := range e.Sockets.Sockets {
-					ip, port, ok := splitHostPort(s.Remote)
-					if !ok || port != c.Port {
+					ip, p, ok := splitHostPort(s.Remote)
+					if !ok || p != port {
 						continue
 					}
 					state := normState(s.State)
 					conn := s.Local + "→" + s.Remote
+					cur[conn] = true
 					if !after {
 						if state == "ESTABLISHED" {
 							preFault[conn] = true
 						}
 						continue
 					}
-					if state == "SYN-SENT" || (state == "ESTABLISHED" && !preFault[conn]) {
-						addTarget(ip)
+					if state != "SYN-SENT" && (state != "ESTABLISHED" || preFault[conn]) {
+						continue
+					}
+					addTarget(ip)
+					if isOld(ip) && !prevSocks[conn] && svc.pointedNew != 0 && since >= svc.pointedNew {
+						askedOld(fmt.Sprintf("a new kernel socket to %s after the datapath pointed at %s", s.Remote, ev.NewBackend))
 					}
 				}
+				prevSocks, prevSnap = cur, e.Mono
 			case e.Connect != nil && after:
-				if ip, port, ok := splitHostPort(e.Connect.Input); ok && (port == 0 || port == c.Port) {
-					addTarget(ip)
+				c := e.Connect
+				in, p, ok := splitHostPort(c.Input)
+				if !ok || (p != 0 && p != port) {
+					continue
+				}
+				addTarget(in)
+				if out, _, ok := splitHostPort(c.Output); ok {
+					addTarget(out)
+				}
+				if isOld(in) {
+					askedOld(fmt.Sprintf("%s was handed %s", c.Source, c.Input))
 				}
 			case e.Hook != nil:
 				h := e.Hook
 				if after && h.NonVIP > nonVIPPrev {
 					if ip, _, ok := splitHostPort(h.LastNonVIPDest); ok {
 						addTarget(ip)
+						if isOld(ip) {
+							askedOld("the socket-LB hook received the old backend's address as a destination")
+						}
 					}
 				}
 				nonVIPPrev = h.NonVIP // a smaller value means the program was reloaded
+			case e.Instr != nil:
+				ev.InstrumentFailures = append(ev.InstrumentFailures, e.Instr.String())
 			}
 		}
 	}
@@ -147,6 +183,45 @@ func Collect(c Facts, events []event.Event) Evidence {
 		ev.SinceBReady = max(last.Sub(bReady), 0)
 	}
 	return ev
+}
+
+// serviceFacts are the service's addresses as the cluster reported them.
+type serviceFacts struct {
+	vip, old, new string
+	pointedNew    event.Mono // when the service first pointed at the new backend (0: never)
+}
+
+// services reads the cluster's service records: the VIP, the backend listed before the fault,
+// the first other backend listed after it, and when that happened. Records that nfslab handed
+// to its own datapath are preferred over watched ones, when there are any: they say when the
+// datapath itself changed.
+func services(events []event.Event) serviceFacts {
+	var f serviceFacts
+	datapathRecords := slices.ContainsFunc(events, func(e event.Event) bool { return e.Service != nil && e.Service.Datapath })
+	faultSeen := false
+	for _, e := range events {
+		if e.Kind == event.KindStep && e.Step == event.StepFaultInjected {
+			faultSeen = true
+		}
+		s := e.Service
+		if s == nil {
+			continue
+		}
+		if f.vip == "" {
+			f.vip = s.VIP
+		}
+		if datapathRecords && !s.Datapath {
+			continue
+		}
+		after := e.Phase == event.PhaseAfter || (e.Phase == "" && faultSeen)
+		switch {
+		case !after && len(s.Endpoints) > 0:
+			f.old = s.Endpoints[0]
+		case after && f.pointedNew == 0 && len(s.Endpoints) > 0 && !slices.Contains(s.Endpoints, f.old):
+			f.new, f.pointedNew = s.Endpoints[0], e.Mono
+		}
+	}
+	return f
 }
 
 // splitHostPort reads "ip:port", "[ip]:port" or a bare "ip"; port is 0 when absent.

@@ -2,7 +2,6 @@ package verdict
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -39,19 +38,24 @@ func Decide(e Evidence, final bool) Decision {
 	case e.FirstIOOKAfter != nil:
 		return Decision{Recovered, fmt.Sprintf("I/O recovered %s after backend B became ready", secs(*e.FirstIOOKAfter)), true}
 
-	case e.ProbeStuck && slices.Contains(e.ReconnectTargets, e.OldBackend) && e.OldBackend != "":
-		return Decision{BugReproduced, fmt.Sprintf("I/O stuck %s after backend B became ready; reconnects went to the old backend %s%s",
-			secs(e.SinceBReady), e.OldBackend, others(e.ReconnectTargets, e.OldBackend)), true}
+	case e.ProbeStuck && len(e.AskedOld) > 0 && e.OldBackend != "":
+		return Decision{BugReproduced, fmt.Sprintf("I/O stuck %s after backend B became ready; SUNRPC asked for the old backend %s: %s",
+			secs(e.SinceBReady), e.OldBackend, strings.Join(e.AskedOld, "; ")), true}
 
 	case e.ProbeStuck:
 		if !done {
 			return wait("I/O stuck; waiting to see where reconnects go")
 		}
-		if len(e.ReconnectTargets) == 0 {
-			return Decision{Failed, fmt.Sprintf("I/O stuck %s after backend B became ready; no reconnect seen", secs(e.SinceBReady)), true}
+		stuck := fmt.Sprintf("I/O stuck %s after backend B became ready", secs(e.SinceBReady))
+		if len(e.InstrumentFailures) > 0 {
+			return Decision{Inconclusive, fmt.Sprintf("%s; SUNRPC was not seen asking for the old backend, but an instrument failed (%s)",
+				stuck, strings.Join(e.InstrumentFailures, "; ")), true}
 		}
-		return Decision{Failed, fmt.Sprintf("I/O stuck %s after backend B became ready; reconnects went to %s (not the old backend)",
-			secs(e.SinceBReady), strings.Join(e.ReconnectTargets, ", ")), true}
+		if len(e.ReconnectTargets) == 0 {
+			return Decision{Failed, stuck + "; no reconnect seen", true}
+		}
+		return Decision{Failed, fmt.Sprintf("%s; reconnects went to %s, none of them SUNRPC asking for the old backend",
+			stuck, strings.Join(e.ReconnectTargets, ", ")), true}
 
 	case e.ProbeErrors > 0:
 		if !done {
@@ -73,18 +77,4 @@ func because(err string) string {
 		return ""
 	}
 	return ": " + err
-}
-
-// others lists the reconnect targets besides the old backend, if any.
-func others(targets []string, old string) string {
-	var rest []string
-	for _, t := range targets {
-		if t != old {
-			rest = append(rest, t)
-		}
-	}
-	if len(rest) == 0 {
-		return ""
-	}
-	return " (also " + strings.Join(rest, ", ") + ")"
 }

@@ -1,5 +1,6 @@
 // Package verdict decides, from a cell's evidence and nothing else, whether NFS I/O recovered
-// after the backend was replaced. It is pure logic: no I/O, no clocks.
+// after the backend was replaced. It is pure logic: no I/O, no clocks, no kernel or datapath
+// names. The evidence model is described in lab/README.md.
 //
 // Collect reduces a cell's timeline to Evidence; Decide turns Evidence into a Decision. Decide
 // applies these rules in order; the first that applies wins ("done" means final, or the
@@ -11,16 +12,18 @@
 //  3. The fault was not injected, or backend B never became ready → inconclusive (final) when
 //     done (the lab did not get as far as the question); else wait.
 //  4. A probe succeeded after backend B became ready → recovered (final), with the time it took.
-//  5. A probe is stuck after backend B became ready and reconnects went to the old backend's
-//     IP → bug-reproduced (final even while the cell runs: the evidence is complete, so the
-//     agent may stop early).
-//  6. A probe is stuck, reconnects did not go to the old backend → wait; when done, failed:
-//     "I/O stuck, reconnects went to X" or "… no reconnect seen".
+//  5. A probe is stuck after backend B became ready and SUNRPC itself asked for the old
+//     backend (see Evidence.AskedOld) → bug-reproduced (final even while the cell runs: the
+//     evidence is complete, so the agent may stop early).
+//  6. A probe is stuck, SUNRPC was not seen asking for the old backend → wait; when done,
+//     failed ("I/O stuck, reconnects went to X" or "… no reconnect seen") — or inconclusive
+//     when an instrument failed or lost records, since the verdict would rest on its silence.
 //  7. Probes after backend B became ready only failed with errors → wait; when done, failed.
 //  8. Nothing after backend B became ready → wait; when done, inconclusive.
 //
 // A waiting Decision is Inconclusive with Final false. The mount's addr= in /proc/mounts is
-// never evidence (DESIGN.md §2): it is formatted when the transport is created.
+// never evidence: the kernel formats it once, when the transport is created, so it keeps showing
+// the VIP even after SUNRPC's own copy of the address was overwritten.
 package verdict
 
 import "time"
@@ -28,19 +31,20 @@ import "time"
 // Verdict is the outcome of a cell.
 type Verdict string
 
-// The verdicts (DESIGN.md §2).
+// The verdicts.
 const (
 	Recovered     Verdict = "recovered"      // I/O succeeded after the new backend became ready
-	BugReproduced Verdict = "bug-reproduced" // I/O stuck AND reconnects aimed at the old backend IP
+	BugReproduced Verdict = "bug-reproduced" // I/O stuck AND SUNRPC asked for the old backend's IP
 	Failed        Verdict = "failed"         // I/O stuck (or broken) for another reason
 	Inconclusive  Verdict = "inconclusive"   // the evidence does not allow a decision
 )
 
 // Evidence is what a cell observed, reduced to the facts a verdict rests on.
 type Evidence struct {
+	// The service as the cluster reported it on the timeline.
 	VIP        string // the service address
-	OldBackend string // backend A's IP (dead after the fault)
-	NewBackend string // backend B's IP
+	OldBackend string // the backend the service pointed at before the fault (dead after it)
+	NewBackend string // the backend the service pointed at after the fault
 
 	SetupError     string // a step before the fault failed (no baseline)
 	FailoverError  string // a step after the fault failed (e.g. backend B did not start): the lab's fault, not the mount's
@@ -53,9 +57,18 @@ type Evidence struct {
 	ProbeErrors    int            // probes after B ready that failed fast with an error
 	DeadlinePassed bool           // the scenario's recovery deadline passed
 
-	// Where reconnects went after the fault: remote addresses of the kernel's sockets to the NFS
-	// port, and addresses a tracer or the socket-LB hook saw handed to connect().
+	// ReconnectTargets are where connects went after the fault, in first-seen order: remote
+	// addresses of the kernel's new sockets to the NFS port, and the addresses tracers saw
+	// handed to connect() and returned by the socket-LB hook. Reported; not decided on alone.
 	ReconnectTargets []string
+	// AskedOld describes each kind of evidence that SUNRPC itself asked for the old backend
+	// after the fault: the address handed to kernel_connect() or the socket-LB hook's input
+	// was the old backend, or a new kernel socket to it appeared after the datapath already
+	// pointed the VIP at the new backend. A connect to the old backend that a load balancer
+	// made from the VIP while its endpoint was stale is not in this list.
+	AskedOld []string
+	// InstrumentFailures lists instruments that failed or lost records ("name: what").
+	InstrumentFailures []string
 }
 
 // Decision is a verdict with its reason. Final is false while more evidence could change it.

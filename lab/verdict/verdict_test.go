@@ -1,7 +1,9 @@
 package verdict
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,10 +47,26 @@ func TestDecide(t *testing.T) {
 			e.ReconnectTargets = []string{"10.0.0.11"}
 			e.FirstIOOKAfter = dur(7 * time.Second)
 		}), true, Recovered, true, "7.00s"},
-		{"bug, early", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.11"} }), false, BugReproduced, true, "reconnects went to the old backend 10.0.0.11"},
-		{"bug, final, other targets too", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.96.0.50", "10.0.0.11"} }), true, BugReproduced, true, "(also 10.96.0.50)"},
+		{"bug, early", with(func(e *Evidence) {
+			e.ProbeStuck = true
+			e.ReconnectTargets = []string{"10.0.0.11"}
+			e.AskedOld = []string{"kprobe:kernel_connect was handed 10.0.0.11:2049"}
+		}), false, BugReproduced, true, "SUNRPC asked for the old backend 10.0.0.11: kprobe:kernel_connect was handed 10.0.0.11:2049"},
+		{"bug stands when an instrument failed", with(func(e *Evidence) {
+			e.ProbeStuck = true
+			e.AskedOld = []string{"a"}
+			e.InstrumentFailures = []string{"sockets: EIO"}
+		}), true, BugReproduced, true, "SUNRPC asked"},
+		{"stuck, old backend only by a load balancer's rewrite, wait", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.11"} }), false, Inconclusive, false, "waiting"},
+		{"stuck, old backend only by a load balancer's rewrite, final", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.96.0.50", "10.0.0.11"} }), true, Failed, true,
+			"reconnects went to 10.96.0.50, 10.0.0.11, none of them SUNRPC asking for the old backend"},
+		{"stuck, an instrument failed", with(func(e *Evidence) {
+			e.ProbeStuck = true
+			e.InstrumentFailures = []string{"kprobe:kernel_connect: lost 3 records"}
+		}), true, Inconclusive, true,
+			"an instrument failed (kprobe:kernel_connect: lost 3 records)"},
 		{"stuck, reconnects elsewhere, wait", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.12"} }), false, Inconclusive, false, "waiting"},
-		{"stuck, reconnects elsewhere, final", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.12"} }), true, Failed, true, "reconnects went to 10.0.0.12 (not the old backend)"},
+		{"stuck, reconnects elsewhere, final", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.12"} }), true, Failed, true, "reconnects went to 10.0.0.12, none of them"},
 		{"stuck, no reconnect, final", with(func(e *Evidence) { e.ProbeStuck = true }), true, Failed, true, "no reconnect seen"},
 		{"stuck, deadline passed", with(func(e *Evidence) { e.ProbeStuck = true; e.DeadlinePassed = true }), false, Failed, true, "I/O stuck 12.00s"},
 		{"errors, wait", with(func(e *Evidence) { e.ProbeErrors = 3 }), false, Inconclusive, false, "failing"},
@@ -75,16 +93,16 @@ func TestDecide(t *testing.T) {
 type timeline []event.Event
 
 func (tl timeline) step(sec float64, s event.Step) timeline {
-	return append(tl, event.Event{Mono: mono(sec), Kind: event.KindStep, Step: s})
+	return append(slices.Clip(tl), event.Event{Mono: mono(sec), Kind: event.KindStep, Step: s})
 }
 
 func (tl timeline) err(sec float64, s event.Step, msg string) timeline {
-	return append(tl, event.Event{Mono: mono(sec), Kind: event.KindError, Step: s, Msg: msg})
+	return append(slices.Clip(tl), event.Event{Mono: mono(sec), Kind: event.KindError, Step: s, Msg: msg})
 }
 
 func (tl timeline) obs(sec float64, e event.Event) timeline {
 	e.Mono, e.Kind = mono(sec), event.KindObserve
-	return append(tl, e)
+	return append(slices.Clip(tl), e)
 }
 
 func (tl timeline) probe(sec, took float64, ok, stuck bool) timeline {
@@ -104,12 +122,28 @@ func (tl timeline) sockets(sec float64, ss ...event.Socket) timeline {
 
 func mono(sec float64) event.Mono { return event.Mono(sec * 1e9) }
 
+// svc records what the cluster handed the datapath: the service's endpoints.
+func (tl timeline) svc(sec float64, endpoints ...string) timeline {
+	return tl.obs(sec, event.Event{Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: "10.96.0.50", Ports: []string{"2049/tcp"}, Endpoints: endpoints, Datapath: true}})
+}
+
+// snap is a socket snapshot whose previous snapshot was taken at since.
+func (tl timeline) snap(sec, since float64, ss ...event.Socket) timeline {
+	return tl.obs(sec, event.Event{Sockets: &event.SocketsObs{Sockets: ss, SinceNS: mono(since)}})
+}
+
+// failover is the fault, the endpoint removed and backend B ready at bReady.
+func (tl timeline) failover(bReady float64) timeline {
+	return tl.step(6, event.StepFaultInjected).svc(6.1).svc(bReady-0.01, "10.0.0.12").step(bReady, event.StepBackendBReady)
+}
+
 // setup is a cell up to the fault; A's connection (socket-LB: peer is A's IP) is open.
 func setup() timeline {
 	return timeline{}.
 		step(1, event.StepTopology).
 		step(2, event.StepDatapath).
 		step(3, event.StepBackendServing).
+		svc(3.4, "10.0.0.11").
 		step(3.5, event.StepServicePointed).
 		step(4, event.StepMounted).
 		sockets(4.1, event.Socket{Local: "10.0.0.1:801", Remote: "10.0.0.11:2049", State: "ESTAB"}).
@@ -117,7 +151,7 @@ func setup() timeline {
 		step(5, event.StepBaselineIO)
 }
 
-var facts = Facts{VIP: "10.96.0.50", OldBackend: "10.0.0.11", NewBackend: "10.0.0.12", Port: 2049}
+const nfsPort = 2049
 
 func TestCollect(t *testing.T) {
 	tests := []struct {
@@ -131,6 +165,7 @@ func TestCollect(t *testing.T) {
 			events: setup().
 				step(6, event.StepFaultInjected).
 				sockets(6.5, event.Socket{Local: "10.0.0.1:801", Remote: "10.0.0.11:2049", State: "ESTAB"}).
+				svc(6.6).svc(7.99, "10.0.0.12").
 				step(8, event.StepBackendBReady).
 				probe(8.4, 0.3, false, false). // an error probe that started before the fault settled
 				probe(8.87, 0.4, true, false).
@@ -143,8 +178,7 @@ func TestCollect(t *testing.T) {
 		{
 			name: "bug on a vulnerable kernel with socket-LB",
 			events: setup().
-				step(6, event.StepFaultInjected).
-				step(8, event.StepBackendBReady).
+				failover(8).
 				obs(9, event.Event{Hook: &event.HookObs{Rewrites: 1, NonVIP: 1, LastNonVIPDest: "10.0.0.11:2049"}}).
 				sockets(10, event.Socket{Local: "10.0.0.1:803", Remote: "10.0.0.11:2049", State: "SYN-SENT"},
 					event.Socket{Local: "10.0.0.1:804", Remote: "10.0.0.99:22", State: "SYN-SENT"}).
@@ -152,14 +186,14 @@ func TestCollect(t *testing.T) {
 				probe(13, 5, false, true).
 				step(13, event.StepIOStuck),
 			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 5 * time.Second,
-				ProbeStuck: true, ReconnectTargets: []string{"10.0.0.11"}},
+				ProbeStuck: true, ReconnectTargets: []string{"10.0.0.11"},
+				AskedOld: []string{"the socket-LB hook received the old backend's address as a destination", "kprobe was handed 10.0.0.11:2049"}},
 			verdict: BugReproduced,
 		},
 		{
 			name: "stuck, reconnects to the VIP until the deadline",
 			events: setup().
-				step(6, event.StepFaultInjected).
-				step(8, event.StepBackendBReady).
+				failover(8).
 				sockets(9, event.Socket{Local: "10.0.0.1:803", Remote: "10.96.0.50:2049", State: "SYN_SENT"}).
 				probe(13, 5, false, true).
 				obs(20, event.Event{Hook: &event.HookObs{Rewrites: 3}}).
@@ -191,7 +225,8 @@ func TestCollect(t *testing.T) {
 				obs(7, event.Event{Hook: &event.HookObs{NonVIP: 0}}).
 				obs(7.5, event.Event{Hook: &event.HookObs{NonVIP: 2, LastNonVIPDest: "10.0.0.11"}}).
 				step(8, event.StepBackendBReady),
-			want:    Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, ReconnectTargets: []string{"10.0.0.11"}},
+			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, ReconnectTargets: []string{"10.0.0.11"},
+				AskedOld: []string{"the socket-LB hook received the old backend's address as a destination"}},
 			verdict: Inconclusive,
 		},
 		{
@@ -203,7 +238,8 @@ func TestCollect(t *testing.T) {
 				obs(6.2, event.Event{Connect: &event.ConnectObs{Input: "10.0.0.12:111"}}).
 				obs(6.3, event.Event{Connect: &event.ConnectObs{Input: "10.96.0.50"}}).
 				obs(6.4, event.Event{Connect: &event.ConnectObs{Input: "garbage"}}),
-			want:    Evidence{BaselineIOOK: true, FaultInjected: true, ReconnectTargets: []string{"10.0.0.11", "10.96.0.50"}},
+			want: Evidence{BaselineIOOK: true, FaultInjected: true, ReconnectTargets: []string{"10.0.0.11", "10.96.0.50"},
+				AskedOld: []string{" was handed [::ffff:10.0.0.11]:2049"}},
 			verdict: Inconclusive,
 		},
 		{
@@ -212,6 +248,7 @@ func TestCollect(t *testing.T) {
 				step(6, event.StepFaultInjected).
 				probe(6.5, 0.1, true, false).
 				probe(7.5, 0.1, false, false).
+				svc(7.9, "10.0.0.12").
 				step(8, event.StepBackendBReady).
 				step(9, event.StepIORecovered),
 			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: time.Second,
@@ -227,8 +264,15 @@ func TestCollect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Collect(facts, tt.events)
-			tt.want.VIP, tt.want.OldBackend, tt.want.NewBackend = facts.VIP, facts.OldBackend, facts.NewBackend
+			got := Collect(nfsPort, tt.events)
+			for _, e := range tt.events {
+				if e.Service != nil {
+					tt.want.VIP, tt.want.OldBackend = "10.96.0.50", "10.0.0.11"
+					if slices.Contains(e.Service.Endpoints, "10.0.0.12") {
+						tt.want.NewBackend = "10.0.0.12"
+					}
+				}
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Collect\ngot  %+v\nwant %+v", got, tt.want)
 				if got.FirstIOOKAfter != nil {
@@ -278,18 +322,113 @@ func TestVerdictValid(t *testing.T) {
 // BenchmarkCollectDecide is the agent's per-tick cost of the early verdict: a cell stuck for a
 // minute, sampled every 200 ms (300 socket snapshots), collected and decided from scratch.
 func BenchmarkCollectDecide(b *testing.B) {
-	tl := setup().
-		step(6, event.StepFaultInjected).
-		step(7, event.StepBackendBReady)
+	tl := setup().failover(7)
 	for i := range 300 {
-		sec := 7 + float64(i)*0.2
-		tl = tl.sockets(sec, event.Socket{Local: "10.0.0.1:801", Remote: "10.0.0.11:2049", State: "SYN-SENT"})
+		sec := 7.2 + float64(i)*0.2
+		local := fmt.Sprintf("10.0.0.1:%d", 700+i) // SUNRPC binds a new port for each try
+		tl = tl.snap(sec, sec-0.2, event.Socket{Local: local, Remote: "10.0.0.11:2049", State: "SYN-SENT"})
 	}
 	tl = tl.probe(67, 60, false, true)
 	for b.Loop() {
-		d := Decide(Collect(facts, tl), false)
+		d := Decide(Collect(nfsPort, tl), false)
 		if d.Verdict != BugReproduced {
 			b.Fatalf("verdict %s, want %s", d.Verdict, BugReproduced)
 		}
+	}
+}
+
+// TestAskedOld is the bug's signature: SUNRPC itself asked for the old backend. A connect to
+// the old backend that a load balancer made from the VIP while its endpoint was stale is not.
+func TestAskedOld(t *testing.T) {
+	a := event.Socket{Local: "10.0.0.1:700", Remote: "10.0.0.11:2049", State: "SYN-SENT"}
+	a2 := event.Socket{Local: "10.0.0.1:701", Remote: "10.0.0.11:2049", State: "SYN-SENT"}
+	// staleThenB: on a fixed kernel the socket-LB rewrites the VIP to the dead backend while
+	// the endpoint is stale (6 → 16 s); B is ready at 17 s; SUNRPC's backoff keeps the in-flight
+	// probe stuck past the probe deadline (22 s); then it reconnects through the VIP to B.
+	staleThenB := setup().
+		step(6, event.StepFaultInjected).
+		obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.96.0.50:2049"}}).
+		obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.96.0.50:2049", Output: "10.0.0.11:2049", Action: "rewrite"}}).
+		snap(6.6, 6.4, a).
+		step(16, event.StepStaleEndpoint).
+		svc(16.1).
+		svc(17, "10.0.0.12").
+		step(17, event.StepBackendBReady).
+		snap(17.2, 17.0, a). // the same SYN, still retransmitting: not new
+		probe(22.2, 16, false, true).
+		step(22.2, event.StepIOStuck)
+	recovered := staleThenB.
+		obs(25, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.96.0.50:2049"}}).
+		obs(25, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.96.0.50:2049", Output: "10.0.0.12:2049", Action: "rewrite"}}).
+		probe(25.5, 19.3, true, false)
+
+	tests := []struct {
+		name    string
+		events  timeline
+		final   bool
+		asked   []string
+		verdict Verdict
+		isFinal bool
+	}{
+		{"stale endpoint, stuck past the probe deadline: not the bug, wait", staleThenB, false, nil, Inconclusive, false},
+		{"stale endpoint, then recovered", recovered, true, nil, Recovered, true},
+		{"stale endpoint, never recovered: failed, not the bug", staleThenB.step(80, event.StepDeadline), false, nil, Failed, true},
+		{"a new socket to the old backend after the datapath pointed at B",
+			staleThenB.snap(23, 22.8, a, a2), false,
+			[]string{"a new kernel socket to 10.0.0.11:2049 after the datapath pointed at 10.0.0.12"}, BugReproduced, true},
+		{"a new socket first seen in a snapshot whose predecessor predates B: ambiguous, not counted",
+			setup().step(6, event.StepFaultInjected).svc(6.1).svc(8, "10.0.0.12").step(8, event.StepBackendBReady).
+				snap(8.1, 7.9, a).probe(14, 6, false, true), true, nil, Failed, true},
+		{"the hook's input was the old backend",
+			staleThenB.obs(23, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip"}}), false,
+			[]string{"socket-lb:connect4 was handed 10.0.0.11:2049"}, BugReproduced, true},
+		{"an instrument failed and I/O is stuck: inconclusive",
+			staleThenB.obs(18, event.Event{Instr: &event.InstrumentObs{Name: "kprobe:kernel_connect", Lost: 7}}).step(80, event.StepDeadline), true,
+			nil, Inconclusive, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Collect(nfsPort, tt.events)
+			if !reflect.DeepEqual(e.AskedOld, tt.asked) {
+				t.Errorf("AskedOld = %q, want %q", e.AskedOld, tt.asked)
+			}
+			if d := Decide(e, tt.final); d.Verdict != tt.verdict || d.Final != tt.isFinal {
+				t.Errorf("Decide = %+v, want %s final=%v", d, tt.verdict, tt.isFinal)
+			}
+		})
+	}
+}
+
+// TestServiceFacts: the VIP and backends come from the cluster's records, and the moment the
+// datapath was told wins over a watched EndpointSlice update.
+func TestServiceFacts(t *testing.T) {
+	watched := func(sec float64, eps ...string) event.Event {
+		return event.Event{Mono: mono(sec), Kind: event.KindObserve, Service: &event.ServiceObs{VIP: "10.96.7.7", Endpoints: eps}}
+	}
+	told := func(sec float64, eps ...string) event.Event {
+		e := watched(sec, eps...)
+		e.Service.Datapath = true
+		return e
+	}
+	fault := event.Event{Mono: mono(5), Kind: event.KindStep, Step: event.StepFaultInjected}
+	tests := []struct {
+		name   string
+		events []event.Event
+		want   serviceFacts
+	}{
+		{"watched only", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.9", "10.244.0.5")},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5"}},
+		{"watched only, replacement", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.9")},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9", pointedNew: mono(9)}},
+		{"the datapath's record wins", []event.Event{watched(1, "10.244.0.5"), told(1.5, "10.244.0.5"), fault, watched(9, "10.244.0.9"), told(11, "10.244.0.9")},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9", pointedNew: mono(11)}},
+		{"none", []event.Event{fault}, serviceFacts{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := services(tt.events); got != tt.want {
+				t.Errorf("services = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

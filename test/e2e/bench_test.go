@@ -69,7 +69,7 @@ func stockKernel(ctx context.Context, c image.Cache, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	_, err = kernel.ModulesArchive(ctx, c, k, kernel.LabModules)
+	_, err = kernel.ModulesArchive(ctx, c, k, kernel.LabModules())
 	return err
 }
 

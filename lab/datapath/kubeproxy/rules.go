@@ -1,7 +1,7 @@
 // Package kubeproxy is nfslab's stand-in for kube-proxy in iptables mode: it writes the same
 // chains, the same rule shapes and the same chain names that kube-proxy writes for a ClusterIP
 // Service with one endpoint, so that the kernel sees exactly the datapath of a real cluster
-// (per-packet DNAT in netfilter; DESIGN.md §1). A Service may have several ports, TCP or UDP
+// (per-packet DNAT in netfilter). A Service may have several ports, TCP or UDP
 // (NFSv3 needs the NFS port and mountd's), each with its own KUBE-SVC/KUBE-SEP chain pair.
 //
 // Rules is a pure generator of iptables-restore input; Proxy applies it with iptables-restore

@@ -1,7 +1,8 @@
 // Package connecttrace records the addresses the kernel hands to a connect
 // function: by default kernel_connect(), which SUNRPC calls as
 // kernel_connect(sock, xs_addr(xprt), …) every time an NFS mount
-// (re)connects to its server (DESIGN.md §2, item 3).
+// (re)connects to its server: the instrument that tells whether SUNRPC itself
+// asked for the old backend.
 //
 // On a kernel without 0bdf399342c5 ("net: Avoid address overwrite in
 // kernel_connect") the socket-LB connect4 hook rewrites SUNRPC's own copy of
