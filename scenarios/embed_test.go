@@ -55,6 +55,12 @@ func TestBuiltinsExpectations(t *testing.T) {
 			"vulnerable-6.1/kube-proxy/4.1/delete-pod": "recovered",
 			"vulnerable-6.1/socket-lb/4.1/delete-pod":  "bug-reproduced",
 		},
+		"stale-endpoint": {
+			"debian-stock/kube-proxy/4.1/delete-pod":   "recovered",
+			"debian-stock/socket-lb/4.1/delete-pod":    "recovered",
+			"vulnerable-6.1/kube-proxy/4.1/delete-pod": "recovered",
+			"vulnerable-6.1/socket-lb/4.1/delete-pod":  "bug-reproduced",
+		},
 	}
 	for name, cells := range want {
 		s, err := scenario.Load(name, scenarios.FS)
@@ -96,7 +102,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,nfs-versions,no-endpoints" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,nfs-versions,no-endpoints,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }

@@ -410,3 +410,55 @@ func TestControlKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleEndpoint checks the bug's signature against its look-alike: for 8 s after the fault
+// the datapath still points the VIP at the dead pod, so on the fixed kernel the socket-LB sends
+// the kernel's reconnects there (a legitimate rewrite) and I/O stays stuck past the 2 s probe
+// deadline after the new pod is ready. That cell must be judged recovered, with no evidence that
+// SUNRPC asked for the dead pod; the vulnerable kernel under socket-LB is still the bug.
+func TestStaleEndpoint(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
+	defer cancel()
+	bin := buildNfslab(t)
+	dir := t.TempDir()
+	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "stale-endpoint", "--report-dir", dir); code != 0 {
+		t.Fatalf("nfslab run --scenario stale-endpoint: exit code %d, want 0", code)
+	}
+	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 4 {
+		t.Fatalf("%d cells, want 4", len(res.Cells))
+	}
+	for _, c := range res.Cells {
+		t.Run(c.Kernel+"/"+c.Datapath, func(t *testing.T) {
+			if !c.Pass {
+				t.Errorf("verdict %s, expected %s: %s", c.Verdict, c.Expected, c.Reason)
+				logEvidence(t, c)
+			}
+			if !slices.Contains(steps(c), event.StepStaleEndpoint) {
+				t.Errorf("steps %v: no %s", steps(c), event.StepStaleEndpoint)
+			}
+			switch {
+			case c.Kernel == "vulnerable-6.1" && c.Datapath == "socket-lb":
+				if len(c.AskedOld) == 0 {
+					t.Errorf("bug-reproduced without evidence that SUNRPC asked for %s", c.BackendA)
+				}
+			case c.Datapath == "socket-lb":
+				// The look-alike: stuck past the probe deadline, a connect to the dead pod
+				// after the fault, and yet no evidence that SUNRPC asked for it.
+				if !slices.Contains(steps(c), event.StepIOStuck) {
+					t.Errorf("steps %v: I/O was never stuck past the probe deadline; the cell does not test the look-alike", steps(c))
+				}
+				if !slices.Contains(c.ReconnectTargets, c.BackendA) {
+					t.Errorf("reconnect targets %v: the socket-LB never sent a reconnect to the dead backend %s", c.ReconnectTargets, c.BackendA)
+				}
+				if len(c.AskedOld) > 0 {
+					t.Errorf("evidence that SUNRPC asked for the dead backend on a fixed kernel: %v", c.AskedOld)
+				}
+			}
+		})
+	}
+}
