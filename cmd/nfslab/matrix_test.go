@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/scenarios"
@@ -139,5 +143,63 @@ func TestMatrixEntries(t *testing.T) {
 	}
 	if want := []string{"a_b_4.1_f-0", "a_b_4.1_f-1", "k___d_3_f"}; !reflect.DeepEqual(slugs, want) {
 		t.Errorf("slugs %q, want %q", slugs, want)
+	}
+}
+
+// TestExampleWorkflow checks that examples/github-actions.yml agrees with the CLI: every nfslab
+// command it runs exists and takes the flags it is given, and every matrix field it uses is one
+// that `nfslab matrix -o github` prints.
+func TestExampleWorkflow(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "github-actions.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf struct {
+		Jobs map[string]struct {
+			Steps []struct {
+				Run string `json:"run"`
+			} `json:"steps"`
+		} `json:"jobs"`
+	}
+	if err := yaml.Unmarshal(data, &wf); err != nil {
+		t.Fatalf("examples/github-actions.yml: %v", err)
+	}
+	entry := matrixEntries("default", []scenario.Cell{{ID: "debian-stock/socket-lb/4.1/delete-pod", Kernel: "debian-stock"}})[0]
+	fields := map[string]string{}
+	b, _ := json.Marshal(entry)
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range regexp.MustCompile(`[^.\w]matrix\.([a-z_]+)`).FindAllStringSubmatch(string(data), -1) {
+		if _, ok := fields[ref[1]]; !ok {
+			t.Errorf("the workflow uses matrix.%s, which nfslab matrix does not print", ref[1])
+		}
+	}
+	expand := strings.NewReplacer("${{ matrix.scenario }}", entry.Scenario, "${{ matrix.id }}", entry.ID, "${{ matrix.slug }}", entry.Slug, "$SCENARIO", "default", `"`, "")
+	var commands int
+	for name, job := range wf.Jobs {
+		for _, step := range job.Steps {
+			for _, line := range strings.Split(step.Run, "\n") {
+				_, cmdline, ok := strings.Cut(line, "./bin/nfslab ")
+				if !ok {
+					continue
+				}
+				cmdline, _, _ = strings.Cut(cmdline, ")") // inside $(…)
+				args := strings.Fields(expand.Replace(cmdline))
+				root := newRootCmd(io.Discard, io.Discard)
+				sub, rest, err := root.Find(args)
+				if err != nil || sub == root {
+					t.Errorf("job %s: nfslab %s: no such command (%v)", name, cmdline, err)
+					continue
+				}
+				if err := sub.ParseFlags(rest); err != nil {
+					t.Errorf("job %s: nfslab %s: %v", name, cmdline, err)
+				}
+				commands++
+			}
+		}
+	}
+	if commands != 3 {
+		t.Errorf("found %d nfslab commands in the workflow, want 3 (matrix, run --cell, report merge)", commands)
 	}
 }
