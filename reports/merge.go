@@ -39,6 +39,9 @@ func ReadSources(paths []string) ([]Source, error) {
 			return nil, fmt.Errorf("read result %s: %w", f, err)
 		}
 		if prev, dup := seen[abs]; dup {
+			if prev == f {
+				return nil, fmt.Errorf("%s is named twice", f)
+			}
 			return nil, fmt.Errorf("%s is named twice (also as %s)", f, prev)
 		}
 		seen[abs] = f
