@@ -63,6 +63,7 @@ type htmlCell struct {
 	VIP, BackendA, BackendB            string
 	MountBefore, MountAfter            string
 	ReconnectTargets                   []htmlAddr
+	AskedOld, InstrumentFailures       []string
 	Timeline                           timelineSVG
 	Attempts                           []attemptRow
 	MoreAttempts                       int
@@ -130,9 +131,10 @@ func newHTMLCell(i int, c Cell) htmlCell {
 		Pass: c.Pass, Mark: mark(c), Recovery: recoveryText(c), ProbeTimeout: fmt.Sprintf("%gs", c.ProbeTimeout),
 		VIP: or(c.VIP, "?"), BackendA: or(c.BackendA, "?"), BackendB: or(c.BackendB, "?"),
 		MountBefore: or(c.MountAddrBefore, "—"), MountAfter: or(c.MountAddrAfter, "—"),
-		Timeline:    newTimeline(c.Events, roles),
-		Window:      c.NoEndpointWindow,
-		KernelLog:   c.KernelLog,
+		Timeline:  newTimeline(c.Events, roles),
+		Window:    c.NoEndpointWindow,
+		KernelLog: c.KernelLog,
+		AskedOld:  c.AskedOld, InstrumentFailures: c.InstrumentFailures,
 		KernelBuild: c.KernelBuild, KernelRelease: c.KernelRelease, Source: c.Kernel,
 	}
 	for _, t := range c.ReconnectTargets {

@@ -40,6 +40,7 @@ func stuckCell() Cell {
 		VIP:    "10.96.0.50", BackendA: "10.0.0.11", BackendB: "10.0.0.12",
 		MountAddrBefore: "10.96.0.50", MountAddrAfter: "10.96.0.50", ProbeTimeout: 5,
 		ReconnectTargets: []string{"10.0.0.11"},
+		AskedOld:         []string{"kprobe:kernel_connect was handed 10.0.0.11:2049", "socket-lb:connect4 was handed 10.0.0.11:2049"},
 		KernelLog:        []string{"nfs: server 10.96.0.50 not responding, timed out"},
 		Events: []event.Event{
 			step(0, event.StepTopology, event.PhaseBefore, "node"),
@@ -351,6 +352,10 @@ func TestHTML(t *testing.T) {
 		if !strings.Contains(s.textContent(), "10.96.0.50 before the fault, 10.96.0.50 after") {
 			t.Error("mount addresses missing")
 		}
+		asked := s.all(elemClass("dd", "asked-old"))
+		if len(asked) != 1 || len(asked[0].all(elem("div"))) != 2 || !strings.Contains(asked[0].textContent(), "kprobe:kernel_connect was handed 10.0.0.11:2049") {
+			t.Error("the evidence that SUNRPC asked for backend A is missing")
+		}
 	})
 }
 
@@ -367,7 +372,10 @@ func TestHTMLEdgeCases(t *testing.T) {
 	}{
 		{"no cells", &Result{Scenario: "s", RunID: "r"}, []string{"No cells ran."}},
 		{"not run", &Result{Scenario: "s", Cells: []Cell{{ID: "k/d/4.1/f", Verdict: "inconclusive", Expected: "recovered", Reason: "not run"}}},
-			[]string{"No timeline recorded.", "No reconnect was recorded after the fault.", "none seen"}},
+			[]string{"No timeline recorded.", "No reconnect was recorded after the fault.", "none seen", "not seen after the fault"}},
+		{"failed instruments", &Result{Scenario: "s", Cells: []Cell{{ID: "k/d/4.1/f", Verdict: "inconclusive", Expected: "recovered",
+			InstrumentFailures: []string{"kprobe:kernel_connect: lost 12 records"}}}},
+			[]string{"Instruments that failed or lost records", "kprobe:kernel_connect: lost 12 records"}},
 		{"many reconnects", &Result{Scenario: "s", Cells: []Cell{many}}, []string{"… and 6 more records in result.json."}},
 	}
 	for _, tt := range tests {

@@ -157,6 +157,12 @@ func evidenceText(c Cell) string {
 		targets = append(targets, a.Addr+" ("+a.Role+")")
 	}
 	line("reconnect targets", or(strings.Join(targets, ", "), "none seen"))
+	for _, a := range c.AskedOld {
+		line("asked for A", a)
+	}
+	for _, f := range c.InstrumentFailures {
+		line("instrument failed", f)
+	}
 	if c.RecoverySeconds != nil {
 		line("recovery", fmt.Sprintf("%.2f s after backend B was ready", *c.RecoverySeconds))
 	} else {

@@ -113,6 +113,7 @@ func TestJUnit(t *testing.T) {
 	r := sample()
 	r.Cells = append(r.Cells, stuckCell(),
 		Cell{ID: "debian-stock/kube-proxy/4.1/delete-pod", Verdict: "inconclusive", Expected: "recovered", Reason: "not run"})
+	r.Cells[1].InstrumentFailures = []string{"sockets: read /proc/net/tcp: EIO"}
 	dir := t.TempDir()
 	if err := WriteJUnit(dir, r); err != nil {
 		t.Fatal(err)
@@ -151,14 +152,16 @@ func TestJUnit(t *testing.T) {
 		{id: "debian-stock/socket-lb/4.1/delete-pod", time: "7.000", out: []string{"+  0.000 s  topology-ready", "+  7.000 s  agent verdict: recovered"}},
 		{id: "bzImage/socket-lb/4.1/delete-pod", time: "2.000", kind: "error",
 			message: "expected bug-reproduced, got failed: I/O stuck 60.00s after backend B became ready; no reconnect seen",
-			text:    []string{"error:             a | pipe and a newline", "reconnect targets: none seen", "recovery:          I/O did not recover"},
-			out:     []string{"+  2.000 s  error in mounted: mount: timed out"}},
+			text: []string{"error:             a | pipe and a newline", "reconnect targets: none seen", "recovery:          I/O did not recover",
+				"instrument failed: sockets: read /proc/net/tcp: EIO"},
+			out: []string{"+  2.000 s  error in mounted: mount: timed out"}},
 		{id: "vulnerable-6.1/socket-lb/4.1/delete-pod", time: "9.100", kind: "failure",
 			message: "expected recovered, got bug-reproduced: I/O stuck 5.00s after backend B became ready; reconnects went to backend A 10.0.0.11",
 			text: []string{
 				"service:           VIP 10.96.0.50, backend A 10.0.0.11 → backend B 10.0.0.12",
 				"mount addr:        10.96.0.50 before the fault, 10.96.0.50 after",
 				"reconnect targets: 10.0.0.11 (backend A)",
+				"asked for A:       kprobe:kernel_connect was handed 10.0.0.11:2049\nasked for A:       socket-lb:connect4 was handed 10.0.0.11:2049\n",
 				"after the fault:   kprobe:kernel_connect handed 10.0.0.11:2049 ×2",
 				"after the fault:   socket-lb:connect4 handed 10.0.0.11:2049, returned 10.0.0.11:2049 (non-vip) ×2",
 				"kernel log (1 lines, the last 1):\n  nfs: server 10.96.0.50 not responding, timed out",
