@@ -56,7 +56,10 @@ func (it Item) String() string {
 			what = fmt.Sprintf("%d (%s)", it.Proc.PID, it.Proc.Comm)
 		}
 	}
-	s := string(it.Kind) + " " + what
+	s := string(it.Kind)
+	if what != "" {
+		s += " " + what
+	}
 	if it.RunID != "" {
 		s += " of run " + it.RunID
 	}

@@ -3,6 +3,8 @@ package recipe
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,8 +56,9 @@ const progressInterval = 5 * time.Second
 const niceness = "10"
 
 // Build returns the kernel built from r, building it first unless
-// <cacheDir>/kernels/<name>-<key>/ already holds it. The build installs the source package if
-// its tarball is missing (apt-get, as root), unpacks it into a temporary directory in
+// <cacheDir>/kernels/<name>-<key>/ already holds it. The build finds the source (findSource:
+// the host's source package, installed with apt-get as root when its tarball is missing, or
+// one downloaded from the recipe's archive into the cache), unpacks it into a temporary directory in
 // <cacheDir>/kernels, applies the patch, configures (base configs, the fragment, make
 // olddefconfig), verifies the config (a *ConfigError when options did not stick), runs a
 // nice'd `make -j<ncpu> bzImage`, and publishes bzImage, .config and the kernel release
@@ -83,13 +86,11 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	if runtime.GOARCH != "amd64" {
 		return Built{}, fmt.Errorf("kernel recipe %s builds an x86_64 kernel, which needs an x86_64 host (this is %s)", r.Name, runtime.GOARCH)
 	}
-	if err := ensureSource(ctx, r, log, progress); err != nil {
-		return Built{}, err
-	}
-	version, err := sourceVersion(ctx, r.SourcePackage)
+	src, err := findSource(ctx, r, cacheDir, log, progress)
 	if err != nil {
 		return Built{}, err
 	}
+	version := src.Version
 	key := r.Key(version)
 	parent := filepath.Join(cacheDir, "kernels")
 	final := filepath.Join(parent, r.Name+"-"+key)
@@ -132,12 +133,16 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	}
 
 	log.Info("building kernel", "recipe", r.Name, "source", r.SourcePackage+" "+version, "key", key[:12], "dir", tmp)
-	b := &builder{r: r, dir: tmp, log: log, st: newStatus(r.Name, start)}
+	counts := filepath.Join(parent, "kbuild-steps-"+r.stepsKey(version)+".txt")
+	b := &builder{r: r, tarball: src.Tarball, dir: tmp, log: log, st: newStatus(r.Name, start, readSteps(counts))}
 	stopTicker := b.st.tick(progress)
 	err = b.build(ctx, progress)
 	stopTicker()
 	if err != nil {
 		return Built{}, fmt.Errorf("building kernel %s: %w", r.Name, err)
+	}
+	if err := writeSteps(counts, b.st.compiled()); err != nil {
+		log.Warn("could not record the number of kbuild steps (later builds show less progress)", "file", counts, "err", err)
 	}
 	inputs := fmt.Sprintf("recipe=%s\nsource-package=%s\nsource-version=%s\nbase-configs=%s\nformat=%s\nkey=%s\n",
 		r.Name, r.SourcePackage, version, strings.Join(r.BaseConfigs, " "), FormatVersion, key)
@@ -187,47 +192,11 @@ func cached(name, key, dir string) (Built, bool) {
 	return b, b.Release != ""
 }
 
-// ensureSource installs the recipe's source package when its tarball is missing.
-func ensureSource(ctx context.Context, r Recipe, log *slog.Logger, progress func(string)) error {
-	if _, err := os.Stat(r.Tarball()); err == nil {
-		return nil
-	}
-	install := "apt-get install -y " + r.SourcePackage
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("kernel recipe %s needs %s; install it with: %s", r.Name, r.Tarball(), install)
-	}
-	log.Info("installing kernel source package", "package", r.SourcePackage)
-	progress("installing " + r.SourcePackage + " (apt-get)")
-	cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", r.SourcePackage)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("installing the kernel source (%s): %w: %s", install, err, lines.Tail(string(out), 10))
-	}
-	if _, err := os.Stat(r.Tarball()); err != nil {
-		return fmt.Errorf("installed %s but %s is still missing: %w", r.SourcePackage, r.Tarball(), err)
-	}
-	return nil
-}
-
-// sourceVersion is the installed version of a Debian package.
-func sourceVersion(ctx context.Context, pkg string) (string, error) {
-	out, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Version}", pkg).Output()
-	v := strings.TrimSpace(string(out))
-	if err != nil || v == "" {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", fmt.Errorf("finding the installed version of %s (dpkg-query): %v", pkg, err)
-	}
-	return v, nil
-}
-
 // builder runs the steps of one kernel build in dir.
 type builder struct {
-	r   Recipe
-	dir string // the temporary directory that becomes the cache entry
+	r       Recipe
+	tarball string // the source tarball
+	dir     string // the temporary directory that becomes the cache entry
 	log *slog.Logger
 	st  *status
 }
@@ -235,27 +204,31 @@ type builder struct {
 func (b *builder) srcTree() string { return filepath.Join(b.dir, "src", b.r.SourcePackage) }
 
 func (b *builder) build(ctx context.Context, progress func(string)) error {
-	src := b.srcTree()
 	steps := []struct {
-		name string
-		fn   func(context.Context) error
+		name    string
+		fn      func(context.Context) error
+		compile bool // count kbuild's steps
 	}{
-		{"unpacking " + filepath.Base(b.r.Tarball()), b.unpack},
-		{"applying the patch", b.applyPatch},
-		{"configuring (" + strings.Join(b.r.BaseConfigs, " ") + " + fragment)", b.configure},
-		{"compiling bzImage", b.compile},
-		{"collecting bzImage", b.collect},
+		{"unpacking " + filepath.Base(b.tarball), b.unpack, false},
+		{"applying the patch", b.applyPatch, false},
+		{"configuring (" + strings.Join(b.r.BaseConfigs, " ") + " + fragment)", b.configure, false},
+		{"compiling bzImage", b.compile, true},
+		{"collecting bzImage", b.collect, false},
+		{"removing the build tree", b.removeTree, false},
 	}
-	for _, s := range steps {
-		b.st.setStage(s.name)
+	for i, s := range steps {
+		b.st.setStage(s.name, i+1, len(steps), s.compile)
 		b.log.Info("kernel build step", "recipe", b.r.Name, "step", s.name)
-		progress(fmt.Sprintf("kernel %s: %s [%s]", b.r.Name, s.name, b.st.elapsed()))
+		progress(b.st.line())
 		if err := s.fn(ctx); err != nil {
 			return err
 		}
 	}
-	b.st.setStage("removing the build tree")
-	if err := os.RemoveAll(filepath.Dir(src)); err != nil {
+	return nil
+}
+
+func (b *builder) removeTree(context.Context) error {
+	if err := os.RemoveAll(filepath.Dir(b.srcTree())); err != nil {
 		return fmt.Errorf("removing the build tree: %w", err)
 	}
 	return nil
@@ -266,11 +239,11 @@ func (b *builder) unpack(ctx context.Context) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return fmt.Errorf("unpacking the source: %w", err)
 	}
-	if _, err := b.run(ctx, dest, nil, "tar", "-xJf", b.r.Tarball(), "-C", dest); err != nil {
-		return fmt.Errorf("unpacking %s: %w", b.r.Tarball(), err)
+	if _, err := b.run(ctx, dest, nil, "tar", "-xJf", b.tarball, "-C", dest); err != nil {
+		return fmt.Errorf("unpacking %s: %w", b.tarball, err)
 	}
 	if st, err := os.Stat(filepath.Join(b.srcTree(), "Makefile")); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("unpacking %s: no %s/Makefile in it", b.r.Tarball(), b.r.SourcePackage)
+		return fmt.Errorf("unpacking %s: no %s/Makefile in it", b.tarball, b.r.SourcePackage)
 	}
 	return nil
 }
@@ -439,25 +412,33 @@ func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// status is what the progress ticker reports: the step, and during make the number of kbuild
-// steps seen and the latest one.
+// status is what the progress ticker reports: the step (N of M), and while make compiles, the
+// kbuild steps done of the number the last build of the same source and config took.
 type status struct {
-	name  string
-	start time.Time
-	mu    sync.Mutex
-	stage string
-	steps int
-	last  string
+	name     string
+	start    time.Time
+	expected int // kbuild steps of a whole compile; 0 when unknown
+	mu       sync.Mutex
+	stage    string
+	n, of    int  // the stage's number and how many there are
+	counting bool // the stage is the compile: count kbuild steps
+	steps    int
+	last     string
 }
 
-func newStatus(name string, start time.Time) *status { return &status{name: name, start: start} }
+func newStatus(name string, start time.Time, expected int) *status {
+	return &status{name: name, start: start, expected: expected}
+}
 
 func (s *status) elapsed() string { return time.Since(s.start).Round(time.Second).String() }
 
-func (s *status) setStage(stage string) {
+func (s *status) setStage(stage string, n, of int, counting bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stage, s.steps, s.last = stage, 0, ""
+	s.stage, s.n, s.of, s.counting, s.last = stage, n, of, counting, ""
+	if counting {
+		s.steps = 0
+	}
 }
 
 // makeLine counts kbuild's quiet output lines ("  CC      net/socket.o").
@@ -468,17 +449,85 @@ func (s *status) makeLine(line string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.steps++
+	if s.counting {
+		s.steps++
+	}
 	s.last = tag + " " + target
 }
 
+// compiled is the number of kbuild steps the compile took.
+func (s *status) compiled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.steps
+}
+
+// line renders the status, e.g. "kernel vulnerable-6.1: step 4 of 5, compiling bzImage: 1234 of
+// ~2890 kbuild steps (42%), now CC net/socket.o [3m10s]".
 func (s *status) line() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.steps > 0 {
-		return fmt.Sprintf("kernel %s: %s: %d steps, now %s [%s]", s.name, s.stage, s.steps, s.last, s.elapsed())
+	out := fmt.Sprintf("kernel %s: step %d of %d, %s", s.name, s.n, s.of, s.stage)
+	switch {
+	case !s.counting || s.steps == 0 && s.last == "":
+	case s.expected > 0:
+		pct := min(99, 100*s.steps/s.expected)
+		out += fmt.Sprintf(": %d of ~%d kbuild steps (%d%%), now %s", s.steps, s.expected, pct, s.last)
+	default:
+		out += fmt.Sprintf(": %d kbuild steps (the total is known after a first build), now %s", s.steps, s.last)
 	}
-	return fmt.Sprintf("kernel %s: %s [%s]", s.name, s.stage, s.elapsed())
+	return out + " [" + s.elapsed() + "]"
+}
+
+// stepsKey identifies what decides how many kbuild steps a compile takes: the source and the
+// config, not the patch nor the local version. Recipes that differ only in those share it.
+func (r Recipe) stepsKey(sourceVersion string) string {
+	var config []string
+	for _, l := range strings.Split(string(r.ConfigFragment), "\n") {
+		if !strings.Contains(l, "CONFIG_LOCALVERSION") {
+			config = append(config, l)
+		}
+	}
+	h := sha256.New()
+	for _, f := range []string{r.SourcePackage, sourceVersion, strings.Join(r.BaseConfigs, " "), strings.TrimSpace(strings.Join(config, "\n"))} {
+		fmt.Fprintf(h, "%d:%s\n", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// readSteps reads the recorded number of kbuild steps (0 when there is none).
+func readSteps(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// writeSteps records the number of kbuild steps a compile took, atomically.
+func writeSteps(path string, n int) error {
+	if n == 0 {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "kbuild-steps-*.new")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%d\n", n)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // serialized wraps f so that calls from different goroutines never overlap.

@@ -412,7 +412,7 @@ func TestBuildCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cache := t.TempDir()
 	progress := func(s string) {
-		if strings.HasPrefix(s, "kernel "+r.Name+": unpacking") {
+		if strings.HasPrefix(s, "kernel "+r.Name+": step 1 of ") && strings.Contains(s, "unpacking") {
 			time.AfterFunc(time.Second, cancel) // while tar runs (~10 s)
 		}
 	}
