@@ -44,12 +44,15 @@ func stuckCell() Cell {
 		KernelLog:        []string{"nfs: server 10.96.0.50 not responding, timed out"},
 		Events: []event.Event{
 			step(0, event.StepTopology, event.PhaseBefore, "node"),
+			{Mono: at(1), Kind: event.KindObserve, Phase: event.PhaseBefore, Backend: &event.BackendObs{Name: "c0-pod-a", IP: "10.0.0.11", State: event.BackendServing}},
 			step(1, event.StepBackendServing, event.PhaseBefore, "nfs-ganesha serving on 10.0.0.11:2049"),
 			conn(1.1, event.PhaseBefore, kp, "10.96.0.50:2049", "", ""),
 			conn(1.1, event.PhaseBefore, hook, "10.96.0.50:2049", "10.0.0.11:2049", "rewrite"),
 			step(2, event.StepMounted, event.PhaseBefore, "mounted"),
 			{Mono: at(2.3), Kind: event.KindObserve, Phase: event.PhaseBefore, Probe: &event.ProbeObs{Seq: 0, OK: true, Seconds: 0.25, StartNS: at(2.05), FinishNS: at(2.3)}},
+			{Mono: at(2.9), Kind: event.KindObserve, Phase: event.PhaseAfter, Backend: &event.BackendObs{Name: "c0-pod-a", IP: "10.0.0.11", State: event.BackendKilled}},
 			step(3, event.StepFaultInjected, event.PhaseAfter, "delete-pod: pod a (10.0.0.11) is gone"),
+			{Mono: at(3.9), Kind: event.KindObserve, Phase: event.PhaseAfter, Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: "10.96.0.50", Endpoints: []string{"10.0.0.12"}, Datapath: true}},
 			step(4, event.StepBackendBReady, event.PhaseAfter, "nfs-ganesha serving on 10.0.0.12:2049"),
 			conn(4.5, event.PhaseAfter, kp, "10.0.0.11:2049", "", ""),
 			conn(4.5, event.PhaseAfter, hook, "10.0.0.11:2049", "10.0.0.11:2049", "non-vip"),
@@ -333,12 +336,15 @@ func TestHTML(t *testing.T) {
 			t.Errorf("%d stuck probes drawn, want 1", n)
 		}
 		// 2 kprobe + 2 hook records and 2 sockets after the fault go to A; before it, the
-		// kprobe saw the VIP and the hook rewrote it to A.
-		if n := len(svg.all(elemClass("circle", "addr-a"))); n != 7 {
-			t.Errorf("%d marks at backend A, want 7", n)
+		// hook rewrote the VIP to A; and pod A served, then was killed.
+		if n := len(svg.all(elemClass("circle", "addr-a"))); n != 9 {
+			t.Errorf("%d marks at backend A, want 9", n)
 		}
-		if n := len(svg.all(elemClass("circle", "hollow"))); n != 2 {
-			t.Errorf("%d hollow marks (SYN-SENT sockets), want 2", n)
+		if n := len(svg.all(elemClass("circle", "hollow"))); n != 3 {
+			t.Errorf("%d hollow marks (SYN-SENT sockets, a killed pod), want 3", n)
+		}
+		if n := len(svg.all(elemClass("circle", "svc"))); n != 1 {
+			t.Errorf("%d service endpoint marks, want 1", n)
 		}
 		rows := s.all(elemClass("table", "attempts"))[0].all(elem("tr"))[1:]
 		if len(rows) != 6 {

@@ -66,6 +66,8 @@ type tlMilestone struct {
 	Label, Class string
 	Title        string
 	LabelY, Y2   float64
+	// AlignEnd puts the label left of the line: it would not fit right of it.
+	AlignEnd bool
 }
 
 // tlBar is an I/O probe from its start to its end (or as far as it ran, when stuck).
@@ -74,11 +76,12 @@ type tlBar struct {
 	Class, Title  string
 }
 
-// tlDot is one record on a lane: a connect a tracer saw, a kernel socket.
+// tlDot is one record on a lane: a pod's state, the service's endpoints (small, at the foot of
+// the backend lane), a connect a tracer saw, a kernel socket.
 type tlDot struct {
-	X, Y, T      float64
-	Class, Title string
-	Hollow       bool
+	X, Y, T       float64
+	Class, Title  string
+	Hollow, Small bool
 }
 
 // milestone says whether an event is drawn as a milestone, and how: the steps that mark the
@@ -155,17 +158,22 @@ func newTimeline(events []event.Event, roles addrRoles) timelineSVG {
 		}
 		at := t(e.Mono)
 		x0 := x(at)
+		w := float64(len([]rune(label)))*tlCharW + 8
+		from, alignEnd := x0, x0+w > tlWidth
+		if alignEnd {
+			from = x0 - w
+		}
 		row := 0
-		for row < len(rowEnd) && rowEnd[row] > x0 {
+		for row < len(rowEnd) && rowEnd[row] > from {
 			row++
 		}
 		if row == len(rowEnd) {
 			rowEnd = append(rowEnd, 0)
 		}
-		rowEnd[row] = x0 + float64(len([]rune(label)))*tlCharW + 8
+		rowEnd[row] = from + w
 		tl.Milestones = append(tl.Milestones, tlMilestone{
 			X: x0, T: round3(at), Label: label, Class: class, Title: fmt.Sprintf("+%.3f s %s %s: %s", at, e.Kind, e.Step, e.Msg),
-			LabelY: float64(row+1) * tlLabelRow,
+			LabelY: float64(row+1) * tlLabelRow, AlignEnd: alignEnd,
 		})
 	}
 	top := float64(max(len(rowEnd), 1))*tlLabelRow + 6
@@ -181,7 +189,7 @@ func newTimeline(events []event.Event, roles addrRoles) timelineSVG {
 	}
 
 	tl.Bands = backendBands(events, t, x, tl.Lanes[0], t(last))
-	probeLane, kprobeLane, hookLane, sockLane := tl.Lanes[1], tl.Lanes[2], tl.Lanes[3], tl.Lanes[4]
+	backendLane, probeLane, kprobeLane, hookLane, sockLane := tl.Lanes[0], tl.Lanes[1], tl.Lanes[2], tl.Lanes[3], tl.Lanes[4]
 	for _, e := range events {
 		switch {
 		case e.Probe != nil:
@@ -209,6 +217,23 @@ func newTimeline(events []event.Event, roles addrRoles) timelineSVG {
 			}
 			title += " → " + or(role.Role, "?")
 			tl.Dots = append(tl.Dots, tlDot{X: x(t(e.Mono)), Y: lane.Mid, T: round3(t(e.Mono)), Class: role.Class, Title: title, Hollow: c.Action == "refuse"})
+		case e.Backend != nil:
+			bk := e.Backend
+			tl.Dots = append(tl.Dots, tlDot{
+				X: x(t(e.Mono)), Y: backendLane.Mid, T: round3(t(e.Mono)), Class: roles.of(bk.IP).Class,
+				Title:  fmt.Sprintf("+%.3f s pod %s (%s) %s", t(e.Mono), bk.Name, bk.IP, bk.State),
+				Hollow: bk.State != event.BackendServing,
+			})
+		case e.Service != nil:
+			sv := e.Service
+			class, to := "none", "no endpoint"
+			if len(sv.Endpoints) > 0 {
+				class, to = roles.of(sv.Endpoints[0]).Class, strings.Join(sv.Endpoints, ", ")
+			}
+			tl.Dots = append(tl.Dots, tlDot{
+				X: x(t(e.Mono)), Y: backendLane.Y + backendLane.H - 3, T: round3(t(e.Mono)), Class: class + " svc",
+				Title: fmt.Sprintf("+%.3f s service %s %s → %s", t(e.Mono), sv.Name, sv.VIP, to), Hollow: len(sv.Endpoints) == 0, Small: true,
+			})
 		case e.Sockets != nil:
 			for _, s := range e.Sockets.Sockets {
 				role := roles.of(s.Remote)
