@@ -203,3 +203,23 @@ func TestExampleWorkflow(t *testing.T) {
 		t.Errorf("found %d nfslab commands in the workflow, want 3 (matrix, run --cell, report merge)", commands)
 	}
 }
+
+// TestRunUnknownCell: an unknown --cell is bad input, reported with the valid IDs before
+// anything is created.
+func TestRunUnknownCell(t *testing.T) {
+	reportDir := filepath.Join(t.TempDir(), "r")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"run", "--scenario", "fidelity", "--datapath", "socket-lb", "--cell", "debian-stock/kube-proxy/4.1/delete-pod", "--report-dir", reportDir}, &stdout, &stderr)
+	if code != exitUsage {
+		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+	for _, w := range []string{`--cell: no cell "debian-stock/kube-proxy/4.1/delete-pod" in scenario fidelity`,
+		"\n  debian-stock/socket-lb/4.1/delete-pod\n  vulnerable-6.1/socket-lb/4.1/delete-pod"} {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("stderr %q lacks %q", stderr.String(), w)
+		}
+	}
+	if _, err := os.Stat(reportDir); err == nil {
+		t.Error("the report directory was created for bad input")
+	}
+}
