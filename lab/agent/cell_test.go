@@ -113,14 +113,15 @@ func (b *fakeBackend) Kill(context.Context) error {
 	b.w.mu.Unlock()
 	return nil
 }
-func (b *fakeBackend) Settle(context.Context) error { return nil }
-func (b *fakeBackend) Delete(context.Context) error { b.w.called("delete " + b.name); return nil }
-func (w *world) vipPort() netip.AddrPort            { return netip.AddrPortFrom(w.vip, 2049) }
-func (w *world) podPort(i int) netip.AddrPort       { return netip.AddrPortFrom(w.pods[i], 2049) }
-func (w *world) isPointed(a netip.Addr) bool        { w.mu.Lock(); defer w.mu.Unlock(); return w.pointed == a }
-func (n fakeNode) ActiveOpens() (uint64, error)     { return 0, nil }
-func (n fakeNode) Prepare(context.Context) error    { n.w.called("node.Prepare"); return nil }
-func (n fakeNode) Unmount(context.Context) error    { n.w.called("node.Unmount"); return nil }
+func (b *fakeBackend) Blackhole(context.Context) error { b.w.called("blackhole " + b.name); return nil }
+func (b *fakeBackend) Settle(context.Context) error    { return nil }
+func (b *fakeBackend) Delete(context.Context) error    { b.w.called("delete " + b.name); return nil }
+func (w *world) vipPort() netip.AddrPort               { return netip.AddrPortFrom(w.vip, 2049) }
+func (w *world) podPort(i int) netip.AddrPort          { return netip.AddrPortFrom(w.pods[i], 2049) }
+func (w *world) isPointed(a netip.Addr) bool           { w.mu.Lock(); defer w.mu.Unlock(); return w.pointed == a }
+func (n fakeNode) ActiveOpens() (uint64, error)        { return 0, nil }
+func (n fakeNode) Prepare(context.Context) error       { n.w.called("node.Prepare"); return nil }
+func (n fakeNode) Unmount(context.Context) error       { n.w.called("node.Unmount"); return nil }
 func (n fakeNode) MountEntry() (nfs.MountEntry, error) {
 	return nfs.MountEntry{Source: "vip:/export", FSType: "nfs4"}, nil
 }

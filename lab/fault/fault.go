@@ -1,6 +1,6 @@
-// Package fault is how the backend dies. A fault acts on a Pod through the two things a
-// Kubernetes node can do to one: kill its containers, and delete its sandbox (network namespace
-// and IP).
+// Package fault is how the backend dies. A fault acts on a Pod through what can happen to one:
+// its containers are killed, its sandbox (network namespace and IP) is deleted, or its node
+// stops answering (its traffic is dropped).
 package fault
 
 import (
@@ -20,13 +20,18 @@ const (
 	// connections to close: the client's FIN may never be acknowledged. NFSv3 over TCP can then
 	// sit in LAST-ACK, with no reconnect, for minutes.
 	DeletePodAbrupt = "delete-pod-abrupt"
+	// NodeCrash is the pod's node dying: its traffic is dropped first, so the server goes
+	// without a FIN or an RST, then the server and its sandbox are gone. The client learns of it
+	// only from its own timeouts (TCP's and SUNRPC's); the replacement comes up elsewhere with
+	// a new IP.
+	NodeCrash = "node-crash"
 )
 
 // SettleTimeout bounds how long DeletePod waits for the pod's connections to close.
 const SettleTimeout = 3 * time.Second
 
 // Names lists every fault nfslab knows, for validation and help texts.
-func Names() []string { return []string{DeletePod, DeletePodAbrupt} }
+func Names() []string { return []string{DeletePod, DeletePodAbrupt, NodeCrash} }
 
 // Pod is what a fault acts on.
 type Pod interface {
@@ -34,6 +39,8 @@ type Pod interface {
 	// Settle waits until the kernel has closed the pod's connections, or ctx ends.
 	Settle(ctx context.Context) error
 	Delete(ctx context.Context) error // remove the pod's sandbox: network namespace, veth, IP
+	// Blackhole drops all the pod's traffic from now on, silently, as a dead node does.
+	Blackhole(ctx context.Context) error
 }
 
 // Inject applies the named fault to pod.
@@ -50,6 +57,17 @@ func Inject(ctx context.Context, name string, pod Pod) error {
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("%s: wait for connections to close: %w", name, err)
 			}
+		}
+		if err := pod.Delete(ctx); err != nil {
+			return fmt.Errorf("%s: delete sandbox: %w", name, err)
+		}
+		return nil
+	case NodeCrash:
+		if err := pod.Blackhole(ctx); err != nil {
+			return fmt.Errorf("%s: drop the pod's traffic: %w", name, err)
+		}
+		if err := pod.Kill(ctx); err != nil {
+			return fmt.Errorf("%s: kill: %w", name, err)
 		}
 		if err := pod.Delete(ctx); err != nil {
 			return fmt.Errorf("%s: delete sandbox: %w", name, err)

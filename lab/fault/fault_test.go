@@ -12,6 +12,7 @@ type fakePod struct {
 	calls     []string
 	killErr   error
 	settleErr error
+	holeErr   error
 }
 
 func (f *fakePod) Kill(context.Context) error { f.calls = append(f.calls, "kill"); return f.killErr }
@@ -20,6 +21,10 @@ func (f *fakePod) Settle(context.Context) error {
 	return f.settleErr
 }
 func (f *fakePod) Delete(context.Context) error { f.calls = append(f.calls, "delete"); return nil }
+func (f *fakePod) Blackhole(context.Context) error {
+	f.calls = append(f.calls, "blackhole")
+	return f.holeErr
+}
 
 func TestInject(t *testing.T) {
 	tests := []struct {
@@ -34,6 +39,8 @@ func TestInject(t *testing.T) {
 		{name: "settling too long still deletes", fault: DeletePod, pod: fakePod{settleErr: context.DeadlineExceeded}, wantCalls: "kill settle delete"},
 		{name: "settle failure stops", fault: DeletePod, pod: fakePod{settleErr: errors.New("no netns")}, wantCalls: "kill settle", wantErr: "no netns"},
 		{name: "kill failure stops", fault: DeletePod, pod: fakePod{killErr: errors.New("EPERM")}, wantCalls: "kill", wantErr: "kill: EPERM"},
+		{name: "node-crash drops the traffic before the server dies", fault: NodeCrash, wantCalls: "blackhole kill delete"},
+		{name: "node-crash: no blackhole, no kill", fault: NodeCrash, pod: fakePod{holeErr: errors.New("no link")}, wantCalls: "blackhole", wantErr: "drop the pod's traffic: no link"},
 		{name: "unknown fault", fault: "reboot-node", wantErr: `unknown fault "reboot-node"`},
 	}
 	for _, tt := range tests {

@@ -169,6 +169,19 @@ func (p *Pod) Delete() error {
 	return errors.Join(errs...)
 }
 
+// Unplug takes the node's end of the pod's veth down: from then on the pod's traffic is dropped
+// silently in both directions (its FINs and RSTs never reach the node), as when its node dies.
+func (p *Pod) Unplug() error {
+	link, err := netlink.LinkByName(p.hostDev)
+	if err != nil {
+		return fmt.Errorf("find veth %s: %w", p.hostDev, err)
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return fmt.Errorf("take veth %s down: %w", p.hostDev, err)
+	}
+	return nil
+}
+
 // OpenConnections counts the TCP connections still open (not LISTEN, TIME-WAIT or CLOSE) in the
 // pod's network namespace, reading /proc/thread-self/net/tcp{,6} from a thread moved into it.
 func (p *Pod) OpenConnections(count func(io.Reader) (int, error)) (int, error) {

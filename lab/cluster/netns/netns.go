@@ -260,6 +260,9 @@ func (b *Backend) Delete(context.Context) error {
 	return nil
 }
 
+// Blackhole unplugs the pod from the node's bridge: its traffic is dropped from now on.
+func (b *Backend) Blackhole(context.Context) error { return b.pod.Unplug() }
+
 // Settle waits until no TCP connection is left open in the pod (the killed server's connections
 // have been closed by the kernel and the client has answered), polling every 20 ms.
 func (b *Backend) Settle(ctx context.Context) error {
