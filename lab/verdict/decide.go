@@ -57,6 +57,11 @@ func Decide(e Evidence, final bool) Decision {
 		return Decision{Failed, fmt.Sprintf("%s; reconnects went to %s, none of them SUNRPC asking for the old backend",
 			stuck, strings.Join(e.ReconnectTargets, ", ")), true}
 
+	case e.ProbeErrors > 0 && len(e.AskedOld) > 0 && e.OldBackend != "":
+		// A soft mount: the bug shows as I/O errors rather than a hang.
+		return Decision{BugReproduced, fmt.Sprintf("I/O failed with an error %d times after backend B became ready; SUNRPC asked for the old backend %s: %s",
+			e.ProbeErrors, e.OldBackend, strings.Join(e.AskedOld, "; ")), true}
+
 	case e.ProbeErrors > 0:
 		if !done {
 			return wait("I/O failing; waiting for recovery")

@@ -18,8 +18,11 @@
 //  6. A probe is stuck, SUNRPC was not seen asking for the old backend → wait; when done,
 //     failed ("I/O stuck, reconnects went to X" or "… no reconnect seen") — or inconclusive
 //     when an instrument failed or lost records, since the verdict would rest on its silence.
-//  7. Probes after backend B became ready only failed with errors → wait; when done, failed.
-//  8. Nothing after backend B became ready → wait; when done, inconclusive.
+//  7. Probes after backend B became ready failed with errors (a soft mount gives up with EIO
+//     instead of hanging) and SUNRPC asked for the old backend → bug-reproduced (final).
+//  8. Probes after backend B became ready only failed with errors otherwise → wait; when done,
+//     failed.
+//  9. Nothing after backend B became ready → wait; when done, inconclusive.
 //
 // A waiting Decision is Inconclusive with Final false. The mount's addr= in /proc/mounts is
 // never evidence: the kernel formats it once, when the transport is created, so it keeps showing

@@ -70,6 +70,15 @@ func TestDecide(t *testing.T) {
 		{"stuck, no reconnect, final", with(func(e *Evidence) { e.ProbeStuck = true }), true, Failed, true, "no reconnect seen"},
 		{"stuck, deadline passed", with(func(e *Evidence) { e.ProbeStuck = true; e.DeadlinePassed = true }), false, Failed, true, "I/O stuck 12.00s"},
 		{"errors, wait", with(func(e *Evidence) { e.ProbeErrors = 3 }), false, Inconclusive, false, "failing"},
+		{"soft mount: errors and SUNRPC asked for the old backend", with(func(e *Evidence) {
+			e.ProbeErrors = 2
+			e.AskedOld = []string{"kprobe:kernel_connect was handed 10.0.0.11:2049"}
+		}), false, BugReproduced, true, "I/O failed with an error 2 times after backend B became ready; SUNRPC asked for the old backend 10.0.0.11"},
+		{"soft mount: errors, then a good read-back", with(func(e *Evidence) {
+			e.ProbeErrors = 2
+			e.AskedOld = []string{"x"}
+			e.FirstIOOKAfter = dur(3 * time.Second)
+		}), true, Recovered, true, "3.00s"},
 		{"errors until the deadline", with(func(e *Evidence) { e.ProbeErrors = 3; e.DeadlinePassed = true }), false, Failed, true, "failed with an error 3 times"},
 		{"errors, final", with(func(e *Evidence) { e.ProbeErrors = 1 }), true, Failed, true, "1 times"},
 		{"nothing yet", base(), false, Inconclusive, false, "waiting for I/O"},
