@@ -102,7 +102,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,nfs-versions,no-endpoints,stale-endpoint" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }
