@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel/debian"
 )
 
 func imageCacheForTest(t *testing.T) image.Cache { return image.Cache{Dir: t.TempDir()} }
@@ -199,7 +200,11 @@ func TestIntegrationAptMissingLists(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "apt.conf")
 	os.WriteFile(conf, []byte("Dir::State::Lists \""+filepath.Join(empty, "lists")+"\";\nDir::Cache \""+empty+"\";\n"), 0o644)
 	t.Setenv("APT_CONFIG", conf)
-	_, _, err := resolveStock(t.Context())
+	apt, err := debian.Open(t.Context(), testLogger(t), debian.Archive{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = resolveStock(t.Context(), apt, "linux-image-amd64")
 	if err == nil || !strings.Contains(err.Error(), "apt-get update") {
 		t.Errorf("err = %v, want advice to run apt-get update", err)
 	}

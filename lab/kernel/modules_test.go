@@ -113,27 +113,6 @@ func TestReadModuleIndexErrors(t *testing.T) {
 	}
 }
 
-func TestParseApt(t *testing.T) {
-	depends := "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n"
-	if got, err := parseDepends(depends, StockMetaPackage); err != nil || got != "linux-image-6.1.0-56-amd64" {
-		t.Errorf("parseDepends = %q, %v", got, err)
-	}
-	alt := "linux-image-amd64\n |Depends: <linux-image-6.1.0-56-amd64>\n  Depends: other\n"
-	if got, err := parseDepends(alt, StockMetaPackage); err != nil || got != "linux-image-6.1.0-56-amd64" {
-		t.Errorf("parseDepends(alternatives) = %q, %v", got, err)
-	}
-	if _, err := parseDepends("linux-image-amd64\n", StockMetaPackage); err == nil || !strings.Contains(err.Error(), "apt-get update") {
-		t.Errorf("no Depends: err = %v", err)
-	}
-	policy := "linux-image-6.1.0-56-amd64:\n  Installed: (none)\n  Candidate: 6.1.192-2\n  Version table:\n     6.1.192-2 500\n"
-	if got, err := parseCandidate(policy, "p"); err != nil || got != "6.1.192-2" {
-		t.Errorf("parseCandidate = %q, %v", got, err)
-	}
-	if _, err := parseCandidate("p:\n  Installed: (none)\n  Candidate: (none)\n", "p"); err == nil || !strings.Contains(err.Error(), "apt-get update") {
-		t.Errorf("no candidate: err = %v", err)
-	}
-}
-
 func TestBzImageVersion(t *testing.T) {
 	img := make([]byte, 0x3000)
 	copy(img[0x202:], "HdrS")

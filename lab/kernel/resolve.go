@@ -17,8 +17,8 @@ import (
 	"github.com/nfslab/nfslab/lab/kernel/recipe"
 )
 
-// Resolve returns the kernel a scenario names: StockName for Debian's stock kernel (downloaded
-// and cached, see Resolver.DebianStock), a recipe name (built from source and cached, see
+// Resolve returns the kernel a scenario names: a stock line's name for Debian's kernel of that
+// line (downloaded and cached, see Resolver.Stock), a recipe name (built from source and cached, see
 // recipe.Build; progress receives the build's progress lines), or the path of a kernel image
 // (bzImage or vmlinuz), used in place, with its release read from the image header and no
 // modules (such a kernel must have what the lab needs built in). A kernel whose config is known
@@ -42,14 +42,14 @@ func Resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logg
 // found beside it) has what the lab needs. Run it before any slow step so that bad input fails
 // at once.
 func Preflight(name string) error {
-	if name == StockName {
+	if _, ok := LookupStock(name); ok {
 		return nil
 	}
 	if _, err := recipe.Lookup(name); err == nil {
 		return nil
 	}
 	if _, err := os.Stat(name); err != nil && !strings.ContainsRune(name, '/') {
-		return fmt.Errorf("unknown kernel %q: want %s, a recipe (%s) or the path of a bzImage", name, StockName, strings.Join(recipe.Names(), ", "))
+		return unknownKernel(name)
 	}
 	k, err := resolve(context.Background(), image.Cache{}, name, nil, nil)
 	if err != nil {
@@ -59,8 +59,8 @@ func Preflight(name string) error {
 }
 
 func resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logger, progress func(string)) (Kernel, error) {
-	if name == StockName {
-		return Resolver{Cache: cache}.DebianStock(ctx, log)
+	if line, ok := LookupStock(name); ok {
+		return Resolver{Cache: cache}.Stock(ctx, log, line)
 	}
 	if r, err := recipe.Lookup(name); err == nil {
 		if err := recipe.CheckBuildTools(); err != nil {
@@ -79,7 +79,11 @@ func resolve(ctx context.Context, cache image.Cache, name string, log *slog.Logg
 	} else if strings.ContainsRune(name, '/') {
 		return Kernel{}, fmt.Errorf("kernel image %s: %w", name, err)
 	}
-	return Kernel{}, fmt.Errorf("unknown kernel %q: want %s, a recipe (%s) or the path of a bzImage", name, StockName, strings.Join(recipe.Names(), ", "))
+	return Kernel{}, unknownKernel(name)
+}
+
+func unknownKernel(name string) error {
+	return fmt.Errorf("unknown kernel %q: want one of %s, or the path of a bzImage", name, strings.Join(Names(), ", "))
 }
 
 // ModulesArchive is Resolver.ModulesArchive for a kernel from Resolve, without logging. It

@@ -1,10 +1,9 @@
 // Package kernel provides the kernels nfslab boots: resolving and caching Debian's stock kernel
-// package, and packing the subset of its modules the lab needs into a cpio archive that is
+// packages (one per StockLine), and packing the subset of its modules the lab needs into a cpio archive that is
 // appended to the initrd.
 package kernel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,8 @@ import (
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/internal/lines"
+	"github.com/nfslab/nfslab/lab/kernel/debian"
+	"github.com/nfslab/nfslab/lab/kernel/recipe"
 )
 
 // Kernel is a kernel the lab can boot.
@@ -39,11 +40,49 @@ type Kernel struct {
 	Build string
 }
 
-// StockName is the Name of the Debian stock kernel.
+// StockName is the Name of Debian 12's stock kernel, the lab's default.
 const StockName = "debian-stock"
 
-// StockMetaPackage is the Debian meta package whose dependency is the current stock kernel.
-const StockMetaPackage = "linux-image-amd64"
+// StockLine is a Debian kernel line the lab boots as Debian packages it: the image a meta
+// package depends on, in some part of Debian's archive.
+type StockLine struct {
+	// Name is what a scenario calls it, e.g. "debian-stock-6.12".
+	Name string
+	// MetaPackage is the package whose dependency is the line's current kernel image.
+	MetaPackage string
+	// Archive is the debian.Archive it comes from: "" for the host's apt sources.
+	Archive string
+	// Description says what it is, in one line.
+	Description string
+}
+
+// StockLines are the Debian kernels the lab knows, the default first.
+func StockLines() []StockLine {
+	return []StockLine{
+		{StockName, "linux-image-amd64", "", "Debian 12's kernel (6.1, linux-image-amd64), downloaded with apt"},
+		{"debian-stock-6.12", "linux-image-6.12-amd64", "", "Debian 12's 6.12 kernel (linux-image-6.12-amd64, bookworm-security), downloaded with apt"},
+		{"debian-stock-5.10", "linux-image-amd64", "bullseye", "Debian 11's kernel (5.10, linux-image-amd64), downloaded with apt from bullseye without touching the host's apt sources"},
+	}
+}
+
+// LookupStock returns the stock line of that name.
+func LookupStock(name string) (StockLine, bool) {
+	for _, l := range StockLines() {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return StockLine{}, false
+}
+
+// Names returns every kernel name the lab knows: the stock lines, then the recipes.
+func Names() []string {
+	var out []string
+	for _, l := range StockLines() {
+		out = append(out, l.Name)
+	}
+	return append(out, recipe.Names()...)
+}
 
 // Resolver finds kernels and keeps them in a cache.
 type Resolver struct {
@@ -62,134 +101,76 @@ const (
 	stockArtefactKind = "kernel"
 )
 
-// DebianStock returns Debian's current stock kernel: the package linux-image-amd64 depends on
-// (per the local apt lists), downloaded with apt-get and unpacked into the cache keyed by
-// package name and version. When that version is cached, only two local apt-cache queries
-// run; no network is used.
+// DebianStock returns Debian's current default stock kernel (StockName).
+func (r Resolver) DebianStock(ctx context.Context, log *slog.Logger) (Kernel, error) {
+	line, _ := LookupStock(StockName)
+	return r.Stock(ctx, log, line)
+}
+
+// Stock returns the current kernel of a stock line: the package its meta package depends on
+// (per the apt lists: the host's, or the private ones of its archive), downloaded with
+// apt-get and unpacked into the cache keyed by package name and version. When that version
+// is cached, only two local apt-cache queries run; no network is used (a private archive's
+// lists are refreshed once a day, see debian.Open).
 //
 // The kernel's lib/modules tree is indexed with the host's depmod (the package leaves that to
 // its postinst).
-func (r Resolver) DebianStock(ctx context.Context, log *slog.Logger) (Kernel, error) {
-	pkg, version, err := resolveStock(ctx)
+func (r Resolver) Stock(ctx context.Context, log *slog.Logger, line StockLine) (Kernel, error) {
+	archive, err := debian.Lookup(line.Archive)
 	if err != nil {
-		return Kernel{}, err
+		return Kernel{}, fmt.Errorf("stock kernel %s: %w", line.Name, err)
 	}
-	log.Debug("stock kernel resolved", "package", pkg, "version", version)
+	apt, err := debian.Open(ctx, log, archive, r.Cache.Dir)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("stock kernel %s: %w", line.Name, err)
+	}
+	pkg, version, err := resolveStock(ctx, apt, line.MetaPackage)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("stock kernel %s: %w", line.Name, err)
+	}
+	log.Debug("stock kernel resolved", "line", line.Name, "package", pkg, "version", version)
+	// Package and version name the kernel in every suite: the archive is not an input.
 	inputs := image.Inputs{"recipe": stockRecipe, "package": pkg, "version": version}
 	dir, err := r.Cache.Artefact(ctx, log, stockArtefactKind, inputs, func(ctx context.Context, dir string) error {
-		return fetchDebianKernel(ctx, log, pkg, version, dir)
+		return fetchDebianKernel(ctx, log, apt, line.Name, pkg, version, dir)
 	})
 	if err != nil {
-		return Kernel{}, fmt.Errorf("stock kernel %s %s: %w", pkg, version, err)
+		return Kernel{}, fmt.Errorf("stock kernel %s (%s %s): %w", line.Name, pkg, version, err)
 	}
 	k, err := loadKernel(dir)
+	k.Name = line.Name
 	k.Build = pkg + " " + version
 	return k, err
 }
 
-// resolveStock asks apt (locally) which package and version the stock kernel is.
-func resolveStock(ctx context.Context) (pkg, version string, err error) {
-	out, err := aptCache(ctx, "depends", "--important", StockMetaPackage)
-	if err != nil {
+// resolveStock asks apt (locally) which package and version a meta package's kernel is.
+func resolveStock(ctx context.Context, apt *debian.Apt, meta string) (pkg, version string, err error) {
+	if pkg, err = apt.Depends(ctx, meta); err != nil {
 		return "", "", err
 	}
-	pkg, err = parseDepends(out, StockMetaPackage)
-	if err != nil {
-		return "", "", err
-	}
-	out, err = aptCache(ctx, "policy", pkg)
-	if err != nil {
-		return "", "", err
-	}
-	version, err = parseCandidate(out, pkg)
-	if err != nil {
+	if version, err = apt.Candidate(ctx, pkg); err != nil {
 		return "", "", err
 	}
 	return pkg, version, nil
 }
 
-func aptCache(ctx context.Context, args ...string) (string, error) {
-	tool, err := hosttools.Require("apt-cache", "apt")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || strings.Contains(stderr.String(), "No packages found") {
-		msg := strings.TrimSpace(stderr.String())
-		if strings.Contains(msg, "No packages found") || strings.Contains(msg, "Unable to locate") {
-			return "", fmt.Errorf("apt-cache %s: the apt package lists do not know %s (%s): run apt-get update",
-				strings.Join(args, " "), args[len(args)-1], msg)
-		}
-		return "", fmt.Errorf("apt-cache %s: %v: %s", strings.Join(args, " "), err, msg)
-	}
-	return string(out), nil
-}
-
-// parseDepends returns the first Depends of pkg in `apt-cache depends` output.
-func parseDepends(out, pkg string) (string, error) {
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "|"))
-		if dep, ok := strings.CutPrefix(l, "Depends: "); ok {
-			dep = strings.Trim(strings.TrimSpace(dep), "<>")
-			if dep != "" {
-				return dep, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("apt-cache depends %s shows no Depends (are the apt lists empty? run apt-get update):\n%s", pkg, out)
-}
-
-// parseCandidate returns the Candidate version in `apt-cache policy` output.
-func parseCandidate(out, pkg string) (string, error) {
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Candidate: "); ok {
-			v = strings.TrimSpace(v)
-			if v == "" || v == "(none)" {
-				break
-			}
-			return v, nil
-		}
-	}
-	return "", fmt.Errorf("apt-cache policy %s shows no candidate version: run apt-get update", pkg)
-}
-
 // fetchDebianKernel downloads pkg=version and keeps boot/vmlinuz-*, boot/config-* and
 // lib/modules/<release> in dir.
-func fetchDebianKernel(ctx context.Context, log *slog.Logger, pkg, version, dir string) error {
-	aptGet, err := hosttools.Require("apt-get", "apt")
-	if err != nil {
-		return err
-	}
-	dpkgDeb, err := hosttools.Require("dpkg-deb", "dpkg")
-	if err != nil {
-		return err
-	}
+func fetchDebianKernel(ctx context.Context, log *slog.Logger, apt *debian.Apt, name, pkg, version, dir string) error {
 	dl := filepath.Join(dir, "download")
 	if err := os.Mkdir(dl, 0o755); err != nil {
 		return err
 	}
 	start := time.Now()
 	log.Info("downloading kernel package", "package", pkg, "version", version)
-	// Running as root, apt would drop to _apt and warn that it cannot write here.
-	if err := run(ctx, dl, aptGet, "download", "-o", "APT::Sandbox::User=root", pkg+"="+version); err != nil {
-		hint := ""
-		if strings.Contains(err.Error(), "404") {
-			hint = " (the apt lists are out of date: run apt-get update)"
-		}
-		return fmt.Errorf("downloading %s=%s%s: %w", pkg, version, hint, err)
+	deb, err := apt.Download(ctx, pkg, version, dl)
+	if err != nil {
+		return err
 	}
-	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
-	if len(debs) != 1 {
-		return fmt.Errorf("apt-get download %s left %d .deb files", pkg, len(debs))
-	}
-	log.Info("unpacking kernel package", "deb", filepath.Base(debs[0]), "elapsed", time.Since(start).Round(100*time.Millisecond))
+	log.Info("unpacking kernel package", "deb", filepath.Base(deb), "elapsed", time.Since(start).Round(100*time.Millisecond))
 	x := filepath.Join(dir, "extract")
-	if err := run(ctx, dir, dpkgDeb, "-x", debs[0], x); err != nil {
-		return fmt.Errorf("unpacking %s: %w", debs[0], err)
+	if err := debian.Unpack(ctx, deb, x); err != nil {
+		return err
 	}
 	vmlinuz, err := single(filepath.Join(x, "boot", "vmlinuz-*"))
 	if err != nil {
@@ -216,7 +197,7 @@ func fetchDebianKernel(ctx context.Context, log *slog.Logger, pkg, version, dir 
 		return err
 	}
 	meta := kernelMeta{
-		Name: StockName, Release: release, Package: pkg, Version: version,
+		Name: name, Release: release, Package: pkg, Version: version,
 		Vmlinuz: filepath.Join("boot", "vmlinuz-"+release), Config: filepath.Join("boot", "config-"+release),
 		ModulesDir: filepath.Join("lib", "modules", release),
 	}

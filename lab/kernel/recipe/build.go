@@ -197,8 +197,8 @@ type builder struct {
 	r       Recipe
 	tarball string // the source tarball
 	dir     string // the temporary directory that becomes the cache entry
-	log *slog.Logger
-	st  *status
+	log     *slog.Logger
+	st      *status
 }
 
 func (b *builder) srcTree() string { return filepath.Join(b.dir, "src", b.r.SourcePackage) }

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nfslab/nfslab/lab/kernel/debian"
 	"github.com/nfslab/nfslab/manifests/kernels"
 )
 
@@ -28,13 +29,17 @@ const FormatVersion = "nfslab-kernel-recipe/1"
 // metaFile is the name of the file describing a recipe in its directory.
 const metaFile = "recipe.json"
 
-// Recipe is a kernel nfslab can build: a Debian source package, a patch and a config fragment.
+// Recipe is a kernel nfslab can build: a Debian source package, a patch and config fragments.
 type Recipe struct {
 	// Name is the recipe's directory in manifests/kernels, e.g. "vulnerable-6.1".
 	Name string
 	// SourcePackage is the Debian package that installs the source tarball,
 	// /usr/src/<SourcePackage>.tar.xz, whose top directory is <SourcePackage>.
 	SourcePackage string
+	// Archive is the part of Debian's archive the source package comes from (a
+	// debian.Archive name): "" for the host's apt sources, where it is installed; another
+	// suite's package is downloaded into the cache instead.
+	Archive string
 	// Description says what the kernel is for, in one line.
 	Description string
 	// BaseConfigs are the make targets that produce the starting .config, in order (a
@@ -43,7 +48,8 @@ type Recipe struct {
 	// Patch is a unified diff applied with `patch -p1 --forward` in the source tree.
 	Patch []byte
 	// ConfigFragment is merged into the base config; every option in it must survive
-	// `make olddefconfig` (see ParseConfig and Verify).
+	// `make olddefconfig` (see ParseConfig and Verify). It is the recipe's fragments,
+	// concatenated: an option set in two of them is an error.
 	ConfigFragment []byte
 }
 
@@ -51,9 +57,12 @@ type Recipe struct {
 type recipeMeta struct {
 	Description   string   `json:"description"`
 	SourcePackage string   `json:"source_package"`
+	Archive       string   `json:"archive,omitempty"` // a debian.Archive name; none: the host's apt sources
 	BaseConfigs   []string `json:"base_configs"`
-	Patch         string   `json:"patch"`  // optional: none for a control kernel
-	Config        string   `json:"config"` // "file", or "<recipe>/file" to share another recipe's
+	Patch         string   `json:"patch"` // optional: none for a control kernel
+	// Config names the config fragments, merged in order: "file", or "<dir>/file" for one
+	// shared with other recipes (common/, or another recipe's directory).
+	Config []string `json:"config"`
 	// LocalVersion, when set, replaces CONFIG_LOCALVERSION in the config fragment, so a kernel
 	// that shares another recipe's config still names itself in `uname -r`.
 	LocalVersion string `json:"localversion,omitempty"`
@@ -113,6 +122,7 @@ func lookup(fsys fs.FS, name string) (Recipe, error) {
 	r := Recipe{
 		Name:          name,
 		SourcePackage: m.SourcePackage,
+		Archive:       m.Archive,
 		Description:   m.Description,
 		BaseConfigs:   m.BaseConfigs,
 	}
@@ -121,8 +131,18 @@ func lookup(fsys fs.FS, name string) (Recipe, error) {
 			return Recipe{}, err
 		}
 	}
-	if r.ConfigFragment, err = readRecipeFile(fsys, name, m.Config); err != nil {
-		return Recipe{}, err
+	if len(m.Config) == 0 {
+		return Recipe{}, fmt.Errorf("kernel recipe %s: %s names no config fragment", name, metaFile)
+	}
+	for _, c := range m.Config {
+		frag, err := readRecipeFile(fsys, name, c)
+		if err != nil {
+			return Recipe{}, err
+		}
+		r.ConfigFragment = append(r.ConfigFragment, frag...)
+		if len(frag) > 0 && frag[len(frag)-1] != '\n' {
+			r.ConfigFragment = append(r.ConfigFragment, '\n')
+		}
 	}
 	if m.LocalVersion != "" {
 		r.ConfigFragment = setLocalVersion(r.ConfigFragment, m.LocalVersion)
@@ -134,8 +154,8 @@ func lookup(fsys fs.FS, name string) (Recipe, error) {
 }
 
 // readRecipeFile reads a file of recipe name: "file" in the recipe's own directory, or
-// "other/file" from another recipe's (a control kernel shares its config with the kernel it
-// controls, so the two cannot drift apart).
+// "dir/file" from a shared directory (common/) or another recipe's (kernels share their config
+// fragments, so a control and the kernel it controls cannot drift apart).
 func readRecipeFile(fsys fs.FS, name, file string) ([]byte, error) {
 	dir, base, shared := strings.Cut(file, "/")
 	if !shared {
@@ -169,6 +189,9 @@ func setLocalVersion(fragment []byte, v string) []byte {
 func (r Recipe) validate() error {
 	if !safeName(r.SourcePackage) {
 		return fmt.Errorf("bad source package name %q", r.SourcePackage)
+	}
+	if _, err := debian.Lookup(r.Archive); err != nil {
+		return err
 	}
 	if len(r.BaseConfigs) == 0 {
 		return errors.New("no base configs")
@@ -245,7 +268,8 @@ func (r Recipe) Key(sourceVersion string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Tarball is where the source package installs the kernel source.
+// Tarball is where the source package installs the kernel source on the host (for a recipe
+// from the host's archive; see findSource for the others).
 func (r Recipe) Tarball() string {
 	return "/usr/src/" + r.SourcePackage + ".tar.xz"
 }

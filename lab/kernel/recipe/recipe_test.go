@@ -76,7 +76,7 @@ func TestLookupShipped(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	meta := `{"description":"d","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"patch":"p.patch","config":"c.config"}`
+	meta := `{"description":"d","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"patch":"p.patch","config":["c.config"]}`
 	patch := "hdr\n--- a/net/socket.c\n+++ b/net/socket.c\n@@ -1 +1 @@\n-a\n+b\n"
 	good := func() fstest.MapFS {
 		return fstest.MapFS{
@@ -117,6 +117,23 @@ func TestLookup(t *testing.T) {
 			edit: func(m fstest.MapFS) {
 				m["k1/recipe.json"] = &fstest.MapFile{Data: []byte(strings.Replace(meta, `linux-source-6.1`, `-x`, 1))}
 			}},
+		{name: "no config", lookup: "k1", wantErr: "names no config fragment",
+			edit: func(m fstest.MapFS) {
+				m["k1/recipe.json"] = &fstest.MapFile{Data: []byte(strings.Replace(meta, `["c.config"]`, `[]`, 1))}
+			}},
+		{name: "config not a list", lookup: "k1", wantErr: "parsing k1/recipe.json",
+			edit: func(m fstest.MapFS) {
+				m["k1/recipe.json"] = &fstest.MapFile{Data: []byte(strings.Replace(meta, `["c.config"]`, `"c.config"`, 1))}
+			}},
+		{name: "option set in two fragments", lookup: "k1", wantErr: "CONFIG_A already set on line 1",
+			edit: func(m fstest.MapFS) {
+				m["k1/recipe.json"] = &fstest.MapFile{Data: []byte(strings.Replace(meta, `["c.config"]`, `["c.config","common/x.config"]`, 1))}
+				m["common/x.config"] = &fstest.MapFile{Data: []byte("CONFIG_A=n")}
+			}},
+		{name: "unknown archive", lookup: "k1", wantErr: `unknown Debian archive "potato"`,
+			edit: func(m fstest.MapFS) {
+				m["k1/recipe.json"] = &fstest.MapFile{Data: []byte(strings.Replace(meta, `"d"`, `"d","archive":"potato"`, 1))}
+			}},
 		{name: "no base configs", lookup: "k1", wantErr: "no base configs",
 			edit: func(m fstest.MapFS) {
 				m["k1/recipe.json"] = &fstest.MapFile{Data: []byte(strings.Replace(meta, `"x86_64_defconfig"`, ``, 1))}
@@ -145,15 +162,16 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-// TestLookupControl covers a control recipe: no patch, another recipe's config, its own
-// LOCALVERSION.
+// TestLookupControl covers a control recipe: no patch, another recipe's config and a shared
+// one, its own LOCALVERSION.
 func TestLookupControl(t *testing.T) {
 	fsys := fstest.MapFS{
-		"k1/recipe.json":  {Data: []byte(`{"description":"d","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"patch":"p.patch","config":"c.config"}`)},
-		"k1/p.patch":      {Data: []byte("--- a/net/socket.c\n+++ b/net/socket.c\n@@ -1 +1 @@\n-a\n+b\n")},
-		"k1/c.config":     {Data: []byte("CONFIG_A=y\nCONFIG_LOCALVERSION=\"-k1\"\n")},
-		"ctl/recipe.json": {Data: []byte(`{"description":"c","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"config":"k1/c.config","localversion":"-ctl"}`)},
-		"bad/recipe.json": {Data: []byte(`{"description":"b","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"config":"../k1/c.config"}`)},
+		"k1/recipe.json":     {Data: []byte(`{"description":"d","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"patch":"p.patch","config":["c.config"]}`)},
+		"k1/p.patch":         {Data: []byte("--- a/net/socket.c\n+++ b/net/socket.c\n@@ -1 +1 @@\n-a\n+b\n")},
+		"k1/c.config":        {Data: []byte("CONFIG_A=y\nCONFIG_LOCALVERSION=\"-k1\"\n")},
+		"ctl/recipe.json":    {Data: []byte(`{"description":"c","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"config":["k1/c.config","common/line.config"],"localversion":"-ctl"}`)},
+		"bad/recipe.json":    {Data: []byte(`{"description":"b","source_package":"linux-source-6.1","base_configs":["x86_64_defconfig"],"config":["../k1/c.config"]}`)},
+		"common/line.config": {Data: []byte("CONFIG_L=y")},
 	}
 	r, err := lookup(fsys, "ctl")
 	if err != nil {
@@ -162,7 +180,7 @@ func TestLookupControl(t *testing.T) {
 	if len(r.Patch) != 0 {
 		t.Errorf("control recipe has a patch: %q", r.Patch)
 	}
-	if got, want := string(r.ConfigFragment), "CONFIG_A=y\nCONFIG_LOCALVERSION=\"-ctl\"\n"; got != want {
+	if got, want := string(r.ConfigFragment), "CONFIG_A=y\nCONFIG_LOCALVERSION=\"-ctl\"\nCONFIG_L=y\n"; got != want {
 		t.Errorf("fragment %q, want %q", got, want)
 	}
 	k1, err := lookup(fsys, "k1")

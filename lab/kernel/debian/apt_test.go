@@ -1,0 +1,95 @@
+package debian
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseDepends(t *testing.T) {
+	bullseye, err := Lookup("bullseye")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, out string
+		archive   Archive
+		want      string
+		wantErr   string
+	}{
+		{"plain", "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n", Archive{}, "linux-image-6.1.0-56-amd64", ""},
+		{"alternatives", "linux-image-amd64\n |Depends: <linux-image-6.1.0-56-amd64>\n  Depends: other\n", Archive{}, "linux-image-6.1.0-56-amd64", ""},
+		{"none on the host", "linux-image-amd64\n", Archive{}, "", "run apt-get update"},
+		{"none in a private archive", "linux-image-amd64\n", bullseye, "", "in Debian bullseye"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseDepends(tt.out, "linux-image-amd64", tt.archive)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("parseDepends = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseCandidate(t *testing.T) {
+	tests := []struct {
+		name, out, want, wantErr string
+	}{
+		{"candidate", "p:\n  Installed: (none)\n  Candidate: 6.1.192-2\n  Version table:\n     6.1.192-2 500\n", "6.1.192-2", ""},
+		{"none", "p:\n  Installed: (none)\n  Candidate: (none)\n", "", "apt-get update"},
+		{"empty", "", "", "no candidate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCandidate(tt.out, "p", Archive{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("parseCandidate = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLookup(t *testing.T) {
+	if a, err := Lookup(""); err != nil || !a.Host() || a.String() != "the host's apt sources" {
+		t.Errorf("Lookup(\"\") = %+v, %v", a, err)
+	}
+	a, err := Lookup("bullseye")
+	if err != nil || a.Host() || len(a.Sources) != 2 {
+		t.Fatalf("Lookup(bullseye) = %+v, %v", a, err)
+	}
+	for _, s := range a.Sources {
+		if !strings.HasPrefix(s, "deb [signed-by="+keyring+"] http://deb.debian.org/") {
+			t.Errorf("source line %q", s)
+		}
+	}
+	if _, err := Lookup("sarge"); err == nil || !strings.Contains(err.Error(), "known: bullseye") {
+		t.Errorf("Lookup(sarge) err = %v", err)
+	}
+}
+
+func TestPrivateOptions(t *testing.T) {
+	got := strings.Join(privateOptions("/c/apt/bullseye", "/c/apt/bullseye/sources.list"), " ")
+	for _, want := range []string{
+		"-o Dir::Etc::SourceList=/c/apt/bullseye/sources.list",
+		"-o Dir::Etc::SourceParts=/c/apt/bullseye/sources.list.d",
+		"-o Dir::State::Lists=/c/apt/bullseye/lists",
+		"-o Dir::Cache=/c/apt/bullseye/cache",
+		"-o Dir::State::status=/dev/null",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("options %q lack %q", got, want)
+		}
+	}
+}
