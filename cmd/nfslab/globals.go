@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -32,3 +33,12 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 
 // style is how lines for people are written to w.
 func (g *globals) style(w io.Writer) tty.Style { return tty.Detect(w, g.noColor, nil) }
+
+// runArgs rejects arguments to run with a hint, since `nfslab run FILE` is what people type: a
+// scenario is named with --scenario.
+func runArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("run takes no arguments (got %q): name a scenario with --scenario, e.g. nfslab run --scenario %s", args, args[0])}
+	}
+	return nil
+}

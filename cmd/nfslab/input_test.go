@@ -46,6 +46,7 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		{"unknown recipe named in a scenario file", []string{"--scenario", unknownRecipe}, unknownRecipe + `: matrix.kernels[1]: unknown kernel "vulnerable-9.9"`},
 		{"invalid scenario file", []string{"--scenario", invalid}, invalid + `: matrix.datapaths[0]: unknown datapath "ipvs"`},
 		{"not a kernel image on the command line", []string{"--kernel", notKernel}, "--kernel[0]: kernel image " + notKernel},
+		{"scenario file as an argument", []string{invalid}, "name a scenario with --scenario, e.g. nfslab run --scenario " + invalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -120,7 +120,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run a scenario (the built-in default when none is given) and report verdicts",
-		Args:  cobra.NoArgs,
+		Args:  runArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch accel {
 			case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
