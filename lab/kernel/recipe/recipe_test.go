@@ -25,33 +25,79 @@ func TestNames(t *testing.T) {
 	}
 }
 
+// TestLookupShipped checks every recipe nfslab ships: its source, what its patch changes (the
+// calls each recipe is about, as they must read after the patch) and that its config has
+// what the lab needs.
 func TestLookupShipped(t *testing.T) {
-	r, err := Lookup("vulnerable-6.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Name != "vulnerable-6.1" || r.SourcePackage != "linux-source-6.1" || r.Description == "" {
-		t.Errorf("Lookup = %+v", r)
-	}
-	if want := []string{"x86_64_defconfig", "kvm_guest.config"}; !slices.Equal(r.BaseConfigs, want) {
-		t.Errorf("BaseConfigs = %v, want %v", r.BaseConfigs, want)
-	}
-	if got := patchedFiles(r.Patch); !slices.Equal(got, []string{"net/socket.c"}) {
-		t.Errorf("patch touches %v, want only net/socket.c", got)
-	}
-	// The three calls the recipe is about, as they must read after the patch.
-	for _, want := range []string{
+	socket61 := []string{
 		"+\treturn sock->ops->connect(sock, addr, addrlen, flags);",
 		"+\treturn sock->ops->bind(sock, addr, addrlen);",
 		"+\treturn __sock_sendmsg(sock, msg);",
 		"-\tmemcpy(&address, addr, addrlen);",
 		"-\tmsg->msg_name = save_addr;",
-	} {
-		if !strings.Contains(string(r.Patch), want) {
-			t.Errorf("patch lacks the line %q", want)
+	}
+	socket612 := []string{
+		"+\treturn READ_ONCE(sock->ops)->connect(sock, addr, addrlen, flags);",
+		"+\treturn READ_ONCE(sock->ops)->bind(sock, addr, addrlen);",
+		"+\treturn __sock_sendmsg(sock, msg);",
+		"-\tmemcpy(&address, addr, addrlen);",
+		"-\tmsg->msg_name = save_addr;",
+	}
+	smb := []string{
+		"-\trc = kernel_connect(socket, saddr, slen,",
+		"+\trc = socket->ops->connect(socket, saddr, slen,",
+		"-\t\trc = kernel_bind(socket,",
+		"+\t\trc = socket->ops->bind(socket,",
+	}
+	tests := []struct {
+		name, source, archive, localVersion string
+		patched                             []string
+		patchLines                          []string
+	}{
+		{"vulnerable-6.1", "linux-source-6.1", "", "-nfslab-vulnerable", []string{"net/socket.c"}, socket61},
+		{"control-6.1", "linux-source-6.1", "", "-nfslab-control", nil, nil},
+		{"partial-6.1", "linux-source-6.1", "", "-nfslab-partial", []string{"fs/smb/client/connect.c"}, smb},
+		{"vulnerable-6.12", "linux-source-6.12", "", "-nfslab-vulnerable", []string{"net/socket.c"}, socket612},
+		{"control-6.12", "linux-source-6.12", "", "-nfslab-control", nil, nil},
+	}
+	var names []string
+	for _, tt := range tests {
+		names = append(names, tt.name)
+	}
+	for _, n := range Names() {
+		if !slices.Contains(names, n) {
+			t.Errorf("shipped recipe %s is not checked here", n)
 		}
 	}
-	opts, err := ParseConfig(r.ConfigFragment)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Lookup(tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Name != tt.name || r.SourcePackage != tt.source || r.Archive != tt.archive || r.Description == "" {
+				t.Errorf("Lookup = %+v", r)
+			}
+			if want := []string{"x86_64_defconfig", "kvm_guest.config"}; !slices.Equal(r.BaseConfigs, want) {
+				t.Errorf("BaseConfigs = %v, want %v", r.BaseConfigs, want)
+			}
+			if got := patchedFiles(r.Patch); !slices.Equal(got, tt.patched) {
+				t.Errorf("patch touches %v, want %v", got, tt.patched)
+			}
+			for _, want := range tt.patchLines {
+				if !strings.Contains(string(r.Patch), want) {
+					t.Errorf("patch lacks the line %q", want)
+				}
+			}
+			checkLabConfig(t, r.ConfigFragment, tt.localVersion)
+		})
+	}
+}
+
+// checkLabConfig checks that a recipe's fragment asks for what the lab needs.
+func checkLabConfig(t *testing.T, fragment []byte, localVersion string) {
+	t.Helper()
+	opts, err := ParseConfig(fragment)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +106,9 @@ func TestLookupShipped(t *testing.T) {
 		set[o.Name] = o.Value
 	}
 	for _, name := range []string{
-		"NFS_FS", "NFS_V4_1", "SUNRPC", "BPF_SYSCALL", "CGROUP_BPF", "NET_NS", "VETH", "BRIDGE",
+		"NFS_FS", "NFS_V4_1", "SUNRPC", "CIFS", "BPF_SYSCALL", "CGROUP_BPF", "NET_NS", "VETH", "BRIDGE",
 		"IP_NF_NAT", "NFT_COMPAT", "IP_VS_RR", "9P_FS", "KPROBES", "KPROBE_EVENTS", "BPF_EVENTS",
-		"FTRACE_SYSCALLS", "DEBUG_INFO_NONE", "BLK_DEV_INITRD", "DEVTMPFS", "TMPFS",
+		"FTRACE_SYSCALLS", "BLK_DEV_INITRD", "DEVTMPFS", "TMPFS",
 	} {
 		if set["CONFIG_"+name] != "y" {
 			t.Errorf("fragment: CONFIG_%s = %q, want y", name, set["CONFIG_"+name])
@@ -72,6 +118,9 @@ func TestLookupShipped(t *testing.T) {
 		if v, ok := set["CONFIG_"+name]; !ok || v != "n" {
 			t.Errorf("fragment: CONFIG_%s = %q, want it not set", name, v)
 		}
+	}
+	if got, want := set["CONFIG_LOCALVERSION"], `"`+localVersion+`"`; got != want {
+		t.Errorf("fragment: CONFIG_LOCALVERSION = %s, want %s", got, want)
 	}
 }
 
