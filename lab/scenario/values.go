@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/fault"
-	"github.com/nfslab/nfslab/lab/kernel/recipe"
+	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
 
@@ -37,8 +37,8 @@ const (
 )
 
 // KnownKernels returns the kernel names a scenario may use besides a path to a kernel image:
-// the stock kernel and the recipes the lab knows how to build.
-func KnownKernels() []string { return append([]string{KernelDebianStock}, recipe.Names()...) }
+// Debian's stock kernel lines and the recipes the lab knows how to build.
+func KnownKernels() []string { return kernel.Names() }
 
 // What socket-LB does with a connect to a VIP without endpoints.
 const (
