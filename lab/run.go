@@ -129,7 +129,7 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	res.Timings["image"] = round3(time.Since(t0).Seconds())
 	p.say("image: root filesystem ready in %.1f s", time.Since(t0).Seconds())
 	agentArchive := filepath.Join(work, "agent.cpio")
-	if err := image.AgentArchive(agentArchive, agentBin); err != nil {
+	if err := image.AgentArchive(agentArchive, agentBin, rootfs); err != nil {
 		return res, labErr("package the agent: %w", err)
 	}
 

@@ -44,10 +44,13 @@ func Assemble(dst string, parts ...string) error {
 }
 
 // AgentArchive writes dst as a cpio archive holding binary at /nfslab (mode 0755), /init as
-// a symlink to it, and /dev/console. binary must be a static x86-64 ELF executable (built with CGO_ENABLED=0):
-// the initrd may be booted before, or without, any root filesystem that has a dynamic loader.
-func AgentArchive(dst, binary string) error {
-	if err := checkStaticELF(binary); err != nil {
+// a symlink to it, and /dev/console. binary must be an x86-64 ELF executable: a static one
+// (CGO_ENABLED=0), or a dynamically linked one (built with cgo, as go install does where there
+// is a C compiler) when rootfs, the root filesystem archive the initrd is assembled with, holds
+// its program interpreter and the libraries it needs, with the symbol versions it needs (the
+// guest's loader and libc then run it).
+func AgentArchive(dst, binary, rootfs string) error {
+	if err := checkAgentELF(binary, rootfs); err != nil {
 		return err
 	}
 	src, err := os.Open(binary)
@@ -84,9 +87,9 @@ func AgentArchive(dst, binary string) error {
 	})
 }
 
-// checkStaticELF returns an error unless path is an x86-64 ELF executable without a program
-// interpreter.
-func checkStaticELF(path string) error {
+// checkAgentELF returns an error unless path is an x86-64 ELF executable that is static or
+// whose dynamic linking the root filesystem archive rootfs satisfies ("" for none).
+func checkAgentELF(path, rootfs string) error {
 	f, err := elf.Open(path)
 	if err != nil {
 		return fmt.Errorf("agent binary %s is not an ELF executable: %w", path, err)
@@ -98,12 +101,16 @@ func checkStaticELF(path string) error {
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 		return fmt.Errorf("agent binary %s is an ELF %s, not an executable", path, f.Type)
 	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("agent binary %s is dynamically linked (it has a program interpreter); the agent must be built with CGO_ENABLED=0", path)
-		}
+	interp, err := interpreter(f)
+	switch {
+	case err != nil:
+		return fmt.Errorf("agent binary %s: %w", path, err)
+	case interp == "":
+		return nil
+	case rootfs == "":
+		return fmt.Errorf("agent binary %s is dynamically linked (it has a program interpreter) and no root filesystem provides its libraries: build it with CGO_ENABLED=0", path)
 	}
-	return nil
+	return checkDynamicAgent(f, path, interp, rootfs)
 }
 
 // writeAtomic writes path through fill into a temporary file in the same directory, syncs it

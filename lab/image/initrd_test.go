@@ -51,7 +51,7 @@ func TestAgentArchive(t *testing.T) {
 				t.Fatal(err)
 			}
 			dst := filepath.Join(dir, "agent.cpio")
-			err := AgentArchive(dst, bin)
+			err := AgentArchive(dst, bin, "")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("err = %v, want %q", err, tt.wantErr)

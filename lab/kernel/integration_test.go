@@ -281,7 +281,7 @@ func TestIntegrationBoot(t *testing.T) {
 		t.Fatalf("building the test init: %v\n%s", err, out)
 	}
 	agent := filepath.Join(src, "agent.cpio")
-	if err := image.AgentArchive(agent, filepath.Join(src, "init")); err != nil {
+	if err := image.AgentArchive(agent, filepath.Join(src, "init"), ""); err != nil {
 		t.Fatal(err)
 	}
 	initrd := filepath.Join(src, "initrd")
