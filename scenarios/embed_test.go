@@ -55,6 +55,20 @@ func TestBuiltinsExpectations(t *testing.T) {
 			"vulnerable-6.1/kube-proxy/4.1/delete-pod": "recovered",
 			"vulnerable-6.1/socket-lb/4.1/delete-pod":  "bug-reproduced",
 		},
+		"kernels": {
+			"debian-stock/kube-proxy/4.1/delete-pod":      "recovered",
+			"debian-stock/socket-lb/4.1/delete-pod":       "recovered",
+			"vulnerable-6.1/kube-proxy/4.1/delete-pod":    "recovered",
+			"vulnerable-6.1/socket-lb/4.1/delete-pod":     "bug-reproduced",
+			"debian-stock-6.12/kube-proxy/4.1/delete-pod": "recovered",
+			"debian-stock-6.12/socket-lb/4.1/delete-pod":  "recovered",
+			"vulnerable-6.12/kube-proxy/4.1/delete-pod":   "recovered",
+			"vulnerable-6.12/socket-lb/4.1/delete-pod":    "bug-reproduced",
+			"debian-stock-5.10/kube-proxy/4.1/delete-pod": "recovered",
+			"debian-stock-5.10/socket-lb/4.1/delete-pod":  "recovered",
+			"vulnerable-5.10/kube-proxy/4.1/delete-pod":   "recovered",
+			"vulnerable-5.10/socket-lb/4.1/delete-pod":    "bug-reproduced",
+		},
 		"stale-endpoint": {
 			"debian-stock/kube-proxy/4.1/delete-pod":   "recovered",
 			"debian-stock/socket-lb/4.1/delete-pod":    "recovered",
@@ -102,7 +116,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,stale-endpoint" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }
