@@ -240,18 +240,26 @@ type Process struct {
 // exec ganesha with the remaining arguments (the agent uses it to give the pod a mount namespace
 // without the node's NFS mounts).
 func StartGanesha(ctx context.Context, netnsName string, wrapper []string, confPath, logPath, pidPath string) (*Process, error) {
-	args := append(append([]string{}, wrapper...), GaneshaBinary, "-F", "-f", confPath, "-L", logPath, "-N", "NIV_EVENT", "-p", pidPath)
-	name := args[0]
-	args = args[1:]
-	if netnsName != "" {
-		args = append([]string{"netns", "exec", netnsName, name}, args...)
-		name = IPBinary
-	}
-	p, err := startProcess(ctx, name, args...)
+	p, err := StartInNetns(ctx, netnsName, wrapper, GaneshaBinary, "-F", "-f", confPath, "-L", logPath, "-N", "NIV_EVENT", "-p", pidPath)
 	if err != nil {
 		return nil, fmt.Errorf("start ganesha in netns %q: %w", netnsName, err)
 	}
 	return p, nil
+}
+
+// StartInNetns starts a server program in the network namespace netnsName ("" for the caller's)
+// as `ip netns exec <netnsName> [wrapper…] <program> <args…>`, which execs in place: the returned
+// Process is the server itself, the leader of its own process group, and Kill kills the group
+// (a server that forks a child per connection, like smbd, dies whole). See StartGanesha for
+// wrapper and for what ctx bounds.
+func StartInNetns(ctx context.Context, netnsName string, wrapper []string, program string, args ...string) (*Process, error) {
+	argv := append(append(append([]string{}, wrapper...), program), args...)
+	name, rest := argv[0], argv[1:]
+	if netnsName != "" {
+		rest = append([]string{"netns", "exec", netnsName, name}, rest...)
+		name = IPBinary
+	}
+	return startProcess(ctx, name, rest...)
 }
 
 // RPCBindBinary is the portmapper StartRPCBind runs, looked up in PATH, and RPCBindSocket the
@@ -317,6 +325,7 @@ func startProcess(ctx context.Context, name string, args ...string) (*Process, e
 	out := &cappedBuffer{max: maxOutput}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Wait must return once the process is gone even if something it spawned still holds the
 	// output pipe open.
 	cmd.WaitDelay = time.Second
@@ -351,11 +360,17 @@ func (p *Process) ExitErr() error {
 // Output returns what the process wrote to stdout and stderr so far (at most 64 KiB).
 func (p *Process) Output() string { return p.out.String() }
 
-// Kill sends SIGKILL (the fault "the backend died") and waits until the process is reaped, or
-// until ctx ends. Killing a process that already exited is not an error.
+// Kill sends SIGKILL to the process's group (the fault "the backend died": the server and any
+// child it forked) and waits until the process is reaped, or until ctx ends. Killing a process
+// that already exited is not an error.
 func (p *Process) Kill(ctx context.Context) error {
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("kill pid %d: %w", p.Pid(), err)
+	select {
+	case <-p.done:
+		return nil // reaped: its process group ID may belong to someone else by now
+	default:
+	}
+	if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill process group %d: %w", p.Pid(), err)
 	}
 	select {
 	case <-p.done:
