@@ -139,7 +139,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 				return "", err
 			}
 			r.backendA = a
-			return fmt.Sprintf("nfs-ganesha serving on %s:%d in pod %s", a.Addr(), r.svc.NFSPort(), a.Name()), nil
+			return fmt.Sprintf("%s served on %s:%d in pod %s", r.cell.Protocol, a.Addr(), r.svc.NFSPort(), a.Name()), nil
 		}},
 		{event.StepServicePointed, func(ctx context.Context) (string, error) {
 			if err := r.cluster.Publish(ctx, r.backendA); err != nil {
@@ -269,8 +269,8 @@ func (r *cellRun) failover(ctx context.Context) (bReady event.Mono, inflight *pr
 		r.em.fail(event.StepBackendBReady, err)
 		return 0, inflight, err
 	}
-	ready := r.em.step(event.StepBackendBReady, "nfs-ganesha serving on %s:%d in pod %s and %s -> %s (%s)",
-		b.Addr(), r.svc.NFSPort(), b.Name(), r.svc.VIP, b.Addr(), r.svc.PortList())
+	ready := r.em.step(event.StepBackendBReady, "%s served on %s:%d in pod %s and %s -> %s (%s)",
+		r.cell.Protocol, b.Addr(), r.svc.NFSPort(), b.Name(), r.svc.VIP, b.Addr(), r.svc.PortList())
 	return ready.Mono, inflight, nil
 }
 

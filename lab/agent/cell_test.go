@@ -306,7 +306,7 @@ func TestCellRunner(t *testing.T) {
 			},
 			cell:    func(c *scenario.Cell) { c.Timeouts.Recovery.Duration = 30 * time.Second },
 			verdict: verdict.BugReproduced,
-			reason:  "SUNRPC asked for the old backend 10.244.0.5: kprobe:kernel_connect was handed 10.244.0.5:2049",
+			reason:  "the kernel client asked for the old backend 10.244.0.5: kprobe:kernel_connect was handed 10.244.0.5:2049",
 			steps:   []event.Step{event.StepBackendBReady, event.StepIOStuck, event.StepTeardown},
 			calls:   []string{"node.Unmount", "datapath.Close", "cluster.Teardown"},
 		},

@@ -13,6 +13,8 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/observe"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/smb"
 )
 
 // vmNode is the node of the netns form: the VM's root network and mount namespaces, where the
@@ -20,6 +22,7 @@ import (
 type vmNode struct {
 	mountDir     string
 	clientAddr   netip.Addr // the node's address, for NFSv4 callbacks
+	protocol     string     // scenario.ProtocolNFS or scenario.ProtocolSMB
 	nfsVersion   string
 	mountOptions []string
 }
@@ -35,8 +38,18 @@ func (n *vmNode) Prepare(context.Context) error {
 	return nil
 }
 
-// Mount mounts the service's VIP with the kernel NFS client.
+// Mount mounts the service's VIP with the kernel's NFS or CIFS client.
 func (n *vmNode) Mount(ctx context.Context, svc cluster.Service) (string, error) {
+	if n.protocol == scenario.ProtocolSMB {
+		source, fstype, data, err := smb.MountOptions(svc.VIP, n.mountOptions)
+		if err != nil {
+			return "", err
+		}
+		if err := nfs.Mount(ctx, source, n.mountDir, fstype, data); err != nil {
+			return "", smb.ExplainMountError(err)
+		}
+		return fmt.Sprintf("%s on %s type %s (%s)", source, n.mountDir, fstype, smb.Redact(data)), nil
+	}
 	extra := n.mountOptions
 	if p := svc.NFSPort(); p != nfs.DefaultNFSPort {
 		extra = append(slices.Clone(extra), fmt.Sprintf("port=%d", p))

@@ -48,15 +48,18 @@ func netnsParts(c scenario.Cell, em *emitter) (parts, error) {
 		return parts{}, fmt.Errorf("find the agent binary: %w", err)
 	}
 	cl, err := netns.New(netns.Config{
-		Index: c.Index, NFS: c.NFS, VIP: vip, Port: uint16(c.Port), NodeAddr: node, ServiceCIDR: serviceCIDR(),
+		Index: c.Index, Protocol: c.Protocol, NFS: c.NFS, VIP: vip, Port: uint16(c.Port), NodeAddr: node, ServiceCIDR: serviceCIDR(),
 		PodAddrs: pods, PodExec: []string{self, PodExecCommand},
 	}, dp, em.emit)
 	if err != nil {
 		return parts{}, err
 	}
 	return parts{
-		cluster:  cl,
-		node:     &vmNode{mountDir: fmt.Sprintf("/mnt/nfslab/c%d", c.Index), clientAddr: node.Addr(), nfsVersion: c.NFS, mountOptions: c.MountOptions},
+		cluster: cl,
+		node: &vmNode{
+			mountDir: fmt.Sprintf("/mnt/nfslab/c%d", c.Index), clientAddr: node.Addr(),
+			protocol: c.Protocol, nfsVersion: c.NFS, mountOptions: c.MountOptions,
+		},
 		datapath: dp,
 		tracer: func(port uint16) (ConnectTracer, error) {
 			return connecttrace.Start(connecttrace.Config{WatchPort: port})

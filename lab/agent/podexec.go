@@ -13,7 +13,7 @@ import (
 
 // PodExecCommand is the hidden subcommand that starts a pod's process. `ip netns exec` has
 // already given it the pod's network namespace and a private copy of the node's mount
-// namespace; PodExecMain removes the node's NFS mounts from that copy (a pod does not see
+// namespace; PodExecMain removes the node's NFS and SMB mounts from that copy (a pod does not see
 // them) and execs the program. Without this, nfs-ganesha's VFS backend scans every mount at
 // start-up, blocks in an RPC on the node's NFS mount (served by nobody while the backend is
 // replaced, or by itself), and then cannot be killed.
@@ -35,7 +35,7 @@ func PodExecMain(args []string) error {
 	}
 	slices.Reverse(entries) // innermost first
 	for _, m := range entries {
-		if !strings.HasPrefix(m.FSType, "nfs") {
+		if !strings.HasPrefix(m.FSType, "nfs") && m.FSType != "cifs" && m.FSType != "smb3" {
 			continue
 		}
 		// MNT_DETACH does no I/O on the mount, so a dead server cannot block this.

@@ -26,7 +26,8 @@ type Service struct {
 	Ports []datapath.Port
 }
 
-// NFSPort is the service's NFS port (the first port: ServicePorts lists it first).
+// NFSPort is the service's file-serving port, NFS's or SMB's (the first port: nfs.ServicePorts
+// lists NFS's first).
 func (s Service) NFSPort() uint16 {
 	if len(s.Ports) == 0 {
 		return 0

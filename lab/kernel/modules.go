@@ -47,6 +47,9 @@ func LabModules() []string {
 		"ipt_REJECT",
 		// netem, for faults that delay or drop traffic.
 		"sch_netem",
+		// The SMB client, for SMB cells, and the ciphers and hashes SMB 3.1.1 asks the crypto
+		// API for at mount time (signing, encryption, preauth integrity).
+		"cifs", "gcm", "ccm", "cmac", "ctr", "ecb", "ghash_generic", "sha512_generic", "nls_utf8",
 	}
 }
 

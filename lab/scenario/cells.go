@@ -5,10 +5,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/nfslab/nfslab/lab/smb"
 )
 
 // Cells expands the matrix into its cells, in a stable order: kernel outermost, then datapath,
-// NFS version and fault. Each cell expects the verdict of the first rule that matches it, else
+// protocol, version and fault. Each cell expects the verdict of the first rule that matches it, else
 // expect.default. After SelectCell, only the selected cell is returned, with Index 0 and the
 // ID and expectation it has in the whole matrix. Call it on a validated scenario.
 func (s *Scenario) Cells() []Cell {
@@ -47,85 +49,110 @@ func (s *Scenario) SelectCell(id string) error {
 	return &Error{Problems: []Problem{{Field: "--cell", Msg: msg}}}
 }
 
-// allCells expands the whole matrix, ignoring SelectCell.
-func (s *Scenario) allCells() []Cell {
+// combo is one combination of the matrix's axes.
+type combo struct {
+	kernel, label, datapath, protocol, version, fault string
+}
+
+func (c combo) id() string {
+	return c.label + "/" + c.datapath + "/" + c.version + "/" + c.fault
+}
+
+// combos lists the matrix's combinations in cell order: kernel outermost, then datapath,
+// protocol, its versions (NFS cells: matrix.nfs; an SMB cell: smb3) and fault.
+func (s *Scenario) combos() []combo {
 	labels, _ := kernelLabels(s.Matrix.Kernels)
-	var cells []Cell
+	var out []combo
 	for ki, k := range s.Matrix.Kernels {
 		for _, d := range s.Matrix.Datapaths {
-			for _, n := range s.Matrix.NFS {
-				for _, f := range s.Matrix.Faults {
-					cells = append(cells, Cell{
-						Index:        len(cells),
-						ID:           labels[ki] + "/" + d + "/" + n + "/" + f,
-						Kernel:       k,
-						Datapath:     d,
-						NFS:          n,
-						Fault:        f,
-						Expected:     s.expected(k, labels[ki], d, n, f),
-						MountOptions: slices.Clone(s.Mount.Options),
-						VIP:          s.Service.VIP,
-						Port:         s.Service.Port,
-						NodeCIDR:     s.Topology.NodeCIDR,
-						BackendA:     s.Topology.BackendA,
-						BackendB:     s.Topology.BackendB,
-						Timeouts:     s.Timeouts,
-
-						NoEndpointWindow:  s.Failover.NoEndpointWindow,
-						StaleEndpoint:     s.Failover.StaleEndpoint,
-						SocketLBNoBackend: s.Failover.SocketLBNoBackend,
-					})
+			for _, proto := range s.Matrix.Protocols {
+				versions := s.Matrix.NFS
+				if proto == ProtocolSMB {
+					versions = []string{smb.Dialect}
+				}
+				for _, v := range versions {
+					for _, f := range s.Matrix.Faults {
+						out = append(out, combo{kernel: k, label: labels[ki], datapath: d, protocol: proto, version: v, fault: f})
+					}
 				}
 			}
 		}
 	}
+	return out
+}
+
+// allCells expands the whole matrix, ignoring SelectCell.
+func (s *Scenario) allCells() []Cell {
+	var cells []Cell
+	for _, c := range s.combos() {
+		cell := Cell{
+			Index:        len(cells),
+			ID:           c.id(),
+			Kernel:       c.kernel,
+			Datapath:     c.datapath,
+			Protocol:     c.protocol,
+			NFS:          c.version,
+			Fault:        c.fault,
+			Expected:     s.expected(c),
+			MountOptions: slices.Clone(s.Mount.Options),
+			VIP:          s.Service.VIP,
+			Port:         s.Service.Port,
+			NodeCIDR:     s.Topology.NodeCIDR,
+			BackendA:     s.Topology.BackendA,
+			BackendB:     s.Topology.BackendB,
+			Timeouts:     s.Timeouts,
+
+			NoEndpointWindow:  s.Failover.NoEndpointWindow,
+			StaleEndpoint:     s.Failover.StaleEndpoint,
+			SocketLBNoBackend: s.Failover.SocketLBNoBackend,
+		}
+		if c.protocol == ProtocolSMB {
+			cell.MountOptions = slices.Clone(s.Mount.SMBOptions)
+			cell.Port = smb.Port
+		}
+		cells = append(cells, cell)
+	}
 	return cells
 }
 
-func (s *Scenario) expected(kernel, label, datapath, nfs, fault string) string {
+func (s *Scenario) expected(c combo) string {
 	for _, r := range s.Expect.Rules {
-		if r.Match.matches(kernel, label, datapath, nfs, fault) {
+		if r.Match.matches(c) {
 			return r.Verdict
 		}
 	}
 	return s.Expect.Default
 }
 
-// matches reports whether a cell's axis values satisfy m. A kernel is matched by the value
-// written in the matrix, by its cleaned path, or by its label in cell IDs.
-func (m Match) matches(kernel, label, datapath, nfs, fault string) bool {
-	kernelOK := m.Kernel == "" || m.Kernel == kernel || m.Kernel == label ||
-		(IsKernelPath(m.Kernel) && IsKernelPath(kernel) && filepath.Clean(m.Kernel) == filepath.Clean(kernel))
+// matches reports whether a combination's axis values satisfy m. A kernel is matched by the
+// value written in the matrix, by its cleaned path, or by its label in cell IDs.
+func (m Match) matches(c combo) bool {
+	kernelOK := m.Kernel == "" || m.Kernel == c.kernel || m.Kernel == c.label ||
+		(IsKernelPath(m.Kernel) && IsKernelPath(c.kernel) && filepath.Clean(m.Kernel) == filepath.Clean(c.kernel))
 	return kernelOK &&
-		(m.Datapath == "" || m.Datapath == datapath) &&
-		(m.NFS == "" || m.NFS == nfs) &&
-		(m.Fault == "" || m.Fault == fault)
+		(m.Datapath == "" || m.Datapath == c.datapath) &&
+		(m.Protocol == "" || m.Protocol == c.protocol) &&
+		(m.NFS == "" || m.NFS == c.version) &&
+		(m.Fault == "" || m.Fault == c.fault)
 }
 
 // Warnings lists things that are valid but probably not meant: rules that match no cell of
 // the matrix (they apply once --kernel or --datapath brings the value in), and rules that
 // only match cells an earlier rule already took.
 func (s *Scenario) Warnings() []string {
-	labels, _ := kernelLabels(s.Matrix.Kernels)
 	var out []string
 	taken := map[string]bool{}
+	combos := s.combos()
 	for i, r := range s.Expect.Rules {
 		hit, fresh := false, false
-		for ki, k := range s.Matrix.Kernels {
-			for _, d := range s.Matrix.Datapaths {
-				for _, n := range s.Matrix.NFS {
-					for _, f := range s.Matrix.Faults {
-						if !r.Match.matches(k, labels[ki], d, n, f) {
-							continue
-						}
-						hit = true
-						id := labels[ki] + "/" + d + "/" + n + "/" + f
-						if !taken[id] {
-							fresh = true
-							taken[id] = true
-						}
-					}
-				}
+		for _, c := range combos {
+			if !r.Match.matches(c) {
+				continue
+			}
+			hit = true
+			if id := c.id(); !taken[id] {
+				fresh = true
+				taken[id] = true
 			}
 		}
 		switch {

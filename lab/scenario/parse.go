@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -80,7 +81,10 @@ func Parse(file string, data []byte) (s *Scenario, err error) {
 
 // applyDefaults fills the fields a file may leave out.
 func (s *Scenario) applyDefaults() {
-	if len(s.Matrix.NFS) == 0 {
+	if len(s.Matrix.Protocols) == 0 {
+		s.Matrix.Protocols = []string{ProtocolNFS}
+	}
+	if len(s.Matrix.NFS) == 0 && slices.Contains(s.Matrix.Protocols, ProtocolNFS) {
 		s.Matrix.NFS = []string{DefaultNFS}
 	}
 	if len(s.Matrix.Faults) == 0 {

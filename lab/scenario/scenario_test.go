@@ -66,6 +66,7 @@ func TestParseGood(t *testing.T) {
 		Matrix: Matrix{
 			Kernels:   []string{"debian-stock", "vulnerable-6.1", "/build/ctrl/arch/x86/boot/bzImage"},
 			Datapaths: []string{"kube-proxy", "socket-lb"},
+			Protocols: []string{"nfs"},
 			NFS:       []string{"4.1", "4.2"},
 			Faults:    []string{"delete-pod"},
 		},
@@ -91,7 +92,7 @@ func TestParseDefaults(t *testing.T) {
 	}
 	want := &Scenario{
 		Name:     "t",
-		Matrix:   Matrix{Kernels: []string{"debian-stock"}, Datapaths: []string{"socket-lb"}, NFS: []string{"4.1"}, Faults: []string{"delete-pod"}},
+		Matrix:   Matrix{Kernels: []string{"debian-stock"}, Datapaths: []string{"socket-lb"}, Protocols: []string{"nfs"}, NFS: []string{"4.1"}, Faults: []string{"delete-pod"}},
 		Expect:   Expect{Default: "recovered"},
 		Service:  Service{VIP: "10.96.0.50", Port: 2049},
 		Topology: Topology{NodeCIDR: "10.0.0.1/24", BackendA: "10.0.0.11", BackendB: "10.0.0.12"},
@@ -161,6 +162,9 @@ func TestParseBad(t *testing.T) {
 		{"mount option addr", minimal + "mount: {options: [addr=10.0.0.11]}\n", []string{"mount.options[0]"}, "service.vip"},
 		{"negative timeout", minimal + "timeouts: {setup: -5s}\n", []string{"timeouts.setup"}, "positive"},
 		{"negative no-endpoint window", minimal + "failover: {noEndpointWindow: -1s}\n", []string{"failover.noEndpointWindow"}, "from 0s"},
+		{"smb with an NFS version", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], protocols: [smb], nfs: [\"4.1\"]}\n", []string{"matrix.nfs"}, "NFS versions apply to NFS cells"},
+		{"unknown protocol", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], protocols: [nfs, cifs]}\n", []string{"matrix.protocols[1]"}, "unknown protocol"},
+		{"smb options override the lab's", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], protocols: [smb]}\nmount: {smbOptions: [vers=1.0]}\n", []string{"mount.smbOptions[0]"}, "overrides"},
 		{"stale endpoint too long", minimal + "failover: {staleEndpoint: 11m}\n", []string{"failover.staleEndpoint"}, "from 0s to 10m0s"},
 		{"unknown socket-LB no-backend mode", minimal + "failover: {socketLBNoBackend: drop}\n", []string{"failover.socketLBNoBackend"}, "refuse or pass"},
 		{"probe not shorter", minimal + "timeouts: {recovery: 10s, probe: 10s}\n", []string{"timeouts.probe"}, "not shorter"},
@@ -270,7 +274,7 @@ func TestCells(t *testing.T) {
 	c := cells[8]
 	want8 := Cell{
 		Index: 8, ID: "bzImage/kube-proxy/4.1/delete-pod", Kernel: "/build/ctrl/arch/x86/boot/bzImage",
-		Datapath: "kube-proxy", NFS: "4.1", Fault: "delete-pod", Expected: "recovered",
+		Datapath: "kube-proxy", Protocol: "nfs", NFS: "4.1", Fault: "delete-pod", Expected: "recovered",
 		MountOptions: []string{"hard", "timeo=10", "retrans=2"}, VIP: "10.96.0.60", Port: 2050,
 		NodeCIDR: "192.168.5.1/24", BackendA: "192.168.5.20", BackendB: "192.168.5.21",
 		Timeouts:          Timeouts{Recovery: d("90s"), Probe: d("4s"), Setup: d("45s")},
@@ -545,4 +549,44 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the scenario:\n%+v\n%+v", s, s2)
 		}
 	})
+}
+
+func TestCellsProtocols(t *testing.T) {
+	s, err := Parse("smb.yaml", []byte(`name: t
+matrix: {kernels: [debian-stock], datapaths: [socket-lb], protocols: [nfs, smb], nfs: ["4.1", "4.2"]}
+mount: {options: [hard, timeo=10], smbOptions: [hard]}
+expect:
+  default: recovered
+  rules:
+    - match: {protocol: smb}
+      verdict: bug-reproduced
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		ID, Protocol, Version, Expected string
+		Port                            int
+		Options                         string
+	}
+	var cells []got
+	for _, c := range s.Cells() {
+		cells = append(cells, got{c.ID, c.Protocol, c.NFS, c.Expected, c.Port, strings.Join(c.MountOptions, ",")})
+	}
+	want := []got{
+		{"debian-stock/socket-lb/4.1/delete-pod", "nfs", "4.1", "recovered", 2049, "hard,timeo=10"},
+		{"debian-stock/socket-lb/4.2/delete-pod", "nfs", "4.2", "recovered", 2049, "hard,timeo=10"},
+		{"debian-stock/socket-lb/smb3/delete-pod", "smb", "smb3", "bug-reproduced", 445, "hard"},
+	}
+	if !reflect.DeepEqual(cells, want) {
+		t.Errorf("cells\n got %+v\nwant %+v", cells, want)
+	}
+	// An SMB-only scenario gets no NFS default.
+	s, err = Parse("smb.yaml", []byte("name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], protocols: [smb]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Cells(); len(c) != 1 || c[0].NFS != "smb3" {
+		t.Errorf("SMB-only cells %+v", c)
+	}
 }

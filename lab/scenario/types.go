@@ -39,8 +39,11 @@ type Failover struct {
 type Matrix struct {
 	Kernels   []string `json:"kernels"`   // "debian-stock", a recipe name, or a path to a bzImage
 	Datapaths []string `json:"datapaths"` // "kube-proxy", "socket-lb"
-	NFS       []string `json:"nfs"`       // "4.1" (default), "4.0", "4.2"
-	Faults    []string `json:"faults"`    // "delete-pod"
+	// Protocols are the file protocols mounted: "nfs" (default) and/or "smb". NFS cells take
+	// each version of NFS; an SMB cell has the one version "smb3".
+	Protocols []string `json:"protocols,omitempty"`
+	NFS       []string `json:"nfs"`    // "4.1" (default for NFS), "4.0", "4.2", "3", "3-udp"
+	Faults    []string `json:"faults"` // "delete-pod"
 }
 
 // Expect gives the verdict each cell should get: the first matching rule, else Default.
@@ -59,13 +62,17 @@ type Rule struct {
 type Match struct {
 	Kernel   string `json:"kernel,omitempty"`
 	Datapath string `json:"datapath,omitempty"`
-	NFS      string `json:"nfs,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	NFS      string `json:"nfs,omitempty"` // the version: "4.1", … or "smb3"
 	Fault    string `json:"fault,omitempty"`
 }
 
 // Mount says how the node mounts the service.
 type Mount struct {
-	Options []string `json:"options,omitempty"` // e.g. hard, timeo=10, retrans=2 (vers= comes from the matrix)
+	Options []string `json:"options,omitempty"` // NFS cells: e.g. hard, timeo=10, retrans=2 (vers= comes from the matrix)
+	// SMBOptions are the SMB cells' extra mount options, e.g. hard (the address, port, dialect
+	// and credentials are the lab's).
+	SMBOptions []string `json:"smbOptions,omitempty"`
 }
 
 // Service is the ClusterIP that fronts the NFS backend.
@@ -97,11 +104,12 @@ type Cell struct {
 	ID       string `json:"id"` // kernel/datapath/nfs/fault, stable across runs
 	Kernel   string `json:"kernel"`
 	Datapath string `json:"datapath"`
-	NFS      string `json:"nfs"`
+	Protocol string `json:"protocol"` // "nfs" or "smb"
+	NFS      string `json:"nfs"`      // the protocol's version: "4.1", …, or "smb3"
 	Fault    string `json:"fault"`
 	Expected string `json:"expected"`
 
-	MountOptions []string `json:"mount_options"`
+	MountOptions []string `json:"mount_options"` // for the cell's protocol
 	VIP          string   `json:"vip"`
 	Port         int      `json:"port"`
 	NodeCIDR     string   `json:"node_cidr"`

@@ -5,11 +5,13 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/nfs"
+	"github.com/nfslab/nfslab/lab/smb"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
 
@@ -48,7 +50,12 @@ func (s *Scenario) validateMatrix(p *problems) {
 		}
 	}
 	axis(p, "matrix.datapaths", s.Matrix.Datapaths, datapathProblem)
-	axis(p, "matrix.nfs", s.Matrix.NFS, nfsProblem)
+	axis(p, "matrix.protocols", s.Matrix.Protocols, protocolProblem)
+	if slices.Contains(s.Matrix.Protocols, ProtocolNFS) {
+		axis(p, "matrix.nfs", s.Matrix.NFS, nfsProblem)
+	} else if len(s.Matrix.NFS) > 0 {
+		p.add("matrix.nfs", fmt.Sprintf("NFS versions apply to NFS cells, and matrix.protocols is %v: remove matrix.nfs, or add nfs to matrix.protocols", s.Matrix.Protocols))
+	}
 	axis(p, "matrix.faults", s.Matrix.Faults, faultProblem)
 }
 
@@ -114,6 +121,21 @@ func nfsProblem(v string) string {
 	return fmt.Sprintf("unknown NFS version %q (want %s)", v, orList(nfs.Versions()))
 }
 
+// versionProblem checks a rule's version: an NFS version, or the SMB cells' one.
+func versionProblem(v string) string {
+	if v == smb.Dialect {
+		return ""
+	}
+	return nfsProblem(v)
+}
+
+func protocolProblem(v string) string {
+	if contains(Protocols(), v) {
+		return ""
+	}
+	return fmt.Sprintf("unknown protocol %q%s (want %s)", v, didYouMean(v, Protocols()), orList(Protocols()))
+}
+
 func faultProblem(f string) string {
 	if contains(fault.Names(), f) {
 		return ""
@@ -159,7 +181,8 @@ func (s *Scenario) validateExpect(p *problems) {
 			check        func(string) string
 		}{
 			{"datapath", m.Datapath, datapathProblem},
-			{"nfs", m.NFS, nfsProblem},
+			{"protocol", m.Protocol, protocolProblem},
+			{"nfs", m.NFS, versionProblem},
 			{"fault", m.Fault, faultProblem},
 		} {
 			if c.value != "" {
@@ -172,6 +195,15 @@ func (s *Scenario) validateExpect(p *problems) {
 }
 
 func (s *Scenario) validateMount(p *problems) {
+	for i, o := range s.Mount.SMBOptions {
+		f := fmt.Sprintf("mount.smbOptions[%d]", i)
+		if _, _, _, err := smb.MountOptions(netip.MustParseAddr(DefaultVIP), []string{o}); err != nil {
+			p.add(f, fmt.Sprintf("%q: %v", o, strings.TrimPrefix(err.Error(), "smb mount options: ")))
+		}
+	}
+	if len(s.Mount.SMBOptions) > 0 && !slices.Contains(s.Matrix.Protocols, ProtocolSMB) {
+		p.add("mount.smbOptions", "SMB options, but matrix.protocols has no smb")
+	}
 	for i, o := range s.Mount.Options {
 		f := fmt.Sprintf("mount.options[%d]", i)
 		key, _, _ := strings.Cut(o, "=")

@@ -19,6 +19,15 @@ const (
 
 )
 
+// The protocols a scenario can mount.
+const (
+	ProtocolNFS = "nfs"
+	ProtocolSMB = "smb"
+)
+
+// Protocols lists them.
+func Protocols() []string { return []string{ProtocolNFS, ProtocolSMB} }
+
 // Defaults applied by Parse to fields a file leaves empty.
 const (
 	DefaultVIP      = "10.96.0.50"

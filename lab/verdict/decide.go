@@ -39,7 +39,7 @@ func Decide(e Evidence, final bool) Decision {
 		return Decision{Recovered, fmt.Sprintf("I/O recovered %s after backend B became ready", secs(*e.FirstIOOKAfter)), true}
 
 	case e.ProbeStuck && len(e.AskedOld) > 0 && e.OldBackend != "":
-		return Decision{BugReproduced, fmt.Sprintf("I/O stuck %s after backend B became ready; SUNRPC asked for the old backend %s: %s",
+		return Decision{BugReproduced, fmt.Sprintf("I/O stuck %s after backend B became ready; the kernel client asked for the old backend %s: %s",
 			secs(e.SinceBReady), e.OldBackend, strings.Join(e.AskedOld, "; ")), true}
 
 	case e.ProbeStuck:
@@ -48,18 +48,18 @@ func Decide(e Evidence, final bool) Decision {
 		}
 		stuck := fmt.Sprintf("I/O stuck %s after backend B became ready", secs(e.SinceBReady))
 		if len(e.InstrumentFailures) > 0 {
-			return Decision{Inconclusive, fmt.Sprintf("%s; SUNRPC was not seen asking for the old backend, but an instrument failed (%s)",
+			return Decision{Inconclusive, fmt.Sprintf("%s; the kernel client was not seen asking for the old backend, but an instrument failed (%s)",
 				stuck, strings.Join(e.InstrumentFailures, "; ")), true}
 		}
 		if len(e.ReconnectTargets) == 0 {
 			return Decision{Failed, stuck + "; no reconnect seen", true}
 		}
-		return Decision{Failed, fmt.Sprintf("%s; reconnects went to %s, none of them SUNRPC asking for the old backend",
+		return Decision{Failed, fmt.Sprintf("%s; reconnects went to %s, none of them the kernel client asking for the old backend",
 			stuck, strings.Join(e.ReconnectTargets, ", ")), true}
 
 	case e.ProbeErrors > 0 && len(e.AskedOld) > 0 && e.OldBackend != "":
 		// A soft mount: the bug shows as I/O errors rather than a hang.
-		return Decision{BugReproduced, fmt.Sprintf("I/O failed with an error %d times after backend B became ready; SUNRPC asked for the old backend %s: %s",
+		return Decision{BugReproduced, fmt.Sprintf("I/O failed with an error %d times after backend B became ready; the kernel client asked for the old backend %s: %s",
 			e.ProbeErrors, e.OldBackend, strings.Join(e.AskedOld, "; ")), true}
 
 	case e.ProbeErrors > 0:

@@ -12,14 +12,15 @@
 //  3. The fault was not injected, or backend B never became ready → inconclusive (final) when
 //     done (the lab did not get as far as the question); else wait.
 //  4. A probe succeeded after backend B became ready → recovered (final), with the time it took.
-//  5. A probe is stuck after backend B became ready and SUNRPC itself asked for the old
-//     backend (see Evidence.AskedOld) → bug-reproduced (final even while the cell runs: the
+//  5. A probe is stuck after backend B became ready and the kernel client itself (SUNRPC for
+//     NFS, the CIFS client for SMB) asked for the old backend (see Evidence.AskedOld) →
+//     bug-reproduced (final even while the cell runs: the
 //     evidence is complete, so the agent may stop early).
-//  6. A probe is stuck, SUNRPC was not seen asking for the old backend → wait; when done,
+//  6. A probe is stuck, the client was not seen asking for the old backend → wait; when done,
 //     failed ("I/O stuck, reconnects went to X" or "… no reconnect seen") — or inconclusive
 //     when an instrument failed or lost records, since the verdict would rest on its silence.
 //  7. Probes after backend B became ready failed with errors (a soft mount gives up with EIO
-//     instead of hanging) and SUNRPC asked for the old backend → bug-reproduced (final).
+//     instead of hanging) and the client asked for the old backend → bug-reproduced (final).
 //  8. Probes after backend B became ready only failed with errors otherwise → wait; when done,
 //     failed.
 //  9. Nothing after backend B became ready → wait; when done, inconclusive.

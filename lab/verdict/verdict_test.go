@@ -51,15 +51,15 @@ func TestDecide(t *testing.T) {
 			e.ProbeStuck = true
 			e.ReconnectTargets = []string{"10.0.0.11"}
 			e.AskedOld = []string{"kprobe:kernel_connect was handed 10.0.0.11:2049"}
-		}), false, BugReproduced, true, "SUNRPC asked for the old backend 10.0.0.11: kprobe:kernel_connect was handed 10.0.0.11:2049"},
+		}), false, BugReproduced, true, "the kernel client asked for the old backend 10.0.0.11: kprobe:kernel_connect was handed 10.0.0.11:2049"},
 		{"bug stands when an instrument failed", with(func(e *Evidence) {
 			e.ProbeStuck = true
 			e.AskedOld = []string{"a"}
 			e.InstrumentFailures = []string{"sockets: EIO"}
-		}), true, BugReproduced, true, "SUNRPC asked"},
+		}), true, BugReproduced, true, "the kernel client asked"},
 		{"stuck, old backend only by a load balancer's rewrite, wait", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.0.0.11"} }), false, Inconclusive, false, "waiting"},
 		{"stuck, old backend only by a load balancer's rewrite, final", with(func(e *Evidence) { e.ProbeStuck = true; e.ReconnectTargets = []string{"10.96.0.50", "10.0.0.11"} }), true, Failed, true,
-			"reconnects went to 10.96.0.50, 10.0.0.11, none of them SUNRPC asking for the old backend"},
+			"reconnects went to 10.96.0.50, 10.0.0.11, none of them the kernel client asking for the old backend"},
 		{"stuck, an instrument failed", with(func(e *Evidence) {
 			e.ProbeStuck = true
 			e.InstrumentFailures = []string{"kprobe:kernel_connect: lost 3 records"}
@@ -70,10 +70,10 @@ func TestDecide(t *testing.T) {
 		{"stuck, no reconnect, final", with(func(e *Evidence) { e.ProbeStuck = true }), true, Failed, true, "no reconnect seen"},
 		{"stuck, deadline passed", with(func(e *Evidence) { e.ProbeStuck = true; e.DeadlinePassed = true }), false, Failed, true, "I/O stuck 12.00s"},
 		{"errors, wait", with(func(e *Evidence) { e.ProbeErrors = 3 }), false, Inconclusive, false, "failing"},
-		{"soft mount: errors and SUNRPC asked for the old backend", with(func(e *Evidence) {
+		{"soft mount: errors and the kernel client asked for the old backend", with(func(e *Evidence) {
 			e.ProbeErrors = 2
 			e.AskedOld = []string{"kprobe:kernel_connect was handed 10.0.0.11:2049"}
-		}), false, BugReproduced, true, "I/O failed with an error 2 times after backend B became ready; SUNRPC asked for the old backend 10.0.0.11"},
+		}), false, BugReproduced, true, "I/O failed with an error 2 times after backend B became ready; the kernel client asked for the old backend 10.0.0.11"},
 		{"soft mount: errors, then a good read-back", with(func(e *Evidence) {
 			e.ProbeErrors = 2
 			e.AskedOld = []string{"x"}

@@ -1,8 +1,8 @@
 // Package netns is the network-namespace form of the lab's cluster, inside the VM of the kernel
 // under test: the VM's root network namespace is the node, a bridge gives it its address, a
 // dummy device routes the service CIDR as on a kube-proxy node, and every backend pod is a
-// network namespace with a veth into the bridge, running nfs-ganesha over one export shared by
-// all pods (a tmpfs, like a volume a replaced pod reattaches, so file handles survive).
+// network namespace with a veth into the bridge, running nfs-ganesha (or, for SMB cells,
+// Samba's smbd) over one export shared by all pods (a tmpfs, like a volume a replaced pod reattaches, so file handles survive).
 //
 // There is no Kubernetes here: the cluster stands in for the endpoint controller. Publish hands
 // the service's endpoints to nfslab's own datapath (kube-proxy's iptables rules or the
@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,8 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/observe"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/smb"
 	"github.com/nfslab/nfslab/lab/topology"
 )
 
@@ -36,6 +40,7 @@ type Endpoints interface {
 // Config describes one cell's cluster.
 type Config struct {
 	Index       int          // the cell's index: names of devices, pods and directories carry it
+	Protocol    string       // scenario.ProtocolNFS (nfs-ganesha serves) or scenario.ProtocolSMB (Samba's smbd)
 	NFS         string       // NFS version the backends must serve ("4.1", "3", "3-udp", …)
 	VIP         netip.Addr   // the service's ClusterIP
 	Port        uint16       // the NFS port
@@ -58,15 +63,24 @@ type Cluster struct {
 	nodeUp  bool
 	export  string
 	rpcbind *nfs.Process
+	smbUser bool // the SMB share's account exists
 	pods    []*Backend
 }
 
 // New returns the cluster, not set up yet. record puts the cluster's observations on the
 // timeline; ep receives the service's endpoints.
 func New(cfg Config, ep Endpoints, record func(event.Event) event.Event) (*Cluster, error) {
-	ports, err := nfs.ServicePorts(cfg.NFS, cfg.Port)
-	if err != nil {
-		return nil, err
+	var ports []nfs.PortProto
+	switch cfg.Protocol {
+	case scenario.ProtocolNFS:
+		var err error
+		if ports, err = nfs.ServicePorts(cfg.NFS, cfg.Port); err != nil {
+			return nil, err
+		}
+	case scenario.ProtocolSMB:
+		ports = []nfs.PortProto{{Name: "smb", Port: smb.Port, Protocol: nfs.TCP}}
+	default:
+		return nil, fmt.Errorf("unknown protocol %q", cfg.Protocol)
 	}
 	c := &Cluster{cfg: cfg, ep: ep, record: record}
 	c.svc = cluster.Service{Name: datapath.ServiceNamespace + "/" + datapath.ServiceName, VIP: cfg.VIP}
@@ -98,21 +112,23 @@ func (c *Cluster) Setup(ctx context.Context) (string, error) {
 		c.export = ""
 		return "", fmt.Errorf("mount tmpfs on %s: %w", c.export, err)
 	}
-	protos, _, err := nfs.ServerProtocols(c.cfg.NFS)
-	if err != nil {
-		return "", err
-	}
-	if protos != "4" {
-		// NFSv3 servers register with rpcbind, or ganesha exits.
-		if c.rpcbind, err = nfs.StartRPCBind(ctx); err != nil {
-			return "", fmt.Errorf("start rpcbind: %w", err)
+	if c.cfg.Protocol == scenario.ProtocolNFS {
+		protos, _, err := nfs.ServerProtocols(c.cfg.NFS)
+		if err != nil {
+			return "", err
+		}
+		if protos != "4" {
+			// NFSv3 servers register with rpcbind, or ganesha exits.
+			if c.rpcbind, err = nfs.StartRPCBind(ctx); err != nil {
+				return "", fmt.Errorf("start rpcbind: %w", err)
+			}
 		}
 	}
 	return fmt.Sprintf("node %s on %s, service CIDR %s, export %s", c.cfg.NodeAddr, c.node.Bridge, c.cfg.ServiceCIDR, c.export), nil
 }
 
-// StartBackend creates the next pod at the next configured address and starts nfs-ganesha in
-// it, returning when the server listens.
+// StartBackend creates the next pod at the next configured address and starts the file server
+// in it, returning when the server listens.
 func (c *Cluster) StartBackend(ctx context.Context) (cluster.Backend, error) {
 	n := len(c.pods)
 	if n >= len(c.cfg.PodAddrs) {
@@ -135,6 +151,9 @@ func (c *Cluster) StartBackend(ctx context.Context) (cluster.Backend, error) {
 }
 
 func (c *Cluster) startServer(ctx context.Context, b *Backend) error {
+	if c.cfg.Protocol == scenario.ProtocolSMB {
+		return c.startSMB(ctx, b)
+	}
 	dir := filepath.Join("/run/nfslab", b.pod.Name)
 	if err := os.MkdirAll(filepath.Join(dir, "recovery"), 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", dir, err)
@@ -166,10 +185,51 @@ func (c *Cluster) startServer(ctx context.Context, b *Backend) error {
 	if err != nil {
 		return fmt.Errorf("start nfs-ganesha: %w", err)
 	}
-	b.ganesha = proc
+	b.server = proc
 	if err := waitListening(ctx, proc, c.cfg.Port); err != nil {
 		log, _ := os.ReadFile(logPath)
 		return fmt.Errorf("nfs-ganesha never listened on %s:%d: %w (log: %s)", b.pod.Addr, c.cfg.Port, err, tail(log, 600))
+	}
+	return nil
+}
+
+// startSMB starts smbd in b's pod, serving the export; the share's account lives in a database
+// every pod of the cell shares, created with the first pod.
+func (c *Cluster) startSMB(ctx context.Context, b *Backend) error {
+	dir := filepath.Join("/run/nfslab", b.pod.Name, "smb")
+	for _, d := range smb.StateDirs() {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", dir, err)
+		}
+	}
+	private := fmt.Sprintf("/run/nfslab/c%d-smb-private", c.cfg.Index)
+	if err := os.MkdirAll(private, 0o700); err != nil {
+		return fmt.Errorf("mkdir %s: %w", private, err)
+	}
+	conf, err := smb.RenderConfig(smb.ServerParams{BindAddr: b.pod.Addr, ExportPath: c.export, StateDir: dir, PrivateDir: private})
+	if err != nil {
+		return err
+	}
+	confPath := filepath.Join(dir, "smb.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", confPath, err)
+	}
+	if !c.smbUser {
+		args := smb.AddUserArgs(confPath)
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Stdin = strings.NewReader(smb.AddUserInput())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("create the share's account: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		c.smbUser = true
+	}
+	proc, err := smb.Start(ctx, b.pod.Name, c.cfg.PodExec, confPath)
+	if err != nil {
+		return err
+	}
+	b.server = proc
+	if err := waitListening(ctx, proc, smb.Port); err != nil {
+		return fmt.Errorf("smbd never listened on %s:%d: %w (output: %s)", b.pod.Addr, smb.Port, err, tail([]byte(proc.Output()), 600))
 	}
 	return nil
 }
@@ -227,11 +287,11 @@ func (c *Cluster) Teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Backend is a pod running nfs-ganesha.
+// Backend is a pod running the file server: nfs-ganesha or smbd.
 type Backend struct {
-	pod     *topology.Pod
-	ganesha *nfs.Process
-	record  func(event.Event) event.Event
+	pod    *topology.Pod
+	server *nfs.Process
+	record func(event.Event) event.Event
 }
 
 // Name is the pod's name.
@@ -242,11 +302,11 @@ func (b *Backend) Addr() netip.Addr { return b.pod.Addr }
 
 // Kill stops the backend's server (the pod's containers die).
 func (b *Backend) Kill(ctx context.Context) error {
-	if b.ganesha == nil {
+	if b.server == nil {
 		return nil
 	}
-	err := b.ganesha.Kill(ctx)
-	b.ganesha = nil
+	err := b.server.Kill(ctx)
+	b.server = nil
 	b.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: b.pod.Name, IP: b.pod.Addr.String(), State: event.BackendKilled}})
 	return err
 }
