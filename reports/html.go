@@ -58,7 +58,7 @@ type htmlCell struct {
 	Anchor                             string
 	ID, Kernel, Datapath, NFS, Fault   string
 	Verdict, Expected, Reason, Error   string
-	Pass                               bool
+	Pass, Recovered                    bool
 	Mark, Recovery, ProbeTimeout       string
 	VIP, BackendA, BackendB            string
 	MountBefore, MountAfter            string
@@ -128,7 +128,7 @@ func newHTMLCell(i int, c Cell) htmlCell {
 		Anchor: fmt.Sprintf("cell-%d", i),
 		ID:     c.ID, Kernel: kernelText(c), Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
 		Verdict: c.Verdict, Expected: c.Expected, Reason: or(c.Reason, "no reason recorded"), Error: c.Error,
-		Pass: c.Pass, Mark: mark(c), Recovery: recoveryText(c), ProbeTimeout: fmt.Sprintf("%gs", c.ProbeTimeout),
+		Pass: c.Pass, Mark: mark(c), Recovery: htmlRecovery(c), Recovered: c.RecoverySeconds != nil, ProbeTimeout: fmt.Sprintf("%gs", c.ProbeTimeout),
 		VIP: or(c.VIP, "?"), BackendA: or(c.BackendA, "?"), BackendB: or(c.BackendB, "?"),
 		MountBefore: or(c.MountAddrBefore, "—"), MountAfter: or(c.MountAddrAfter, "—"),
 		Timeline:  newTimeline(c.Events, roles),
@@ -216,4 +216,12 @@ func reconnectAttempts(events []event.Event, roles addrRoles) []attemptRow {
 		}
 	}
 	return rows
+}
+
+// htmlRecovery is a cell's recovery time, or "—" when I/O did not recover.
+func htmlRecovery(c Cell) string {
+	if c.RecoverySeconds == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f s", *c.RecoverySeconds)
 }

@@ -256,9 +256,9 @@ func checkPage(t *testing.T, root *domNode, r *Result) (sections []*domNode) {
 			}
 			return strings.TrimSpace(got[0].textContent())
 		}
-		if row.attr["data-cell"] != c.ID || cell("verdict") != c.Verdict || cell("expected") != c.Expected || cell("recovery") != recoveryText(c) {
+		if row.attr["data-cell"] != c.ID || cell("verdict") != c.Verdict || cell("expected") != c.Expected || cell("recovery") != htmlRecovery(c) {
 			t.Errorf("row %d: %s %s/%s/%s, want %s %s/%s/%s", i, row.attr["data-cell"], cell("verdict"), cell("expected"), cell("recovery"),
-				c.ID, c.Verdict, c.Expected, recoveryText(c))
+				c.ID, c.Verdict, c.Expected, htmlRecovery(c))
 		}
 	}
 	sections = root.all(elem("section"))
