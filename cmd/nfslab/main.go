@@ -278,15 +278,17 @@ func newKernelCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		Short: "List the kernels a scenario can name",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(stdout, "%-16s %s\n", kernel.StockName, "Debian's packaged kernel (linux-image-amd64), downloaded with apt")
+			for _, l := range kernel.StockLines() {
+				fmt.Fprintf(stdout, "%-17s %s\n", l.Name, l.Description)
+			}
 			for _, name := range recipe.Names() {
 				r, err := recipe.Lookup(name)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "%-16s %s\n", name, r.Description)
+				fmt.Fprintf(stdout, "%-17s %s\n", name, r.Description)
 			}
-			fmt.Fprintf(stdout, "%-16s %s\n", "PATH", "any bzImage with what the lab needs built in")
+			fmt.Fprintf(stdout, "%-17s %s\n", "PATH", "any bzImage with what the lab needs built in")
 			return nil
 		},
 	})
