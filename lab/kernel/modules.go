@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +53,12 @@ func LabModules() []string {
 		"cifs", "gcm", "ccm", "cmac", "ctr", "ecb", "ghash_generic", "sha512_generic", "nls_utf8",
 	}
 }
+
+// LineModules are modules that only some kernel lines build as modules of their own; each is
+// packed where the kernel has it. nft_counter is one on 5.10 (later lines build it into
+// nf_tables), and iptables-nft puts a counter in every rule: without it, every kube-proxy rule
+// fails with ENOENT.
+func LineModules() []string { return []string{"nft_counter"} }
 
 // ModulesFile is the file name of the modules cpio inside its artefact directory.
 const ModulesFile = "modules.cpio"
@@ -240,12 +247,24 @@ func (idx *ModuleIndex) Closure(release string, want []string) ([]string, error)
 	return out, nil
 }
 
+// Loadable returns the names that are loadable modules of this kernel (not built in, not
+// missing), normalised.
+func (idx *ModuleIndex) Loadable(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n = ModuleName(n); idx.Path[n] != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // indexFiles are copied from the kernel's modules directory when present: modules.order keeps
 // depmod's ordering, modules.builtin* let modprobe succeed quietly for built-in modules.
 var indexFiles = []string{"modules.order", "modules.builtin", "modules.builtin.modinfo"}
 
 // ModulesArchive returns the path of a cpio archive with the closure of want (module names,
-// usually LabModules) from kernel k, under usr/lib/modules/<release>/ with indexes made by
+// usually LabModules) and of the LineModules kernel k has, from kernel k, under usr/lib/modules/<release>/ with indexes made by
 // depmod, so that modprobe and the kernel's autoloading work in the guest. It is cached by
 // release, module list and module contents. If a wanted module does not exist the error is a
 // *MissingModulesError.
@@ -257,6 +276,7 @@ func (r Resolver) ModulesArchive(ctx context.Context, log *slog.Logger, k Kernel
 	if err != nil {
 		return "", err
 	}
+	want = append(slices.Clone(want), idx.Loadable(LineModules())...)
 	closure, err := idx.Closure(k.Release, want)
 	if err != nil {
 		return "", err

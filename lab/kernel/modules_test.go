@@ -102,6 +102,18 @@ func TestClosure(t *testing.T) {
 	}
 }
 
+func TestLoadable(t *testing.T) {
+	idx, err := ReadModuleIndex(fakeModules(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A loadable module (any spelling) is kept; a built-in one, an alias and a missing one are not.
+	got := idx.Loadable([]string{"nf-nat", "virtio_pci", "fs-nfs4", "nft_counter"})
+	if want := []string{"nf_nat"}; !slices.Equal(got, want) {
+		t.Errorf("Loadable = %v, want %v", got, want)
+	}
+}
+
 func TestReadModuleIndexErrors(t *testing.T) {
 	if _, err := ReadModuleIndex(t.TempDir()); err == nil || !strings.Contains(err.Error(), "modules.dep") {
 		t.Errorf("no modules.dep: err = %v", err)
