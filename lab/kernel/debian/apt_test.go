@@ -1,8 +1,13 @@
 package debian
 
 import (
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDepends(t *testing.T) {
@@ -91,5 +96,47 @@ func TestPrivateOptions(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("options %q lack %q", got, want)
 		}
+	}
+}
+
+// TestIntegrationPrivateArchive reaches bullseye through a private apt state directory, as the
+// 5.10 kernels do: it downloads bullseye's package lists (about 12 MB) into a temporary cache.
+func TestIntegrationPrivateArchive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads Debian bullseye's package lists: skipped with -short")
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("no apt-get")
+	}
+	bullseye, err := Lookup("bullseye")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cache := t.TempDir()
+	apt, err := Open(t.Context(), log, bullseye, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listAge(filepath.Join(cache, "apt", "bullseye", "lists")); !ok {
+		t.Error("no package lists in the private state directory")
+	}
+	pkg, err := apt.Depends(t.Context(), "linux-image-amd64")
+	if err != nil || !strings.HasPrefix(pkg, "linux-image-5.10.") {
+		t.Errorf("Depends(linux-image-amd64) = %q, %v; want bullseye's 5.10 image", pkg, err)
+	}
+	if v, err := apt.Candidate(t.Context(), "linux-source-5.10"); err != nil || !strings.HasPrefix(v, "5.10.") {
+		t.Errorf("Candidate(linux-source-5.10) = %q, %v", v, err)
+	}
+	if _, err := apt.Candidate(t.Context(), "linux-source-9.99"); err == nil || !strings.Contains(err.Error(), "Debian bullseye") {
+		t.Errorf("Candidate(linux-source-9.99) err = %v, want one naming the archive", err)
+	}
+	// The lists are fresh: a second Open uses them without downloading.
+	start := time.Now()
+	if _, err := Open(t.Context(), log, bullseye, cache); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("second Open took %s: it downloaded the lists again?", d)
 	}
 }
