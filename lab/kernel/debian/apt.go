@@ -99,16 +99,16 @@ func Open(ctx context.Context, log *slog.Logger, a Archive, cacheDir string) (*A
 			return nil, fmt.Errorf("%s: creating its apt directory: %w", a, err)
 		}
 	}
-	sources := filepath.Join(dir, "sources.list")
-	if err := os.WriteFile(sources, []byte(strings.Join(a.Sources, "\n")+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("%s: writing its sources.list: %w", a, err)
-	}
-	apt := &Apt{archive: a, opts: privateOptions(dir, sources)}
 	unlock, err := image.LockFile(ctx, log, dir+".lock")
 	if err != nil {
 		return nil, fmt.Errorf("%s: locking its apt lists: %w", a, err)
 	}
 	defer unlock()
+	sources := filepath.Join(dir, "sources.list")
+	if err := writeIfChanged(sources, []byte(strings.Join(a.Sources, "\n")+"\n")); err != nil {
+		return nil, fmt.Errorf("%s: writing its sources.list: %w", a, err)
+	}
+	apt := &Apt{archive: a, opts: privateOptions(dir, sources)}
 	age, ok := listAge(filepath.Join(dir, "lists"))
 	if ok && age < MaxListAge {
 		return apt, nil
@@ -122,6 +122,19 @@ func Open(ctx context.Context, log *slog.Logger, a Archive, cacheDir string) (*A
 		return nil, fmt.Errorf("%s: downloading its package lists: %w", a, err)
 	}
 	return apt, nil
+}
+
+// writeIfChanged replaces the file atomically when its content differs, so that an apt
+// reading it at the same time never sees half of it.
+func writeIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // privateOptions point apt-get and apt-cache at a state directory of their own: its
