@@ -274,18 +274,7 @@ func TestFidelityMatrix(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	bin := buildNfslab(t)
-	dir := t.TempDir()
-
-	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "fidelity", "--report-dir", dir); code != 0 {
-		t.Fatalf("nfslab run --scenario fidelity: exit code %d, want 0", code)
-	}
-	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Cells) != 4 {
-		t.Fatalf("%d cells, want 4", len(res.Cells))
-	}
+	res := runScenario(ctx, t, bin, "fidelity", 4)
 	for _, c := range res.Cells {
 		t.Run(c.Kernel+"/"+c.Datapath, func(t *testing.T) {
 			bug := c.Kernel == "vulnerable-6.1" && c.Datapath == "socket-lb"
@@ -337,17 +326,7 @@ func TestNFSVersions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	bin := buildNfslab(t)
-	dir := t.TempDir()
-	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "nfs-versions", "--report-dir", dir); code != 0 {
-		t.Fatalf("nfslab run --scenario nfs-versions: exit code %d, want 0", code)
-	}
-	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Cells) != 20 {
-		t.Fatalf("%d cells, want 20", len(res.Cells))
-	}
+	res := runScenario(ctx, t, bin, "nfs-versions", 20)
 	for _, c := range res.Cells {
 		if !c.Pass {
 			t.Errorf("%s: verdict %s, expected %s: %s", c.ID, c.Verdict, c.Expected, c.Reason)
@@ -381,17 +360,7 @@ func TestControlKernel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	bin := buildNfslab(t)
-	dir := t.TempDir()
-	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "control", "--report-dir", dir); code != 0 {
-		t.Fatalf("nfslab run --scenario control: exit code %d, want 0", code)
-	}
-	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Cells) != 8 {
-		t.Fatalf("%d cells, want 8", len(res.Cells))
-	}
+	res := runScenario(ctx, t, bin, "control", 8)
 	for _, c := range res.Cells {
 		if !c.Pass {
 			t.Errorf("%s: verdict %s, expected %s: %s", c.ID, c.Verdict, c.Expected, c.Reason)
@@ -421,17 +390,7 @@ func TestStaleEndpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	bin := buildNfslab(t)
-	dir := t.TempDir()
-	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", "stale-endpoint", "--report-dir", dir); code != 0 {
-		t.Fatalf("nfslab run --scenario stale-endpoint: exit code %d, want 0", code)
-	}
-	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Cells) != 4 {
-		t.Fatalf("%d cells, want 4", len(res.Cells))
-	}
+	res := runScenario(ctx, t, bin, "stale-endpoint", 4)
 	for _, c := range res.Cells {
 		t.Run(c.Kernel+"/"+c.Datapath, func(t *testing.T) {
 			if !c.Pass {
@@ -461,4 +420,23 @@ func TestStaleEndpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runScenario runs a built-in scenario (or a scenario file) to completion and returns its result.
+// The test fails when nfslab does not exit 0 (some cell did not get its expected verdict; the
+// cells then say which) and stops when the result is missing or its cell count is not wantCells.
+func runScenario(ctx context.Context, t *testing.T, bin, scenario string, wantCells int) *reports.Result {
+	t.Helper()
+	dir := t.TempDir()
+	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", scenario, "--report-dir", dir); code != 0 {
+		t.Errorf("nfslab run --scenario %s: exit code %d, want 0", scenario, code)
+	}
+	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != wantCells {
+		t.Fatalf("%s: %d cells, want %d", scenario, len(res.Cells), wantCells)
+	}
+	return res
 }
