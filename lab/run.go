@@ -39,7 +39,7 @@ type Options struct {
 	// RunID names what the run creates on the host (work directory, qemu -name), so that
 	// nfslab cleanup can find it if the run is killed; runstate.NewID when empty.
 	RunID string
-	Log      *slog.Logger
+	Log   *slog.Logger
 	// ArtifactDir receives each VM's console log (console-<kernel>-<n>.log); none when empty.
 	ArtifactDir string
 	// Parallel is how many VMs (kernels) run at once; 0 means Parallelism().
@@ -88,52 +88,11 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		res.Cells[i] = pendingCell(c)
 	}
 	groups := byKernel(cells)
-	for _, g := range groups {
-		if err := kernel.Preflight(g[0].Kernel); err != nil {
-			return res, &InputError{Err: err}
-		}
-	}
-	if err := image.CheckHostTools(); err != nil {
-		return res, &LabError{Err: err}
-	}
-	cacheDir := opts.CacheDir
-	if cacheDir == "" {
-		d, err := image.DefaultCacheDir()
-		if err != nil {
-			return res, labErr("find a cache directory: %w", err)
-		}
-		cacheDir = d
-	}
-	cache := image.Cache{Dir: cacheDir}
-	agentBin := opts.Agent
-	if agentBin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return res, labErr("find the nfslab binary for the VM agent: %w", err)
-		}
-		agentBin = exe
-	}
-
-	work, err := os.MkdirTemp("", runstate.WorkDirPrefix+opts.RunID+"-")
+	r, err := newRunner(ctx, opts, p, res, groups)
 	if err != nil {
-		return res, labErr("make a work directory: %w", err)
+		return res, err
 	}
-	defer os.RemoveAll(work)
-
-	p.say("image: preparing the guest root filesystem (cache %s)", cacheDir)
-	t0 := time.Now()
-	rootfs, err := cache.Rootfs(ctx, opts.Log)
-	if err != nil {
-		return res, labErr("build the guest root filesystem: %w", err)
-	}
-	res.Timings["image"] = round3(time.Since(t0).Seconds())
-	p.say("image: root filesystem ready in %.1f s", time.Since(t0).Seconds())
-	agentArchive := filepath.Join(work, "agent.cpio")
-	if err := image.AgentArchive(agentArchive, agentBin, rootfs); err != nil {
-		return res, labErr("package the agent: %w", err)
-	}
-
-	r := &runner{opts: opts, p: p, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}
+	defer os.RemoveAll(r.work)
 	errs := r.runGroups(ctx, groups)
 	res.Pass = len(errs) == 0
 	for _, c := range res.Cells {
@@ -142,6 +101,59 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// newRunner checks the host and the kernels of groups, and prepares what every VM boots with:
+// the cache, the run's work directory (the caller removes r.work) and the guest root filesystem
+// with the agent.
+func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Result, groups [][]scenario.Cell) (*runner, error) {
+	for _, g := range groups {
+		if err := kernel.Preflight(g[0].Kernel); err != nil {
+			return nil, &InputError{Err: err}
+		}
+	}
+	if err := image.CheckHostTools(); err != nil {
+		return nil, &LabError{Err: err}
+	}
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		d, err := image.DefaultCacheDir()
+		if err != nil {
+			return nil, labErr("find a cache directory: %w", err)
+		}
+		cacheDir = d
+	}
+	cache := image.Cache{Dir: cacheDir}
+	agentBin := opts.Agent
+	if agentBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, labErr("find the nfslab binary for the VM agent: %w", err)
+		}
+		agentBin = exe
+	}
+
+	work, err := os.MkdirTemp("", runstate.WorkDirPrefix+opts.RunID+"-")
+	if err != nil {
+		return nil, labErr("make a work directory: %w", err)
+	}
+
+	p.say("image: preparing the guest root filesystem (cache %s)", cacheDir)
+	t0 := time.Now()
+	rootfs, err := cache.Rootfs(ctx, opts.Log)
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, labErr("build the guest root filesystem: %w", err)
+	}
+	res.Timings["image"] = round3(time.Since(t0).Seconds())
+	p.say("image: root filesystem ready in %.1f s", time.Since(t0).Seconds())
+	agentArchive := filepath.Join(work, "agent.cpio")
+	if err := image.AgentArchive(agentArchive, agentBin, rootfs); err != nil {
+		os.RemoveAll(work)
+		return nil, labErr("package the agent: %w", err)
+	}
+
+	return &runner{opts: opts, p: p, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}, nil
 }
 
 // runner runs the kernel groups of one run; res is shared between groups running in parallel.
@@ -242,30 +254,10 @@ func (r *runner) record(f func(res *reports.Result)) {
 // left I/O stuck in the kernel. work is the group's own directory.
 func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Cell) error {
 	name := group[0].Kernel
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return labErr("kernel %s: %w", name, err)
-	}
-	r.p.say("kernel %s: preparing", name)
-	t0 := time.Now()
-	k, err := kernel.Resolve(ctx, r.cache, name, r.opts.Log, func(line string) { r.p.say("%s", line) })
+	k, initrd, err := r.kernelImage(ctx, work, name)
 	if err != nil {
-		return labErr("kernel %s: %w", name, err)
+		return err
 	}
-	modules, err := kernel.ModulesArchive(ctx, r.cache, k, kernel.LabModules())
-	if err != nil {
-		return labErr("kernel %s: modules for the guest: %w", name, err)
-	}
-	initrd := filepath.Join(work, "initrd.cpio")
-	parts := []string{r.rootfs, r.agentArchive}
-	if modules != "" {
-		parts = []string{r.rootfs, modules, r.agentArchive}
-	}
-	if err := image.Assemble(initrd, parts...); err != nil {
-		return labErr("assemble the initramfs: %w", err)
-	}
-	r.record(func(res *reports.Result) { res.Timings["kernel:"+name] = round3(time.Since(t0).Seconds()) })
-	r.p.say("kernel %s: %s ready in %.1f s", name, k.Release, time.Since(t0).Seconds())
-
 	remaining := group
 	for len(remaining) > 0 {
 		done, err := r.bootAndRun(ctx, k, initrd, work, remaining)
@@ -283,15 +275,45 @@ func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Ce
 	return nil
 }
 
-// bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
-// returns how many of the cells finished.
-func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell) (int, error) {
+// kernelImage resolves the kernel name (building or fetching it into the cache) and assembles in
+// work, which it creates, the initramfs its VMs boot: root filesystem, modules, agent.
+func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Kernel, string, error) {
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return kernel.Kernel{}, "", labErr("kernel %s: %w", name, err)
+	}
+	r.p.say("kernel %s: preparing", name)
+	t0 := time.Now()
+	k, err := kernel.Resolve(ctx, r.cache, name, r.opts.Log, func(line string) { r.p.say("%s", line) })
+	if err != nil {
+		return kernel.Kernel{}, "", labErr("kernel %s: %w", name, err)
+	}
+	modules, err := kernel.ModulesArchive(ctx, r.cache, k, kernel.LabModules())
+	if err != nil {
+		return kernel.Kernel{}, "", labErr("kernel %s: modules for the guest: %w", name, err)
+	}
+	initrd := filepath.Join(work, "initrd.cpio")
+	parts := []string{r.rootfs, r.agentArchive}
+	if modules != "" {
+		parts = []string{r.rootfs, modules, r.agentArchive}
+	}
+	if err := image.Assemble(initrd, parts...); err != nil {
+		return kernel.Kernel{}, "", labErr("assemble the initramfs: %w", err)
+	}
+	r.record(func(res *reports.Result) { res.Timings["kernel:"+name] = round3(time.Since(t0).Seconds()) })
+	r.p.say("kernel %s: %s ready in %.1f s", name, k.Release, time.Since(t0).Seconds())
+	return k, initrd, nil
+}
+
+// boot boots a VM of kernel k from initrd, with work as its directory, and waits for the agent's
+// hello; ports are virtio-serial ports besides the agent's (vm.Config.Ports). release stops the
+// VM and keeps its console log in the artifact directory.
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, ports ...string) (machine *vm.VM, release func(), err error) {
 	opts, p := r.opts, r.p
 	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
-	machine, err := vm.Boot(ctx, vm.Config{
+	machine, err = vm.Boot(ctx, vm.Config{
 		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
 		CPUs: vmCPUs(), MemoryMB: vmMemoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
-		BootTimeout: 180 * time.Second, Log: opts.Log,
+		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports,
 	})
 	if err != nil {
 		var kept []string
@@ -301,14 +323,14 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			}
 		}
 		if len(kept) > 0 {
-			return 0, labErr("kernel %s: %w (console: %s)", k.Name, err, strings.Join(kept, ", "))
+			return nil, nil, labErr("kernel %s: %w (console: %s)", k.Name, err, strings.Join(kept, ", "))
 		}
-		return 0, labErr("kernel %s: %w", k.Name, err)
+		return nil, nil, labErr("kernel %s: %w", k.Name, err)
 	}
-	defer func() {
+	release = func() {
 		machine.Close()
 		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
-	}()
+	}
 	qemu := qemuVersion(ctx)
 	r.record(func(res *reports.Result) {
 		res.Host.Accel = machine.Accel
@@ -319,6 +341,18 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		p.say("vm: KVM does not work here, using TCG (%v)", machine.KVMError)
 	}
 	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
+	return machine, release, nil
+}
+
+// bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
+// returns how many of the cells finished.
+func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell) (int, error) {
+	p := r.p
+	machine, release, err := r.boot(ctx, k, initrd, work)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 
 	if err := machine.Send(agent.Job{Cells: cells}); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)
@@ -437,7 +471,7 @@ func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
 		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
 		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
-		ProbeTimeout: c.Timeouts.Probe.Seconds(),
+		ProbeTimeout:     c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},
 	}
 }

@@ -44,6 +44,9 @@ type Config struct {
 	// BootTimeout bounds the time from starting qemu to the agent's hello.
 	BootTimeout time.Duration
 	Log         *slog.Logger
+	// Ports names more virtio-serial ports besides the agent's (event.PortName); each is a byte
+	// stream between the guest and VM.Port(name) on the host.
+	Ports []string
 }
 
 // VM is a running machine with a connected agent.
@@ -56,6 +59,7 @@ type VM struct {
 
 	cmd     *exec.Cmd
 	conn    net.Conn
+	ports   map[string]net.Conn // Config.Ports by name
 	lines   *bufio.Scanner
 	exited  chan struct{}
 	waitErr error
@@ -131,6 +135,14 @@ func Args(cfg Config, accel, sock, console string) []string {
 		"-device", "virtio-serial-pci",
 		"-chardev", "socket,id=agent,path="+sock,
 		"-device", "virtserialport,chardev=agent,name="+event.PortName,
+	)
+	for i, name := range cfg.Ports {
+		id := fmt.Sprintf("port%d", i)
+		args = append(args,
+			"-chardev", "socket,id="+id+",path="+portSocket(cfg.Dir, accel, name),
+			"-device", "virtserialport,chardev="+id+",name="+name)
+	}
+	args = append(args,
 		"-kernel", cfg.Kernel,
 		"-initrd", cfg.Initrd,
 		"-append", "console=ttyS0 panic=-1 no_timer_check quiet loglevel=4 mitigations=off rdinit=/init -- agent",
@@ -141,17 +153,52 @@ func Args(cfg Config, accel, sock, console string) []string {
 	return args
 }
 
+// portSocket is the host's end of the extra virtio-serial port name of a VM booted in dir.
+func portSocket(dir, accel, name string) string {
+	return filepath.Join(dir, "port-"+name+"-"+accel+".sock")
+}
+
+// listen listens on the unix socket path, which is removed when the returned function is called.
+func listen(path string) (net.Listener, func(), error) {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return ln, func() { ln.Close(); os.Remove(path) }, nil
+}
+
+// accept accepts one connection on ln in the background.
+func accept(ln net.Listener) <-chan net.Conn {
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			ch <- c
+		}
+	}()
+	return ch
+}
+
 func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 	start := time.Now()
 	sock := filepath.Join(cfg.Dir, "agent-"+accel+".sock")
 	console := ConsolePath(cfg.Dir, accel)
-	_ = os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	ln, unlisten, err := listen(sock)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", sock, err)
+		return nil, err
 	}
-	defer ln.Close()
-	defer os.Remove(sock)
+	defer unlisten()
+	// qemu connects every port's socket as it starts.
+	portConns := make(map[string]<-chan net.Conn, len(cfg.Ports))
+	for _, name := range cfg.Ports {
+		pln, unlisten, err := listen(portSocket(cfg.Dir, accel, name))
+		if err != nil {
+			return nil, err
+		}
+		defer unlisten()
+		portConns[name] = accept(pln)
+	}
 
 	cmd := exec.Command("qemu-system-x86_64", Args(cfg, accel, sock, console)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -161,7 +208,7 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	v := &VM{Accel: accel, ConsoleLog: console, cmd: cmd, exited: make(chan struct{}), log: cfg.Log}
+	v := &VM{Accel: accel, ConsoleLog: console, cmd: cmd, exited: make(chan struct{}), log: cfg.Log, ports: map[string]net.Conn{}}
 	go func() {
 		v.waitErr = cmd.Wait()
 		close(v.exited)
@@ -178,19 +225,21 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 		return nil, fmt.Errorf("boot VM under %s: %s: %w%s", accel, what, err, msg)
 	}
 
-	connCh := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			connCh <- c
-		}
-	}()
 	select {
-	case v.conn = <-connCh:
+	case v.conn = <-accept(ln):
 	case <-v.exited:
 		return fail("qemu exited", exitErr(v.waitErr))
 	case <-bctx.Done():
 		return fail("qemu did not connect its agent port", bctx.Err())
+	}
+	for _, name := range cfg.Ports {
+		select {
+		case v.ports[name] = <-portConns[name]:
+		case <-v.exited:
+			return fail("qemu exited", exitErr(v.waitErr))
+		case <-bctx.Done():
+			return fail("qemu did not connect port "+name, bctx.Err())
+		}
 	}
 	v.lines = bufio.NewScanner(v.conn)
 	v.lines.Buffer(make([]byte, 0, 64<<10), 16<<20)
@@ -250,6 +299,10 @@ func (v *VM) Next(ctx context.Context) (event.Event, error) {
 	}
 }
 
+// Port is the host's end of the extra virtio-serial port name (Config.Ports); nil for another
+// name. It is closed with the VM.
+func (v *VM) Port(name string) net.Conn { return v.ports[name] }
+
 // Exited is closed when qemu has exited.
 func (v *VM) Exited() <-chan struct{} { return v.exited }
 
@@ -268,6 +321,9 @@ func (v *VM) Close() {
 	v.once.Do(func() {
 		if v.conn != nil {
 			v.conn.Close()
+		}
+		for _, c := range v.ports {
+			c.Close()
 		}
 		if v.cmd.Process != nil {
 			_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
