@@ -83,6 +83,11 @@ type cellRun struct {
 	log  *slog.Logger
 	parts
 
+	// gate, when set, holds the cell before a step until it returns (nfslab demo: the
+	// presenter's word before the fault, before backend B, and before the teardown); an error
+	// ends the cell. nil for nfslab run.
+	gate func(context.Context, event.Step) error
+
 	svc        cluster.Service
 	installed  bool
 	mountTried bool
@@ -116,7 +121,30 @@ func (r *cellRun) run(ctx context.Context) (tainted bool) {
 
 	decision := r.execute(ctx)
 	r.em.emit(event.Event{Kind: event.KindCellDone, Verdict: &event.VerdictRecord{Verdict: string(decision.Verdict), Reason: decision.Reason}})
+	if err := r.wait(ctx, event.StepTeardown); err != nil {
+		r.log.Debug("gate before teardown", "err", err)
+	}
 	return r.teardown()
+}
+
+// wait holds the cell at the gate before step s, sampling the evidence meanwhile; without a
+// gate it returns at once.
+func (r *cellRun) wait(ctx context.Context, s event.Step) error {
+	if r.gate == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.gate(ctx, s) }()
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			r.sample()
+		}
+	}
 }
 
 func (r *cellRun) decide(final bool) verdict.Decision {
@@ -166,6 +194,10 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	r.observeMount()
 	r.sample()
 
+	if err := r.wait(ctx, event.StepFaultInjected); err != nil {
+		r.em.fail(event.StepFaultInjected, err)
+		return r.decide(true)
+	}
 	r.em.setPhase(event.PhaseAfter)
 	bReady, inflight, err := r.failover(ctx)
 	if err != nil {

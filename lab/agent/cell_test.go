@@ -224,6 +224,12 @@ func testCell() scenario.Cell {
 // runCell runs c in w and returns the timeline and the host's verdict on it.
 func runCell(t *testing.T, w *world, c scenario.Cell) ([]event.Event, verdict.Decision) {
 	t.Helper()
+	return runCellGated(t, w, c, nil)
+}
+
+// runCellGated is runCell with a gate (cellRun.gate).
+func runCellGated(t *testing.T, w *world, c scenario.Cell, gate func(context.Context, event.Step) error) ([]event.Event, verdict.Decision) {
+	t.Helper()
 	var out bytes.Buffer
 	em := newEmitter(&out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	w.record = em.emit
@@ -238,6 +244,7 @@ func runCell(t *testing.T, w *world, c scenario.Cell) ([]event.Event, verdict.De
 		tracer: func(uint16) (ConnectTracer, error) { return fakeTracer{w}, nil },
 	}
 	r := newCellRun(c, em, slog.New(slog.NewTextHandler(io.Discard, nil)), p)
+	r.gate = gate
 	if tainted := r.run(context.Background()); tainted {
 		t.Errorf("run reported a tainted VM")
 	}

@@ -53,6 +53,10 @@ func (r *cellRun) failover(ctx context.Context) (bReady event.Mono, inflight *pr
 		}
 	}
 
+	if err := r.wait(ctx, event.StepBackendBReady); err != nil {
+		r.em.fail(event.StepBackendBReady, err)
+		return 0, inflight, err
+	}
 	bctx, cancel := context.WithTimeout(ctx, setup)
 	defer cancel()
 	b, err := r.cluster.StartBackend(bctx)
@@ -179,7 +183,7 @@ func (r *cellRun) awaitRecovery(ctx context.Context, bReady event.Mono, inflight
 			r.em.step(event.StepDeadline, "no recovery %s after backend b was ready", c.Timeouts.Recovery.Duration)
 			return r.decide(true)
 		case <-ctx.Done():
-			r.em.fail(event.StepDeadline, ctx.Err())
+			r.em.fail(event.StepDeadline, context.Cause(ctx))
 			return r.decide(true)
 		}
 	}

@@ -76,7 +76,9 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		return err
 	}
 
-	job, err := readJob(rw)
+	lines := bufio.NewScanner(rw)
+	lines.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	job, err := readJob(lines)
 	if err != nil {
 		em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
 		return err
@@ -85,6 +87,10 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	kctx, stopKmsg := context.WithCancel(ctx)
 	defer stopKmsg()
 	go followKernelLog(kctx, em)
+
+	if job.Demo != nil {
+		return serveDemo(ctx, log, em, job, lines)
+	}
 
 	for _, c := range job.Cells {
 		p, err := netnsParts(c, em)
@@ -131,9 +137,8 @@ func checkFeatures() error {
 	return nil
 }
 
-func readJob(r interface{ Read([]byte) (int, error) }) (Job, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+// readJob reads the job, the host's first line.
+func readJob(sc *bufio.Scanner) (Job, error) {
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
 			return Job{}, fmt.Errorf("read job from host: %w", err)

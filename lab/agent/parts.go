@@ -14,6 +14,9 @@ import (
 // serviceCIDR is routed to the node's service device, as on a kube-proxy node.
 func serviceCIDR() netip.Prefix { return netip.MustParsePrefix("10.96.0.0/12") }
 
+// mountDir is where the node mounts the cell's service.
+func mountDir(c scenario.Cell) string { return fmt.Sprintf("/mnt/nfslab/c%d", c.Index) }
+
 // netnsParts wires the netns form of a cell: the cluster of network-namespace pods in this VM,
 // the VM's root namespaces as the node, and nfslab's own datapath, which the cluster feeds the
 // service's endpoints to.
@@ -57,7 +60,7 @@ func netnsParts(c scenario.Cell, em *emitter) (parts, error) {
 	return parts{
 		cluster: cl,
 		node: &vmNode{
-			mountDir: fmt.Sprintf("/mnt/nfslab/c%d", c.Index), clientAddr: node.Addr(),
+			mountDir: mountDir(c), clientAddr: node.Addr(),
 			protocol: c.Protocol, nfsVersion: c.NFS, mountOptions: c.MountOptions,
 		},
 		datapath: dp,

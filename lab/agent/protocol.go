@@ -9,4 +9,7 @@ import "github.com/nfslab/nfslab/lab/scenario"
 // Job is what the host sends the agent, as one JSON line, right after the agent's hello.
 type Job struct {
 	Cells []scenario.Cell `json:"cells"`
+	// Demo, when set, makes the job nfslab demo's: its one cell waits for the presenter, who
+	// has a shell on the node meanwhile (demo.go).
+	Demo *Demo `json:"demo,omitempty"`
 }
