@@ -469,7 +469,7 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 
 func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
-		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
+		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
 		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
 		ProbeTimeout:     c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},

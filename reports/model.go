@@ -52,7 +52,8 @@ type Cell struct {
 	KernelRelease    string   `json:"kernel_release"` // uname -r inside the VM
 	KernelBuild      string   `json:"kernel_build"`   // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
 	Datapath         string   `json:"datapath"`
-	NFS              string   `json:"nfs"`
+	Protocol         string   `json:"protocol,omitempty"` // nfs or smb
+	NFS              string   `json:"nfs"`                // the protocol's version: 4.1, …, or smb3
 	Fault            string   `json:"fault"`
 	Verdict          string   `json:"verdict"`
 	Expected         string   `json:"expected"`
