@@ -1,0 +1,132 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/demo"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/runstate"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/tty"
+	"github.com/nfslab/nfslab/reports"
+)
+
+// DemoOptions configure nfslab demo.
+type DemoOptions struct {
+	// Options as for Run; Scenario must hold exactly one cell (Scenario.SelectCell). Progress
+	// is unused: everything goes to Out.
+	Options
+	In   *os.File // the presenter's keyboard
+	Out  *os.File // the presenter's screen
+	Term string   // the presenter's $TERM, for the shell in the VM
+}
+
+// Demo brings the one cell of opts.Scenario up in a VM and hands the presenter a shell on its
+// node. The cell stops before the fault and again before backend B until the presenter says
+// "go on" (nfslab-next in the shell, or agent.NextKey), then probes and is judged as in Run,
+// while its events stream to the screen in plain words. When the presenter leaves the shell
+// the cell is torn down, the VM powers off and its work directory goes, as after a run. Demo
+// returns the cell judged from its timeline (inconclusive if it was left before its verdict).
+func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.RunID == "" {
+		opts.RunID = runstate.NewID(time.Now())
+	}
+	cells := opts.Scenario.Cells()
+	if len(cells) != 1 {
+		return reports.Cell{}, &InputError{Err: fmt.Errorf("a demo runs one cell; the selection has %d", len(cells))}
+	}
+	c := cells[0]
+	rc := pendingCell(c)
+	p := newProgress(opts.Out, opts.Style)
+	res := &reports.Result{Timings: map[string]float64{}}
+	r, err := newRunner(ctx, opts.Options, p, res, [][]scenario.Cell{cells})
+	if err != nil {
+		return rc, err
+	}
+	defer os.RemoveAll(r.work)
+	work := filepath.Join(r.work, "k0")
+	k, initrd, err := r.kernelImage(ctx, work, c.Kernel)
+	if err != nil {
+		return rc, err
+	}
+	machine, release, err := r.boot(ctx, k, initrd, work, agent.ShellPortName)
+	if err != nil {
+		return rc, err
+	}
+	defer release()
+
+	d := agent.Demo{Term: opts.Term}
+	if rows, cols, ok := demo.Size(opts.Out); ok {
+		d.Rows, d.Cols = rows, cols
+	}
+	if err := machine.Send(agent.Job{Cells: cells, Demo: &d}); err != nil {
+		return rc, labErr("kernel %s: %w", k.Name, err)
+	}
+	screen := demo.NewScreen(opts.Out, opts.Style)
+	screen.Say(demo.Line{Text: fmt.Sprintf("setting up %s; the shell opens when the lab waits for you", c.ID)})
+	s := &demo.Session{
+		In: opts.In, Out: opts.Out, Screen: screen, Shell: machine.Port(agent.ShellPortName), Key: agent.NextKey,
+		Next: func() {
+			screen.Say(demo.Line{Text: agent.NextKeyName + ": next step"})
+			if err := machine.Send(agent.Control{Next: true}); err != nil {
+				screen.Say(demo.Line{Text: err.Error(), Color: tty.Red})
+			}
+		},
+		Resize: func(rows, cols uint16) { _ = machine.Send(agent.Control{Rows: rows, Cols: cols}) },
+	}
+	go s.Run()
+	defer s.Close()
+	return followDemo(ctx, machine, screen, c, k)
+}
+
+// followDemo shows the agent's events until it says bye, and judges the cell at its end.
+func followDemo(ctx context.Context, machine *vm.VM, screen *demo.Screen, c scenario.Cell, k kernel.Kernel) (reports.Cell, error) {
+	rc := pendingCell(c)
+	var timeline []event.Event
+	judged := false
+	for {
+		ev, err := machine.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rc, labErr("kernel %s: the demo was interrupted", k.Name)
+			}
+			return rc, labErr("kernel %s: lost the agent: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
+		}
+		if ev.Cell >= 0 && !judged {
+			timeline = append(timeline, ev)
+		}
+		if l, ok := demo.Describe(ev); ok {
+			screen.Say(l)
+		}
+		switch ev.Kind {
+		case event.KindCellDone:
+			if judged {
+				continue
+			}
+			judged = true
+			rc = Judge(c, timeline, true)
+			rc.KernelRelease, rc.KernelBuild = machine.Hello.KernelRelease, k.Build
+			screen.Say(demo.Line{Text: fmt.Sprintf("verdict %s (expected %s): %s", rc.Verdict, rc.Expected, rc.Reason), Color: verdictColor(rc.Verdict)})
+			screen.Say(demo.Line{Text: "the lab stays up: look around; exit or Ctrl-D leaves the shell and tears it down"})
+		case event.KindBye:
+			if !machine.WaitExit(10 * time.Second) {
+				screen.Say(demo.Line{Text: "the VM did not power off within 10 s: stopping it", Color: tty.Red})
+			}
+			if !judged {
+				return rc, labErr("kernel %s: the agent ended the demo before its cell: %s", k.Name, ev.Msg)
+			}
+			return rc, nil
+		}
+	}
+}
