@@ -139,7 +139,7 @@ func Args(cfg Config, accel, sock, console string) []string {
 	for i, name := range cfg.Ports {
 		id := fmt.Sprintf("port%d", i)
 		args = append(args,
-			"-chardev", "socket,id="+id+",path="+portSocket(cfg.Dir, accel, name),
+			"-chardev", "socket,id="+id+",path="+portSocket(cfg.Dir, accel, i),
 			"-device", "virtserialport,chardev="+id+",name="+name)
 	}
 	args = append(args,
@@ -153,9 +153,10 @@ func Args(cfg Config, accel, sock, console string) []string {
 	return args
 }
 
-// portSocket is the host's end of the extra virtio-serial port name of a VM booted in dir.
-func portSocket(dir, accel, name string) string {
-	return filepath.Join(dir, "port-"+name+"-"+accel+".sock")
+// portSocket is the host's end of the i-th extra virtio-serial port of a VM booted in dir (a
+// short name: a unix socket's path has at most 107 bytes).
+func portSocket(dir, accel string, i int) string {
+	return filepath.Join(dir, fmt.Sprintf("port%d-%s.sock", i, accel))
 }
 
 // listen listens on the unix socket path, which is removed when the returned function is called.
@@ -191,8 +192,8 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 	defer unlisten()
 	// qemu connects every port's socket as it starts.
 	portConns := make(map[string]<-chan net.Conn, len(cfg.Ports))
-	for _, name := range cfg.Ports {
-		pln, unlisten, err := listen(portSocket(cfg.Dir, accel, name))
+	for i, name := range cfg.Ports {
+		pln, unlisten, err := listen(portSocket(cfg.Dir, accel, i))
 		if err != nil {
 			return nil, err
 		}
