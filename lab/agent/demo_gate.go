@@ -48,7 +48,7 @@ func (g *demoGate) request() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.asked == len(g.steps) {
-		return "nothing left to step: the cell runs to its verdict; leave the shell (exit) to tear the lab down"
+		return "nothing left to step (both steps are taken); leave the shell (exit or Ctrl-D) to tear the lab down"
 	}
 	s := g.steps[g.asked]
 	g.asked++

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// demoIDLine is the first line of `nfslab demo`: "nfslab: demo <id>: cell …".
+var demoIDLine = regexp.MustCompile(`nfslab: demo ([0-9]{8}-[0-9]{6}-[0-9a-f]{6}): cell `)
+
+// tmuxSession is an nfslab demo in a detached tmux session on a private tmux server, driven as a
+// person would drive it: keys in, the screen read back.
+type tmuxSession struct {
+	t      *testing.T
+	socket string // the private server's name (tmux -L)
+	name   string
+}
+
+func (s *tmuxSession) tmux(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", s.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("tmux %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// screen is the pane's history and screen, wrapped lines joined.
+func (s *tmuxSession) screen() string {
+	return s.tmux("capture-pane", "-p", "-J", "-S", "-2000", "-t", s.name)
+}
+
+// send types keys (tmux send-keys names: "Enter", "C-]", or text).
+func (s *tmuxSession) send(keys ...string) {
+	s.t.Helper()
+	s.tmux(append([]string{"send-keys", "-t", s.name}, keys...)...)
+}
+
+// waitFor polls the screen until it contains every one of want, or fails after d.
+func (s *tmuxSession) waitFor(d time.Duration, want ...string) string {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		scr := s.screen()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(scr, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			return scr
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the screen did not show %q within %s; it shows:\n%s", missing, d, scr)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestDemo drives nfslab demo through tmux as a presenter would: wait for the shell on the node,
+// look at the mount, take the two steps (nfslab-next in the shell, then Ctrl-] on the keyboard),
+// see the tracer's lines and the verdict appear between the shell's, use the shell after the
+// verdict, leave it, and check that nothing of the lab is left.
+func TestDemo(t *testing.T) {
+	requireE2E(t)
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed (apt-get install tmux)")
+	}
+	bin := buildNfslab(t)
+	tests := []struct {
+		kernel  string
+		verdict string
+		tracer  []string // tracer lines after backend B is ready
+		// touched is how creating a file in the mount ends once the verdict is in: the exit
+		// status of `timeout -k 2 5 touch`, or the first digit of it.
+		touched string
+	}{
+		{
+			kernel: "debian-stock", verdict: "recovered",
+			tracer:  []string{"[nfslab] kernel_connect handed 10.96.0.50:2049", "[nfslab] socket-LB hook rewrote 10.96.0.50:2049 → 10.0.0.12:2049"},
+			touched: "0",
+		},
+		{
+			// The bug: SUNRPC asks for the dead backend's address, and the mount hangs; so does
+			// the presenter's touch, until it is killed (124, or 137 after the KILL).
+			kernel: "vulnerable-6.1", verdict: "bug-reproduced",
+			tracer:  []string{"[nfslab] kernel_connect handed 10.0.0.11:2049", "[nfslab] socket-LB hook was handed 10.0.0.11:2049, not a service address"},
+			touched: "1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kernel, func(t *testing.T) {
+			tmp, runs := t.TempDir(), t.TempDir()
+			s := &tmuxSession{t: t, socket: fmt.Sprintf("nfslab-e2e-%d", os.Getpid()), name: "demo"}
+			args := withCache(bin, "demo", "--kernel", tt.kernel, "--datapath", "socket-lb", "--accel", "tcg")
+			cmdline := fmt.Sprintf("env TMPDIR=%s NFSLAB_RUN_DIR=%s %s; echo nfslab-demo-exit=$?; sleep 3600", tmp, runs, strings.Join(args, " "))
+			s.tmux("new-session", "-d", "-s", s.name, "-x", "160", "-y", "50", cmdline)
+			defer func() {
+				t.Logf("the screen at the end:\n%s", s.screen())
+				exec.Command("tmux", "-L", s.socket, "kill-server").Run()
+			}()
+
+			// A cold cache builds the kernel first (minutes); a VM boots in under a minute.
+			scr := s.waitFor(20*time.Minute, "root@nfslab-node:~# ")
+			m := demoIDLine.FindStringSubmatch(scr)
+			if m == nil {
+				t.Fatalf("no run ID on the screen:\n%s", scr)
+			}
+			id := m[1]
+			for _, w := range []string{"[nfslab] mounted: 10.96.0.50:/export on /mnt/nfslab/c0", "[nfslab] baseline-io-ok", "nfslab-next (or Ctrl-] on the keyboard)"} {
+				if !strings.Contains(scr, w) {
+					t.Errorf("before the shell, the screen lacks %q", w)
+				}
+			}
+			if strings.Contains(scr, "fault-injected") {
+				t.Fatalf("the fault came before the presenter said so:\n%s", scr)
+			}
+
+			s.send("mount | grep nfs4", "Enter")
+			s.waitFor(time.Minute, "10.96.0.50:/export on /mnt/nfslab/c0 type nfs4 (rw,")
+			s.send("ls /mnt/nfslab/c0; echo before=$?", "Enter")
+			s.waitFor(time.Minute, "\nbaseline\nbefore=0")
+			time.Sleep(2 * time.Second)
+			if scr := s.screen(); strings.Contains(scr, "fault-injected") {
+				t.Fatalf("the fault came before the presenter said so:\n%s", scr)
+			}
+
+			// Step 1 from the shell, step 2 from the keyboard.
+			s.send("nfslab-next", "Enter")
+			s.waitFor(2*time.Minute, "next (1 of 2): kill backend A (fault delete-pod)", "[nfslab] fault-injected: delete-pod: pod c0-pod-a (10.0.0.11) is gone")
+			time.Sleep(3 * time.Second)
+			if scr := s.screen(); strings.Contains(scr, "backend-b-ready") {
+				t.Fatalf("backend B came before the presenter said so:\n%s", scr)
+			}
+			s.send("C-]")
+			s.waitFor(2*time.Minute, "[nfslab] Ctrl-]: next step", "[nfslab] backend-b-ready: nfs served on 10.0.0.12:2049")
+			s.waitFor(5*time.Minute, append([]string{"[nfslab] verdict " + tt.verdict + " (expected " + tt.verdict + ")"}, tt.tracer...)...)
+			s.send("nfslab-next", "Enter")
+			s.waitFor(time.Minute, "nothing left to step")
+
+			// The shell is still the node's after the verdict.
+			s.send("timeout -k 2 5 touch /mnt/nfslab/c0/from-the-shell; echo after=$?", "Enter")
+			s.waitFor(time.Minute, "\nafter="+tt.touched)
+			s.send("ss -tn", "Enter")
+			s.waitFor(time.Minute, "Peer Address:Port")
+
+			s.send("exit", "Enter")
+			scr = s.waitFor(2*time.Minute, "nfslab-demo-exit=")
+			for _, w := range []string{"[nfslab] teardown-", "nfslab: demo " + id + " done", "nfslab-demo-exit=0"} {
+				if !strings.Contains(scr, w) {
+					t.Errorf("after the shell, the screen lacks %q", w)
+				}
+			}
+			if p := markedProcesses(id); len(p) > 0 {
+				t.Errorf("processes of demo %s are left: %v", id, p)
+			}
+			if left, _ := filepath.Glob(filepath.Join(tmp, "nfslab-run-*")); len(left) > 0 {
+				t.Errorf("work directories are left: %v", left)
+			}
+			if left, _ := filepath.Glob(filepath.Join(runs, "*.json")); len(left) > 0 {
+				t.Errorf("run records are left: %v", left)
+			}
+		})
+	}
+}
