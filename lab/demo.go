@@ -73,7 +73,10 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if err := machine.Send(agent.Job{Cells: cells, Demo: &d}); err != nil {
 		return rc, labErr("kernel %s: %w", k.Name, err)
 	}
-	screen := demo.NewScreen(opts.Out, opts.Style)
+	// Lines end as a terminal in raw mode needs whenever the screen is one, in CI too.
+	style := opts.Style
+	style.Terminal = tty.IsTerminal(opts.Out)
+	screen := demo.NewScreen(opts.Out, style)
 	screen.Say(demo.Line{Text: fmt.Sprintf("setting up %s; the shell opens when the lab waits for you", c.ID)})
 	s := &demo.Session{
 		In: opts.In, Out: opts.Out, Screen: screen, Shell: machine.Port(agent.ShellPortName), Key: agent.NextKey,
@@ -92,41 +95,103 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 
 // followDemo shows the agent's events until it says bye, and judges the cell at its end.
 func followDemo(ctx context.Context, machine *vm.VM, screen *demo.Screen, c scenario.Cell, k kernel.Kernel) (reports.Cell, error) {
-	rc := pendingCell(c)
-	var timeline []event.Event
-	judged := false
-	for {
-		ev, err := machine.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return rc, labErr("kernel %s: the demo was interrupted", k.Name)
+	type next struct {
+		ev  event.Event
+		err error
+	}
+	events := make(chan next)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			ev, err := machine.Next(ctx)
+			select {
+			case events <- next{ev, err}:
+			case <-stop:
+				return
 			}
-			return rc, labErr("kernel %s: lost the agent: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
+			if err != nil {
+				return
+			}
 		}
-		if ev.Cell >= 0 && !judged {
-			timeline = append(timeline, ev)
+	}()
+
+	f := &demoFollower{screen: screen, cell: c, kernel: k, machine: machine, rc: pendingCell(c)}
+	var order demo.Orderer
+	for {
+		var due <-chan time.Time
+		if wait, ok := order.Wait(time.Now()); ok {
+			due = time.After(wait)
 		}
+		select {
+		case n := <-events:
+			if n.err != nil {
+				f.show(order.Due(time.Now(), true))
+				if ctx.Err() != nil {
+					return f.rc, labErr("kernel %s: the demo was interrupted", k.Name)
+				}
+				return f.rc, labErr("kernel %s: lost the agent: %w; the VM console said:\n%s", k.Name, n.err, consoleTail(machine.ConsoleLog))
+			}
+			f.record(n.ev)
+			order.Add(n.ev, time.Now())
+			if n.ev.Kind == event.KindCellDone || n.ev.Kind == event.KindBye {
+				if done, err := f.show(order.Due(time.Now(), true)); done {
+					return f.rc, err
+				}
+			}
+		case <-due:
+			if done, err := f.show(order.Due(time.Now(), false)); done {
+				return f.rc, err
+			}
+		}
+	}
+}
+
+// demoFollower is what followDemo knows of the cell so far.
+type demoFollower struct {
+	screen   *demo.Screen
+	cell     scenario.Cell
+	kernel   kernel.Kernel
+	machine  *vm.VM
+	timeline []event.Event // the cell's events as they arrived, up to its end
+	judged   bool
+	rc       reports.Cell
+}
+
+// record adds ev to the cell's timeline and judges the cell at its end, as Run does.
+func (f *demoFollower) record(ev event.Event) {
+	if f.judged || ev.Cell < 0 {
+		return
+	}
+	f.timeline = append(f.timeline, ev)
+	if ev.Kind == event.KindCellDone {
+		f.judged = true
+		f.rc = Judge(f.cell, f.timeline, true)
+		f.rc.KernelRelease, f.rc.KernelBuild = f.machine.Hello.KernelRelease, f.kernel.Build
+	}
+}
+
+// show writes events to the screen; done is true after the agent's bye (with why the demo
+// failed, if it did).
+func (f *demoFollower) show(events []event.Event) (done bool, err error) {
+	for _, ev := range events {
 		if l, ok := demo.Describe(ev); ok {
-			screen.Say(l)
+			f.screen.Say(l)
 		}
 		switch ev.Kind {
 		case event.KindCellDone:
-			if judged {
-				continue
-			}
-			judged = true
-			rc = Judge(c, timeline, true)
-			rc.KernelRelease, rc.KernelBuild = machine.Hello.KernelRelease, k.Build
-			screen.Say(demo.Line{Text: fmt.Sprintf("verdict %s (expected %s): %s", rc.Verdict, rc.Expected, rc.Reason), Color: verdictColor(rc.Verdict)})
-			screen.Say(demo.Line{Text: "the lab stays up: look around; exit or Ctrl-D leaves the shell and tears it down"})
+			rc := f.rc
+			f.screen.Say(demo.Line{Text: fmt.Sprintf("verdict %s (expected %s): %s", rc.Verdict, rc.Expected, rc.Reason), Color: verdictColor(rc.Verdict)})
+			f.screen.Say(demo.Line{Text: "the lab stays up: look around; exit or Ctrl-D leaves the shell and tears it down"})
 		case event.KindBye:
-			if !machine.WaitExit(10 * time.Second) {
-				screen.Say(demo.Line{Text: "the VM did not power off within 10 s: stopping it", Color: tty.Red})
+			if !f.machine.WaitExit(10 * time.Second) {
+				f.screen.Say(demo.Line{Text: "the VM did not power off within 10 s: stopping it", Color: tty.Red})
 			}
-			if !judged {
-				return rc, labErr("kernel %s: the agent ended the demo before its cell: %s", k.Name, ev.Msg)
+			if !f.judged {
+				return true, labErr("kernel %s: the agent ended the demo before its cell: %s", f.kernel.Name, ev.Msg)
 			}
-			return rc, nil
+			return true, nil
 		}
 	}
+	return false, nil
 }
