@@ -54,8 +54,9 @@ e2e: deps
 # kernels: the kernels scenario end to end — Debian's 6.1, 6.12 and 5.10 as shipped and with the
 # kernel_connect() fix reverted, under kube-proxy and socket-LB. Not part of `make test`: a cold
 # run builds three kernels from source (8–20 min each on 2 idle cores) before its 6 VMs boot.
+# It also runs the smb scenario on every kernel, partial-6.1 included.
 kernels: deps
-	$(GO) test -count=1 -timeout 180m -v -run TestKernels ./test/e2e/ -e2e -kernels
+	$(GO) test -count=1 -timeout 180m -v -run 'TestKernels|TestSMB' ./test/e2e/ -e2e -kernels
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

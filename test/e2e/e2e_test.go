@@ -422,13 +422,15 @@ func TestStaleEndpoint(t *testing.T) {
 	}
 }
 
-// runScenario runs a built-in scenario (or a scenario file) to completion and returns its result.
+// runScenario runs a built-in scenario (or a scenario file) to completion, with extra run
+// arguments if any, and returns its result.
 // The test fails when nfslab does not exit 0 (some cell did not get its expected verdict; the
 // cells then say which) and stops when the result is missing or its cell count is not wantCells.
-func runScenario(ctx context.Context, t *testing.T, bin, scenario string, wantCells int) *reports.Result {
+func runScenario(ctx context.Context, t *testing.T, bin, scenario string, wantCells int, args ...string) *reports.Result {
 	t.Helper()
 	dir := t.TempDir()
-	if code := runNfslab(ctx, t, bin, t.TempDir(), "run", "--scenario", scenario, "--report-dir", dir); code != 0 {
+	args = append([]string{"run", "--scenario", scenario, "--report-dir", dir}, args...)
+	if code := runNfslab(ctx, t, bin, t.TempDir(), args...); code != 0 {
 		t.Errorf("nfslab run --scenario %s: exit code %d, want 0", scenario, code)
 	}
 	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
