@@ -249,3 +249,34 @@ func cellPhases(c reports.Cell) map[string]float64 {
 	m["cell"] = done.Sub(first).Seconds()
 	return m
 }
+
+// BenchmarkScenarios times the scenarios beyond the fidelity matrix with cached images and
+// kernels: each one's wall time, and each cell's recovery (the time from backend B ready to the
+// first good I/O; absent for a cell that did not recover).
+func BenchmarkScenarios(b *testing.B) {
+	requireE2E(b)
+	ctx := context.Background()
+	bin := buildNfslab(b)
+	for _, name := range []string{"stale-endpoint", "longhorn", "nconnect", "node-crash", "smb"} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				dir := b.TempDir()
+				start := time.Now()
+				code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--scenario", name, "--report-dir", dir)
+				b.ReportMetric(time.Since(start).Seconds(), "wall-s")
+				if code != 0 {
+					b.Errorf("nfslab run --scenario %s: exit code %d", name, code)
+				}
+				res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, c := range res.Cells {
+					if c.RecoverySeconds != nil {
+						b.ReportMetric(*c.RecoverySeconds, strings.ReplaceAll(c.ID, "/", "-")+"-recovery-s")
+					}
+				}
+			}
+		})
+	}
+}
