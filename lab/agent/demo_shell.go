@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,18 +94,23 @@ func (s *demoShell) run() error {
 		return fmt.Errorf("start the demo shell: %w", err)
 	}
 	s.ptmx, s.cmd = ptmx, cmd
-	var copied sync.WaitGroup
-	copied.Add(1)
+	drained := make(chan struct{})
 	go func() {
-		defer copied.Done()
-		_, _ = io.Copy(s.port, ptmx) // ends with EIO once the shell and its children are gone
+		defer close(drained)
+		_, _ = io.Copy(s.port, ptmx) // ends with EIO once nothing holds the terminal
 	}()
 	// The presenter's keys; this ends at the first key after the shell is gone.
 	go func() { _, _ = io.Copy(ptmx, s.port) }()
 	go func() {
 		err := cmd.Wait()
 		s.log.Info("demo shell ended", "err", err)
-		copied.Wait()
+		// The shell's last words are drained; a process of the presenter's that outlives it
+		// (one the kernel holds on the hung mount) keeps the terminal open, and is not
+		// waited for: stop kills it.
+		select {
+		case <-drained:
+		case <-time.After(time.Second):
+		}
 		close(s.exited)
 	}()
 	return nil
@@ -122,7 +128,8 @@ func (s *demoShell) resize(rows, cols uint16) {
 	}
 }
 
-// stop ends the shell, if it still runs, and its session: a hang-up, then a kill.
+// stop ends the shell, if it still runs (a hang-up, then a kill), and kills whatever else of
+// its session is left, so that nothing of the presenter's holds the mount.
 func (s *demoShell) stop() {
 	s.mu.Lock()
 	cmd := s.cmd
@@ -130,17 +137,36 @@ func (s *demoShell) stop() {
 	if cmd == nil {
 		return
 	}
+	sid := cmd.Process.Pid // bash leads its own session
 	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGKILL} {
 		select {
 		case <-s.exited:
-			return
 		default:
+			_ = syscall.Kill(sid, sig)
+			select {
+			case <-s.exited:
+			case <-time.After(2 * time.Second):
+			}
 		}
-		_ = syscall.Kill(-cmd.Process.Pid, sig)
-		select {
-		case <-s.exited:
-			return
-		case <-time.After(2 * time.Second):
+	}
+	killSession(sid, s.log)
+}
+
+// killSession sends SIGKILL to every process of session sid.
+func killSession(sid int, log *slog.Logger) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		log.Warn("list processes", "err", err)
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 {
+			continue
+		}
+		if got, err := unix.Getsid(pid); err == nil && got == sid {
+			log.Info("killing a process the demo shell left", "pid", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }
