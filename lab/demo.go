@@ -182,7 +182,7 @@ func (f *demoFollower) show(events []event.Event) (done bool, err error) {
 		case event.KindCellDone:
 			rc := f.rc
 			f.screen.Say(demo.Line{Text: fmt.Sprintf("verdict %s (expected %s): %s", rc.Verdict, rc.Expected, rc.Reason), Color: verdictColor(rc.Verdict)})
-			f.screen.Say(demo.Line{Text: "the lab stays up: look around; exit or Ctrl-D leaves the shell and tears it down"})
+			f.screen.Say(demo.Line{Text: "the lab stays up until you leave the shell (exit or Ctrl-D), which tears it down"})
 		case event.KindBye:
 			if !f.machine.WaitExit(10 * time.Second) {
 				f.screen.Say(demo.Line{Text: "the VM did not power off within 10 s: stopping it", Color: tty.Red})

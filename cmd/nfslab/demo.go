@@ -62,8 +62,12 @@ left before the verdict), 2 bad input, 3 the lab could not run.`,
 			if total == 0 {
 				return usageError{errors.New("the selection has no cell")}
 			}
+			which := ""
 			if !cmd.Flags().Changed("cell") {
 				cell = s.Cells()[0].ID
+				if total > 1 {
+					which = fmt.Sprintf(" (the first of the %d selected; --cell picks another)", total)
+				}
 			}
 			if err := s.SelectCell(cell); err != nil {
 				return err
@@ -94,7 +98,7 @@ left before the verdict), 2 bad input, 3 the lab could not run.`,
 			// Closing the terminal ends the demo like an interrupt: everything is removed.
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
 			defer stop()
-			fmt.Fprintf(stdout, "nfslab: demo %s: cell %s (1 of the %d selected; --cell picks another)\n", runID, cell, total)
+			fmt.Fprintf(stdout, "nfslab: demo %s: cell %s%s\n", runID, cell, which)
 			rc, err := lab.Demo(ctx, lab.DemoOptions{
 				Options: lab.Options{
 					Scenario: s, CacheDir: cacheDir, Accel: accel, Style: g.style(stdout), Log: g.logger(stderr), RunID: runID,
