@@ -33,7 +33,7 @@ type DemoOptions struct {
 // node. The cell stops before the fault and again before backend B until the presenter says
 // "go on" (nfslab-next in the shell, or agent.NextKey), then probes and is judged as in Run,
 // while its events stream to the screen in plain words. When the presenter leaves the shell
-// the cell is torn down, the VM powers off and its work directory goes, as after a run. Demo
+// (or presses agent.LeaveKey) the cell is torn down, the VM powers off and its work directory goes, as after a run. Demo
 // returns the cell judged from its timeline (inconclusive if it was left before its verdict).
 func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if opts.Log == nil {
@@ -78,13 +78,17 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	style.Terminal = tty.IsTerminal(opts.Out)
 	screen := demo.NewScreen(opts.Out, style)
 	screen.Say(demo.Line{Text: fmt.Sprintf("setting up %s; the shell opens when the lab waits for you", c.ID)})
+	control := func(say string, c agent.Control) {
+		screen.Say(demo.Line{Text: say})
+		if err := machine.Send(c); err != nil {
+			screen.Say(demo.Line{Text: err.Error(), Color: tty.Red})
+		}
+	}
 	s := &demo.Session{
-		In: opts.In, Out: opts.Out, Screen: screen, Shell: machine.Port(agent.ShellPortName), Key: agent.NextKey,
-		Next: func() {
-			screen.Say(demo.Line{Text: agent.NextKeyName + ": next step"})
-			if err := machine.Send(agent.Control{Next: true}); err != nil {
-				screen.Say(demo.Line{Text: err.Error(), Color: tty.Red})
-			}
+		In: opts.In, Out: opts.Out, Screen: screen, Shell: machine.Port(agent.ShellPortName),
+		Kept: map[byte]func(){
+			agent.NextKey:  func() { control(agent.NextKeyName+": next step", agent.Control{Next: true}) },
+			agent.LeaveKey: func() { control(agent.LeaveKeyName+": leaving the shell", agent.Control{Leave: true}) },
 		},
 		Resize: func(rows, cols uint16) { _ = machine.Send(agent.Control{Rows: rows, Cols: cols}) },
 	}

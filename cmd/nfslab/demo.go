@@ -38,8 +38,8 @@ where the mount is: mount, ls, ss -tn, dmesg work as typed). The lab stops befor
 type ` + "`nfslab-next`" + ` in the shell, or press ` + agent.NextKeyName + `, to kill backend A, and again to bring
 backend B up; the probes and the verdict follow as in nfslab run. Meanwhile the lab's events
 (steps, what kernel_connect was handed, what the socket-LB hook rewrote, sockets, probes, the
-verdict) appear between the shell's lines, marked [nfslab]. Leaving the shell (exit or Ctrl-D)
-tears everything down, as after a run.
+verdict) appear between the shell's lines, marked [nfslab]. Leaving the shell (exit or Ctrl-D,
+or ` + agent.LeaveKeyName + ` when a command hangs on the mount) tears everything down, as after a run.
 
 The cell is the one --cell names, else the first of the selection (--scenario, --kernel,
 --datapath). Exit code as for run: 0 the cell got its expected verdict, 1 it did not (or you

@@ -21,10 +21,13 @@ import (
 // ways.
 const ShellPortName = "nfslab.shell"
 
-// NextKey is the key the host's terminal relay keeps for itself: the presenter's "go on".
+// The keys the host's terminal relay keeps for itself: the presenter's "go on", and leaving
+// the shell even while a command in it hangs on the mount.
 const (
-	NextKey     = 0x1d // Ctrl-]
-	NextKeyName = "Ctrl-]"
+	NextKey      = 0x1d // Ctrl-]
+	NextKeyName  = "Ctrl-]"
+	LeaveKey     = 0x1c // Ctrl-\
+	LeaveKeyName = "Ctrl-\\"
 )
 
 // Demo is a demo job's terminal: its type and size.
@@ -36,7 +39,8 @@ type Demo struct {
 
 // Control is a message from the host during a demo: one JSON line on the agent's port.
 type Control struct {
-	Next bool `json:"next,omitempty"` // the presenter pressed NextKey
+	Next  bool `json:"next,omitempty"`  // the presenter pressed NextKey
+	Leave bool `json:"leave,omitempty"` // the presenter pressed LeaveKey: end the shell
 	// Rows and Cols, when both are set, are the terminal's new size.
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
@@ -125,6 +129,10 @@ func readControls(sc *bufio.Scanner, gate *demoGate, shell *demoShell, log *slog
 		}
 		if ctl.Next {
 			log.Info("presenter: " + gate.request())
+		}
+		if ctl.Leave {
+			log.Info("presenter: leave the shell")
+			go shell.stop()
 		}
 		if ctl.Rows > 0 && ctl.Cols > 0 {
 			shell.resize(ctl.Rows, ctl.Cols)

@@ -210,9 +210,9 @@ cat <<'EOF'
 nfslab demo: cell %s, a shell on the node
   the mount: %s          try: mount | grep %s; ls %s; ss -tn; dmesg
   next step: %s (or %s on the keyboard): 1) kill backend A  2) bring backend B up
-  leave:     exit or Ctrl-D tears the lab down
+  leave:     exit, Ctrl-D, or %s when a command hangs: tears the lab down
 EOF
-`, c.ID, mountDir(c), mountType(c), mountDir(c), nextCommand, NextKeyName)
+`, c.ID, mountDir(c), mountType(c), mountDir(c), nextCommand, NextKeyName, LeaveKeyName)
 }
 
 // mountType is what `mount` lists the cell's mount as.

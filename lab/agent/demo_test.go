@@ -208,7 +208,7 @@ func countOf(list []string, s string) int {
 func TestBashrc(t *testing.T) {
 	c := testCell()
 	rc := bashrc(c)
-	for _, want := range []string{". /etc/bash.bashrc", c.ID, "/mnt/nfslab/c0", "mount | grep nfs", nextCommand, NextKeyName, "exit"} {
+	for _, want := range []string{". /etc/bash.bashrc", c.ID, "/mnt/nfslab/c0", "mount | grep nfs", nextCommand, NextKeyName, LeaveKeyName, "exit"} {
 		if !strings.Contains(rc, want) {
 			t.Errorf("bashrc lacks %q:\n%s", want, rc)
 		}

@@ -82,28 +82,30 @@ func (c *chunks) Read(p []byte) (int, error) {
 }
 
 func TestKeys(t *testing.T) {
-	const key = 0x1d
 	tests := []struct {
-		name  string
-		in    string
-		chunk int
-		shell string
-		next  int
+		name        string
+		in          string
+		chunk       int
+		shell       string
+		next, leave int
 	}{
-		{"plain keys pass", "ls\r", 1, "ls\r", 0},
-		{"the key is kept", "\x1d", 1, "", 1},
-		{"between keys", "a\x1db\x1d\x1dc", 3, "abc", 3},
-		{"Ctrl-C and Ctrl-D go to the shell", "\x03\x04", 8, "\x03\x04", 0},
+		{"plain keys pass", "ls\r", 1, "ls\r", 0, 0},
+		{"the key is kept", "\x1d", 1, "", 1, 0},
+		{"between keys", "a\x1db\x1d\x1dc", 3, "abc", 3, 0},
+		{"Ctrl-C and Ctrl-D go to the shell", "\x03\x04", 8, "\x03\x04", 0, 0},
+		{"two kept keys", "x\x1c\x1dy\x1c", 2, "xy", 1, 2},
+		{"UTF-8 passes whole", "ls →\x1d", 2, "ls →", 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var shell bytes.Buffer
-			next := 0
-			if err := Keys(&chunks{tt.in, tt.chunk}, &shell, key, func() { next++ }); err != nil {
+			next, leave := 0, 0
+			kept := map[byte]func(){0x1d: func() { next++ }, 0x1c: func() { leave++ }}
+			if err := Keys(&chunks{tt.in, tt.chunk}, &shell, kept); err != nil {
 				t.Fatal(err)
 			}
-			if shell.String() != tt.shell || next != tt.next {
-				t.Errorf("shell got %q and %d go-ons, want %q and %d", shell.String(), next, tt.shell, tt.next)
+			if shell.String() != tt.shell || next != tt.next || leave != tt.leave {
+				t.Errorf("shell got %q, %d and %d presses, want %q, %d and %d", shell.String(), next, leave, tt.shell, tt.next, tt.leave)
 			}
 		})
 	}
@@ -114,7 +116,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("port closed") }
 
 func TestKeysStopWhenTheShellIsGone(t *testing.T) {
-	err := Keys(strings.NewReader("ls\r"), failWriter{}, 0x1d, func() {})
+	err := Keys(strings.NewReader("ls\r"), failWriter{}, map[byte]func(){0x1d: func() {}})
 	if err == nil || !strings.Contains(err.Error(), "port closed") {
 		t.Errorf("Keys = %v, want the write error", err)
 	}
@@ -129,7 +131,7 @@ func FuzzKeys(f *testing.F) {
 		const key = 0x1d
 		var shell bytes.Buffer
 		next := 0
-		if err := Keys(&chunks{string(in), int(chunk%16) + 1}, &shell, key, func() { next++ }); err != nil {
+		if err := Keys(&chunks{string(in), int(chunk%16) + 1}, &shell, map[byte]func(){key: func() { next++ }}); err != nil {
 			t.Fatal(err)
 		}
 		if want := bytes.ReplaceAll(in, []byte{key}, nil); !bytes.Equal(shell.Bytes(), want) {

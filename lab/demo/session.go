@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"os/signal"
@@ -11,17 +10,18 @@ import (
 	"golang.org/x/term"
 )
 
-// Keys copies the presenter's keys from in to shell, but keeps every key byte for itself:
-// next is called for each instead. It returns when in ends (nil) or a read or write fails.
-func Keys(in io.Reader, shell io.Writer, key byte, next func()) error {
+// Keys copies the presenter's keys from in to shell, but keeps the keys of kept for itself: for
+// each press of one its function is called instead. It returns when in ends (nil) or a read or
+// write fails.
+func Keys(in io.Reader, shell io.Writer, kept map[byte]func()) error {
 	buf := make([]byte, 1024)
 	for {
 		n, err := in.Read(buf)
 		p := buf[:n]
 		for len(p) > 0 {
-			i := bytes.IndexByte(p, key)
-			if i < 0 {
-				i = len(p)
+			i := 0
+			for i < len(p) && kept[p[i]] == nil {
+				i++
 			}
 			if i > 0 {
 				if _, werr := shell.Write(p[:i]); werr != nil {
@@ -29,7 +29,7 @@ func Keys(in io.Reader, shell io.Writer, key byte, next func()) error {
 				}
 			}
 			if i < len(p) {
-				next()
+				kept[p[i]]()
 				i++
 			}
 			p = p[i:]
@@ -51,8 +51,7 @@ type Session struct {
 	Out    *os.File                // the presenter's screen, for its size
 	Screen *Screen                 // where the shell's output goes
 	Shell  io.ReadWriter           // the shell port
-	Key    byte                    // the key kept for Next
-	Next   func()                  // the presenter pressed Key
+	Kept   map[byte]func()         // keys kept from the shell, and what each does (control keys)
 	Resize func(rows, cols uint16) // the terminal's size changed
 
 	mu       sync.Mutex
@@ -105,7 +104,7 @@ func (s *Session) attach() {
 	}()
 	// This goroutine ends at the first key after the shell port is closed (a read of the
 	// terminal cannot be interrupted); the process is about to exit then.
-	go func() { _ = Keys(s.In, s.Shell, s.Key, s.Next) }()
+	go func() { _ = Keys(s.In, s.Shell, s.Kept) }()
 }
 
 // Close puts the terminal back as it was and stops following its size.

@@ -72,8 +72,8 @@ func TestSessionOnATerminal(t *testing.T) {
 	var mu sync.Mutex
 	nexts := 0
 	s := &Session{
-		In: tty1, Out: tty1, Screen: NewScreen(&screen, tty.Style{Terminal: true}), Shell: host, Key: 0x1d,
-		Next:   func() { mu.Lock(); nexts++; mu.Unlock() },
+		In: tty1, Out: tty1, Screen: NewScreen(&screen, tty.Style{Terminal: true}), Shell: host,
+		Kept:   map[byte]func(){0x1d: func() { mu.Lock(); nexts++; mu.Unlock() }},
 		Resize: func(uint16, uint16) {},
 	}
 	go s.Run()
