@@ -123,6 +123,14 @@ func TestDemo(t *testing.T) {
 				t.Fatalf("the fault came before the presenter said so:\n%s", scr)
 			}
 
+			// The shell's terminal has the presenter's size, and follows it.
+			s.send("stty size", "Enter")
+			s.waitFor(time.Minute, "\n50 160\n")
+			s.tmux("resize-window", "-t", s.name, "-x", "120", "-y", "40")
+			time.Sleep(time.Second)
+			s.send("stty size", "Enter")
+			s.waitFor(time.Minute, "\n40 120\n")
+
 			s.send("mount | grep nfs4", "Enter")
 			s.waitFor(time.Minute, "10.96.0.50:/export on /mnt/nfslab/c0 type nfs4 (rw,")
 			s.send("ls /mnt/nfslab/c0; echo before=$?", "Enter")
