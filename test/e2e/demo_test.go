@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,13 +17,13 @@ var demoIDLine = regexp.MustCompile(`nfslab: demo ([0-9]{8}-[0-9]{6}-[0-9a-f]{6}
 // person would drive it: keys in, the screen read back.
 type tmuxSession struct {
 	t      *testing.T
-	socket string // the private server's name (tmux -L)
+	socket string // the private server's socket (tmux -S), in the test's temporary directory
 	name   string
 }
 
 func (s *tmuxSession) tmux(args ...string) string {
 	s.t.Helper()
-	out, err := exec.Command("tmux", append([]string{"-L", s.socket}, args...)...).CombinedOutput()
+	out, err := exec.Command("tmux", append([]string{"-S", s.socket}, args...)...).CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("tmux %s: %v: %s", strings.Join(args, " "), err, out)
 	}
@@ -98,13 +97,13 @@ func TestDemo(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.kernel, func(t *testing.T) {
 			tmp, runs := t.TempDir(), t.TempDir()
-			s := &tmuxSession{t: t, socket: fmt.Sprintf("nfslab-e2e-%d-%s", os.Getpid(), tt.kernel), name: "demo"}
+			s := &tmuxSession{t: t, socket: filepath.Join(t.TempDir(), "tmux.sock"), name: "demo"}
 			args := withCache(bin, "demo", "--kernel", tt.kernel, "--datapath", "socket-lb", "--accel", "tcg")
 			cmdline := fmt.Sprintf("env TMPDIR=%s NFSLAB_RUN_DIR=%s %s; echo nfslab-demo-exit=$?; sleep 3600", tmp, runs, strings.Join(args, " "))
 			s.tmux("new-session", "-d", "-s", s.name, "-x", "160", "-y", "50", cmdline)
 			defer func() {
 				t.Logf("the screen at the end:\n%s", s.screen())
-				exec.Command("tmux", "-L", s.socket, "kill-server").Run()
+				exec.Command("tmux", "-S", s.socket, "kill-server").Run()
 			}()
 
 			// A cold cache builds the kernel first (minutes); a VM boots in under a minute.
