@@ -17,7 +17,7 @@ export CGO_ENABLED := 0
 # filesystem, apt/dpkg for the stock kernel, kmod for depmod, cpio for the tests' cross-check,
 # and the source and toolchain of the kernel recipes (vulnerable-6.1).
 APT_PACKAGES := qemu-system-x86 mmdebstrap kmod cpio ca-certificates iptables iproute2 xz-utils zstd \
-	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch
+	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
 
 .PHONY: all build deps run test unit e2e kernels bench lint fmt clean
 

@@ -49,6 +49,17 @@ type world struct {
 	connects     chan connecttrace.Connect
 }
 
+// addresses gives the world the addresses its fake cluster chooses and its tracer channel, once:
+// before the goroutine that feeds the tracer reads them.
+func (w *world) addresses() {
+	if w.connects != nil {
+		return
+	}
+	w.vip = netip.MustParseAddr("10.96.133.7")
+	w.pods = []netip.Addr{netip.MustParseAddr("10.244.0.5"), netip.MustParseAddr("10.244.0.9")}
+	w.connects = make(chan connecttrace.Connect, 64)
+}
+
 func (w *world) called(what string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -233,9 +244,7 @@ func runCellGated(t *testing.T, w *world, c scenario.Cell, gate func(context.Con
 	var out bytes.Buffer
 	em := newEmitter(&out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	w.record = em.emit
-	w.vip = netip.MustParseAddr("10.96.133.7")
-	w.pods = []netip.Addr{netip.MustParseAddr("10.244.0.5"), netip.MustParseAddr("10.244.0.9")}
-	w.connects = make(chan connecttrace.Connect, 64)
+	w.addresses()
 	if w.probeOK == nil {
 		w.probeOK = func(*world, int) bool { return true }
 	}
@@ -380,6 +389,7 @@ func TestCellRunner(t *testing.T) {
 					return time.Since(bAt) > time.Second
 				}
 			}
+			w.addresses()
 			if w.tracerInputs != nil {
 				stop := make(chan struct{})
 				defer close(stop)
