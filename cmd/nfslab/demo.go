@@ -13,22 +13,13 @@ import (
 
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/agent"
-	"github.com/nfslab/nfslab/lab/cluster/vm"
-	"github.com/nfslab/nfslab/lab/image"
-	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/runstate"
-	"github.com/nfslab/nfslab/lab/scenario"
-	"github.com/nfslab/nfslab/scenarios"
 )
 
 func newDemoCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	var (
-		ref       string
-		datapaths []string
-		kernels   []string
-		cell      string
-		cacheDir  string
-		accel     string
+		sel  selection
+		cell string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -46,16 +37,8 @@ The cell is the one --cell names, else the first of the selection (--scenario, -
 left before the verdict), 2 bad input, 3 the lab could not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch accel {
-			case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
-			default:
-				return usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
-			}
-			s, err := scenario.Load(ref, scenarios.FS)
+			s, err := sel.load()
 			if err != nil {
-				return err
-			}
-			if err := s.Filter(kernels, datapaths); err != nil {
 				return err
 			}
 			total := len(s.Cells())
@@ -72,11 +55,7 @@ left before the verdict), 2 bad input, 3 the lab could not run.`,
 			if err := s.SelectCell(cell); err != nil {
 				return err
 			}
-			kernelFile, kernelField := ref, "matrix.kernels"
-			if len(kernels) > 0 {
-				kernelFile, kernelField = "", "--kernel"
-			}
-			if err := s.CheckKernels(kernelFile, kernelField, kernel.Preflight); err != nil {
+			if err := sel.checkKernels(s); err != nil {
 				return err
 			}
 			out, ok := stdout.(*os.File)
@@ -84,10 +63,9 @@ left before the verdict), 2 bad input, 3 the lab could not run.`,
 				return usageError{errors.New("nfslab demo writes to a terminal (or a file), not to a buffer")}
 			}
 			// All input is valid: from here on, things are created.
-			if cacheDir == "" {
-				if cacheDir, err = image.DefaultCacheDir(); err != nil {
-					return &lab.LabError{Err: err}
-				}
+			cacheDir, err := sel.cache()
+			if err != nil {
+				return err
 			}
 			runID := runstate.NewID(time.Now())
 			release, err := registerRun(runID, "demo", cacheDir, "")
@@ -101,7 +79,7 @@ left before the verdict), 2 bad input, 3 the lab could not run.`,
 			fmt.Fprintf(stdout, "nfslab: demo %s: cell %s%s\n", runID, cell, which)
 			rc, err := lab.Demo(ctx, lab.DemoOptions{
 				Options: lab.Options{
-					Scenario: s, CacheDir: cacheDir, Accel: accel, Style: g.style(stdout), Log: g.logger(stderr), RunID: runID,
+					Scenario: s, CacheDir: cacheDir, Accel: sel.accel, Style: g.style(stdout), Log: g.logger(stderr), RunID: runID,
 				},
 				In: os.Stdin, Out: out, Term: os.Getenv("TERM"),
 			})
@@ -116,12 +94,8 @@ left before the verdict), 2 bad input, 3 the lab could not run.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&ref, "scenario", "default", "built-in scenario name or path to a scenario file")
-	f.StringSliceVar(&datapaths, "datapath", nil, "only these datapaths (kube-proxy, socket-lb); replaces the scenario's list")
-	f.StringSliceVar(&kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
+	sel.addFlags(f)
 	f.StringVar(&cell, "cell", "", "the cell to show (kernel/datapath/nfs/fault, as nfslab matrix lists them); default: the first of the selection")
-	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
-	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	return cmd
 }
 

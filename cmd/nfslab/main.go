@@ -21,7 +21,6 @@ import (
 
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/agent"
-	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/kernel/recipe"
@@ -108,13 +107,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	var (
-		ref       string
-		datapaths []string
-		kernels   []string
+		sel       selection
 		cell      string
 		reportDir string
-		cacheDir  string
-		accel     string
 		parallel  int
 	)
 	cmd := &cobra.Command{
@@ -122,38 +117,25 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		Short: "Run a scenario (the built-in default when none is given) and report verdicts",
 		Args:  runArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch accel {
-			case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
-			default:
-				return usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
-			}
-			s, err := scenario.Load(ref, scenarios.FS)
+			s, err := sel.load()
 			if err != nil {
 				return err
 			}
 			if parallel < 0 {
 				return usageError{fmt.Errorf("--parallel %d: want 0 (as many as the cores allow) or more", parallel)}
 			}
-			if err := s.Filter(kernels, datapaths); err != nil {
-				return err
-			}
 			if cmd.Flags().Changed("cell") {
 				if err := s.SelectCell(cell); err != nil {
 					return err
 				}
 			}
-			kernelFile, kernelField := ref, "matrix.kernels"
-			if len(kernels) > 0 {
-				kernelFile, kernelField = "", "--kernel"
-			}
-			if err := s.CheckKernels(kernelFile, kernelField, kernel.Preflight); err != nil {
+			if err := sel.checkKernels(s); err != nil {
 				return err
 			}
 			// All input is valid: from here on, things are created.
-			if cacheDir == "" {
-				if cacheDir, err = image.DefaultCacheDir(); err != nil {
-					return &lab.LabError{Err: err}
-				}
+			cacheDir, err := sel.cache()
+			if err != nil {
+				return err
 			}
 			runID := runstate.NewID(time.Now())
 			if reportDir == "" {
@@ -166,7 +148,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			defer release()
 			fmt.Fprintf(stdout, "nfslab: run %s: scenario %s, %d cell(s), reports in %s\n", runID, s.Name, len(s.Cells()), reportDir)
 			res, runErr := lab.Run(cmd.Context(), lab.Options{
-				Scenario: s, CacheDir: cacheDir, Accel: accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
+				Scenario: s, CacheDir: cacheDir, Accel: sel.accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
 				ArtifactDir: reportDir, Parallel: parallel, RunID: runID,
 			})
 			res.RunID = runID
@@ -190,13 +172,9 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&ref, "scenario", "default", "built-in scenario name or path to a scenario file")
-	f.StringSliceVar(&datapaths, "datapath", nil, "only these datapaths (kube-proxy, socket-lb); replaces the scenario's list")
-	f.StringSliceVar(&kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
+	sel.addFlags(f)
 	f.StringVar(&cell, "cell", "", "run only the cell with this ID (kernel/datapath/nfs/fault, as nfslab matrix lists them)")
 	f.StringVar(&reportDir, "report-dir", "", "where the reports (result.json, summary.md, report.html, junit.xml) go (default reports/<run-id>)")
-	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
-	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
 	return cmd
 }

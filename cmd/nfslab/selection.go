@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nfslab/nfslab/lab"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/scenarios"
+)
+
+// selection is what run and demo share: the scenario, the kernels and datapaths that replace its
+// axes, the artefact cache and the VM accelerator.
+type selection struct {
+	ref                string
+	datapaths, kernels []string
+	cacheDir, accel    string
+}
+
+func (s *selection) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&s.ref, "scenario", "default", "built-in scenario name or path to a scenario file")
+	f.StringSliceVar(&s.datapaths, "datapath", nil, "only these datapaths (kube-proxy, socket-lb); replaces the scenario's list")
+	f.StringSliceVar(&s.kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
+	f.StringVar(&s.cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
+	f.StringVar(&s.accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
+}
+
+// load checks the accelerator, loads the scenario and applies --kernel and --datapath.
+func (s *selection) load() (*scenario.Scenario, error) {
+	switch s.accel {
+	case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
+	default:
+		return nil, usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", s.accel)}
+	}
+	sc, err := scenario.Load(s.ref, scenarios.FS)
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.Filter(s.kernels, s.datapaths); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// checkKernels checks the kernels of sc before anything is created, naming where each was given:
+// the scenario file's matrix.kernels, or --kernel.
+func (s *selection) checkKernels(sc *scenario.Scenario) error {
+	file, field := s.ref, "matrix.kernels"
+	if len(s.kernels) > 0 {
+		file, field = "", "--kernel"
+	}
+	return sc.CheckKernels(file, field, kernel.Preflight)
+}
+
+// cache is the artefact cache directory: --cache-dir, else the default.
+func (s *selection) cache() (string, error) {
+	if s.cacheDir != "" {
+		return s.cacheDir, nil
+	}
+	dir, err := image.DefaultCacheDir()
+	if err != nil {
+		return "", &lab.LabError{Err: err}
+	}
+	return dir, nil
+}
