@@ -109,8 +109,9 @@ func (c *Cluster) Setup(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("mkdir %s: %w", c.export, err)
 	}
 	if err := unix.Mount("tmpfs", c.export, "tmpfs", 0, "mode=0777,size=64m"); err != nil {
-		c.export = ""
-		return "", fmt.Errorf("mount tmpfs on %s: %w", c.export, err)
+		dir := c.export
+		c.export = "" // nothing mounted: teardown has nothing to unmount
+		return "", fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
 	if c.cfg.Protocol == scenario.ProtocolNFS {
 		protos, _, err := nfs.ServerProtocols(c.cfg.NFS)
