@@ -7,6 +7,7 @@ package vm
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +38,7 @@ type Config struct {
 	Accel    string // AccelAuto, AccelKVM or AccelTCG
 	CPUs     int
 	MemoryMB int
-	Dir      string // private directory for the control socket and the console log
+	Dir      string // private directory for the console log
 	// Name is qemu's -name, shown by ps: the run's marker (runstate.QEMUName), so that
 	// nfslab cleanup can tell whose VM it is. None when empty.
 	Name string
@@ -119,8 +120,9 @@ func KVMUsable() bool {
 	return true
 }
 
-// Args returns qemu's command line for cfg with the given accelerator and control socket.
-func Args(cfg Config, accel, sock, console string) []string {
+// Args returns qemu's command line for cfg with the given accelerator, the tag that names this
+// boot's sockets (see socketName) and the console log's path.
+func Args(cfg Config, accel, tag, console string) []string {
 	cpu := []string{"-accel", "tcg,thread=multi", "-cpu", "max"}
 	if accel == AccelKVM {
 		cpu = []string{"-accel", "kvm", "-cpu", "host"}
@@ -133,13 +135,13 @@ func Args(cfg Config, accel, sock, console string) []string {
 		"-chardev", "file,id=console,path="+console,
 		"-serial", "chardev:console",
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=agent,path="+sock,
+		"-chardev", "socket,id=agent,abstract=on,path="+socketName(tag, "agent"),
 		"-device", "virtserialport,chardev=agent,name="+event.PortName,
 	)
 	for i, name := range cfg.Ports {
 		id := fmt.Sprintf("port%d", i)
 		args = append(args,
-			"-chardev", "socket,id="+id+",path="+portSocket(cfg.Dir, accel, i),
+			"-chardev", "socket,id="+id+",abstract=on,path="+socketName(tag, id),
 			"-device", "virtserialport,chardev="+id+",name="+name)
 	}
 	args = append(args,
@@ -153,20 +155,30 @@ func Args(cfg Config, accel, sock, console string) []string {
 	return args
 }
 
-// portSocket is the host's end of the i-th extra virtio-serial port of a VM booted in dir (a
-// short name: a unix socket's path has at most 107 bytes).
-func portSocket(dir, accel string, i int) string {
-	return filepath.Join(dir, fmt.Sprintf("port%d-%s.sock", i, accel))
+// socketName names the host's end of one virtio-serial port ("agent", "port0", …) of the boot
+// tagged tag. The sockets live in the abstract unix namespace: nothing is left on disk when a run
+// is killed, and the name does not grow with the work directory's path (a unix socket's path has
+// at most 107 bytes, which a deep temporary directory exceeds).
+func socketName(tag, port string) string {
+	return "nfslab-" + tag + "-" + port
 }
 
-// listen listens on the unix socket path, which is removed when the returned function is called.
-func listen(path string) (net.Listener, func(), error) {
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %s: %w", path, err)
+// newBootTag returns a tag unique to one boot of one VM on this host.
+func newBootTag(accel string) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("name the VM's sockets: %w", err)
 	}
-	return ln, func() { ln.Close(); os.Remove(path) }, nil
+	return fmt.Sprintf("%d-%x-%s", os.Getpid(), b, accel), nil
+}
+
+// listen listens on the abstract unix socket name; the returned function closes it.
+func listen(name string) (net.Listener, func(), error) {
+	ln, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on abstract unix socket %s: %w", name, err)
+	}
+	return ln, func() { ln.Close() }, nil
 }
 
 // accept accepts one connection on ln in the background.
@@ -183,9 +195,12 @@ func accept(ln net.Listener) <-chan net.Conn {
 
 func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 	start := time.Now()
-	sock := filepath.Join(cfg.Dir, "agent-"+accel+".sock")
+	tag, err := newBootTag(accel)
+	if err != nil {
+		return nil, err
+	}
 	console := ConsolePath(cfg.Dir, accel)
-	ln, unlisten, err := listen(sock)
+	ln, unlisten, err := listen(socketName(tag, "agent"))
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +208,7 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 	// qemu connects every port's socket as it starts.
 	portConns := make(map[string]<-chan net.Conn, len(cfg.Ports))
 	for i, name := range cfg.Ports {
-		pln, unlisten, err := listen(portSocket(cfg.Dir, accel, i))
+		pln, unlisten, err := listen(socketName(tag, fmt.Sprintf("port%d", i)))
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +216,7 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 		portConns[name] = accept(pln)
 	}
 
-	cmd := exec.Command("qemu-system-x86_64", Args(cfg, accel, sock, console)...)
+	cmd := exec.Command("qemu-system-x86_64", Args(cfg, accel, tag, console)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

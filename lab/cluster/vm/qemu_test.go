@@ -7,22 +7,33 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 )
 
-// TestArgsPorts: the agent's port and each extra port are a virtio-serial port of that name on a
-// unix socket in the VM's directory, with a path short enough for a unix socket.
+// TestArgsPorts: the agent's port and each extra port are a virtio-serial port of that name on an
+// abstract unix socket named by the boot's tag, short whatever the work directory's path.
 func TestArgsPorts(t *testing.T) {
-	dir := "/tmp/" + strings.Repeat("d", 70)
-	args := Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 2, MemoryMB: 2048, Dir: dir, Ports: []string{"nfslab.shell", "other"}}, AccelTCG, dir+"/agent-tcg.sock", dir+"/console.log")
+	dir := "/tmp/" + strings.Repeat("d", 200)
+	tag, err := newBootTag(AccelTCG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 2, MemoryMB: 2048, Dir: dir, Ports: []string{"nfslab.shell", "other"}}, AccelTCG, tag, dir+"/console.log")
 	line := strings.Join(args, " ")
 	for _, want := range []string{
-		"-chardev socket,id=agent,path=" + dir + "/agent-tcg.sock -device virtserialport,chardev=agent,name=" + event.PortName,
-		"-chardev socket,id=port0,path=" + portSocket(dir, AccelTCG, 0) + " -device virtserialport,chardev=port0,name=nfslab.shell",
-		"-chardev socket,id=port1,path=" + portSocket(dir, AccelTCG, 1) + " -device virtserialport,chardev=port1,name=other",
+		"-chardev socket,id=agent,abstract=on,path=" + socketName(tag, "agent") + " -device virtserialport,chardev=agent,name=" + event.PortName,
+		"-chardev socket,id=port0,abstract=on,path=" + socketName(tag, "port0") + " -device virtserialport,chardev=port0,name=nfslab.shell",
+		"-chardev socket,id=port1,abstract=on,path=" + socketName(tag, "port1") + " -device virtserialport,chardev=port1,name=other",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("qemu's arguments lack %q:\n%s", want, line)
 		}
 	}
-	if n := len(portSocket(dir, AccelTCG, 1)); n > len(dir+"/agent-tcg.sock") {
-		t.Errorf("a port's socket path (%d bytes) is longer than the agent's", n)
+	if n := len(socketName(tag, "port1")); n > 100 {
+		t.Errorf("a socket name has %d bytes, more than a unix socket address holds", n)
+	}
+	other, err := newBootTag(AccelTCG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other == tag {
+		t.Errorf("two boots got the same tag %q", tag)
 	}
 }
