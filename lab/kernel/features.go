@@ -36,10 +36,34 @@ func RequiredFeatures() []Feature {
 	}
 }
 
+// KindFeatures are what the kind form needs on top of RequiredFeatures: a Docker engine on an
+// ext4 disk, kind's nodes as its containers (cgroup v2 controllers, seccomp, br_netfilter), and
+// kube-proxy's ipvs and nftables modes.
+func KindFeatures() []Feature {
+	return []Feature{
+		{"virtio block device (the Docker disk)", []string{"CONFIG_VIRTIO_BLK"}},
+		{"ext4 (the Docker disk)", []string{"CONFIG_EXT4_FS"}},
+		{"overlayfs (Docker's overlay2 storage)", []string{"CONFIG_OVERLAY_FS"}},
+		{"memory cgroup controller (containers)", []string{"CONFIG_MEMCG"}},
+		{"pids cgroup controller (containers)", []string{"CONFIG_CGROUP_PIDS"}},
+		{"cpuset cgroup controller (the kubelet)", []string{"CONFIG_CPUSETS"}},
+		{"CPU cgroup controller with quotas (containers)", []string{"CONFIG_CFS_BANDWIDTH"}},
+		{"device cgroup (containers)", []string{"CONFIG_CGROUP_DEVICE"}},
+		{"seccomp filters (Docker's default profile)", []string{"CONFIG_SECCOMP_FILTER"}},
+		{"POSIX message queues (containers' IPC namespaces)", []string{"CONFIG_POSIX_MQUEUE"}},
+		{"bridge netfilter (Docker and pod bridges)", []string{"CONFIG_BRIDGE_NETFILTER"}},
+		{"ipsets (kube-proxy ipvs mode)", []string{"CONFIG_IP_SET_HASH_IPPORT"}},
+		{"IPVS (kube-proxy ipvs mode)", []string{"CONFIG_IP_VS_RR"}},
+		{"nftables numgen (kube-proxy nftables mode)", []string{"CONFIG_NFT_NUMGEN"}},
+		{"nftables fib (kube-proxy nftables mode)", []string{"CONFIG_NFT_FIB_INET"}},
+	}
+}
+
 // MissingFeaturesError names what a kernel lacks.
 type MissingFeaturesError struct {
 	Kernel  string
 	Config  string
+	For     string // what needs them: "the lab", "the kind form"
 	Missing []Feature
 }
 
@@ -48,12 +72,17 @@ func (e *MissingFeaturesError) Error() string {
 	for i, f := range e.Missing {
 		parts[i] = fmt.Sprintf("%s (%s)", f.What, strings.Join(f.Options, " or "))
 	}
-	return fmt.Sprintf("kernel %s lacks what the lab needs, according to %s: %s", e.Kernel, e.Config, strings.Join(parts, "; "))
+	return fmt.Sprintf("kernel %s lacks what %s needs, according to %s: %s", e.Kernel, e.For, e.Config, strings.Join(parts, "; "))
 }
 
 // CheckConfig reads a kernel's .config and returns a *MissingFeaturesError listing every
 // required feature it does not provide.
 func CheckConfig(k Kernel) error {
+	return CheckConfigFor(k, "the lab", RequiredFeatures())
+}
+
+// CheckConfigFor is CheckConfig for the features of what (e.g. KindFeatures, "the kind form").
+func CheckConfigFor(k Kernel, what string, features []Feature) error {
 	if k.Config == "" {
 		return nil
 	}
@@ -70,7 +99,7 @@ func CheckConfig(k Kernel) error {
 		set[o.Name] = o.Value
 	}
 	var missing []Feature
-	for _, f := range RequiredFeatures() {
+	for _, f := range features {
 		ok := false
 		for _, o := range f.Options {
 			v := set[o]
@@ -83,7 +112,7 @@ func CheckConfig(k Kernel) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &MissingFeaturesError{Kernel: k.Name, Config: k.Config, Missing: missing}
+		return &MissingFeaturesError{Kernel: k.Name, Config: k.Config, For: what, Missing: missing}
 	}
 	return nil
 }

@@ -54,6 +54,28 @@ func LabModules() []string {
 	}
 }
 
+// KindModules are what the kind form adds to LabModules: the Docker disk (virtio-blk, ext4),
+// Docker's storage and bridge (overlay, br_netfilter and the matches its rules use), and what
+// kube-proxy's ipvs and nftables modes program (ipsets, IPVS schedulers, fib and limit
+// expressions). Built-in ones are skipped when packing.
+func KindModules() []string {
+	return []string{
+		"virtio_blk", "ext4", "overlay", "br_netfilter", "xt_physdev", "xt_REDIRECT", "xt_owner",
+		"xt_CT", "iptable_raw", "iptable_mangle",
+		"ip_vs_wrr", "ip_vs_lc", "ip_vs_sh", "xt_ipvs", "ip_set", "ip_set_hash_ip",
+		"ip_set_hash_ipport", "ip_set_hash_ipportip", "ip_set_hash_ipportnet", "ip_set_hash_net",
+		"ip_set_bitmap_port", "xt_set",
+		"nft_fib_ipv4", "nft_fib_ipv6", "nft_limit",
+	}
+}
+
+// KindPreloadModules are loaded by the agent before it starts Docker: the disk and the
+// storage driver must be there before anything mounts them, and br_netfilter is not
+// autoloaded (Docker only warns when it is missing).
+func KindPreloadModules() []string {
+	return []string{"virtio_blk", "ext4", "overlay", "br_netfilter"}
+}
+
 // LineModules are modules that only some kernel lines build as modules of their own; each is
 // packed where the kernel has it. nft_counter is one on 5.10 (later lines build it into
 // nf_tables), and iptables-nft puts a counter in every rule: without it, every kube-proxy rule

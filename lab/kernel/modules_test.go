@@ -220,3 +220,28 @@ func TestCheckConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigKind: the kind form's features are checked on their own list, and the error
+// names the form and each missing feature with its option.
+func TestCheckConfigKind(t *testing.T) {
+	var b strings.Builder
+	for _, f := range KindFeatures() {
+		if f.Options[0] != "CONFIG_OVERLAY_FS" && f.Options[0] != "CONFIG_IP_VS_RR" {
+			fmt.Fprintf(&b, "%s=y\n", f.Options[0])
+		}
+	}
+	p := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckConfigFor(Kernel{Name: "k", Config: p}, "the kind form", KindFeatures())
+	var mf *MissingFeaturesError
+	if !errors.As(err, &mf) || len(mf.Missing) != 2 {
+		t.Fatalf("CheckConfigFor = %v, want overlayfs and IPVS missing", err)
+	}
+	for _, want := range []string{"lacks what the kind form needs", "overlayfs (Docker's overlay2 storage) (CONFIG_OVERLAY_FS)", "CONFIG_IP_VS_RR"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
