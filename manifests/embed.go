@@ -15,3 +15,6 @@ var FS embed.FS
 // RootfsPackages is the name in FS of the list of Debian packages installed into the guest
 // root filesystem (one per line, '#' comments).
 const RootfsPackages = "rootfs-packages.txt"
+
+// RootfsKindPackages is the name in FS of the packages the kind form adds to RootfsPackages.
+const RootfsKindPackages = "rootfs-kind-packages.txt"

@@ -74,15 +74,37 @@ func (f fixup) String() string {
 	return fmt.Sprintf("%s %o %q %q", f.Path, f.Mode, f.Linkname, f.Data)
 }
 
+// embeddedPackages reads the package lists of manifests named by files, in order.
+func embeddedPackages(files ...string) ([]string, error) {
+	var pkgs []string
+	for _, name := range files {
+		text, err := manifests.FS.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("reading embedded package list: %w", err)
+		}
+		p, err := ParsePackageList(string(text))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		pkgs = append(pkgs, p...)
+	}
+	return pkgs, nil
+}
+
 // defaultRootfsRecipe is the nfslab guest: minbase plus manifests/rootfs-packages.txt.
 func defaultRootfsRecipe() (rootfsRecipe, error) {
-	text, err := manifests.FS.ReadFile(manifests.RootfsPackages)
+	return rootfsRecipeOf(manifests.RootfsPackages)
+}
+
+// kindRootfsRecipe is the guest of the kind form: the default one plus a Docker engine.
+func kindRootfsRecipe() (rootfsRecipe, error) {
+	return rootfsRecipeOf(manifests.RootfsPackages, manifests.RootfsKindPackages)
+}
+
+func rootfsRecipeOf(lists ...string) (rootfsRecipe, error) {
+	pkgs, err := embeddedPackages(lists...)
 	if err != nil {
-		return rootfsRecipe{}, fmt.Errorf("reading embedded package list: %w", err)
-	}
-	pkgs, err := ParsePackageList(string(text))
-	if err != nil {
-		return rootfsRecipe{}, fmt.Errorf("%s: %w", manifests.RootfsPackages, err)
+		return rootfsRecipe{}, err
 	}
 	arch, err := debianArch(runtime.GOARCH)
 	if err != nil {
@@ -226,6 +248,17 @@ func (r rootfsRecipe) mmdebstrapArgs() []string {
 // fix-ups nfs-ganesha needs (/etc/mtab, /etc/hosts, /etc/idmapd.conf, runtime directories).
 func (c Cache) Rootfs(ctx context.Context, log *slog.Logger) (string, error) {
 	r, err := defaultRootfsRecipe()
+	if err != nil {
+		return "", err
+	}
+	return c.rootfs(ctx, log, r)
+}
+
+// KindRootfs is Rootfs plus manifests/rootfs-kind-packages.txt (a Docker engine): the guest of
+// the kind form, a separate artefact so that netns cells do not carry Docker in their
+// initramfs.
+func (c Cache) KindRootfs(ctx context.Context, log *slog.Logger) (string, error) {
+	r, err := kindRootfsRecipe()
 	if err != nil {
 		return "", err
 	}

@@ -48,6 +48,10 @@ type Config struct {
 	// Ports names more virtio-serial ports besides the agent's (event.PortName); each is a byte
 	// stream between the guest and VM.Port(name) on the host.
 	Ports []string
+	// Disks are raw disk images attached as virtio-blk devices, /dev/vda first, in order. The
+	// guest may write to them; writes reach the file without flushes (cache=unsafe): a disk's
+	// contents are worth nothing after a crash of the VM.
+	Disks []string
 }
 
 // VM is a running machine with a connected agent.
@@ -138,6 +142,9 @@ func Args(cfg Config, accel, tag, console string) []string {
 		"-chardev", "socket,id=agent,abstract=on,path="+socketName(tag, "agent"),
 		"-device", "virtserialport,chardev=agent,name="+event.PortName,
 	)
+	for i, disk := range cfg.Disks {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,cache=unsafe,index=%d", disk, i))
+	}
 	for i, name := range cfg.Ports {
 		id := fmt.Sprintf("port%d", i)
 		args = append(args,

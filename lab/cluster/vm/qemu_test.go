@@ -37,3 +37,19 @@ func TestArgsPorts(t *testing.T) {
 		t.Errorf("two boots got the same tag %q", tag)
 	}
 }
+
+// TestArgsDisks: each disk is a raw virtio-blk drive in the order given (/dev/vda first).
+func TestArgsDisks(t *testing.T) {
+	line := strings.Join(Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 1, MemoryMB: 512, Disks: []string{"/c/docker.img", "/c/other.img"}}, AccelTCG, "t", "/c/console.log"), " ")
+	for _, want := range []string{
+		"-drive file=/c/docker.img,if=virtio,format=raw,cache=unsafe,index=0",
+		"-drive file=/c/other.img,if=virtio,format=raw,cache=unsafe,index=1",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("qemu's arguments lack %q:\n%s", want, line)
+		}
+	}
+	if line := strings.Join(Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 1, MemoryMB: 512}, AccelTCG, "t", "c"), " "); strings.Contains(line, "-drive") {
+		t.Errorf("a VM without disks got a drive: %s", line)
+	}
+}
