@@ -50,7 +50,10 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	rc := pendingCell(c)
 	p := newProgress(opts.Out, opts.Style)
 	res := &reports.Result{Timings: map[string]float64{}}
-	r, err := newRunner(ctx, opts.Options, p, res, [][]scenario.Cell{cells})
+	if err := kernel.Preflight(c.Kernel); err != nil {
+		return rc, &InputError{Err: err}
+	}
+	r, err := newRunner(ctx, opts.Options, p, res, netnsMachine())
 	if err != nil {
 		return rc, err
 	}
@@ -60,7 +63,7 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if err != nil {
 		return rc, err
 	}
-	machine, release, err := r.boot(ctx, k, initrd, work, agent.ShellPortName)
+	machine, release, err := r.boot(ctx, k, initrd, work, nil, agent.ShellPortName)
 	if err != nil {
 		return rc, err
 	}

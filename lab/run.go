@@ -88,7 +88,12 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		res.Cells[i] = pendingCell(c)
 	}
 	groups := byKernel(cells)
-	r, err := newRunner(ctx, opts, p, res, groups)
+	for _, g := range groups {
+		if err := kernel.Preflight(g[0].Kernel); err != nil {
+			return res, &InputError{Err: err}
+		}
+	}
+	r, err := newRunner(ctx, opts, p, res, netnsMachine())
 	if err != nil {
 		return res, err
 	}
@@ -103,15 +108,30 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	return res, errors.Join(errs...)
 }
 
-// newRunner checks the host and the kernels of groups, and prepares what every VM boots with:
-// the cache, the run's work directory (the caller removes r.work) and the guest root filesystem
-// with the agent.
-func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Result, groups [][]scenario.Cell) (*runner, error) {
-	for _, g := range groups {
-		if err := kernel.Preflight(g[0].Kernel); err != nil {
-			return nil, &InputError{Err: err}
-		}
+// machineForm is what a run's VMs are built for: the netns form's cells, or the kind form's
+// Docker engine (a bigger root filesystem, more modules and memory, a Docker disk).
+type machineForm struct {
+	name     string
+	rootfs   func(image.Cache, context.Context, *slog.Logger) (string, error)
+	modules  func() []string
+	features func() []kernel.Feature // beyond kernel.RequiredFeatures; nil for none
+	memoryMB int
+}
+
+func netnsMachine() machineForm {
+	return machineForm{name: "the netns form", rootfs: image.Cache.Rootfs, modules: kernel.LabModules, memoryMB: vmMemoryMB}
+}
+
+func kindMachine() machineForm {
+	return machineForm{
+		name: "the kind form", rootfs: image.Cache.KindRootfs, features: kernel.KindFeatures, memoryMB: kindMemoryMB,
+		modules: func() []string { return append(kernel.LabModules(), kernel.KindModules()...) },
 	}
+}
+
+// newRunner checks the host and prepares what every VM of the form boots with: the cache, the
+// run's work directory (the caller removes r.work) and the guest root filesystem with the agent.
+func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Result, form machineForm) (*runner, error) {
 	if err := image.CheckHostTools(); err != nil {
 		return nil, &LabError{Err: err}
 	}
@@ -140,7 +160,7 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 
 	p.say("image: preparing the guest root filesystem (cache %s)", cacheDir)
 	t0 := time.Now()
-	rootfs, err := cache.Rootfs(ctx, opts.Log)
+	rootfs, err := form.rootfs(cache, ctx, opts.Log)
 	if err != nil {
 		os.RemoveAll(work)
 		return nil, labErr("build the guest root filesystem: %w", err)
@@ -153,13 +173,14 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 		return nil, labErr("package the agent: %w", err)
 	}
 
-	return &runner{opts: opts, p: p, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}, nil
+	return &runner{opts: opts, p: p, form: form, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}, nil
 }
 
 // runner runs the kernel groups of one run; res is shared between groups running in parallel.
 type runner struct {
 	opts         Options
 	p            *progress
+	form         machineForm
 	cache        image.Cache
 	work         string
 	rootfs       string
@@ -172,8 +193,12 @@ type runner struct {
 // vmCPUs is how many virtual CPUs each VM gets.
 func vmCPUs() int { return min(2, runtime.NumCPU()) }
 
-// vmMemoryMB is each VM's memory.
-const vmMemoryMB = 2048
+// vmMemoryMB is each VM's memory; kindMemoryMB a kind-form machine's (its root filesystem, in
+// memory, carries Docker; each kind node takes about 0.5 GiB more).
+const (
+	vmMemoryMB   = 2048
+	kindMemoryMB = 6144
+)
 
 // Parallelism is how many VMs run at once by default: one per host core (the VMs spend much
 // of their time waiting on each other's steps: on 2 cores two VMs ran the fidelity matrix in
@@ -287,7 +312,12 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 	if err != nil {
 		return kernel.Kernel{}, "", labErr("kernel %s: %w", name, err)
 	}
-	modules, err := kernel.ModulesArchive(ctx, r.cache, k, kernel.LabModules())
+	if r.form.features != nil {
+		if err := kernel.CheckConfigFor(k, r.form.name, r.form.features()); err != nil {
+			return kernel.Kernel{}, "", &InputError{Err: err}
+		}
+	}
+	modules, err := kernel.ModulesArchive(ctx, r.cache, k, r.form.modules())
 	if err != nil {
 		return kernel.Kernel{}, "", labErr("kernel %s: modules for the guest: %w", name, err)
 	}
@@ -305,15 +335,16 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 }
 
 // boot boots a VM of kernel k from initrd, with work as its directory, and waits for the agent's
-// hello; ports are virtio-serial ports besides the agent's (vm.Config.Ports). release stops the
-// VM and keeps its console log in the artifact directory.
-func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, ports ...string) (machine *vm.VM, release func(), err error) {
+// hello; disks are attached as virtio-blk devices (vm.Config.Disks), ports are virtio-serial
+// ports besides the agent's (vm.Config.Ports). release stops the VM and keeps its console log
+// in the artifact directory.
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []string, ports ...string) (machine *vm.VM, release func(), err error) {
 	opts, p := r.opts, r.p
 	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
 	machine, err = vm.Boot(ctx, vm.Config{
 		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
-		CPUs: vmCPUs(), MemoryMB: vmMemoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
-		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports,
+		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
+		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks,
 	})
 	if err != nil {
 		var kept []string
@@ -348,7 +379,7 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 // returns how many of the cells finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell) (int, error) {
 	p := r.p
-	machine, release, err := r.boot(ctx, k, initrd, work)
+	machine, release, err := r.boot(ctx, k, initrd, work, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -50,8 +50,10 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
-	if os.Getpid() == 1 {
-		// Inside the VM as its init: nothing else makes sense.
+	if os.Getpid() == 1 && len(os.Args) == 2 && os.Args[1] == "agent" {
+		// Inside the VM as its init (the kernel's command line ends in "-- agent"). Only then:
+		// nfslab is also PID 1 of the containers the kind form's machine runs from its binary,
+		// where becoming the agent would power the whole VM off.
 		agent.RunInit(context.Background(), slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		return
 	}
@@ -250,7 +252,7 @@ func newPodExecCmd() *cobra.Command {
 }
 
 func newKernelCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "kernel", Short: "Kernels under test: list the recipes, build one"}
+	cmd := &cobra.Command{Use: "kernel", Short: "Kernels under test: list the recipes, build one, check one for the kind form"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List the kernels a scenario can name",
@@ -310,6 +312,6 @@ func newKernelCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		},
 	}
 	build.Flags().StringVar(&cacheDir, "cache-dir", "", "artefact cache (default $NFSLAB_CACHE or ~/.cache/nfslab)")
-	cmd.AddCommand(build)
+	cmd.AddCommand(build, newCheckKindCmd(stdout, stderr, g))
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/observe"
@@ -88,6 +89,16 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	defer stopKmsg()
 	go followKernelLog(kctx, em)
 
+	if job.Engine != nil {
+		stop, err := startEngine(ctx, log, em, *job.Engine)
+		if err != nil {
+			em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
+			em.emit(event.Event{Kind: event.KindBye, Msg: "cannot run cells: " + err.Error()})
+			return err
+		}
+		defer stop()
+	}
+
 	if job.Demo != nil {
 		return serveDemo(ctx, log, em, job, lines)
 	}
@@ -112,6 +123,20 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	}
 	em.emit(event.Event{Kind: event.KindBye, Msg: "job done"})
 	return em.err
+}
+
+// startEngine loads what Docker needs, starts it on the job's disk and reports what it says
+// about itself; the returned function stops it.
+func startEngine(ctx context.Context, log *slog.Logger, em *emitter, cfg kind.EngineConfig) (func(), error) {
+	if err := modprobe(ctx, kernel.KindPreloadModules()...); err != nil {
+		return nil, err
+	}
+	eng, info, err := kind.StartEngine(ctx, log, cfg)
+	if err != nil {
+		return nil, err
+	}
+	em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Engine: &info})
+	return func() { eng.Stop(context.WithoutCancel(ctx)) }, nil
 }
 
 // checkFeatures verifies what the kernel must offer at run time, for kernels whose config the

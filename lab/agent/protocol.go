@@ -4,7 +4,10 @@
 // and streams every step and observation back as event JSON lines.
 package agent
 
-import "github.com/nfslab/nfslab/lab/scenario"
+import (
+	"github.com/nfslab/nfslab/lab/cluster/kind"
+	"github.com/nfslab/nfslab/lab/scenario"
+)
 
 // Job is what the host sends the agent, as one JSON line, right after the agent's hello.
 type Job struct {
@@ -12,4 +15,7 @@ type Job struct {
 	// Demo, when set, makes the job nfslab demo's: its one cell waits for the presenter, who
 	// has a shell on the node meanwhile (demo.go).
 	Demo *Demo `json:"demo,omitempty"`
+	// Engine, when set, makes the agent start a Docker engine on the given disk before the
+	// cells (the kind form's machine) and stop it after them.
+	Engine *kind.EngineConfig `json:"engine,omitempty"`
 }

@@ -80,6 +80,7 @@ type Event struct {
 	Service *ServiceObs    `json:"service,omitempty"`
 	Backend *BackendObs    `json:"backend,omitempty"`
 	Instr   *InstrumentObs `json:"instrument,omitempty"`
+	Engine  *EngineObs     `json:"engine,omitempty"`
 	Verdict *VerdictRecord `json:"verdict,omitempty"`
 }
 
@@ -177,6 +178,29 @@ type InstrumentObs struct {
 	Lost  uint64 `json:"lost,omitempty"`  // records dropped
 }
 
+// EngineObs is what the Docker engine of a kind-form machine said about itself once its API
+// answered (`docker info`): the facts that decide whether kind can run on the kernel under test.
+type EngineObs struct {
+	ServerVersion string   `json:"server_version"`
+	Driver        string   `json:"storage_driver"`
+	BackingFS     string   `json:"backing_filesystem,omitempty"`
+	CgroupVersion string   `json:"cgroup_version"`
+	CgroupDriver  string   `json:"cgroup_driver"`
+	KernelVersion string   `json:"kernel_version"`
+	Warnings      []string `json:"warnings,omitempty"`
+	// ReadySeconds is the time from starting dockerd to its API answering.
+	ReadySeconds float64 `json:"ready_seconds"`
+	// Container is the node-like container the engine ran as a check, when it was asked to.
+	Container *ContainerObs `json:"container,omitempty"`
+}
+
+// ContainerObs is a container a kind-form machine ran the way kind runs its nodes.
+type ContainerObs struct {
+	Image         string  `json:"image"`
+	ImportSeconds float64 `json:"import_seconds"` // building the image from a tar stream
+	RunSeconds    float64 `json:"run_seconds"`    // docker run to its exit
+}
+
 // KernelLogObs is one kernel log line about NFS or SUNRPC.
 type KernelLogObs struct {
 	Line string `json:"line"`
@@ -234,7 +258,7 @@ func (e *Event) Validate() error {
 		}
 	case KindObserve:
 		n := 0
-		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil} {
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil} {
 			if set {
 				n++
 			}
