@@ -9,7 +9,7 @@ import "embed"
 
 // FS holds the embedded files, by their names in this directory.
 //
-//go:embed *.txt *.tmpl
+//go:embed *.txt *.tmpl kind
 var FS embed.FS
 
 // RootfsPackages is the name in FS of the list of Debian packages installed into the guest

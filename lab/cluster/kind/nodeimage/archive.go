@@ -1,0 +1,152 @@
+package nodeimage
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Image is one single-layer image of a docker-archive: what `docker save` writes and both
+// `docker load` and `ctr images import` read. No Docker is needed to write one.
+type Image struct {
+	Tag        string // repository:tag
+	Root       string // the directory whose tree is the image's only layer
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	StopSignal string
+}
+
+// imageConfig is the image configuration document of an Image (the fields Docker reads).
+type imageConfig struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Config       struct {
+		Entrypoint []string `json:"Entrypoint,omitempty"`
+		Cmd        []string `json:"Cmd,omitempty"`
+		Env        []string `json:"Env,omitempty"`
+		StopSignal string   `json:"StopSignal,omitempty"`
+	} `json:"config"`
+	RootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+type manifestEntry struct {
+	Config   string   `json:"Config"`
+	RepoTags []string `json:"RepoTags"`
+	Layers   []string `json:"Layers"`
+}
+
+// WriteDockerArchive writes images to out as one docker-archive. Each layer is made with GNU
+// tar (numeric owners, extended attributes: file capabilities survive) in tmp, hashed, and
+// copied in; out is written whole or not at all.
+func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) error {
+	type built struct {
+		layer, config string // files in tmp
+		layerID       string // hex sha256 of the layer
+		config256     string
+		tag           string
+	}
+	var parts []built
+	for i, img := range images {
+		layer := filepath.Join(tmp, fmt.Sprintf("layer%d.tar", i))
+		cmd := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", img.Root, "-cf", layer, ".")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("layer of %s: tar: %w: %s", img.Tag, err, strings.TrimSpace(string(b)))
+		}
+		layerID, err := fileSHA256(layer)
+		if err != nil {
+			return err
+		}
+		var c imageConfig
+		c.Architecture, c.OS = "amd64", "linux"
+		c.Config.Entrypoint, c.Config.Cmd, c.Config.Env, c.Config.StopSignal = img.Entrypoint, img.Cmd, img.Env, img.StopSignal
+		c.RootFS.Type, c.RootFS.DiffIDs = "layers", []string{"sha256:" + layerID}
+		data, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		config := filepath.Join(tmp, fmt.Sprintf("config%d.json", i))
+		if err := os.WriteFile(config, data, 0o644); err != nil {
+			return err
+		}
+		parts = append(parts, built{layer: layer, config: config, layerID: layerID, config256: hex.EncodeToString(sum[:]), tag: img.Tag})
+	}
+
+	f, err := os.Create(out + ".tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(out + ".tmp")
+	tw := tar.NewWriter(f)
+	var manifest []manifestEntry
+	for _, p := range parts {
+		layerName := p.layerID + "/layer.tar"
+		if err := addFile(tw, layerName, p.layer); err != nil {
+			return err
+		}
+		if err := addFile(tw, p.config256+".json", p.config); err != nil {
+			return err
+		}
+		manifest = append(manifest, manifestEntry{Config: p.config256 + ".json", RepoTags: []string{p.tag}, Layers: []string{layerName}})
+	}
+	data, err := json.Marshal(manifest)
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out+".tmp", out)
+}
+
+func addFile(tw *tar.Writer, name, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: st.Size(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,70 @@
+package nodeimage
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/modfile"
+
+	"github.com/nfslab/nfslab/manifests"
+)
+
+// TestWrapperModulesPinVersions: the embedded wrapper modules require the versions the node
+// image is labelled with, Kubernetes' staging modules are each replaced by their published twin
+// of the same release, and every command's module has a wrapper.
+func TestWrapperModulesPinVersions(t *testing.T) {
+	want := map[string]map[string]string{
+		"k8s":  {"k8s.io/kubernetes": KubernetesVersion},
+		"etcd": {"go.etcd.io/etcd/server/v3": EtcdVersion},
+	}
+	staging := "v0." + strings.SplitN(strings.TrimPrefix(KubernetesVersion, "v1."), ".", 2)[0] + "." + strings.SplitN(KubernetesVersion, ".", 3)[2]
+	for _, m := range wrapperModules() {
+		goMod, goSum := wrapperFiles(m)
+		data, err := manifests.FS.ReadFile(goMod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := modfile.Parse(goMod, data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range f.Require {
+			got[r.Mod.Path] = r.Mod.Version
+		}
+		for path, v := range want[m] {
+			if got[path] != v {
+				t.Errorf("%s requires %s %q, want %q", goMod, path, got[path], v)
+			}
+		}
+		for _, r := range f.Replace {
+			if strings.HasPrefix(r.Old.Path, "k8s.io/") && r.New.Version != staging {
+				t.Errorf("%s replaces %s with %s %s, want %s", goMod, r.Old.Path, r.New.Path, r.New.Version, staging)
+			}
+		}
+		if m == "k8s" && len(f.Replace) < 30 {
+			t.Errorf("%s replaces %d modules; Kubernetes has over 30 staging modules", goMod, len(f.Replace))
+		}
+		if sum, err := manifests.FS.ReadFile(goSum); err != nil || len(sum) == 0 {
+			t.Errorf("%s: %v (%d bytes)", goSum, err, len(sum))
+		}
+	}
+	for _, c := range Commands() {
+		if _, ok := want[c.Module]; !ok {
+			t.Errorf("command %s is built in module %q, which has no wrapper", c.Name, c.Module)
+		}
+	}
+}
+
+func TestLdflagsStampVersion(t *testing.T) {
+	f := ldflags("2026-11-30T00:00:00Z")
+	for _, want := range []string{
+		"-X k8s.io/component-base/version.gitVersion=" + KubernetesVersion,
+		"-X k8s.io/component-base/version.gitMajor=1",
+		"-X k8s.io/client-go/pkg/version.gitMinor=37",
+	} {
+		if !strings.Contains(f, want) {
+			t.Errorf("ldflags lack %q: %s", want, f)
+		}
+	}
+}

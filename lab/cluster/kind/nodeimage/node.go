@@ -1,0 +1,228 @@
+package nodeimage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/hosttools"
+	"github.com/nfslab/nfslab/lab/image"
+)
+
+// What the node image is built from besides the binaries.
+const (
+	// KindVersion is the kind module whose base-image files (entrypoint, systemd units,
+	// containerd config) the node image carries; the same kind drives the cluster.
+	KindVersion = "v0.33.0"
+	// The tags kubeadm of KubernetesVersion asks for (its constants DefaultEtcdVersion and
+	// PauseVersion); containerd's own sandbox image is pause 3.10.
+	etcdImageTag = "3.7.0-0"
+	suite        = "bookworm"
+
+	nodeRecipe = "kind-node-v1"
+	// NodeArchiveFile is the docker-archive in the artefact directory; NodeTagFile holds the
+	// node image's tag.
+	NodeArchiveFile = "node.tar"
+	NodeTagFile     = "tag"
+)
+
+// pauseTags are the pause image tags the node's containerd (3.10) and kubeadm (3.10.2) use.
+func pauseTags() []string { return []string{"3.10", "3.10.2"} }
+
+// nodePackages is the node's userland from Debian: systemd as init, containerd and runc, CNI
+// plugins (a static bridge configuration stands in for kindnetd, which has no source on the Go
+// module proxy), what kube-proxy's modes and kubeadm call, and nfs-common for mounts made by the
+// node's own tools.
+func nodePackages() []string {
+	return []string{"systemd", "systemd-sysv", "dbus", "conntrack", "iptables", "nftables", "ipset", "iproute2",
+		"ethtool", "util-linux", "mount", "kmod", "libseccomp2", "pigz", "fuse-overlayfs", "e2fsprogs", "bash",
+		"ca-certificates", "procps", "containerd", "runc", "containernetworking-plugins", "socat", "ebtables",
+		"nfs-common"}
+}
+
+// kubeProxyPackages is kube-proxy's image userland: the iptables/nft/ipset tools its modes run.
+func kubeProxyPackages() []string {
+	return []string{"iptables", "nftables", "conntrack", "ipset", "kmod"}
+}
+
+// bridgeConflist is the node's pod network: one bridge, host-local addresses, routes out.
+const bridgeConflist = `{
+  "cniVersion": "0.4.0",
+  "name": "nfslab-bridge",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`
+
+// Node is a built node image: a docker-archive holding it, and its tag.
+type Node struct {
+	Archive, Tag string
+}
+
+// BuildNode returns the kind node image for KubernetesVersion, building it into the cache if
+// needed: the binaries (Binaries), Debian userlands by mmdebstrap, kind's base files from its
+// module, the control plane's component images imported into the node's containerd by a
+// throw-away containerd on the host, all written as a docker-archive without Docker.
+func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progress func(string)) (Node, error) {
+	if err := (hosttools.Set{For: "building the kind node image", AptOptions: hosttools.NoRecommends, Tools: hostTools()}).Check(); err != nil {
+		return Node{}, err
+	}
+	bins, err := Binaries(ctx, cache, log, progress)
+	if err != nil {
+		return Node{}, err
+	}
+	inputs := image.Inputs{
+		"recipe":      nodeRecipe,
+		"binaries":    filepath.Base(bins),
+		"kind":        KindVersion,
+		"suite":       suite,
+		"packages":    strings.Join(nodePackages(), ","),
+		"kube-proxy":  strings.Join(kubeProxyPackages(), ","),
+		"conflist":    bridgeConflist,
+		"etcd-tag":    etcdImageTag,
+		"pause-tags":  strings.Join(pauseTags(), ","),
+		"kubernetes":  KubernetesVersion,
+		"etcd":        EtcdVersion,
+		"hook-dirs":   strings.Join(hookDirs(), ","),
+		"entrypoint":  "/usr/local/bin/entrypoint /sbin/init",
+		"stop-signal": "SIGRTMIN+3",
+	}
+	dir, err := cache.Artefact(ctx, log, "kind-node", inputs, func(ctx context.Context, dir string) error {
+		return buildNode(ctx, log, bins, dir, progress)
+	})
+	if err != nil {
+		return Node{}, err
+	}
+	tag, err := os.ReadFile(filepath.Join(dir, NodeTagFile))
+	if err != nil {
+		return Node{}, fmt.Errorf("cached node image is incomplete (%w): remove %s to rebuild it", err, dir)
+	}
+	return Node{Archive: filepath.Join(dir, NodeArchiveFile), Tag: strings.TrimSpace(string(tag))}, nil
+}
+
+// NodeTag is the tag of the node image built from the binaries directory bins.
+func nodeTag(bins string) string {
+	return "nfslab.local/kind-node:" + KubernetesVersion + "-" + filepath.Base(bins)[:12]
+}
+
+func hostTools() []hosttools.Tool {
+	return []hosttools.Tool{
+		{Command: "mmdebstrap", Package: "mmdebstrap"},
+		{Command: "containerd", Package: "containerd"},
+		{Command: "ctr", Package: "containerd"},
+		{Command: "gcc", Package: "build-essential"},
+		{Command: "tar", Package: "tar"},
+	}
+}
+
+func buildNode(ctx context.Context, log *slog.Logger, bins, dir string, progress func(string)) error {
+	say := func(format string, a ...any) {
+		if progress != nil {
+			progress("node image: " + fmt.Sprintf(format, a...))
+		}
+	}
+	start := time.Now()
+	work := filepath.Join(dir, "work")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	defer image.RemoveTree(work)
+	kindDir, err := moduleDir(ctx, "sigs.k8s.io/kind@"+KindVersion)
+	if err != nil {
+		return err
+	}
+	k8sDir, err := moduleDir(ctx, "k8s.io/kubernetes@"+KubernetesVersion)
+	if err != nil {
+		return err
+	}
+
+	say("component images")
+	comps, err := componentImages(ctx, work, bins, k8sDir)
+	if err != nil {
+		return err
+	}
+	compArchive := filepath.Join(work, "components.tar")
+	if err := WriteDockerArchive(ctx, compArchive, work, comps); err != nil {
+		return fmt.Errorf("component images: %w", err)
+	}
+
+	say("node userland (mmdebstrap, %d packages)", len(nodePackages()))
+	root := filepath.Join(work, "node")
+	if err := debootstrap(ctx, root, nodePackages()); err != nil {
+		return err
+	}
+	if err := installKindFiles(ctx, root, kindDir, bins); err != nil {
+		return err
+	}
+	say("component images into the node's containerd")
+	if err := importIntoContainerd(ctx, log, root, work, compArchive); err != nil {
+		return err
+	}
+	say("writing the node image")
+	tag := nodeTag(bins)
+	node := Image{
+		Tag: tag, Root: root, Entrypoint: []string{"/usr/local/bin/entrypoint", "/sbin/init"},
+		Env:        []string{"container=docker", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		StopSignal: "SIGRTMIN+3",
+	}
+	if err := WriteDockerArchive(ctx, filepath.Join(dir, NodeArchiveFile), work, []Image{node}); err != nil {
+		return fmt.Errorf("node image: %w", err)
+	}
+	say("%s built in %.0f s", tag, time.Since(start).Seconds())
+	return os.WriteFile(filepath.Join(dir, NodeTagFile), []byte(tag+"\n"), 0o644)
+}
+
+// moduleDir downloads a module (module@version) into the Go module cache and returns its directory.
+func moduleDir(ctx context.Context, mod string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", mod).Output()
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s: %w", mod, err)
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %v %s", mod, err, info.Error)
+	}
+	return info.Dir, nil
+}
+
+// debootstrap installs a Debian minbase with pkgs into root (created), without documentation
+// and apt's lists.
+func debootstrap(ctx context.Context, root string, pkgs []string) error {
+	args := []string{"--variant=minbase", "--include=" + strings.Join(pkgs, ","),
+		"--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
+		"--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-exclude=/usr/share/info/*",
+		"--aptopt=Acquire::Languages \"none\"", "--dpkgopt=force-unsafe-io"}
+	for _, h := range hookDirs() {
+		args = append(args, "--hook-dir="+h)
+	}
+	args = append(args, suite, root)
+	cmd := exec.CommandContext(ctx, "nice", append([]string{"-n", "5", "mmdebstrap"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mmdebstrap %s: %w\n%s", root, err, tail(string(out), 15))
+	}
+	for _, d := range []string{"var/cache/apt", "var/lib/apt/lists"} {
+		entries, _ := os.ReadDir(filepath.Join(root, d))
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(root, d, e.Name()))
+		}
+	}
+	return nil
+}
+
+// hookDirs is mmdebstrap's merged-/usr hook when installed (as for the guest's rootfs).
+func hookDirs() []string {
+	const merged = "/usr/share/mmdebstrap/hooks/merged-usr"
+	if st, err := os.Stat(merged); err == nil && st.IsDir() {
+		return []string{merged}
+	}
+	return nil
+}
