@@ -2,13 +2,18 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/kind"
+	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -21,8 +26,10 @@ import (
 const (
 	dockerDiskMiB   = 20 << 10
 	dockerDiskLabel = "nfslab-docker"
-	// engineTimeout bounds dockerd's start under TCG (its first start initialises the disk).
+	// engineTimeout bounds dockerd's start under TCG (its first start initialises the disk);
+	// loadTimeout the load of a node image and the container check after it.
 	engineTimeout = 3 * time.Minute
+	loadTimeout   = 25 * time.Minute
 )
 
 // MachineReport is what CheckKindMachine found.
@@ -32,6 +39,8 @@ type MachineReport struct {
 	Accel       string          `json:"accel"`
 	BootSeconds float64         `json:"boot_seconds"`
 	Engine      event.EngineObs `json:"engine"`
+	// NodeImage is the kind node image the engine held, when the check asked for it.
+	NodeImage string `json:"node_image,omitempty"`
 	// Seconds is the whole check, from preparing the images to the VM's power-off.
 	Seconds float64 `json:"seconds"`
 }
@@ -40,8 +49,10 @@ type MachineReport struct {
 // filesystem with Docker, the kind form's modules, a fresh Docker disk — has the agent start the
 // Docker engine on that disk, and returns what the engine says about itself. It answers "can the
 // kind form run on this kernel": a kernel whose config lacks what Docker, kind or kube-proxy's
-// modes need is an *InputError naming each missing feature, before anything boots.
-func CheckKindMachine(ctx context.Context, opts Options, kernelName string) (MachineReport, error) {
+// modes need is an *InputError naming each missing feature, before anything boots. withNode
+// also builds nfslab's kind node image (nodeimage.BuildNode) and starts the engine on a Docker
+// disk that holds it (nodeDisk) instead of an empty one.
+func CheckKindMachine(ctx context.Context, opts Options, kernelName string, withNode bool) (MachineReport, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -64,46 +75,109 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string) (Mac
 	if err != nil {
 		return rep, err
 	}
-	disk := filepath.Join(work, "docker.img")
-	if err := image.NewExt4Disk(ctx, disk, dockerDiskLabel, dockerDiskMiB); err != nil {
+	disk := vm.Disk{Path: filepath.Join(work, "docker.img")}
+	if withNode {
+		p.say("node image: preparing (cache %s)", r.cache.Dir)
+		node, err := nodeimage.BuildNode(ctx, r.cache, opts.Log, func(line string) { p.say("%s", line) })
+		if err != nil {
+			return rep, labErr("the kind node image: %w", err)
+		}
+		rep.NodeImage = node.Tag
+		if disk.Path, err = r.nodeDisk(ctx, k, initrd, work, node); err != nil {
+			return rep, err
+		}
+		disk.Mode = vm.DiskSnapshot
+	} else if err := image.NewExt4Disk(ctx, disk.Path, dockerDiskLabel, dockerDiskMiB); err != nil {
 		return rep, labErr("the Docker disk: %w", err)
 	}
-	machine, release, err := r.boot(ctx, k, initrd, work, []string{disk})
+	eng, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{disk}, kind.EngineConfig{CheckContainer: true})
+	rep.Release, rep.Accel, rep.BootSeconds = k.Release, machineAccel, bootTime
 	if err != nil {
 		return rep, err
 	}
+	rep.Engine = eng
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// runEngine boots a kind-form machine of kernel k with disks (the Docker disk first), has its
+// agent start Docker with cfg (Disk and ReadyTimeout filled in) and waits until the agent is
+// done and the VM is off; it returns what the engine reported, the boot time and accelerator.
+func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, cfg kind.EngineConfig) (event.EngineObs, float64, string, error) {
+	p := r.p
+	machine, release, err := r.boot(ctx, k, initrd, work, disks)
+	if err != nil {
+		return event.EngineObs{}, 0, "", err
+	}
 	defer release()
-	rep.Release, rep.Accel, rep.BootSeconds = machine.Hello.KernelRelease, machine.Accel, machine.BootTime.Seconds()
+	bootTime, accel := machine.BootTime.Seconds(), machine.Accel
 
 	p.say("engine: starting Docker in the VM")
-	if err := machine.Send(agent.Job{Engine: &kind.EngineConfig{Disk: "/dev/vda", ReadyTimeout: engineTimeout, CheckContainer: true}}); err != nil {
-		return rep, labErr("kernel %s: %w", k.Name, err)
+	cfg.Disk, cfg.ReadyTimeout = "/dev/vda", engineTimeout
+	if err := machine.Send(agent.Job{Engine: &cfg}); err != nil {
+		return event.EngineObs{}, bootTime, accel, labErr("kernel %s: %w", k.Name, err)
 	}
-	vctx, cancel := context.WithTimeout(ctx, engineTimeout+time.Minute)
+	vctx, cancel := context.WithTimeout(ctx, engineTimeout+loadTimeout)
 	defer cancel()
-	var engineErr string
+	var (
+		engineErr string
+		eng       *event.EngineObs
+	)
 	for {
 		ev, err := machine.Next(vctx)
 		if err != nil {
-			return rep, labErr("kernel %s: lost the agent while starting Docker: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
+			return event.EngineObs{}, bootTime, accel, labErr("kernel %s: lost the agent while starting Docker: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
 		}
 		switch {
 		case ev.Engine != nil:
-			rep.Engine = *ev.Engine
-			p.say("engine: Docker %s up in %.1f s (storage %s on %s, cgroup v%s)", ev.Engine.ServerVersion,
-				ev.Engine.ReadySeconds, ev.Engine.Driver, ev.Engine.BackingFS, ev.Engine.CgroupVersion)
-			if c := ev.Engine.Container; c != nil {
+			eng = ev.Engine
+			p.say("engine: Docker %s up in %.1f s (storage %s on %s, cgroup v%s)", eng.ServerVersion,
+				eng.ReadySeconds, eng.Driver, eng.BackingFS, eng.CgroupVersion)
+			for _, l := range eng.Loaded {
+				p.say("engine: loaded %s in %.1f s", strings.Join(l.Images, ", "), l.Seconds)
+			}
+			if c := eng.Container; c != nil {
 				p.say("engine: a node-like container ran (image built in %.1f s, run in %.1f s)", c.ImportSeconds, c.RunSeconds)
 			}
 		case ev.Kind == event.KindError:
 			engineErr = ev.Msg
 		case ev.Kind == event.KindBye:
-			machine.WaitExit(30 * time.Second)
-			rep.Seconds = time.Since(start).Seconds()
-			if rep.Engine.ServerVersion == "" {
-				return rep, labErr("kernel %s: Docker did not start: %s", k.Name, engineErr)
+			// The agent stops Docker (unmounting its disk) before the VM powers off.
+			machine.WaitExit(time.Minute)
+			if eng == nil {
+				return event.EngineObs{}, bootTime, accel, labErr("kernel %s: Docker did not start: %s", k.Name, engineErr)
 			}
-			return rep, nil
+			return *eng, bootTime, accel, nil
 		}
 	}
+}
+
+// nodeDisk returns a Docker disk (an ext4 image) whose engine already holds the node image,
+// building it into the cache first: a VM of kernel k loads the node's docker-archive, attached
+// read-only, into a fresh disk. Under TCG that load takes minutes, so it is done once per node
+// image; machines attach the result as a snapshot and leave it as it was.
+func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work string, node nodeimage.Node) (string, error) {
+	rootfsKey := filepath.Base(filepath.Dir(r.rootfs))
+	inputs := image.Inputs{"recipe": "kind-docker-disk-v1", "node": node.Tag, "node-archive": filepath.Base(filepath.Dir(node.Archive)),
+		"rootfs": rootfsKey, "size-mib": fmt.Sprint(dockerDiskMiB), "label": dockerDiskLabel}
+	dir, err := r.cache.Artefact(ctx, r.opts.Log, "kind-docker-disk", inputs, func(ctx context.Context, dir string) error {
+		disk := filepath.Join(dir, "docker.img")
+		if err := image.NewExt4Disk(ctx, disk, dockerDiskLabel, dockerDiskMiB); err != nil {
+			return err
+		}
+		r.p.say("node image: loading it into a Docker disk (once per node image; minutes under TCG)")
+		eng, _, _, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{{Path: disk}, {Path: node.Archive, Mode: vm.DiskReadOnly}},
+			kind.EngineConfig{Load: []string{"/dev/vdb"}})
+		if err != nil {
+			return err
+		}
+		if len(eng.Loaded) == 0 || !slices.Contains(eng.Loaded[0].Images, node.Tag) {
+			return fmt.Errorf("the engine did not load %s: %+v", node.Tag, eng.Loaded)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", labErr("the kind form's Docker disk: %w", err)
+	}
+	return filepath.Join(dir, "docker.img"), nil
 }

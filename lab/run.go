@@ -338,7 +338,7 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 // hello; disks are attached as virtio-blk devices (vm.Config.Disks), ports are virtio-serial
 // ports besides the agent's (vm.Config.Ports). release stops the VM and keeps its console log
 // in the artifact directory.
-func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []string, ports ...string) (machine *vm.VM, release func(), err error) {
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, ports ...string) (machine *vm.VM, release func(), err error) {
 	opts, p := r.opts, r.p
 	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
 	machine, err = vm.Boot(ctx, vm.Config{

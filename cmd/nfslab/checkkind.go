@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nfslab/nfslab/lab"
+	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/runstate"
@@ -16,7 +17,10 @@ import (
 
 // newCheckKindCmd is `nfslab kernel check-kind KERNEL`: can the kind form run on a kernel.
 func newCheckKindCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
-	var cacheDir, accel, output string
+	var (
+		cacheDir, accel, output string
+		withNode                bool
+	)
 	cmd := &cobra.Command{
 		Use:   "check-kind KERNEL",
 		Short: "Boot KERNEL as the kind form's machine (Docker on a disk in the VM) and report its engine",
@@ -58,7 +62,7 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 			}
 			rep, err := lab.CheckKindMachine(cmd.Context(), lab.Options{
 				CacheDir: cacheDir, Accel: accel, Progress: progress, Style: g.style(progress), Log: g.logger(stderr), RunID: runID,
-			}, args[0])
+			}, args[0], withNode)
 			if err != nil {
 				return err
 			}
@@ -71,6 +75,9 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 			fmt.Fprintf(stdout, "kernel %s (%s), %s: the kind form's machine is ready\n", rep.Kernel, rep.Release, rep.Accel)
 			fmt.Fprintf(stdout, "  VM boot        %.1f s\n", rep.BootSeconds)
 			fmt.Fprintf(stdout, "  Docker         %s, ready in %.1f s\n", e.ServerVersion, e.ReadySeconds)
+			if rep.NodeImage != "" {
+				fmt.Fprintf(stdout, "  node image     %s, on the Docker disk\n", rep.NodeImage)
+			}
 			fmt.Fprintf(stdout, "  storage        %s on %s\n", e.Driver, e.BackingFS)
 			fmt.Fprintf(stdout, "  cgroups        v%s, %s driver\n", e.CgroupVersion, e.CgroupDriver)
 			if c := e.Container; c != nil {
@@ -87,5 +94,6 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.BoolVar(&withNode, "node-image", false, "also build nfslab's kind node image (Kubernetes "+nodeimage.KubernetesVersion+" from the Go module proxy, no registry) and start Docker on a disk that holds it (both cached; the first time takes many minutes)")
 	return cmd
 }

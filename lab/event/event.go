@@ -190,8 +190,17 @@ type EngineObs struct {
 	Warnings      []string `json:"warnings,omitempty"`
 	// ReadySeconds is the time from starting dockerd to its API answering.
 	ReadySeconds float64 `json:"ready_seconds"`
+	// Loaded are the docker-archives loaded into the engine when it started.
+	Loaded []LoadedObs `json:"loaded,omitempty"`
 	// Container is the node-like container the engine ran as a check, when it was asked to.
 	Container *ContainerObs `json:"container,omitempty"`
+}
+
+// LoadedObs is one docker-archive loaded into a kind-form machine's engine.
+type LoadedObs struct {
+	Source  string   `json:"source"` // the block device it was read from
+	Images  []string `json:"images"`
+	Seconds float64  `json:"seconds"`
 }
 
 // ContainerObs is a container a kind-form machine ran the way kind runs its nodes.

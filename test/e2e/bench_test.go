@@ -4,11 +4,13 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -293,5 +295,73 @@ func BenchmarkScenarios(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkKindNodeImage times the kind form's node image, built without Docker or a registry:
+// cached (≈ 0), and, when the cache lacked it, the build that filled it (cold-build-s; the
+// binaries come from BenchmarkKindBinaries' cache entry when present).
+func BenchmarkKindNodeImage(b *testing.B) {
+	requireE2E(b)
+	cache := benchCache(b)
+	log := slog.New(slog.DiscardHandler)
+	start := time.Now()
+	built := false
+	node, err := nodeimage.BuildNode(context.Background(), cache, log, func(line string) { built = true; b.Log(line) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill := time.Since(start)
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := nodeimage.BuildNode(context.Background(), cache, log, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "s")
+	}
+	if built {
+		b.ReportMetric(fill.Seconds(), "cold-build-s")
+	}
+	if st, err := os.Stat(node.Archive); err == nil {
+		b.ReportMetric(float64(st.Size())/(1<<20), "archive-MiB")
+	}
+}
+
+// benchCache is the nfslab cache the benchmarks fill: -cache-dir, else nfslab's default.
+func benchCache(b *testing.B) image.Cache {
+	dir, err := image.DefaultCacheDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if *cacheDir != "" {
+		dir = *cacheDir
+	}
+	return image.Cache{Dir: dir}
+}
+
+// BenchmarkKindBinaries times the Kubernetes commands and etcd of the kind form's node image,
+// built from the Go module proxy: cached (≈ 0), and, when the cache lacked them, the build that
+// filled it (cold-build-s; its speed depends on what the Go build cache already holds).
+func BenchmarkKindBinaries(b *testing.B) {
+	requireE2E(b)
+	cache := benchCache(b)
+	log := slog.New(slog.DiscardHandler)
+	start := time.Now()
+	built := false
+	if _, err := nodeimage.Binaries(context.Background(), cache, log, func(line string) { built = true; b.Log(line) }); err != nil {
+		b.Fatal(err)
+	}
+	fill := time.Since(start)
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := nodeimage.Binaries(context.Background(), cache, log, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "s")
+	}
+	if built {
+		b.ReportMetric(fill.Seconds(), "cold-build-s")
 	}
 }

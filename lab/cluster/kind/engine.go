@@ -41,6 +41,9 @@ type EngineConfig struct {
 	Disk string `json:"disk"`
 	// ReadyTimeout bounds the time from starting dockerd to its API answering.
 	ReadyTimeout time.Duration `json:"ready_timeout_ns"`
+	// Load are block devices holding docker-archives (a node image) that StartEngine loads
+	// into the engine once it answers.
+	Load []string `json:"load,omitempty"`
 	// CheckContainer makes StartEngine also run a node-like container (RunNodeLikeContainer).
 	CheckContainer bool `json:"check_container,omitempty"`
 }
@@ -100,6 +103,14 @@ func StartEngine(ctx context.Context, log *slog.Logger, cfg EngineConfig) (*Engi
 		return nil, event.EngineObs{}, fmt.Errorf("start Docker: %w (its log: %s)", err, lastLines(engineLog, 5))
 	}
 	info.ReadySeconds = time.Since(start).Seconds()
+	for _, dev := range cfg.Load {
+		l, err := loadArchive(ctx, dev)
+		if err != nil {
+			e.Stop(context.Background())
+			return nil, event.EngineObs{}, fmt.Errorf("start Docker: %w", err)
+		}
+		info.Loaded = append(info.Loaded, l)
+	}
 	if cfg.CheckContainer {
 		c, err := RunNodeLikeContainer(ctx)
 		if err != nil {
@@ -132,6 +143,31 @@ func (e *Engine) waitReady(ctx context.Context, timeout time.Duration) (event.En
 		case <-tick.C:
 		}
 	}
+}
+
+// loadArchive loads the docker-archive on the block device dev into the engine.
+func loadArchive(ctx context.Context, dev string) (event.LoadedObs, error) {
+	start := time.Now()
+	out, err := Docker(ctx, "load", "--input", dev)
+	if err != nil {
+		return event.LoadedObs{}, fmt.Errorf("load the images on %s: %w", dev, err)
+	}
+	l := event.LoadedObs{Source: dev, Images: loadedImages(string(out)), Seconds: time.Since(start).Seconds()}
+	if len(l.Images) == 0 {
+		return l, fmt.Errorf("load the images on %s: docker load named none: %q", dev, strings.TrimSpace(string(out)))
+	}
+	return l, nil
+}
+
+// loadedImages reads the image names `docker load` reports ("Loaded image: NAME").
+func loadedImages(out string) []string {
+	var imgs []string
+	for _, line := range strings.Split(out, "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "Loaded image: "); ok {
+			imgs = append(imgs, name)
+		}
+	}
+	return imgs
 }
 
 // Info asks the engine about itself.

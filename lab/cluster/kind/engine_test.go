@@ -77,3 +77,14 @@ func TestCheckKernel(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadedImages(t *testing.T) {
+	out := "Loaded image: nfslab.local/kind-node:v1.37.2-abc\nLoaded image ID: sha256:0123\n\nLoaded image: registry.k8s.io/pause:3.10\n"
+	got := loadedImages(out)
+	if strings.Join(got, ",") != "nfslab.local/kind-node:v1.37.2-abc,registry.k8s.io/pause:3.10" {
+		t.Errorf("loadedImages = %v", got)
+	}
+	if got := loadedImages("open /dev/vdb: no such file"); len(got) != 0 {
+		t.Errorf("loadedImages of an error = %v", got)
+	}
+}

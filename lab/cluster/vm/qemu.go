@@ -48,10 +48,40 @@ type Config struct {
 	// Ports names more virtio-serial ports besides the agent's (event.PortName); each is a byte
 	// stream between the guest and VM.Port(name) on the host.
 	Ports []string
-	// Disks are raw disk images attached as virtio-blk devices, /dev/vda first, in order. The
-	// guest may write to them; writes reach the file without flushes (cache=unsafe): a disk's
-	// contents are worth nothing after a crash of the VM.
-	Disks []string
+	// Disks are raw disk images attached as virtio-blk devices, /dev/vda first, in order.
+	Disks []Disk
+}
+
+// Disk is a raw disk image file attached to a VM.
+type Disk struct {
+	Path string
+	// Mode says what the guest's writes do: DiskWritable (the default) writes them to the file
+	// without flushes (cache=unsafe: the contents are worth nothing after a crash of the VM);
+	// DiskSnapshot sends them to a temporary overlay qemu deletes on exit, leaving the file as
+	// it was (a cached disk shared by runs); DiskReadOnly refuses them.
+	Mode DiskMode
+}
+
+// DiskMode is how a VM may change a Disk.
+type DiskMode int
+
+// The modes of a Disk.
+const (
+	DiskWritable DiskMode = iota
+	DiskSnapshot
+	DiskReadOnly
+)
+
+// driveArg is the -drive argument of disk i.
+func (d Disk) driveArg(i int) string {
+	arg := fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", d.Path, i)
+	switch d.Mode {
+	case DiskSnapshot:
+		return arg + ",cache=unsafe,snapshot=on"
+	case DiskReadOnly:
+		return arg + ",readonly=on"
+	}
+	return arg + ",cache=unsafe"
 }
 
 // VM is a running machine with a connected agent.
@@ -143,7 +173,7 @@ func Args(cfg Config, accel, tag, console string) []string {
 		"-device", "virtserialport,chardev=agent,name="+event.PortName,
 	)
 	for i, disk := range cfg.Disks {
-		args = append(args, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,cache=unsafe,index=%d", disk, i))
+		args = append(args, "-drive", disk.driveArg(i))
 	}
 	for i, name := range cfg.Ports {
 		id := fmt.Sprintf("port%d", i)
