@@ -30,7 +30,18 @@ const (
 	// loadTimeout the load of a node image and the container check after it.
 	engineTimeout = 3 * time.Minute
 	loadTimeout   = 25 * time.Minute
+	// clusterTimeout bounds a kind cluster's creation (7-13 minutes measured under TCG; kubeadm
+	// itself waits up to 20), the NFS check and the deletion.
+	clusterTimeout = 30 * time.Minute
 )
+
+// MachineCheck says how far CheckKindMachine goes beyond starting Docker: NodeImage loads
+// nfslab's node image; ProxyMode (one of kind.ProxyModes) also creates a kind cluster with that
+// kube-proxy mode on it, waits for its node and deletes it.
+type MachineCheck struct {
+	NodeImage bool
+	ProxyMode string
+}
 
 // MachineReport is what CheckKindMachine found.
 type MachineReport struct {
@@ -41,6 +52,8 @@ type MachineReport struct {
 	Engine      event.EngineObs `json:"engine"`
 	// NodeImage is the kind node image the engine held, when the check asked for it.
 	NodeImage string `json:"node_image,omitempty"`
+	// Cluster is the kind cluster created and deleted, when the check asked for one.
+	Cluster *event.ClusterObs `json:"cluster,omitempty"`
 	// Seconds is the whole check, from preparing the images to the VM's power-off.
 	Seconds float64 `json:"seconds"`
 }
@@ -52,7 +65,11 @@ type MachineReport struct {
 // modes need is an *InputError naming each missing feature, before anything boots. withNode
 // also builds nfslab's kind node image (nodeimage.BuildNode) and starts the engine on a Docker
 // disk that holds it (nodeDisk) instead of an empty one.
-func CheckKindMachine(ctx context.Context, opts Options, kernelName string, withNode bool) (MachineReport, error) {
+func CheckKindMachine(ctx context.Context, opts Options, kernelName string, check MachineCheck) (MachineReport, error) {
+	withNode := check.NodeImage || check.ProxyMode != ""
+	if check.ProxyMode != "" && !slices.Contains(kind.ProxyModes(), check.ProxyMode) {
+		return MachineReport{Kernel: kernelName}, &InputError{Err: fmt.Errorf("kube-proxy mode %q: want one of %s", check.ProxyMode, strings.Join(kind.ProxyModes(), ", "))}
+	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -90,24 +107,35 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, with
 	} else if err := image.NewExt4Disk(ctx, disk.Path, dockerDiskLabel, dockerDiskMiB); err != nil {
 		return rep, labErr("the Docker disk: %w", err)
 	}
-	eng, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{disk}, kind.EngineConfig{CheckContainer: true})
+	cfg := kind.EngineConfig{CheckContainer: true}
+	if check.ProxyMode != "" {
+		cfg.CheckCluster = &kind.ClusterConfig{NodeImage: rep.NodeImage, ProxyMode: check.ProxyMode, ReadyTimeout: clusterTimeout,
+			GaneshaImage: nodeimage.GaneshaImage}
+	}
+	res, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{disk}, cfg)
 	rep.Release, rep.Accel, rep.BootSeconds = k.Release, machineAccel, bootTime
+	rep.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		return rep, err
 	}
-	rep.Engine = eng
-	rep.Seconds = time.Since(start).Seconds()
+	rep.Engine, rep.Cluster = res.engine, res.cluster
+	if rep.NodeImage != "" && !slices.Contains(rep.Engine.Images, rep.NodeImage) {
+		return rep, labErr("kernel %s: the Docker disk does not hold the node image %s (images: %s)", k.Name, rep.NodeImage, strings.Join(rep.Engine.Images, ", "))
+	}
+	if c := res.cluster; c != nil && c.Error != "" {
+		return rep, labErr("kernel %s: %s", k.Name, c.Error)
+	}
 	return rep, nil
 }
 
 // runEngine boots a kind-form machine of kernel k with disks (the Docker disk first), has its
 // agent start Docker with cfg (Disk and ReadyTimeout filled in) and waits until the agent is
 // done and the VM is off; it returns what the engine reported, the boot time and accelerator.
-func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, cfg kind.EngineConfig) (event.EngineObs, float64, string, error) {
+func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, cfg kind.EngineConfig) (engineResult, float64, string, error) {
 	p := r.p
 	machine, release, err := r.boot(ctx, k, initrd, work, disks)
 	if err != nil {
-		return event.EngineObs{}, 0, "", err
+		return engineResult{}, 0, "", err
 	}
 	defer release()
 	bootTime, accel := machine.BootTime.Seconds(), machine.Accel
@@ -115,18 +143,23 @@ func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work st
 	p.say("engine: starting Docker in the VM")
 	cfg.Disk, cfg.ReadyTimeout = "/dev/vda", engineTimeout
 	if err := machine.Send(agent.Job{Engine: &cfg}); err != nil {
-		return event.EngineObs{}, bootTime, accel, labErr("kernel %s: %w", k.Name, err)
+		return engineResult{}, bootTime, accel, labErr("kernel %s: %w", k.Name, err)
 	}
-	vctx, cancel := context.WithTimeout(ctx, engineTimeout+loadTimeout)
+	budget := engineTimeout + loadTimeout
+	if cfg.CheckCluster != nil {
+		budget += clusterTimeout
+	}
+	vctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	var (
 		engineErr string
 		eng       *event.EngineObs
+		res       engineResult
 	)
 	for {
 		ev, err := machine.Next(vctx)
 		if err != nil {
-			return event.EngineObs{}, bootTime, accel, labErr("kernel %s: lost the agent while starting Docker: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
+			return res, bootTime, accel, labErr("kernel %s: lost the agent while starting Docker: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
 		}
 		switch {
 		case ev.Engine != nil:
@@ -139,17 +172,39 @@ func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work st
 			if c := eng.Container; c != nil {
 				p.say("engine: a node-like container ran (image built in %.1f s, run in %.1f s)", c.ImportSeconds, c.RunSeconds)
 			}
+		case ev.Cluster != nil:
+			res.cluster = ev.Cluster
+			c := ev.Cluster
+			if c.Error != "" {
+				p.say("kind: cluster %s failed after %.1f s: %s", c.Name, c.CreateSeconds, c.Error)
+			} else {
+				p.say("kind: cluster %s created in %.1f s, node %s Ready at %.1f s (kubelet %s, kube-proxy %s), deleted in %.1f s",
+					c.Name, c.CreateSeconds, c.Node, c.ReadySeconds, c.KubeletVersion, c.ProxyMode, c.DeleteSeconds)
+			}
+			if n := c.NFS; n != nil {
+				p.say("kind: NFS: Service %s, pod %s (%s) Ready at %.1f s, in the EndpointSlice at %.1f s; mounted in %.1f s as %s (addr=%s); read back: %v",
+					n.VIP, n.Pod, n.PodIP, n.PodReadySeconds, n.EndpointsSeconds, n.MountSeconds, n.MountSource, n.MountAddr, n.ReadBack)
+			}
+		case ev.Kind == event.KindProgress:
+			p.event("", ev)
 		case ev.Kind == event.KindError:
 			engineErr = ev.Msg
 		case ev.Kind == event.KindBye:
 			// The agent stops Docker (unmounting its disk) before the VM powers off.
 			machine.WaitExit(time.Minute)
 			if eng == nil {
-				return event.EngineObs{}, bootTime, accel, labErr("kernel %s: Docker did not start: %s", k.Name, engineErr)
+				return res, bootTime, accel, labErr("kernel %s: Docker did not start: %s", k.Name, engineErr)
 			}
-			return *eng, bootTime, accel, nil
+			res.engine = *eng
+			return res, bootTime, accel, nil
 		}
 	}
+}
+
+// engineResult is what a kind-form machine's agent reported.
+type engineResult struct {
+	engine  event.EngineObs
+	cluster *event.ClusterObs
 }
 
 // nodeDisk returns a Docker disk (an ext4 image) whose engine already holds the node image,
@@ -166,11 +221,12 @@ func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work str
 			return err
 		}
 		r.p.say("node image: loading it into a Docker disk (once per node image; minutes under TCG)")
-		eng, _, _, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{{Path: disk}, {Path: node.Archive, Mode: vm.DiskReadOnly}},
+		res, _, _, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{{Path: disk}, {Path: node.Archive, Mode: vm.DiskReadOnly}},
 			kind.EngineConfig{Load: []string{"/dev/vdb"}})
 		if err != nil {
 			return err
 		}
+		eng := res.engine
 		if len(eng.Loaded) == 0 || !slices.Contains(eng.Loaded[0].Images, node.Tag) {
 			return fmt.Errorf("the engine did not load %s: %+v", node.Tag, eng.Loaded)
 		}

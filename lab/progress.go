@@ -80,6 +80,8 @@ func (p *progress) event(cell string, ev event.Event) {
 		}
 	case event.KindBye:
 		p.say("vm: agent done: %s", ev.Msg)
+	case event.KindProgress:
+		p.say("  %s", ev.Msg)
 	case event.KindObserve:
 		if ev.Kernel != nil {
 			p.say("  %s: kernel: %s", name, ev.Kernel.Line)

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nfslab/nfslab/lab"
+	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/image"
@@ -18,8 +20,8 @@ import (
 // newCheckKindCmd is `nfslab kernel check-kind KERNEL`: can the kind form run on a kernel.
 func newCheckKindCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	var (
-		cacheDir, accel, output string
-		withNode                bool
+		cacheDir, accel, output, proxyMode string
+		withNode                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check-kind KERNEL",
@@ -62,7 +64,7 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 			}
 			rep, err := lab.CheckKindMachine(cmd.Context(), lab.Options{
 				CacheDir: cacheDir, Accel: accel, Progress: progress, Style: g.style(progress), Log: g.logger(stderr), RunID: runID,
-			}, args[0], withNode)
+			}, args[0], lab.MachineCheck{NodeImage: withNode, ProxyMode: proxyMode})
 			if err != nil {
 				return err
 			}
@@ -86,6 +88,14 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 			for _, w := range e.Warnings {
 				fmt.Fprintf(stdout, "  engine warning %s\n", w)
 			}
+			if c := rep.Cluster; c != nil {
+				fmt.Fprintf(stdout, "  kind cluster   %s (kube-proxy %s): created in %.1f s, node %s Ready at %.1f s, deleted in %.1f s\n",
+					c.Name, c.ProxyMode, c.CreateSeconds, c.Node, c.ReadySeconds, c.DeleteSeconds)
+				if n := c.NFS; n != nil {
+					fmt.Fprintf(stdout, "  NFS            %s:/export → pod %s (%s): mounted from the node in %.1f s, read back %v, /proc/mounts addr=%s\n",
+						n.VIP, n.Pod, n.PodIP, n.MountSeconds, n.ReadBack, n.MountAddr)
+				}
+			}
 			fmt.Fprintf(stdout, "  whole check    %.1f s\n", rep.Seconds)
 			return nil
 		},
@@ -94,6 +104,7 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 	f.StringVar(&cacheDir, "cache-dir", "", "artefact cache (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.StringVar(&proxyMode, "cluster", "", "also create a kind cluster with this kube-proxy mode ("+strings.Join(kind.ProxyModes(), ", ")+") from the node image, wait for its node, mount nfs-ganesha behind a ClusterIP from the node, write and read a file, and delete it all (implies --node-image; many minutes under TCG)")
 	f.BoolVar(&withNode, "node-image", false, "also build nfslab's kind node image (Kubernetes "+nodeimage.KubernetesVersion+" from the Go module proxy, no registry) and start Docker on a disk that holds it (both cached; the first time takes many minutes)")
 	return cmd
 }

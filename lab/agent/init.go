@@ -136,6 +136,15 @@ func startEngine(ctx context.Context, log *slog.Logger, em *emitter, cfg kind.En
 		return nil, err
 	}
 	em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Engine: &info})
+	if cfg.CheckCluster != nil {
+		say := func(line string) {
+			if line = strings.TrimSpace(line); line != "" {
+				em.emit(event.Event{Kind: event.KindProgress, Cell: -1, Msg: "kind: " + line})
+			}
+		}
+		obs := kind.CheckCluster(ctx, log, *cfg.CheckCluster, say)
+		em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Cluster: &obs})
+	}
 	return func() { eng.Stop(context.WithoutCancel(ctx)) }, nil
 }
 

@@ -25,6 +25,8 @@ const (
 	KindError    Kind = "error"     // a step failed; Msg says what and why
 	KindCellDone Kind = "cell-done" // the agent finished with a cell (Verdict is set)
 	KindBye      Kind = "bye"       // the agent is done with the job and will power the VM off
+	KindProgress Kind = "progress"  // a line for people about a long VM-level step (Msg), e.g. kind's
+
 )
 
 // Step names the milestones of a cell, in the order they normally happen.
@@ -81,6 +83,7 @@ type Event struct {
 	Backend *BackendObs    `json:"backend,omitempty"`
 	Instr   *InstrumentObs `json:"instrument,omitempty"`
 	Engine  *EngineObs     `json:"engine,omitempty"`
+	Cluster *ClusterObs    `json:"cluster,omitempty"`
 	Verdict *VerdictRecord `json:"verdict,omitempty"`
 }
 
@@ -190,10 +193,44 @@ type EngineObs struct {
 	Warnings      []string `json:"warnings,omitempty"`
 	// ReadySeconds is the time from starting dockerd to its API answering.
 	ReadySeconds float64 `json:"ready_seconds"`
+	// Images are the images the engine held once it started (and loaded Loaded).
+	Images []string `json:"images,omitempty"`
 	// Loaded are the docker-archives loaded into the engine when it started.
 	Loaded []LoadedObs `json:"loaded,omitempty"`
 	// Container is the node-like container the engine ran as a check, when it was asked to.
 	Container *ContainerObs `json:"container,omitempty"`
+}
+
+// ClusterObs is a kind cluster a kind-form machine created: how long creating it took, its node
+// once Ready, and (when the agent deleted it) how long deleting it took.
+type ClusterObs struct {
+	Name           string  `json:"name"`
+	NodeImage      string  `json:"node_image"`
+	ProxyMode      string  `json:"kube_proxy_mode"`
+	CreateSeconds  float64 `json:"create_seconds"` // kind's Create
+	ReadySeconds   float64 `json:"ready_seconds"`  // from the start of Create to the node Ready
+	Node           string  `json:"node,omitempty"`
+	KubeletVersion string  `json:"kubelet_version,omitempty"`
+	KernelVersion  string  `json:"kernel_version,omitempty"` // as the node reports it
+	DeleteSeconds  float64 `json:"delete_seconds,omitempty"`
+	// NFS is the NFS smoke test run on the cluster, when it was asked for.
+	NFS   *NFSCheckObs `json:"nfs,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+// NFSCheckObs is the kind form's NFS smoke test: nfs-ganesha behind a ClusterIP, mounted from
+// the node by the kernel under test's NFS client. Times count from the objects' creation.
+type NFSCheckObs struct {
+	VIP              string  `json:"vip"`
+	Pod              string  `json:"pod,omitempty"`
+	PodIP            string  `json:"pod_ip,omitempty"`
+	PodReadySeconds  float64 `json:"pod_ready_seconds,omitempty"`
+	EndpointsSeconds float64 `json:"endpoints_seconds,omitempty"` // the EndpointSlice lists the pod
+	MountSeconds     float64 `json:"mount_seconds,omitempty"`
+	ReadBack         bool    `json:"read_back"`
+	MountSource      string  `json:"mount_source,omitempty"` // the node's /proc/mounts
+	MountAddr        string  `json:"mount_addr,omitempty"`   // its addr= option
+	Error            string  `json:"error,omitempty"`
 }
 
 // LoadedObs is one docker-archive loaded into a kind-form machine's engine.
@@ -267,7 +304,7 @@ func (e *Event) Validate() error {
 		}
 	case KindObserve:
 		n := 0
-		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil} {
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil, e.Cluster != nil} {
 			if set {
 				n++
 			}
@@ -275,7 +312,7 @@ func (e *Event) Validate() error {
 		if n != 1 {
 			return fmt.Errorf("observe event must carry exactly one piece of evidence, has %d", n)
 		}
-	case KindError, KindCellDone, KindBye:
+	case KindError, KindCellDone, KindBye, KindProgress:
 	default:
 		return fmt.Errorf("unknown event kind %q", e.Kind)
 	}

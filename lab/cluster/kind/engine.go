@@ -46,6 +46,9 @@ type EngineConfig struct {
 	Load []string `json:"load,omitempty"`
 	// CheckContainer makes StartEngine also run a node-like container (RunNodeLikeContainer).
 	CheckContainer bool `json:"check_container,omitempty"`
+	// CheckCluster, when set, makes the agent create a kind cluster on the engine and delete it
+	// again (CheckCluster).
+	CheckCluster *ClusterConfig `json:"check_cluster,omitempty"`
 }
 
 // Engine is a running dockerd.
@@ -111,6 +114,12 @@ func StartEngine(ctx context.Context, log *slog.Logger, cfg EngineConfig) (*Engi
 		}
 		info.Loaded = append(info.Loaded, l)
 	}
+	out, err := Docker(ctx, "images", "--format", "{{.Repository}}:{{.Tag}}")
+	if err != nil {
+		e.Stop(context.Background())
+		return nil, event.EngineObs{}, fmt.Errorf("start Docker: %w", err)
+	}
+	info.Images = strings.Fields(string(out))
 	if cfg.CheckContainer {
 		c, err := RunNodeLikeContainer(ctx)
 		if err != nil {
@@ -257,11 +266,7 @@ func lastLines(path string, n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
+	return lastOf(string(b), n)
 }
 
 // checkKernel verifies, in the guest, what Docker and kind's nodes need of the running kernel

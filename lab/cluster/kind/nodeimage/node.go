@@ -25,7 +25,10 @@ const (
 	etcdImageTag = "3.7.0-0"
 	suite        = "bookworm"
 
-	nodeRecipe = "kind-node-v1"
+	nodeRecipe = "kind-node-v3"
+	// GaneshaImage is the NFS server's image, preloaded in the node's containerd (pods use it
+	// with imagePullPolicy Never).
+	GaneshaImage = "nfslab.local/nfs-ganesha:v1"
 	// NodeArchiveFile is the docker-archive in the artefact directory; NodeTagFile holds the
 	// node image's tag.
 	NodeArchiveFile = "node.tar"
@@ -38,13 +41,16 @@ func pauseTags() []string { return []string{"3.10", "3.10.2"} }
 // nodePackages is the node's userland from Debian: systemd as init, containerd and runc, CNI
 // plugins (a static bridge configuration stands in for kindnetd, which has no source on the Go
 // module proxy), what kube-proxy's modes and kubeadm call, and nfs-common for mounts made by the
-// node's own tools.
+// node's own tools; jq for kind's mount-product-files.sh, the hook runc runs for every container.
 func nodePackages() []string {
 	return []string{"systemd", "systemd-sysv", "dbus", "conntrack", "iptables", "nftables", "ipset", "iproute2",
 		"ethtool", "util-linux", "mount", "kmod", "libseccomp2", "pigz", "fuse-overlayfs", "e2fsprogs", "bash",
-		"ca-certificates", "procps", "containerd", "runc", "containernetworking-plugins", "socat", "ebtables",
+		"ca-certificates", "procps", "containerd", "runc", "containernetworking-plugins", "socat", "ebtables", "jq",
 		"nfs-common"}
 }
+
+// ganeshaPackages is the NFS server image's userland: nfs-ganesha with its VFS backend.
+func ganeshaPackages() []string { return []string{"nfs-ganesha", "nfs-ganesha-vfs"} }
 
 // kubeProxyPackages is kube-proxy's image userland: the iptables/nft/ipset tools its modes run.
 func kubeProxyPackages() []string {
@@ -87,6 +93,7 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 		"suite":       suite,
 		"packages":    strings.Join(nodePackages(), ","),
 		"kube-proxy":  strings.Join(kubeProxyPackages(), ","),
+		"ganesha":     strings.Join(ganeshaPackages(), ",") + " " + GaneshaImage + " " + fmt.Sprint(ganeshaFixups()),
 		"conflist":    bridgeConflist,
 		"etcd-tag":    etcdImageTag,
 		"pause-tags":  strings.Join(pauseTags(), ","),
@@ -96,22 +103,18 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 		"entrypoint":  "/usr/local/bin/entrypoint /sbin/init",
 		"stop-signal": "SIGRTMIN+3",
 	}
+	// The tag names the node image's own inputs: two different node images never share a tag.
+	tag := "nfslab.local/kind-node:" + KubernetesVersion + "-" + inputs.Key()[:12]
 	dir, err := cache.Artefact(ctx, log, "kind-node", inputs, func(ctx context.Context, dir string) error {
-		return buildNode(ctx, log, bins, dir, progress)
+		return buildNode(ctx, log, bins, dir, tag, progress)
 	})
 	if err != nil {
 		return Node{}, err
 	}
-	tag, err := os.ReadFile(filepath.Join(dir, NodeTagFile))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(dir, NodeTagFile)); err != nil {
 		return Node{}, fmt.Errorf("cached node image is incomplete (%w): remove %s to rebuild it", err, dir)
 	}
-	return Node{Archive: filepath.Join(dir, NodeArchiveFile), Tag: strings.TrimSpace(string(tag))}, nil
-}
-
-// NodeTag is the tag of the node image built from the binaries directory bins.
-func nodeTag(bins string) string {
-	return "nfslab.local/kind-node:" + KubernetesVersion + "-" + filepath.Base(bins)[:12]
+	return Node{Archive: filepath.Join(dir, NodeArchiveFile), Tag: tag}, nil
 }
 
 func hostTools() []hosttools.Tool {
@@ -124,7 +127,7 @@ func hostTools() []hosttools.Tool {
 	}
 }
 
-func buildNode(ctx context.Context, log *slog.Logger, bins, dir string, progress func(string)) error {
+func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, progress func(string)) error {
 	say := func(format string, a ...any) {
 		if progress != nil {
 			progress("node image: " + fmt.Sprintf(format, a...))
@@ -168,7 +171,6 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir string, progress
 		return err
 	}
 	say("writing the node image")
-	tag := nodeTag(bins)
 	node := Image{
 		Tag: tag, Root: root, Entrypoint: []string{"/usr/local/bin/entrypoint", "/sbin/init"},
 		Env:        []string{"container=docker", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},

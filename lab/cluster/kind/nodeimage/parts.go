@@ -49,6 +49,15 @@ func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, e
 	}
 	imgs = append(imgs, Image{Tag: registry + "kube-proxy:" + KubernetesVersion, Root: kp, Env: path})
 
+	ganesha := filepath.Join(work, "img-ganesha")
+	if err := debootstrap(ctx, ganesha, ganeshaPackages()); err != nil {
+		return nil, fmt.Errorf("nfs-ganesha image: %w", err)
+	}
+	if err := writeFixups(ganesha, ganeshaFixups()); err != nil {
+		return nil, fmt.Errorf("nfs-ganesha image: %w", err)
+	}
+	imgs = append(imgs, Image{Tag: GaneshaImage, Root: ganesha, Env: path})
+
 	pause := filepath.Join(work, "img-pause")
 	if err := os.MkdirAll(pause, 0o755); err != nil {
 		return nil, err
@@ -62,6 +71,43 @@ func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, e
 		imgs = append(imgs, Image{Tag: registry + "pause:" + t, Root: pause, Entrypoint: []string{"/pause"}})
 	}
 	return imgs, nil
+}
+
+// fixup is a directory, symlink or file written over an image's tree.
+type fixup struct {
+	Path, Link, Data string
+	Dir              bool
+}
+
+// ganeshaFixups are what the nfs-ganesha image needs beyond its packages: its VFS export is not
+// created without /etc/mtab, its ID mapper takes 10 s to start without a Domain, and it expects
+// its runtime directories.
+func ganeshaFixups() []fixup {
+	return []fixup{
+		{Path: "run/ganesha", Dir: true}, {Path: "var/lib/nfs/ganesha", Dir: true}, {Path: "var/log/ganesha", Dir: true},
+		{Path: "etc/mtab", Link: "/proc/self/mounts"},
+		{Path: "etc/idmapd.conf", Data: "[General]\nDomain = nfslab.local\n"},
+	}
+}
+
+func writeFixups(root string, fs []fixup) error {
+	for _, f := range fs {
+		p := filepath.Join(root, f.Path)
+		var err error
+		switch {
+		case f.Dir:
+			err = os.MkdirAll(p, 0o755)
+		case f.Link != "":
+			os.Remove(p)
+			err = os.Symlink(f.Link, p)
+		default:
+			err = os.WriteFile(p, []byte(f.Data), 0o644)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scratchRoot makes the skeleton of a one-binary image: /usr/local/bin, a sticky /tmp and a

@@ -1,0 +1,325 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/kind/pkg/cluster"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
+	kindlog "sigs.k8s.io/kind/pkg/log"
+
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/manifests"
+)
+
+// Where a cluster's files live in the guest.
+const (
+	clusterDir = "/run/nfslab-kind"
+	// exportDir is a tmpfs of the VM the node mounts at ExportHostPath.
+	exportDir = clusterDir + "/export"
+	// ClusterName is the lab's kind cluster's name (its node is <name>-control-plane).
+	ClusterName = "nfslab"
+)
+
+// ProxyModes are the kube-proxy modes a cluster can be created with; "none" leaves kube-proxy
+// out (socket-LB cells).
+func ProxyModes() []string { return []string{"iptables", "ipvs", "nftables", "none"} }
+
+// ClusterConfig says what cluster to create.
+type ClusterConfig struct {
+	NodeImage string `json:"node_image"`
+	ProxyMode string `json:"proxy_mode"`
+	// GaneshaImage, when set, is the NFS server image CheckCluster's NFS smoke test runs.
+	GaneshaImage string `json:"ganesha_image,omitempty"`
+	// ReadyTimeout bounds the creation, the node's readiness included.
+	ReadyTimeout time.Duration `json:"ready_timeout_ns"`
+}
+
+// Cluster is a kind cluster the agent created in the machine's Docker.
+type Cluster struct {
+	Kubeconfig string
+	Client     kubernetes.Interface
+	provider   *cluster.Provider
+}
+
+// CreateCluster creates the lab's kind cluster with kind's Go library (never the kind binary),
+// from the lab-tuned config in manifests/kind, and waits until its node is Ready. say receives
+// kind's progress lines.
+func CreateCluster(ctx context.Context, log *slog.Logger, cfg ClusterConfig, say func(string)) (*Cluster, event.ClusterObs, error) {
+	obs := event.ClusterObs{Name: ClusterName, NodeImage: cfg.NodeImage, ProxyMode: cfg.ProxyMode}
+	raw, err := renderConfig(cfg.ProxyMode)
+	if err != nil {
+		return nil, obs, err
+	}
+	kubeconfig := filepath.Join(clusterDir, "kubeconfig")
+	p := cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{log: log, say: say}))
+	start := time.Now()
+	// kind's Create has no context: a creation that overruns is abandoned by the caller, whose
+	// VM goes with it.
+	errc := make(chan error, 1)
+	go func() {
+		errc <- p.Create(ClusterName, cluster.CreateWithRawConfig(raw), cluster.CreateWithNodeImage(cfg.NodeImage),
+			cluster.CreateWithKubeconfigPath(kubeconfig), cluster.CreateWithDisplayUsage(false),
+			cluster.CreateWithDisplaySalutation(false), cluster.CreateWithRetain(true))
+	}()
+	ctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	defer cancel()
+	// kubeadm says nothing for many minutes under TCG: show what the node is doing meanwhile.
+	watch := time.NewTicker(2 * time.Minute)
+	defer watch.Stop()
+wait:
+	for {
+		select {
+		case err = <-errc:
+			break wait
+		case <-ctx.Done():
+			err = fmt.Errorf("not created within %s", cfg.ReadyTimeout)
+			break wait
+		case <-watch.C:
+			if say != nil {
+				say(fmt.Sprintf("(%.0f s) node: %s", time.Since(start).Seconds(), nodeStatus(ctx)))
+			}
+		}
+	}
+	obs.CreateSeconds = time.Since(start).Seconds()
+	if err != nil {
+		if re := kindexec.RunErrorForError(err); re != nil {
+			// kubeadm's own account of what did not come up.
+			err = fmt.Errorf("%w; its output ended: %s", err, lastOf(string(re.Output), 25))
+		}
+		// The nodes are retained for this: what the node's kubelet and containerd say.
+		err = fmt.Errorf("%w; on the node: %s", err, nodeDiagnostics(context.WithoutCancel(ctx)))
+		if derr := p.Delete(ClusterName, kubeconfig); derr != nil {
+			err = fmt.Errorf("%w; and deleting it failed: %v", err, derr)
+		}
+		return nil, obs, fmt.Errorf("create the kind cluster: %w", err)
+	}
+	c := &Cluster{Kubeconfig: kubeconfig, provider: p}
+	if c.Client, err = newClient(kubeconfig); err != nil {
+		return c, obs, err
+	}
+	node, err := waitNodeReady(ctx, c.Client)
+	obs.ReadySeconds = time.Since(start).Seconds()
+	if err != nil {
+		return c, obs, err
+	}
+	obs.Node, obs.KubeletVersion, obs.KernelVersion = node.Name, node.Status.NodeInfo.KubeletVersion, node.Status.NodeInfo.KernelVersion
+	return c, obs, nil
+}
+
+// Delete deletes the cluster (its node containers and network).
+func (c *Cluster) Delete() error {
+	return c.provider.Delete(ClusterName, c.Kubeconfig)
+}
+
+// renderConfig writes kind's config for the proxy mode, and the kubeadm patches it mounts.
+func renderConfig(proxyMode string) ([]byte, error) {
+	known := false
+	for _, m := range ProxyModes() {
+		known = known || m == proxyMode
+	}
+	if !known {
+		return nil, fmt.Errorf("kube-proxy mode %q: want one of %v", proxyMode, ProxyModes())
+	}
+	patchDir := filepath.Join(clusterDir, "patches")
+	if err := os.MkdirAll(patchDir, 0o755); err != nil {
+		return nil, err
+	}
+	patches, err := fs.Glob(manifests.FS, "kind/patches/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range patches {
+		b, err := manifests.FS.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(patchDir, filepath.Base(p)), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := mountExport(); err != nil {
+		return nil, err
+	}
+	return configText(proxyMode, patchDir)
+}
+
+// mountExport mounts a tmpfs on exportDir (once): the export every backend pod serves.
+func mountExport() error {
+	if err := os.MkdirAll(exportDir, 0o755); err != nil {
+		return err
+	}
+	var st, parent unix.Stat_t
+	if unix.Stat(exportDir, &st) == nil && unix.Stat(clusterDir, &parent) == nil && st.Dev != parent.Dev {
+		return nil // already a mount point
+	}
+	if err := unix.Mount("tmpfs", exportDir, "tmpfs", 0, "mode=0777"); err != nil {
+		return fmt.Errorf("mount the export's tmpfs on %s: %w", exportDir, err)
+	}
+	return nil
+}
+
+// configText renders manifests/kind/cluster.yaml.tmpl.
+func configText(proxyMode, patchDir string) ([]byte, error) {
+	text, err := manifests.FS.ReadFile("kind/cluster.yaml.tmpl")
+	if err != nil {
+		return nil, err
+	}
+	t, err := template.New("cluster").Option("missingkey=error").Parse(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("kind cluster template: %w", err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, map[string]string{"ProxyMode": proxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath}); err != nil {
+		return nil, fmt.Errorf("kind cluster template: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+func newClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	// Under TCG one API call can take seconds.
+	cfg.Timeout = time.Minute
+	return kubernetes.NewForConfig(cfg)
+}
+
+// waitNodeReady polls until a node is Ready or ctx ends.
+func waitNodeReady(ctx context.Context, c kubernetes.Interface) (corev1.Node, error) {
+	var last error
+	for {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, n := range nodes.Items {
+				for _, cond := range n.Status.Conditions {
+					if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+						return n, nil
+					}
+				}
+			}
+			last = fmt.Errorf("%d node(s), none Ready", len(nodes.Items))
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return corev1.Node{}, fmt.Errorf("wait for a Ready node: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// nodeStatus is one line about a node being created: its containerd's images and tasks, and
+// the kubelet's last complaints.
+func nodeStatus(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := Docker(ctx, "exec", ClusterName+"-control-plane", "sh", "-c",
+		"echo images: $(ctr -n k8s.io images ls -q | wc -l); echo tasks: $(ctr -n k8s.io tasks ls | tail -n +2 | awk '{print $3}' | sort | uniq -c); "+
+			"journalctl -u kubelet --no-pager -o cat | grep -iE 'StartError|RunContainerError|failed to create|exec|no such' | tail -n 2 | cut -c1-700; "+
+			"for f in /var/log/pods/*etcd*/*/*.log /var/log/pods/*apiserver*/*/*.log; do echo \"$f:\"; tail -n 2 $f | cut -c1-400; done")
+	if err != nil {
+		return err.Error()
+	}
+	return lastOf(string(out), 24)
+}
+
+// nodeDiagnostics collects, from a node that did not come up, the kubelet's last log lines, the
+// images its containerd holds and the containers it ran.
+func nodeDiagnostics(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	node := ClusterName + "-control-plane"
+	var parts []string
+	for _, cmd := range [][]string{
+		{"journalctl", "-u", "kubelet", "--no-pager", "-n", "15"},
+		{"ctr", "-n", "k8s.io", "images", "ls", "-q"},
+		{"ctr", "-n", "k8s.io", "tasks", "ls"},
+	} {
+		out, err := Docker(ctx, append([]string{"exec", node}, cmd...)...)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", cmd[0], err))
+			continue
+		}
+		parts = append(parts, cmd[0]+": "+lastOf(string(out), 15))
+	}
+	return strings.Join(parts, " || ")
+}
+
+// lastOf returns the last n lines of s, joined by " | ".
+func lastOf(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// kindLogger adapts kind's logger: warnings and errors to slog, its status lines to say.
+type kindLogger struct {
+	log *slog.Logger
+	say func(string)
+}
+
+func (l kindLogger) Warn(msg string)                   { l.log.Warn("kind: " + msg) }
+func (l kindLogger) Warnf(format string, args ...any)  { l.Warn(fmt.Sprintf(format, args...)) }
+func (l kindLogger) Error(msg string)                  { l.log.Error("kind: " + msg) }
+func (l kindLogger) Errorf(format string, args ...any) { l.Error(fmt.Sprintf(format, args...)) }
+func (l kindLogger) V(level kindlog.Level) kindlog.InfoLogger {
+	return kindInfo{l: l, enabled: level <= 0}
+}
+
+type kindInfo struct {
+	l       kindLogger
+	enabled bool
+}
+
+func (i kindInfo) Info(msg string) {
+	if i.enabled && i.l.say != nil {
+		i.l.say(msg)
+	}
+}
+func (i kindInfo) Infof(format string, args ...any) { i.Info(fmt.Sprintf(format, args...)) }
+func (i kindInfo) Enabled() bool                    { return i.enabled }
+
+// CheckCluster creates the lab's cluster, waits for its node, runs the NFS smoke test when
+// cfg.GaneshaImage is set, and deletes the cluster again: the kind form's end-to-end check of a
+// machine. Failures are in the returned record's Error.
+func CheckCluster(ctx context.Context, log *slog.Logger, cfg ClusterConfig, say func(string)) event.ClusterObs {
+	c, obs, err := CreateCluster(ctx, log, cfg, say)
+	if err != nil {
+		obs.Error = err.Error()
+	}
+	if err == nil && cfg.GaneshaImage != "" {
+		say("NFS: nfs-ganesha behind a ClusterIP, mounted from the node")
+		nfsObs, err := CheckNFS(ctx, c, cfg.GaneshaImage)
+		if err != nil {
+			nfsObs.Error = err.Error()
+			obs.Error = "NFS check: " + err.Error()
+		}
+		obs.NFS = &nfsObs
+	}
+	if c != nil {
+		start := time.Now()
+		if err := c.Delete(); err != nil && obs.Error == "" {
+			obs.Error = fmt.Sprintf("delete the kind cluster: %v", err)
+		}
+		obs.DeleteSeconds = time.Since(start).Seconds()
+	}
+	return obs
+}

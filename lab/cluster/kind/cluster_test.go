@@ -1,0 +1,41 @@
+package kind
+
+import (
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	"sigs.k8s.io/yaml"
+)
+
+// TestConfigText: the embedded cluster config renders for every kube-proxy mode into a valid
+// kind v1alpha4 Cluster with that mode, one control-plane node mounting the patches, no default
+// CNI; an unknown mode is refused before anything is written.
+func TestConfigText(t *testing.T) {
+	for _, mode := range ProxyModes() {
+		t.Run(mode, func(t *testing.T) {
+			text, err := configText(mode, "/run/x/patches")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c v1alpha4.Cluster
+			if err := yaml.UnmarshalStrict(text, &c); err != nil {
+				t.Fatalf("not a kind Cluster: %v\n%s", err, text)
+			}
+			if string(c.Networking.KubeProxyMode) != mode || !c.Networking.DisableDefaultCNI {
+				t.Errorf("networking %+v", c.Networking)
+			}
+			if len(c.Nodes) != 1 || c.Nodes[0].Role != v1alpha4.ControlPlaneRole ||
+				len(c.Nodes[0].ExtraMounts) != 2 || c.Nodes[0].ExtraMounts[0].HostPath != "/run/x/patches" ||
+				c.Nodes[0].ExtraMounts[1].ContainerPath != ExportHostPath {
+				t.Errorf("nodes %+v", c.Nodes)
+			}
+			if !strings.Contains(strings.Join(c.KubeadmConfigPatches, "\n"), "addon/coredns") {
+				t.Error("CoreDNS is not skipped")
+			}
+		})
+	}
+	if _, err := renderConfig("userspace"); err == nil || !strings.Contains(err.Error(), "userspace") {
+		t.Errorf("renderConfig(userspace) = %v, want an error naming it", err)
+	}
+}

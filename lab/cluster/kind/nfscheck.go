@@ -1,0 +1,120 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/nfs"
+)
+
+// nodeMountDir is where a kind node mounts the service, inside the node's mount namespace.
+const nodeMountDir = "/mnt/nfslab"
+
+// NodePID is the PID (in the VM) of the init of the cluster's node container: its network and
+// mount namespaces are the node's, and /proc/<pid>/root is the node's filesystem.
+func NodePID(ctx context.Context) (int, error) {
+	out, err := Docker(ctx, "inspect", "--format", "{{.State.Pid}}", ClusterName+"-control-plane")
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("the node container's PID %q: %v", out, err)
+	}
+	return pid, nil
+}
+
+// InNode runs a command in the node's network and mount namespaces (the node's own binaries).
+func InNode(ctx context.Context, pid int, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--target", strconv.Itoa(pid), "--net", "--mount", "--"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("in the kind node: %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+// CheckNFS is the kind form's NFS smoke test on a running cluster: nfs-ganesha (image) as a
+// Deployment behind a ClusterIP Service, its pod Ready and listed in the Service's
+// EndpointSlice, the VIP mounted from the node by the VM kernel's NFS client (soft, so nothing
+// can hang), a file written and read back through the mount, the server address the kernel
+// shows in the node's /proc/mounts; then everything is removed.
+func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs, error) {
+	var obs event.NFSCheckObs
+	conf, err := nfs.RenderGaneshaConfig(nfs.GaneshaParams{
+		BindAddr: netip.IPv4Unspecified(), ExportPath: "/export", PseudoPath: "/export", RecoveryRoot: "/var/lib/nfs/ganesha",
+	})
+	if err != nil {
+		return obs, err
+	}
+	w := NewWorkload(c.Client, image, conf)
+	defer func() { _ = w.Delete(context.WithoutCancel(ctx)) }()
+	start := time.Now()
+	vip, err := w.Create(ctx, nfs.DefaultNFSPort)
+	if err != nil {
+		return obs, err
+	}
+	obs.VIP = vip.String()
+	pod, err := w.WaitReadyPod(ctx, nil)
+	if err != nil {
+		return obs, err
+	}
+	obs.Pod, obs.PodIP, obs.PodReadySeconds = pod.Name, pod.IP.String(), time.Since(start).Seconds()
+	if err := w.WaitEndpoints(ctx, []netip.Addr{pod.IP}); err != nil {
+		return obs, err
+	}
+	obs.EndpointsSeconds = time.Since(start).Seconds()
+
+	pid, err := NodePID(ctx)
+	if err != nil {
+		return obs, err
+	}
+	t0 := time.Now()
+	if _, err := InNode(ctx, pid, "mkdir", "-p", nodeMountDir); err != nil {
+		return obs, err
+	}
+	if _, err := InNode(ctx, pid, "mount", "-t", "nfs4", "-o", "vers=4.1,proto=tcp,soft,timeo=100,retrans=2",
+		vip.String()+":/export", nodeMountDir); err != nil {
+		return obs, err
+	}
+	defer func() { _, _ = InNode(context.WithoutCancel(ctx), pid, "umount", "-f", "-l", nodeMountDir) }()
+	obs.MountSeconds = time.Since(t0).Seconds()
+
+	// Through /proc/<pid>/root the VM's namespace reaches the node's mount.
+	file := filepath.Join("/proc", strconv.Itoa(pid), "root", nodeMountDir, "nfslab-check")
+	data := []byte(fmt.Sprintf("written through %s at %s\n", vip, time.Now().UTC().Format(time.RFC3339Nano)))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		return obs, fmt.Errorf("write through the mount: %w", err)
+	}
+	back, err := os.ReadFile(file)
+	if err != nil || !bytes.Equal(back, data) {
+		return obs, fmt.Errorf("read back through the mount: %v (%d bytes)", err, len(back))
+	}
+	obs.ReadBack = true
+
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "mounts"))
+	if err != nil {
+		return obs, err
+	}
+	defer f.Close()
+	entries, err := nfs.ParseMounts(f)
+	if err != nil {
+		return obs, err
+	}
+	m, ok := nfs.FindMount(entries, nodeMountDir)
+	if !ok {
+		return obs, fmt.Errorf("%s is not in the node's /proc/mounts", nodeMountDir)
+	}
+	obs.MountSource = m.Source
+	obs.MountAddr, _ = m.Option("addr")
+	return obs, nil
+}

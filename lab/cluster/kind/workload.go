@@ -1,0 +1,251 @@
+package kind
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+)
+
+// The NFS server's objects in the cluster.
+const (
+	Namespace = "nfslab"
+	appLabel  = "nfslab-nfs"
+	// ExportHostPath is where the export is on the kind node: a tmpfs of the VM mounted into the
+	// node (extraMounts), so that a replacement pod serves the same file handles and the
+	// filesystem has them (the node's overlay root would not).
+	ExportHostPath = "/var/lib/nfslab-export"
+	serviceName    = "nfs"
+)
+
+// Workload is the NFS server of a kind cell: nfs-ganesha as a Deployment of one replica behind a
+// ClusterIP Service, made with client-go.
+type Workload struct {
+	c     kubernetes.Interface
+	image string
+	conf  string
+}
+
+// NewWorkload returns the workload of image (holding nfs-ganesha) serving the ganesha config
+// conf (bound to 0.0.0.0: the pod's address is the cluster's choice).
+func NewWorkload(c kubernetes.Interface, image, conf string) *Workload {
+	return &Workload{c: c, image: image, conf: conf}
+}
+
+// Create makes the namespace, the config, the Deployment and the Service, and returns the
+// Service's ClusterIP.
+func (w *Workload) Create(ctx context.Context, port int32) (netip.Addr, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+	if _, err := w.c.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return netip.Addr{}, fmt.Errorf("create namespace %s: %w", Namespace, err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "ganesha"}, Data: map[string]string{"ganesha.conf": w.conf}}
+	if _, err := w.c.CoreV1().ConfigMaps(Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		return netip.Addr{}, fmt.Errorf("create the ganesha ConfigMap: %w", err)
+	}
+	if _, err := w.c.AppsV1().Deployments(Namespace).Create(ctx, w.deployment(port), metav1.CreateOptions{}); err != nil {
+		return netip.Addr{}, fmt.Errorf("create the nfs-ganesha Deployment: %w", err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: serviceName},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": appLabel},
+			Ports:    []corev1.ServicePort{{Name: "nfs", Port: port, TargetPort: intstr.FromInt32(port), Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	got, err := w.c.CoreV1().Services(Namespace).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("create the nfs Service: %w", err)
+	}
+	vip, err := netip.ParseAddr(got.Spec.ClusterIP)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("the nfs Service's ClusterIP %q: %w", got.Spec.ClusterIP, err)
+	}
+	return vip, nil
+}
+
+func (w *Workload) deployment(port int32) *appsv1.Deployment {
+	one := int32(1)
+	privileged := true
+	labels := map[string]string{"app": appLabel}
+	dirOrCreate := corev1.HostPathDirectoryOrCreate
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "nfs-ganesha"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &one,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			// The old pod must be gone before the new one serves the same export.
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name:            "ganesha",
+						Image:           w.image,
+						ImagePullPolicy: corev1.PullNever,
+						Command:         []string{"ganesha.nfsd", "-F", "-L", "/dev/stdout", "-f", "/etc/ganesha/ganesha.conf"},
+						Ports:           []corev1.ContainerPort{{ContainerPort: port, Protocol: corev1.ProtocolTCP}},
+						// Ganesha's VFS backend opens files by handle (CAP_DAC_READ_SEARCH) and
+						// changes owners; a lab pod may have everything.
+						SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}},
+							PeriodSeconds: 1, FailureThreshold: 1, TimeoutSeconds: 5,
+						},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "config", MountPath: "/etc/ganesha"},
+							{Name: "export", MountPath: "/export"},
+							{Name: "recovery", MountPath: "/var/lib/nfs/ganesha"},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "ganesha"}}}},
+						{Name: "export", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: ExportHostPath, Type: &dirOrCreate}}},
+						{Name: "recovery", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+					},
+					TerminationGracePeriodSeconds: ptr(int64(5)),
+				},
+			},
+		},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Pod is a backend pod as the cell sees it.
+type Pod struct {
+	Name string
+	IP   netip.Addr
+}
+
+// WaitReadyPod waits until a Ready pod of the Deployment that is not in seen exists, and returns
+// it: the first backend, or the one the ReplicaSet made after the fault.
+func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]bool) (Pod, error) {
+	for {
+		pods, err := w.c.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
+		if err == nil {
+			for _, p := range pods.Items {
+				if seen[p.Name] || p.DeletionTimestamp != nil || !podReady(p) {
+					continue
+				}
+				ip, err := netip.ParseAddr(p.Status.PodIP)
+				if err != nil {
+					continue
+				}
+				return Pod{Name: p.Name, IP: ip}, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Pod{}, fmt.Errorf("wait for a new ready nfs-ganesha pod: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// WaitEndpoints waits until the Service's EndpointSlices list exactly the ready addresses want
+// (none for an empty want) and returns them as seen.
+func (w *Workload) WaitEndpoints(ctx context.Context, want []netip.Addr) error {
+	for {
+		got, err := w.ReadyEndpoints(ctx)
+		if err == nil && sameAddrs(got, want) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the nfs Service's endpoints to be %v (last: %v, %v): %w", want, got, err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// ReadyEndpoints lists the ready addresses of the Service's EndpointSlices.
+func (w *Workload) ReadyEndpoints(ctx context.Context) ([]netip.Addr, error) {
+	slices, err := w.c.DiscoveryV1().EndpointSlices(Namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + serviceName})
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			for _, a := range e.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					out = append(out, ip)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[netip.Addr]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		seen[x]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// DeletePod deletes a backend pod through the API with the given grace period (nil: the pod's).
+func (w *Workload) DeletePod(ctx context.Context, name string, grace *int64) error {
+	err := w.c.CoreV1().Pods(Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: grace})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete pod %s: %w", name, err)
+	}
+	return nil
+}
+
+// WaitPodGone waits until the pod object no longer exists.
+func (w *Workload) WaitPodGone(ctx context.Context, name string) error {
+	for {
+		_, err := w.c.CoreV1().Pods(Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for pod %s to be gone: %w", name, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Delete removes the namespace and everything in it.
+func (w *Workload) Delete(ctx context.Context) error {
+	err := w.c.CoreV1().Namespaces().Delete(ctx, Namespace, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete namespace %s: %w", Namespace, err)
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package kind
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func pod(name, ip string, ready bool, deleting bool) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{"app": appLabel}},
+		Status:     corev1.PodStatus{PodIP: ip},
+	}
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}
+	if deleting {
+		now := metav1.Now()
+		p.DeletionTimestamp = &now
+	}
+	return p
+}
+
+// TestWaitReadyPod: the replacement is the first Ready pod not handed out before; a terminating
+// or unready pod is never it.
+func TestWaitReadyPod(t *testing.T) {
+	c := fake.NewClientset(pod("a", "10.244.0.5", true, true), pod("b", "10.244.0.6", false, false), pod("c", "10.244.0.7", true, false))
+	w := NewWorkload(c, "img", "conf")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	got, err := w.WaitReadyPod(ctx, map[string]bool{})
+	if err != nil || got.Name != "c" || got.IP != netip.MustParseAddr("10.244.0.7") {
+		t.Fatalf("WaitReadyPod = %+v, %v; want c", got, err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel2()
+	if got, err := w.WaitReadyPod(ctx2, map[string]bool{"c": true}); err == nil {
+		t.Errorf("WaitReadyPod with c seen = %+v; want a timeout", got)
+	}
+}
+
+// TestWaitEndpoints: only ready addresses of the Service's slices count, and the set must match.
+func TestWaitEndpoints(t *testing.T) {
+	yes, no := true, false
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "nfs-x", Namespace: Namespace, Labels: map[string]string{discoveryv1.LabelServiceName: serviceName}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.244.0.7"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}},
+			{Addresses: []string{"10.244.0.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &no}},
+		},
+	}
+	w := NewWorkload(fake.NewClientset(slice), "img", "conf")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := w.WaitEndpoints(ctx, []netip.Addr{netip.MustParseAddr("10.244.0.7")}); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel2()
+	if err := w.WaitEndpoints(ctx2, nil); err == nil {
+		t.Error("WaitEndpoints(none) returned while a ready endpoint is listed")
+	}
+}
