@@ -3,6 +3,7 @@
 #   sudo make run     install what the lab needs, build nfslab, run the built-in default scenario
 #   sudo make test    install what the lab needs, run the unit tests and the end-to-end VM tests
 #   sudo make kernels the kernels scenario: every kernel line, stock and vulnerable (builds kernels)
+#   sudo make kind    the kind form's check: node image, kind cluster in the VM, NFS through a ClusterIP
 #   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
 
 # sudo resets PATH; find the usual Go install anyway.
@@ -19,7 +20,7 @@ export CGO_ENABLED := 0
 APT_PACKAGES := qemu-system-x86 mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
 	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
 
-.PHONY: all build deps run test unit e2e kernels bench lint fmt clean
+.PHONY: all build deps run test unit e2e kernels kind bench lint fmt clean
 
 all: build
 
@@ -57,6 +58,10 @@ e2e: deps
 # It also runs the smb scenario on every kernel, partial-6.1 included.
 kernels: deps
 	$(GO) test -count=1 -timeout 180m -v -run 'TestKernels|TestSMB' ./test/e2e/ -e2e -kernels
+
+kind: deps build
+	$(BIN) kernel check-kind debian-stock --cluster iptables
+	$(BIN) kernel check-kind vulnerable-6.1 --cluster iptables
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

@@ -120,9 +120,20 @@ wait:
 	return c, obs, nil
 }
 
-// Delete deletes the cluster (its node containers and network).
+// Delete deletes the cluster (its node containers and network). Docker may refuse to remove a
+// node whose mounts are still being released (a just-unmounted NFS mount): it tries again.
 func (c *Cluster) Delete() error {
-	return c.provider.Delete(ClusterName, c.Kubeconfig)
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = c.provider.Delete(ClusterName, c.Kubeconfig); err == nil {
+			return nil
+		}
+		if re := kindexec.RunErrorForError(err); re != nil {
+			err = fmt.Errorf("%w: %s", err, lastOf(string(re.Output), 3))
+		}
+		time.Sleep(5 * time.Second)
+	}
+	return err
 }
 
 // renderConfig writes kind's config for the proxy mode, and the kubeadm patches it mounts.

@@ -84,9 +84,16 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	}
 	if _, err := InNode(ctx, pid, "mount", "-t", "nfs4", "-o", "vers=4.1,proto=tcp,soft,timeo=100,retrans=2",
 		vip.String()+":/export", nodeMountDir); err != nil {
-		return obs, err
+		routes, _ := InNode(ctx, pid, "ip", "route", "get", vip.String())
+		addrs, _ := InNode(ctx, pid, "ip", "-4", "-o", "addr")
+		return obs, fmt.Errorf("%w (the node's route to %s: %s; its addresses: %s)", err, vip, lastOf(string(routes), 2), lastOf(string(addrs), 6))
 	}
-	defer func() { _, _ = InNode(context.WithoutCancel(ctx), pid, "umount", "-f", "-l", nodeMountDir) }()
+	defer func() {
+		uctx := context.WithoutCancel(ctx)
+		if _, err := InNode(uctx, pid, "umount", "-f", nodeMountDir); err != nil {
+			_, _ = InNode(uctx, pid, "umount", "-l", nodeMountDir)
+		}
+	}()
 	obs.MountSeconds = time.Since(t0).Seconds()
 
 	// Through /proc/<pid>/root the VM's namespace reaches the node's mount.
