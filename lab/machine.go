@@ -181,9 +181,12 @@ func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work st
 				p.say("kind: cluster %s created in %.1f s, node %s Ready at %.1f s (kubelet %s, kube-proxy %s), deleted in %.1f s",
 					c.Name, c.CreateSeconds, c.Node, c.ReadySeconds, c.KubeletVersion, c.ProxyMode, c.DeleteSeconds)
 			}
+			if c.DeleteError != "" {
+				p.say("kind: warning: the cluster could not be deleted in the VM (the VM goes, and its disk is a snapshot): %s", c.DeleteError)
+			}
 			if n := c.NFS; n != nil {
-				p.say("kind: NFS: Service %s, pod %s (%s) Ready at %.1f s, in the EndpointSlice at %.1f s; mounted in %.1f s as %s (addr=%s); read back: %v",
-					n.VIP, n.Pod, n.PodIP, n.PodReadySeconds, n.EndpointsSeconds, n.MountSeconds, n.MountSource, n.MountAddr, n.ReadBack)
+				p.say("kind: NFS: Service %s, pod %s (%s) Ready at %.1f s, in the EndpointSlice at %.1f s; mounted in %.1f s (%d refused before) as %s (addr=%s); read back: %v",
+					n.VIP, n.Pod, n.PodIP, n.PodReadySeconds, n.EndpointsSeconds, n.MountSeconds, n.MountAttempts, n.MountSource, n.MountAddr, n.ReadBack)
 			}
 		case ev.Kind == event.KindProgress:
 			p.event("", ev)

@@ -213,6 +213,7 @@ type ClusterObs struct {
 	KubeletVersion string  `json:"kubelet_version,omitempty"`
 	KernelVersion  string  `json:"kernel_version,omitempty"` // as the node reports it
 	DeleteSeconds  float64 `json:"delete_seconds,omitempty"`
+	DeleteError    string  `json:"delete_error,omitempty"`
 	// NFS is the NFS smoke test run on the cluster, when it was asked for.
 	NFS   *NFSCheckObs `json:"nfs,omitempty"`
 	Error string       `json:"error,omitempty"`
@@ -227,6 +228,7 @@ type NFSCheckObs struct {
 	PodReadySeconds  float64 `json:"pod_ready_seconds,omitempty"`
 	EndpointsSeconds float64 `json:"endpoints_seconds,omitempty"` // the EndpointSlice lists the pod
 	MountSeconds     float64 `json:"mount_seconds,omitempty"`
+	MountAttempts    int     `json:"mount_attempts,omitempty"` // mounts refused before kube-proxy programmed the VIP
 	ReadBack         bool    `json:"read_back"`
 	MountSource      string  `json:"mount_source,omitempty"` // the node's /proc/mounts
 	MountAddr        string  `json:"mount_addr,omitempty"`   // its addr= option

@@ -124,14 +124,14 @@ wait:
 // node whose mounts are still being released (a just-unmounted NFS mount): it tries again.
 func (c *Cluster) Delete() error {
 	var err error
-	for try := 0; try < 3; try++ {
+	for try := 0; try < 6; try++ {
 		if err = c.provider.Delete(ClusterName, c.Kubeconfig); err == nil {
 			return nil
 		}
 		if re := kindexec.RunErrorForError(err); re != nil {
 			err = fmt.Errorf("%w: %s", err, lastOf(string(re.Output), 3))
 		}
-		time.Sleep(5 * time.Second)
+		time.Sleep(10 * time.Second)
 	}
 	return err
 }
@@ -327,8 +327,10 @@ func CheckCluster(ctx context.Context, log *slog.Logger, cfg ClusterConfig, say 
 	}
 	if c != nil {
 		start := time.Now()
-		if err := c.Delete(); err != nil && obs.Error == "" {
-			obs.Error = fmt.Sprintf("delete the kind cluster: %v", err)
+		if err := c.Delete(); err != nil {
+			// The VM and its snapshot disk go away anyway; a cluster that cannot be deleted matters
+			// to a machine that would reuse it, so it is reported, not hidden.
+			obs.DeleteError = err.Error()
 		}
 		obs.DeleteSeconds = time.Since(start).Seconds()
 	}

@@ -43,6 +43,9 @@ func InNode(ctx context.Context, pid int, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// bestEffort returns out whatever err says: for diagnostics.
+func bestEffort(out []byte, _ error) []byte { return out }
+
 // CheckNFS is the kind form's NFS smoke test on a running cluster: nfs-ganesha (image) as a
 // Deployment behind a ClusterIP Service, its pod Ready and listed in the Service's
 // EndpointSlice, the VIP mounted from the node by the VM kernel's NFS client (soft, so nothing
@@ -82,11 +85,25 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	if _, err := InNode(ctx, pid, "mkdir", "-p", nodeMountDir); err != nil {
 		return obs, err
 	}
-	if _, err := InNode(ctx, pid, "mount", "-t", "nfs4", "-o", "vers=4.1,proto=tcp,soft,timeo=100,retrans=2",
-		vip.String()+":/export", nodeMountDir); err != nil {
-		routes, _ := InNode(ctx, pid, "ip", "route", "get", vip.String())
-		addrs, _ := InNode(ctx, pid, "ip", "-4", "-o", "addr")
-		return obs, fmt.Errorf("%w (the node's route to %s: %s; its addresses: %s)", err, vip, lastOf(string(routes), 2), lastOf(string(addrs), 6))
+	// The EndpointSlice is ready before kube-proxy has programmed the VIP (seconds under TCG);
+	// until then a connect to the VIP leaves the node and the VM answers "network unreachable".
+	// So the mount is retried for a while, and the time it took is the datapath's readiness.
+	mctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	for {
+		_, err := InNode(mctx, pid, "mount", "-t", "nfs4", "-o", "vers=4.1,proto=tcp,soft,timeo=100,retrans=2",
+			vip.String()+":/export", nodeMountDir)
+		if err == nil {
+			break
+		}
+		obs.MountAttempts++
+		if mctx.Err() != nil {
+			return obs, fmt.Errorf("%w (after %d attempts; the node's route to %s: %s; kube-proxy's rules for it: %s; kube-proxy said: %s)", err,
+				obs.MountAttempts, vip, lastOf(string(bestEffort(InNode(ctx, pid, "ip", "route", "get", vip.String()))), 1),
+				lastOf(string(bestEffort(InNode(ctx, pid, "sh", "-c", "iptables-save -t nat | grep -c "+vip.String()+"; nft list ruleset 2>/dev/null | grep -c "+vip.String()))), 2),
+				lastOf(string(bestEffort(InNode(ctx, pid, "sh", "-c", "tail -n 4 /var/log/pods/kube-system_kube-proxy*/*/*.log | cut -c1-300"))), 4))
+		}
+		time.Sleep(2 * time.Second)
 	}
 	defer func() {
 		uctx := context.WithoutCancel(ctx)
