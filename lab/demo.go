@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/nfslab/nfslab/lab/demo"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/kernel"
-	"github.com/nfslab/nfslab/lab/runstate"
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/lab/tty"
 	"github.com/nfslab/nfslab/reports"
@@ -36,12 +34,7 @@ type DemoOptions struct {
 // (or presses agent.LeaveKey) the cell is torn down, the VM powers off and its work directory goes, as after a run. Demo
 // returns the cell judged from its timeline (inconclusive if it was left before its verdict).
 func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.RunID == "" {
-		opts.RunID = runstate.NewID(time.Now())
-	}
+	opts.setDefaults()
 	cells := opts.Scenario.Cells()
 	if len(cells) != 1 {
 		return reports.Cell{}, &InputError{Err: fmt.Errorf("a demo runs one cell; the selection has %d", len(cells))}

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
-	"github.com/nfslab/nfslab/lab/runstate"
 	"github.com/nfslab/nfslab/reports"
 )
 
@@ -70,12 +68,7 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 	if check.ProxyMode != "" && !slices.Contains(kind.ProxyModes(), check.ProxyMode) {
 		return MachineReport{Kernel: kernelName}, &InputError{Err: fmt.Errorf("kube-proxy mode %q: want one of %s", check.ProxyMode, strings.Join(kind.ProxyModes(), ", "))}
 	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.RunID == "" {
-		opts.RunID = runstate.NewID(time.Now())
-	}
+	opts.setDefaults()
 	start := time.Now()
 	rep := MachineReport{Kernel: kernelName}
 	if err := kernel.Preflight(kernelName); err != nil {

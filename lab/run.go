@@ -46,6 +46,17 @@ type Options struct {
 	Parallel int
 }
 
+// setDefaults fills the fields whose zero value means "the default": a discarding logger, a new
+// run ID.
+func (o *Options) setDefaults() {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.RunID == "" {
+		o.RunID = runstate.NewID(time.Now())
+	}
+}
+
 // InputError means the user's input cannot work (e.g. a kernel image that is not a kernel, or
 // lacks what the lab needs). The CLI maps it to exit code 2.
 type InputError struct{ Err error }
@@ -67,12 +78,7 @@ func labErr(format string, args ...any) error {
 // Run runs every cell of the scenario and returns the result. Cells whose evidence was gathered
 // have verdicts even when Run also returns an error for others.
 func Run(ctx context.Context, opts Options) (*reports.Result, error) {
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.RunID == "" {
-		opts.RunID = runstate.NewID(time.Now())
-	}
+	opts.setDefaults()
 	p := newProgress(opts.Progress, opts.Style)
 	start := time.Now()
 	res := &reports.Result{Schema: reports.Schema, Scenario: opts.Scenario.Name, StartedAt: start.UTC(), Timings: map[string]float64{}}

@@ -12,7 +12,6 @@ import (
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
-	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/runstate"
 )
@@ -37,10 +36,8 @@ filesystem, cgroup version).
 Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features); 3 the lab failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch accel {
-			case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
-			default:
-				return usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
+			if err := checkAccel(accel); err != nil {
+				return err
 			}
 			if output != "table" && output != "json" {
 				return usageError{fmt.Errorf("-o %q: want table or json", output)}

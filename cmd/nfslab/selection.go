@@ -31,10 +31,8 @@ func (s *selection) addFlags(f *pflag.FlagSet) {
 
 // load checks the accelerator, loads the scenario and applies --kernel and --datapath.
 func (s *selection) load() (*scenario.Scenario, error) {
-	switch s.accel {
-	case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
-	default:
-		return nil, usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", s.accel)}
+	if err := checkAccel(s.accel); err != nil {
+		return nil, err
 	}
 	sc, err := scenario.Load(s.ref, scenarios.FS)
 	if err != nil {
@@ -44,6 +42,15 @@ func (s *selection) load() (*scenario.Scenario, error) {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// checkAccel checks an --accel value.
+func checkAccel(accel string) error {
+	switch accel {
+	case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:
+		return nil
+	}
+	return usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", accel)}
 }
 
 // checkKernels checks the kernels of sc before anything is created, naming where each was given:

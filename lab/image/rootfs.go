@@ -151,11 +151,13 @@ func rootfsRecipeOf(lists ...string) (rootfsRecipe, error) {
 			{Path: "var/lib/nfs/ganesha", Mode: ModeDir | 0o755},
 			{Path: "var/log/ganesha", Mode: ModeDir | 0o755},
 		},
-		HookDirs: hookDirs(),
+		HookDirs: MergedUsrHookDirs(),
 	}, nil
 }
 
-func hookDirs() []string {
+// MergedUsrHookDirs is mmdebstrap's merged-/usr hook directory when it is installed, for any
+// mmdebstrap run of the lab (the guest's rootfs, the kind node image).
+func MergedUsrHookDirs() []string {
 	if st, err := os.Stat(mergedUsrHooks); err == nil && st.IsDir() {
 		return []string{mergedUsrHooks}
 	}

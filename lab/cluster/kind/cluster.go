@@ -22,6 +22,7 @@ import (
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/manifests"
 )
 
@@ -272,13 +273,9 @@ func nodeDiagnostics(ctx context.Context) string {
 	return strings.Join(parts, " || ")
 }
 
-// lastOf returns the last n lines of s, joined by " | ".
+// lastOf returns the last n lines of s on one line, joined by " | ", for an error message.
 func lastOf(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
+	return strings.ReplaceAll(lines.Tail(strings.TrimSpace(s), n), "\n", " | ")
 }
 
 // kindLogger adapts kind's logger: warnings and errors to slog, its status lines to say.

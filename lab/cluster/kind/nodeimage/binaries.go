@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/manifests"
 )
 
@@ -121,7 +122,7 @@ func buildBinaries(ctx context.Context, dir string, progress func(string)) error
 		cmd.Dir = wdir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s (%s): %w\n%s", c.Name, c.Package, err, tail(string(out), 20))
+			return fmt.Errorf("build %s (%s): %w\n%s", c.Name, c.Package, err, lines.Tail(string(out), 20))
 		}
 		if progress != nil {
 			progress(fmt.Sprintf("node image: built %s in %.0f s", c.Name, time.Since(start).Seconds()))
@@ -146,13 +147,4 @@ func writeWrapper(dir, module string) error {
 		}
 	}
 	return nil
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
 // What the node image is built from besides the binaries.
@@ -99,7 +100,7 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 		"pause-tags":  strings.Join(pauseTags(), ","),
 		"kubernetes":  KubernetesVersion,
 		"etcd":        EtcdVersion,
-		"hook-dirs":   strings.Join(hookDirs(), ","),
+		"hook-dirs":   strings.Join(image.MergedUsrHookDirs(), ","),
 		"entrypoint":  "/usr/local/bin/entrypoint /sbin/init",
 		"stop-signal": "SIGRTMIN+3",
 	}
@@ -203,28 +204,19 @@ func debootstrap(ctx context.Context, root string, pkgs []string) error {
 		"--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-exclude=/usr/share/info/*",
 		"--aptopt=Acquire::Languages \"none\"", "--dpkgopt=force-unsafe-io"}
-	for _, h := range hookDirs() {
+	for _, h := range image.MergedUsrHookDirs() {
 		args = append(args, "--hook-dir="+h)
 	}
 	args = append(args, suite, root)
 	cmd := exec.CommandContext(ctx, "nice", append([]string{"-n", "5", "mmdebstrap"}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mmdebstrap %s: %w\n%s", root, err, tail(string(out), 15))
+		return fmt.Errorf("mmdebstrap %s: %w\n%s", root, err, lines.Tail(string(out), 15))
 	}
 	for _, d := range []string{"var/cache/apt", "var/lib/apt/lists"} {
 		entries, _ := os.ReadDir(filepath.Join(root, d))
 		for _, e := range entries {
 			os.RemoveAll(filepath.Join(root, d, e.Name()))
 		}
-	}
-	return nil
-}
-
-// hookDirs is mmdebstrap's merged-/usr hook when installed (as for the guest's rootfs).
-func hookDirs() []string {
-	const merged = "/usr/share/mmdebstrap/hooks/merged-usr"
-	if st, err := os.Stat(merged); err == nil && st.IsDir() {
-		return []string{merged}
 	}
 	return nil
 }

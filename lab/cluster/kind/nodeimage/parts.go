@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
 const registry = "registry.k8s.io/"
@@ -323,7 +325,7 @@ func importIntoContainerd(ctx context.Context, log *slog.Logger, root, work, arc
 	imp := exec.CommandContext(ctx, "ctr", "-a", sock, "-n", "k8s.io", "images", "import", "--no-unpack", "--all-platforms", "-")
 	imp.Stdin = f
 	if out, err := imp.CombinedOutput(); err != nil {
-		return fmt.Errorf("ctr images import: %w: %s", err, tail(string(out), 10))
+		return fmt.Errorf("ctr images import: %w: %s", err, lines.Tail(string(out), 10))
 	}
 	out, err := exec.CommandContext(ctx, "ctr", "-a", sock, "-n", "k8s.io", "images", "ls", "-q").Output()
 	if err != nil {
