@@ -19,12 +19,38 @@ import (
 
 // Names of the datapaths a scenario can ask for.
 const (
+	// KubeProxy is kube-proxy in its iptables mode: nfslab's own rules in the netns form, the
+	// real kube-proxy in the kind form.
 	KubeProxy = "kube-proxy"
-	SocketLB  = "socket-lb"
+	// KubeProxyIPVS and KubeProxyNFTables are the real kube-proxy's other modes (kind form only).
+	KubeProxyIPVS     = "kube-proxy-ipvs"
+	KubeProxyNFTables = "kube-proxy-nftables"
+	// SocketLB is nfslab's own socket-level load balancer at the node's root cgroup (in the kind
+	// form, on a cluster without kube-proxy, fed by an EndpointSlice informer).
+	SocketLB = "socket-lb"
 )
 
 // Names lists the datapaths a scenario can ask for.
-func Names() []string { return []string{KubeProxy, SocketLB} }
+func Names() []string { return []string{KubeProxy, KubeProxyIPVS, KubeProxyNFTables, SocketLB} }
+
+// NetnsNames lists the datapaths the netns form has (it emulates kube-proxy's iptables mode only).
+func NetnsNames() []string { return []string{KubeProxy, SocketLB} }
+
+// ProxyMode is the kube-proxy mode a kind cluster runs for the datapath: "none" for socket-LB
+// (kube-proxy is left out); ok is false for an unknown datapath.
+func ProxyMode(name string) (mode string, ok bool) {
+	switch name {
+	case KubeProxy:
+		return "iptables", true
+	case KubeProxyIPVS:
+		return "ipvs", true
+	case KubeProxyNFTables:
+		return "nftables", true
+	case SocketLB:
+		return "none", true
+	}
+	return "", false
+}
 
 // Port is one port of the service. Its fields match nfs.PortProto's, so the agent converts
 // with datapath.Port(p).
@@ -85,7 +111,7 @@ func New(name string, cfg Config) (Datapath, error) {
 	case SocketLB:
 		return &socketLB{cfg: cfg}, nil
 	default:
-		return nil, fmt.Errorf("unknown datapath %q (want %s or %s)", name, KubeProxy, SocketLB)
+		return nil, fmt.Errorf("datapath %q: the netns form has %s", name, strings.Join(NetnsNames(), " and "))
 	}
 }
 

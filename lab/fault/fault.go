@@ -25,13 +25,25 @@ const (
 	// only from its own timeouts (TCP's and SUNRPC's); the replacement comes up elsewhere with
 	// a new IP.
 	NodeCrash = "node-crash"
+	// ForceDelete deletes the pod through the Kubernetes API with a grace period of 0 (kind
+	// form): the API object goes at once, the kubelet kills the server afterwards, and the
+	// Deployment's replacement may start before the old server is dead.
+	ForceDelete = "force-delete"
 )
 
 // SettleTimeout bounds how long DeletePod waits for the pod's connections to close.
 const SettleTimeout = 3 * time.Second
 
 // Names lists every fault nfslab knows, for validation and help texts.
-func Names() []string { return []string{DeletePod, DeletePodAbrupt, NodeCrash} }
+func Names() []string { return []string{DeletePod, DeletePodAbrupt, NodeCrash, ForceDelete} }
+
+// NetnsNames are the faults of the netns form, where nfslab itself kills the server and removes
+// the pod's sandbox.
+func NetnsNames() []string { return []string{DeletePod, DeletePodAbrupt, NodeCrash} }
+
+// KindNames are the faults of the kind form, which go through the Kubernetes API: delete-pod is
+// a graceful deletion (the pod's grace period), force-delete one with grace 0.
+func KindNames() []string { return []string{DeletePod, ForceDelete} }
 
 // Pod is what a fault acts on.
 type Pod interface {
