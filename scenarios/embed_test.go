@@ -99,7 +99,7 @@ func TestBuiltinsExpectations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Filter([]string{"vulnerable-6.1"}, []string{"socket-lb"}); err != nil {
+	if err := s.Filter(scenario.Override{Kernels: []string{"vulnerable-6.1"}, Datapaths: []string{"socket-lb"}}); err != nil {
 		t.Fatal(err)
 	}
 	if c := s.Cells(); len(c) != 1 || c[0].Expected != "bug-reproduced" {

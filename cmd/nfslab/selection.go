@@ -2,34 +2,50 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/scenarios"
 )
 
-// selection is what run and demo share: the scenario, the kernels and datapaths that replace its
-// axes, the artefact cache and the VM accelerator.
+// selection is what run and demo share: the scenario, the kernels, cluster forms and datapaths
+// that replace its axes, the artefact cache and the VM accelerator.
 type selection struct {
-	ref                string
-	datapaths, kernels []string
-	cacheDir, accel    string
+	ref                          string
+	datapaths, clusters, kernels []string
+	cacheDir, accel              string
 }
 
 func (s *selection) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.ref, "scenario", "default", "built-in scenario name or path to a scenario file")
-	f.StringSliceVar(&s.datapaths, "datapath", nil, "only these datapaths (kube-proxy, socket-lb); replaces the scenario's list")
+	f.StringSliceVar(&s.datapaths, "datapath", nil, "only these datapaths ("+strings.Join(datapath.Names(), ", ")+"; "+
+		strings.Join(kindOnly(datapath.Names(), datapath.NetnsNames()), " and ")+" on a kind cluster only); replaces the scenario's list")
+	f.StringSliceVar(&s.clusters, "cluster", nil, "only these cluster forms ("+strings.Join(scenario.Clusters(), ", ")+"); replaces the scenario's list")
 	f.StringSliceVar(&s.kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
 	f.StringVar(&s.cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")
 	f.StringVar(&s.accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 }
 
-// load checks the accelerator, loads the scenario and applies --kernel and --datapath.
+// kindOnly lists the names of all that the netns form lacks.
+func kindOnly(all, netns []string) []string {
+	var out []string
+	for _, n := range all {
+		if !slices.Contains(netns, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// load checks the accelerator, loads the scenario and applies --kernel, --cluster and --datapath.
 func (s *selection) load() (*scenario.Scenario, error) {
 	if err := checkAccel(s.accel); err != nil {
 		return nil, err
@@ -38,7 +54,7 @@ func (s *selection) load() (*scenario.Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sc.Filter(s.kernels, s.datapaths); err != nil {
+	if err := sc.Filter(scenario.Override{Kernels: s.kernels, Clusters: s.clusters, Datapaths: s.datapaths}); err != nil {
 		return nil, err
 	}
 	return sc, nil

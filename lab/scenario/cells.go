@@ -9,8 +9,8 @@ import (
 	"github.com/nfslab/nfslab/lab/smb"
 )
 
-// Cells expands the matrix into its cells, in a stable order: kernel outermost, then datapath,
-// protocol, version and fault. Each cell expects the verdict of the first rule that matches it, else
+// Cells expands the matrix into its cells, in a stable order: kernel outermost, then cluster,
+// datapath, protocol, version and fault; a combination its cluster form lacks is left out. Each cell expects the verdict of the first rule that matches it, else
 // expect.default. After SelectCell, only the selected cell is returned, with Index 0 and the
 // ID and expectation it has in the whole matrix. Call it on a validated scenario.
 func (s *Scenario) Cells() []Cell {
@@ -51,28 +51,38 @@ func (s *Scenario) SelectCell(id string) error {
 
 // combo is one combination of the matrix's axes.
 type combo struct {
-	kernel, label, datapath, protocol, version, fault string
+	kernel, label, cluster, datapath, protocol, version, fault string
 }
 
+// id is kernel/datapath/version/fault for a netns cell (as before kind cells existed), and
+// kernel/kind/datapath/version/fault for a kind cell.
 func (c combo) id() string {
-	return c.label + "/" + c.datapath + "/" + c.version + "/" + c.fault
+	id := c.label + "/"
+	if c.cluster != ClusterNetns {
+		id += c.cluster + "/"
+	}
+	return id + c.datapath + "/" + c.version + "/" + c.fault
 }
 
-// combos lists the matrix's combinations in cell order: kernel outermost, then datapath,
-// protocol, its versions (NFS cells: matrix.nfs; an SMB cell: smb3) and fault.
+// combos lists the matrix's combinations in cell order: kernel outermost, then cluster,
+// datapath, protocol, its versions (NFS cells: matrix.nfs; an SMB cell: smb3) and fault, each
+// axis narrowed to the values the cluster's form has.
 func (s *Scenario) combos() []combo {
 	labels, _ := kernelLabels(s.Matrix.Kernels)
 	var out []combo
 	for ki, k := range s.Matrix.Kernels {
-		for _, d := range s.Matrix.Datapaths {
-			for _, proto := range s.Matrix.Protocols {
-				versions := s.Matrix.NFS
-				if proto == ProtocolSMB {
-					versions = []string{smb.Dialect}
-				}
-				for _, v := range versions {
-					for _, f := range s.Matrix.Faults {
-						out = append(out, combo{kernel: k, label: labels[ki], datapath: d, protocol: proto, version: v, fault: f})
+		for _, cl := range s.Matrix.Clusters {
+			m := formOf(cl).keep(s.Matrix)
+			for _, d := range m.Datapaths {
+				for _, proto := range m.Protocols {
+					versions := m.NFS
+					if proto == ProtocolSMB {
+						versions = []string{smb.Dialect}
+					}
+					for _, v := range versions {
+						for _, f := range m.Faults {
+							out = append(out, combo{kernel: k, label: labels[ki], cluster: cl, datapath: d, protocol: proto, version: v, fault: f})
+						}
 					}
 				}
 			}
@@ -89,6 +99,7 @@ func (s *Scenario) allCells() []Cell {
 			Index:        len(cells),
 			ID:           c.id(),
 			Kernel:       c.kernel,
+			Cluster:      c.cluster,
 			Datapath:     c.datapath,
 			Protocol:     c.protocol,
 			NFS:          c.version,
@@ -110,6 +121,12 @@ func (s *Scenario) allCells() []Cell {
 			cell.MountOptions = slices.Clone(s.Mount.SMBOptions)
 			cell.Port = smb.Port
 		}
+		if cell.Timeouts.Setup.Duration == 0 {
+			cell.Timeouts.Setup.Duration = DefaultSetup
+			if c.cluster == ClusterKind {
+				cell.Timeouts.Setup.Duration = DefaultKindSetup
+			}
+		}
 		cells = append(cells, cell)
 	}
 	return cells
@@ -130,6 +147,7 @@ func (m Match) matches(c combo) bool {
 	kernelOK := m.Kernel == "" || m.Kernel == c.kernel || m.Kernel == c.label ||
 		(IsKernelPath(m.Kernel) && IsKernelPath(c.kernel) && filepath.Clean(m.Kernel) == filepath.Clean(c.kernel))
 	return kernelOK &&
+		(m.Cluster == "" || m.Cluster == c.cluster) &&
 		(m.Datapath == "" || m.Datapath == c.datapath) &&
 		(m.Protocol == "" || m.Protocol == c.protocol) &&
 		(m.NFS == "" || m.NFS == c.version) &&
@@ -137,7 +155,7 @@ func (m Match) matches(c combo) bool {
 }
 
 // Warnings lists things that are valid but probably not meant: rules that match no cell of
-// the matrix (they apply once --kernel or --datapath brings the value in), and rules that
+// the matrix (they apply once --kernel, --cluster or --datapath brings the value in), and rules that
 // only match cells an earlier rule already took.
 func (s *Scenario) Warnings() []string {
 	var out []string
@@ -165,19 +183,34 @@ func (s *Scenario) Warnings() []string {
 	return out
 }
 
-// Filter replaces the kernel and/or datapath axis with values given on the command line
-// (--kernel, --datapath); a nil or empty list leaves that axis alone. The values are checked
-// like the file's, and the whole scenario is validated again; on error s is unchanged.
-func (s *Scenario) Filter(kernels, datapaths []string) error {
+// Override holds the axes given on the command line, each replacing the matrix's list; a nil
+// or empty list leaves that axis alone.
+type Override struct {
+	Kernels   []string // --kernel
+	Clusters  []string // --cluster
+	Datapaths []string // --datapath
+}
+
+// Filter replaces the kernel, cluster and datapath axes with the values given on the command
+// line. The values are checked like the file's, and the whole scenario is validated again; on
+// error s is unchanged.
+func (s *Scenario) Filter(o Override) error {
 	next := *s
 	var p problems
-	if len(kernels) > 0 {
-		axis(&p, "--kernel", kernels, kernelProblem)
-		next.Matrix.Kernels = slices.Clone(kernels)
-	}
-	if len(datapaths) > 0 {
-		axis(&p, "--datapath", datapaths, datapathProblem)
-		next.Matrix.Datapaths = slices.Clone(datapaths)
+	for _, a := range []struct {
+		flag   string
+		values []string
+		check  func(string) string
+		axis   *[]string
+	}{
+		{"--kernel", o.Kernels, kernelProblem, &next.Matrix.Kernels},
+		{"--cluster", o.Clusters, clusterProblem, &next.Matrix.Clusters},
+		{"--datapath", o.Datapaths, datapathProblem, &next.Matrix.Datapaths},
+	} {
+		if len(a.values) > 0 {
+			axis(&p, a.flag, a.values, a.check)
+			*a.axis = slices.Clone(a.values)
+		}
 	}
 	if err := p.err(""); err != nil {
 		return err

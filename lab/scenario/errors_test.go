@@ -25,7 +25,7 @@ func TestManyProblemsBounded(t *testing.T) {
 	if len(lines) != MaxShown+1 {
 		t.Fatalf("%d lines, want %d:\n%s", len(lines), MaxShown+1, err)
 	}
-	if lines[0] != `big.yaml: matrix.datapaths[0]: unknown datapath "dp0" (want kube-proxy or socket-lb)` {
+	if lines[0] != `big.yaml: matrix.datapaths[0]: unknown datapath "dp0" (want kube-proxy, kube-proxy-ipvs, kube-proxy-nftables or socket-lb)` {
 		t.Errorf("first line %q", lines[0])
 	}
 	if want := fmt.Sprintf("big.yaml: … and %d more problem(s)", n-MaxShown); lines[MaxShown] != want {

@@ -79,8 +79,12 @@ func Parse(file string, data []byte) (s *Scenario, err error) {
 	return &sc, nil
 }
 
-// applyDefaults fills the fields a file may leave out.
+// applyDefaults fills the fields a file may leave out, except timeouts.setup, whose default
+// depends on each cell's cluster form (Cells applies it).
 func (s *Scenario) applyDefaults() {
+	if len(s.Matrix.Clusters) == 0 {
+		s.Matrix.Clusters = []string{DefaultCluster}
+	}
 	if len(s.Matrix.Protocols) == 0 {
 		s.Matrix.Protocols = []string{ProtocolNFS}
 	}
@@ -113,9 +117,6 @@ func (s *Scenario) applyDefaults() {
 	}
 	if s.Timeouts.Probe.Duration == 0 {
 		s.Timeouts.Probe.Duration = DefaultProbe
-	}
-	if s.Timeouts.Setup.Duration == 0 {
-		s.Timeouts.Setup.Duration = DefaultSetup
 	}
 	if s.Failover.SocketLBNoBackend == "" {
 		s.Failover.SocketLBNoBackend = NoBackendRefuse

@@ -65,6 +65,7 @@ func TestParseGood(t *testing.T) {
 		Description: "A test scenario.",
 		Matrix: Matrix{
 			Kernels:   []string{"debian-stock", "vulnerable-6.1", "/build/ctrl/arch/x86/boot/bzImage"},
+			Clusters:  []string{"netns"},
 			Datapaths: []string{"kube-proxy", "socket-lb"},
 			Protocols: []string{"nfs"},
 			NFS:       []string{"4.1", "4.2"},
@@ -92,15 +93,18 @@ func TestParseDefaults(t *testing.T) {
 	}
 	want := &Scenario{
 		Name:     "t",
-		Matrix:   Matrix{Kernels: []string{"debian-stock"}, Datapaths: []string{"socket-lb"}, Protocols: []string{"nfs"}, NFS: []string{"4.1"}, Faults: []string{"delete-pod"}},
+		Matrix:   Matrix{Kernels: []string{"debian-stock"}, Clusters: []string{"netns"}, Datapaths: []string{"socket-lb"}, Protocols: []string{"nfs"}, NFS: []string{"4.1"}, Faults: []string{"delete-pod"}},
 		Expect:   Expect{Default: "recovered"},
 		Service:  Service{VIP: "10.96.0.50", Port: 2049},
 		Topology: Topology{NodeCIDR: "10.0.0.1/24", BackendA: "10.0.0.11", BackendB: "10.0.0.12"},
-		Timeouts: Timeouts{Recovery: d("60s"), Probe: d("5s"), Setup: d("30s")},
+		Timeouts: Timeouts{Recovery: d("60s"), Probe: d("5s")}, // setup: each cell's form's default
 		Failover: Failover{SocketLBNoBackend: NoBackendRefuse},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
+	}
+	if c := s.Cells(); len(c) != 1 || c[0].Timeouts.Setup.Duration != DefaultSetup || c[0].Cluster != ClusterNetns {
+		t.Errorf("cells %+v, want one netns cell with the %s setup default", c, DefaultSetup)
 	}
 }
 
@@ -129,7 +133,7 @@ func TestParseBad(t *testing.T) {
 		{"unknown kernel", "name: t\nmatrix: {kernels: [debian-stock, debain-stock], datapaths: [socket-lb]}\n", []string{"matrix.kernels[1]"}, `did you mean "debian-stock"`},
 		{"duplicate kernel path", "name: t\nmatrix: {kernels: [/k/bzImage, /k/./bzImage], datapaths: [socket-lb]}\n", []string{"matrix.kernels[1]"}, "listed twice"},
 		{"kernels cannot be told apart", "name: t\nmatrix: {kernels: [/k/debian-stock, debian-stock, k/debian-stock], datapaths: [socket-lb]}\n", []string{"matrix.kernels[2]"}, "told apart"},
-		{"unknown datapath", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [kube-proxy, ipvs]}\n", []string{"matrix.datapaths[1]"}, `unknown datapath "ipvs" (want kube-proxy or socket-lb)`},
+		{"unknown datapath", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [kube-proxy, ipvs]}\n", []string{"matrix.datapaths[1]"}, `unknown datapath "ipvs" (want kube-proxy, kube-proxy-ipvs, kube-proxy-nftables or socket-lb)`},
 		{"duplicate datapath", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb, socket-lb]}\n", []string{"matrix.datapaths[1]"}, "listed twice"},
 		{"nfs 3", minimal + "matrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [3]}\n", []string{""}, "already set"},
 		{"nfs v2", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb], nfs: [\"4.1\", 2]}\n", []string{"matrix.nfs[1]"}, "not supported yet"},
@@ -274,7 +278,7 @@ func TestCells(t *testing.T) {
 	c := cells[8]
 	want8 := Cell{
 		Index: 8, ID: "bzImage/kube-proxy/4.1/delete-pod", Kernel: "/build/ctrl/arch/x86/boot/bzImage",
-		Datapath: "kube-proxy", Protocol: "nfs", NFS: "4.1", Fault: "delete-pod", Expected: "recovered",
+		Cluster: "netns", Datapath: "kube-proxy", Protocol: "nfs", NFS: "4.1", Fault: "delete-pod", Expected: "recovered",
 		MountOptions: []string{"hard", "timeo=10", "retrans=2"}, VIP: "10.96.0.60", Port: 2050,
 		NodeCIDR: "192.168.5.1/24", BackendA: "192.168.5.20", BackendB: "192.168.5.21",
 		Timeouts:          Timeouts{Recovery: d("90s"), Probe: d("4s"), Setup: d("45s")},
@@ -391,7 +395,7 @@ func TestFilter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := load()
 			before := s.Cells()
-			err := s.Filter(tt.kernels, tt.datapaths)
+			err := s.Filter(Override{Kernels: tt.kernels, Datapaths: tt.datapaths})
 			if tt.errField != "" {
 				var e *Error
 				if !errors.As(err, &e) || e.Problems[0].Field != tt.errField {
@@ -487,7 +491,8 @@ func TestBuiltins(t *testing.T) {
 
 // FuzzParse checks that Parse never panics, that its errors are *Error with at least one
 // problem, and that whatever it accepts re-validates, expands to at least one cell with valid
-// verdicts and unique IDs, and survives a JSON round trip.
+// verdicts, unique IDs, a setup timeout and only values its cluster form has, and survives a
+// JSON round trip.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("../../scenarios/*.yaml")
 	for _, p := range files {
@@ -502,6 +507,10 @@ func FuzzParse(f *testing.F) {
 		minimal + "mount: {options: [\"a,b\", \"\"]}\n", minimal + "topology: {nodeCIDR: 10.0.0.1/31}\n",
 		"name: t\nmatrix: {kernels: [/a/b, a/b], datapaths: [socket-lb], nfs: [4.0, 3]}\n",
 		"a: &a [*a]\n", "? [a]\n: b\n", "name: !!binary aGVsbG8=\n",
+		"name: t\nmatrix: {kernels: [vulnerable-5.10, debian-stock], clusters: [kind, netns], datapaths: [kube-proxy-nftables, socket-lb], nfs: [\"3\", \"4.2\"], faults: [force-delete, node-crash]}\n",
+		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy-ipvs], protocols: [smb]}\nfailover: {noEndpointWindow: 5s}\n",
+		"name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], faults: [node-crash]}\n",
+		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb]}\nexpect: {rules: [{match: {cluster: kind}, verdict: failed}]}\ntimeouts: {setup: 0s}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -535,6 +544,14 @@ func FuzzParse(f *testing.F) {
 			ids[c.ID] = true
 			if !verdict.Verdict(c.Expected).Valid() {
 				t.Fatalf("cell %s expects %q", c.ID, c.Expected)
+			}
+			if c.Timeouts.Setup.Duration <= 0 {
+				t.Fatalf("cell %s has setup timeout %s", c.ID, c.Timeouts.Setup)
+			}
+			f := formOf(c.Cluster)
+			if !contains(s.Matrix.Clusters, c.Cluster) || !contains(f.datapaths, c.Datapath) || !contains(f.protocols, c.Protocol) || !contains(f.faults, c.Fault) ||
+				(c.Protocol == ProtocolNFS && !contains(f.versions, c.NFS)) {
+				t.Fatalf("cell %s is not one its cluster form %q has", c.ID, c.Cluster)
 			}
 		}
 		js, err := json.Marshal(s)

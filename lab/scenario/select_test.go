@@ -60,7 +60,7 @@ func TestSelectCell(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := load(t)
 			if tt.datapaths != nil {
-				if err := s.Filter(nil, tt.datapaths); err != nil {
+				if err := s.Filter(Override{Datapaths: tt.datapaths}); err != nil {
 					t.Fatal(err)
 				}
 			}

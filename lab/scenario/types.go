@@ -35,15 +35,23 @@ type Failover struct {
 	SocketLBNoBackend string `json:"socketLBNoBackend,omitempty"`
 }
 
-// Matrix holds the axes; every combination is one cell.
+// Matrix holds the axes; every combination that its cluster form has is one cell.
 type Matrix struct {
-	Kernels   []string `json:"kernels"`   // "debian-stock", a recipe name, or a path to a bzImage
-	Datapaths []string `json:"datapaths"` // "kube-proxy", "socket-lb"
-	// Protocols are the file protocols mounted: "nfs" (default) and/or "smb". NFS cells take
-	// each version of NFS; an SMB cell has the one version "smb3".
+	Kernels []string `json:"kernels"` // "debian-stock", a recipe name, or a path to a bzImage
+	// Clusters are the forms of cluster the cells run on: "netns" (default) and/or "kind". A
+	// combination a form does not have is not a cell (see form.go).
+	Clusters []string `json:"clusters,omitempty"`
+	// Datapaths: "kube-proxy" and "socket-lb" (both forms), "kube-proxy-ipvs" and
+	// "kube-proxy-nftables" (kind only).
+	Datapaths []string `json:"datapaths"`
+	// Protocols are the file protocols mounted: "nfs" (default) and/or "smb" (netns only). NFS
+	// cells take each version of NFS; an SMB cell has the one version "smb3".
 	Protocols []string `json:"protocols,omitempty"`
-	NFS       []string `json:"nfs"`    // "4.1" (default for NFS), "4.0", "4.2", "3", "3-udp"
-	Faults    []string `json:"faults"` // "delete-pod"
+	// NFS: "4.1" (default for NFS), "4.0", "4.2" (both forms), "3", "3-udp" (netns only).
+	NFS []string `json:"nfs"`
+	// Faults: "delete-pod" (both forms), "delete-pod-abrupt" and "node-crash" (netns only),
+	// "force-delete" (kind only).
+	Faults []string `json:"faults"`
 }
 
 // Expect gives the verdict each cell should get: the first matching rule, else Default.
@@ -61,6 +69,7 @@ type Rule struct {
 // Match selects cells by their axis values.
 type Match struct {
 	Kernel   string `json:"kernel,omitempty"`
+	Cluster  string `json:"cluster,omitempty"`
 	Datapath string `json:"datapath,omitempty"`
 	Protocol string `json:"protocol,omitempty"`
 	NFS      string `json:"nfs,omitempty"` // the version: "4.1", … or "smb3"
@@ -92,7 +101,10 @@ type Topology struct {
 type Timeouts struct {
 	Recovery Duration `json:"recovery,omitempty"` // after backend B is ready, how long I/O may take to recover (default 60s)
 	Probe    Duration `json:"probe,omitempty"`    // one I/O probe's deadline (default 5s)
-	Setup    Duration `json:"setup,omitempty"`    // each setup step: backend start, mount, baseline I/O (default 30s)
+	// Setup bounds each setup step: backend start, mount, baseline I/O. Its default depends on
+	// the cell's cluster (DefaultSetup, DefaultKindSetup), so a parsed Scenario keeps it zero
+	// when the file leaves it out, and each Cell has the value that applies to it.
+	Setup Duration `json:"setup,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("60s", "1m30s").
@@ -101,8 +113,9 @@ type Duration struct{ time.Duration }
 // Cell is one combination of the matrix with everything the agent needs to run it.
 type Cell struct {
 	Index    int    `json:"index"`
-	ID       string `json:"id"` // kernel/datapath/nfs/fault, stable across runs
+	ID       string `json:"id"` // kernel/datapath/nfs/fault (kind cells: kernel/kind/datapath/nfs/fault), stable across runs
 	Kernel   string `json:"kernel"`
+	Cluster  string `json:"cluster"` // "netns" or "kind"
 	Datapath string `json:"datapath"`
 	Protocol string `json:"protocol"` // "nfs" or "smb"
 	NFS      string `json:"nfs"`      // the protocol's version: "4.1", …, or "smb3"

@@ -37,6 +37,7 @@ func (s *Scenario) Validate() error {
 }
 
 func (s *Scenario) validateMatrix(p *problems) {
+	before := len(p.list)
 	axis(p, "matrix.kernels", s.Matrix.Kernels, kernelProblem)
 	if len(s.Matrix.Kernels) > 0 {
 		if labels, ok := kernelLabels(s.Matrix.Kernels); !ok {
@@ -49,6 +50,7 @@ func (s *Scenario) validateMatrix(p *problems) {
 			}
 		}
 	}
+	axis(p, "matrix.clusters", s.Matrix.Clusters, clusterProblem)
 	axis(p, "matrix.datapaths", s.Matrix.Datapaths, datapathProblem)
 	axis(p, "matrix.protocols", s.Matrix.Protocols, protocolProblem)
 	if slices.Contains(s.Matrix.Protocols, ProtocolNFS) {
@@ -57,6 +59,10 @@ func (s *Scenario) validateMatrix(p *problems) {
 		p.add("matrix.nfs", fmt.Sprintf("NFS versions apply to NFS cells, and matrix.protocols is %v: remove matrix.nfs, or add nfs to matrix.protocols", s.Matrix.Protocols))
 	}
 	axis(p, "matrix.faults", s.Matrix.Faults, faultProblem)
+	s.validateForms(p)
+	if len(p.list) == before {
+		s.validateNotEmpty(p)
+	}
 }
 
 // axis checks one axis of the matrix: not empty, every value valid, no duplicates.
@@ -100,6 +106,13 @@ func kernelProblem(k string) string {
 		return ""
 	}
 	return fmt.Sprintf("unknown kernel %q%s: want %s, or a path to a kernel image (bzImage, vmlinuz)", k, didYouMean(k, KnownKernels()), orList(KnownKernels()))
+}
+
+func clusterProblem(c string) string {
+	if contains(Clusters(), c) {
+		return ""
+	}
+	return fmt.Sprintf("unknown cluster form %q%s (want %s)", c, didYouMean(c, Clusters()), orList(Clusters()))
 }
 
 func datapathProblem(d string) string {
@@ -180,6 +193,7 @@ func (s *Scenario) validateExpect(p *problems) {
 			field, value string
 			check        func(string) string
 		}{
+			{"cluster", m.Cluster, clusterProblem},
 			{"datapath", m.Datapath, datapathProblem},
 			{"protocol", m.Protocol, protocolProblem},
 			{"nfs", m.NFS, versionProblem},
@@ -318,6 +332,17 @@ func (s *Scenario) validateFailover(p *problems) {
 	if f.SocketLBNoBackend != NoBackendRefuse && f.SocketLBNoBackend != NoBackendPass {
 		p.add("failover.socketLBNoBackend", fmt.Sprintf("%q: want %s or %s", f.SocketLBNoBackend, NoBackendRefuse, NoBackendPass))
 	}
+	if !slices.Contains(s.Matrix.Clusters, ClusterKind) {
+		return
+	}
+	// On a kind cluster the endpoints change when Kubernetes changes them: nfslab cannot hold
+	// a window open or keep a stale endpoint in place.
+	if w := f.NoEndpointWindow; w.Duration != 0 {
+		p.add("failover.noEndpointWindow", fmt.Sprintf("%s: on a kind cluster the real control plane decides when the Service has no endpoint (the replacement pod starts when the Deployment starts it); it applies to the netns form only: remove it, or remove kind from matrix.clusters", w))
+	}
+	if w := f.StaleEndpoint; w.Duration != 0 {
+		p.add("failover.staleEndpoint", fmt.Sprintf("%s: on a kind cluster the real datapath sees the EndpointSlice update when Kubernetes delivers it; it applies to the netns form only: remove it, or remove kind from matrix.clusters", w))
+	}
 }
 
 func (s *Scenario) validateTimeouts(p *problems) {
@@ -326,7 +351,8 @@ func (s *Scenario) validateTimeouts(p *problems) {
 		field string
 		v     Duration
 	}{{"timeouts.recovery", t.Recovery}, {"timeouts.probe", t.Probe}, {"timeouts.setup", t.Setup}} {
-		if d.v.Duration <= 0 {
+		// A zero setup is the default of each cell's cluster form (see Timeouts).
+		if d.v.Duration < 0 || (d.v.Duration == 0 && d.field != "timeouts.setup") {
 			p.add(d.field, fmt.Sprintf("%s: want a positive duration", d.v))
 		}
 	}

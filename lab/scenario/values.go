@@ -19,6 +19,23 @@ const (
 
 )
 
+// The cluster forms a cell can run on.
+const (
+	// ClusterNetns is nfslab's own stand-in for a cluster: the pods are network namespaces of the
+	// VM, and the lab itself programs the Service's datapath and replaces the endpoint.
+	ClusterNetns = "netns"
+	// ClusterKind is a real kind cluster in the VM: the real kube-proxy (or none, for socket-LB),
+	// a Deployment, a Service and the EndpointSlices its controllers write.
+	ClusterKind = "kind"
+)
+
+// Clusters lists the cluster forms.
+func Clusters() []string { return []string{ClusterNetns, ClusterKind} }
+
+// KindNFSVersions are the NFS versions the kind form mounts: NFSv4 only, as NFSv3 needs rpcbind,
+// which the kind form does not run yet.
+func KindNFSVersions() []string { return []string{"4.0", "4.1", "4.2"} }
+
 // The protocols a scenario can mount.
 const (
 	ProtocolNFS = "nfs"
@@ -35,6 +52,7 @@ const (
 	DefaultNodeCIDR = "10.0.0.1/24"
 	DefaultBackendA = "10.0.0.11"
 	DefaultBackendB = "10.0.0.12"
+	DefaultCluster  = ClusterNetns
 	DefaultNFS      = "4.1"
 	DefaultFault    = fault.DeletePod
 	DefaultExpect   = string(verdict.Recovered)
@@ -43,6 +61,9 @@ const (
 	MaxNoEndpointWindow = 10 * time.Minute
 	DefaultProbe        = 5 * time.Second
 	DefaultSetup        = 30 * time.Second
+	// DefaultKindSetup is the setup default of kind cells: under TCG emulation a pod takes 45–85 s
+	// to start.
+	DefaultKindSetup = 4 * time.Minute
 )
 
 // KnownKernels returns the kernel names a scenario may use besides a path to a kernel image:
