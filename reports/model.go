@@ -48,9 +48,10 @@ type Window struct {
 // Cell is one combination of the matrix and what happened to it.
 type Cell struct {
 	ID               string   `json:"id"`
-	Kernel           string   `json:"kernel"`         // the scenario's name for it (debian-stock, a recipe, a path)
-	KernelRelease    string   `json:"kernel_release"` // uname -r inside the VM
-	KernelBuild      string   `json:"kernel_build"`   // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
+	Kernel           string   `json:"kernel"`            // the scenario's name for it (debian-stock, a recipe, a path)
+	KernelRelease    string   `json:"kernel_release"`    // uname -r inside the VM
+	KernelBuild      string   `json:"kernel_build"`      // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
+	Cluster          string   `json:"cluster,omitempty"` // netns or kind
 	Datapath         string   `json:"datapath"`
 	Protocol         string   `json:"protocol,omitempty"` // nfs or smb
 	NFS              string   `json:"nfs"`                // the protocol's version: 4.1, …, or smb3
