@@ -55,6 +55,12 @@ func TestBuiltinsExpectations(t *testing.T) {
 			"vulnerable-6.1/kube-proxy/4.1/delete-pod": "recovered",
 			"vulnerable-6.1/socket-lb/4.1/delete-pod":  "bug-reproduced",
 		},
+		"kind": {
+			"debian-stock/kind/kube-proxy/4.1/delete-pod":   "recovered",
+			"debian-stock/kind/socket-lb/4.1/delete-pod":    "recovered",
+			"vulnerable-6.1/kind/kube-proxy/4.1/delete-pod": "recovered",
+			"vulnerable-6.1/kind/socket-lb/4.1/delete-pod":  "bug-reproduced",
+		},
 		"kernels": {
 			"debian-stock/kube-proxy/4.1/delete-pod":      "recovered",
 			"debian-stock/socket-lb/4.1/delete-pod":       "recovered",
@@ -105,6 +111,16 @@ func TestBuiltinsExpectations(t *testing.T) {
 	if c := s.Cells(); len(c) != 1 || c[0].Expected != "bug-reproduced" {
 		t.Errorf("default --kernel vulnerable-6.1 --datapath socket-lb: %+v", c)
 	}
+	// The kind scenario's cells are all kind cells, and their setup steps get the kind default.
+	s, err = scenario.Load("kind", scenarios.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range s.Cells() {
+		if c.Cluster != scenario.ClusterKind || c.Timeouts.Setup.Duration != scenario.DefaultKindSetup {
+			t.Errorf("kind: cell %s on %q with setup %s, want kind and %s", c.ID, c.Cluster, c.Timeouts.Setup, scenario.DefaultKindSetup)
+		}
+	}
 }
 
 func TestBuiltinsList(t *testing.T) {
@@ -116,7 +132,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,kind,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }
