@@ -117,6 +117,10 @@ type fakeBackend struct {
 
 func (b *fakeBackend) Name() string     { return b.name }
 func (b *fakeBackend) Addr() netip.Addr { return b.addr }
+func (b *fakeBackend) Fault(ctx context.Context, name string) error {
+	return fault.Inject(ctx, name, b)
+}
+
 func (b *fakeBackend) Kill(context.Context) error {
 	b.w.called("kill " + b.name)
 	b.w.mu.Lock()

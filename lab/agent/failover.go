@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/event"
-	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
 
@@ -21,7 +20,7 @@ func (r *cellRun) failover(ctx context.Context) (bReady event.Mono, inflight *pr
 	c := r.cell
 	setup := c.Timeouts.Setup.Duration
 	fctx, cancel := context.WithTimeout(ctx, setup)
-	err = fault.Inject(fctx, c.Fault, r.backendA)
+	err = r.backendA.Fault(fctx, c.Fault)
 	cancel()
 	if err != nil {
 		r.em.fail(event.StepFaultInjected, err)

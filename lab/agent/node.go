@@ -50,19 +50,26 @@ func (n *vmNode) Mount(ctx context.Context, svc cluster.Service) (string, error)
 		}
 		return fmt.Sprintf("%s on %s type %s (%s)", source, n.mountDir, fstype, smb.Redact(data)), nil
 	}
-	extra := n.mountOptions
-	if p := svc.NFSPort(); p != nfs.DefaultNFSPort {
-		extra = append(slices.Clone(extra), fmt.Sprintf("port=%d", p))
-	}
-	fstype, data, err := nfs.MountOptions(n.nfsVersion, svc.VIP, n.clientAddr, extra)
+	source, fstype, data, err := nfsMount(svc, n.nfsVersion, n.clientAddr, n.mountOptions)
 	if err != nil {
 		return "", err
 	}
-	source := nfs.MountSource(svc.VIP, "/export")
 	if err := nfs.Mount(ctx, source, n.mountDir, fstype, data); err != nil {
 		return "", nfs.ExplainMountError(n.nfsVersion, err)
 	}
 	return fmt.Sprintf("%s on %s type %s (%s)", source, n.mountDir, fstype, data), nil
+}
+
+// nfsMount is the mount(2) arguments for an NFS mount of the service's export.
+func nfsMount(svc cluster.Service, version string, clientAddr netip.Addr, options []string) (source, fstype, data string, err error) {
+	if p := svc.NFSPort(); p != nfs.DefaultNFSPort {
+		options = append(slices.Clone(options), fmt.Sprintf("port=%d", p))
+	}
+	fstype, data, err = nfs.MountOptions(version, svc.VIP, clientAddr, options)
+	if err != nil {
+		return "", "", "", err
+	}
+	return nfs.MountSource(svc.VIP, "/export"), fstype, data, nil
 }
 
 // StartProbe starts one I/O probe on the mount in a child process.
@@ -71,31 +78,40 @@ func (n *vmNode) StartProbe(seq int, baseline bool) *probeRun {
 }
 
 // MountEntry is the mount's line in /proc/mounts.
-func (n *vmNode) MountEntry() (nfs.MountEntry, error) {
-	f, err := os.Open("/proc/mounts")
-	if err != nil {
-		return nfs.MountEntry{}, fmt.Errorf("read /proc/mounts: %w", err)
-	}
-	defer f.Close()
-	entries, err := nfs.ParseMounts(f)
-	if err != nil {
-		return nfs.MountEntry{}, fmt.Errorf("parse /proc/mounts: %w", err)
-	}
-	m, ok := nfs.FindMount(entries, n.mountDir)
-	if !ok {
-		return nfs.MountEntry{}, fmt.Errorf("%s is not in /proc/mounts", n.mountDir)
-	}
-	return m, nil
-}
+func (n *vmNode) MountEntry() (nfs.MountEntry, error) { return mountEntry("/proc/mounts", n.mountDir) }
 
 // KernelSockets are the node's TCP sockets to port that no process holds: the kernel's own,
 // such as SUNRPC's transport (the agent's readiness checks connect to the backends too).
 func (n *vmNode) KernelSockets(port uint16) ([]event.Socket, error) {
+	return kernelSockets("/proc/thread-self/net", port)
+}
+
+// mountEntry is dir's line in a mounts file (/proc/<pid>/mounts: that process's mount namespace).
+func mountEntry(mounts, dir string) (nfs.MountEntry, error) {
+	f, err := os.Open(mounts)
+	if err != nil {
+		return nfs.MountEntry{}, fmt.Errorf("read %s: %w", mounts, err)
+	}
+	defer f.Close()
+	entries, err := nfs.ParseMounts(f)
+	if err != nil {
+		return nfs.MountEntry{}, fmt.Errorf("parse %s: %w", mounts, err)
+	}
+	m, ok := nfs.FindMount(entries, dir)
+	if !ok {
+		return nfs.MountEntry{}, fmt.Errorf("%s is not in %s", dir, mounts)
+	}
+	return m, nil
+}
+
+// kernelSockets are the TCP sockets to port, in the network namespace of a procfs net directory,
+// that no process holds.
+func kernelSockets(netDir string, port uint16) ([]event.Socket, error) {
 	held, err := observe.HeldSocketInodes()
 	if err != nil {
 		return nil, err
 	}
-	obs, err := observe.ReadTCPSockets(port)
+	obs, err := observe.ReadTCPSocketsIn(netDir, port)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@
 //
 //   - netns/: pods as network namespaces inside the VM of the kernel under test, nfs-ganesha
 //     processes as their servers, and nfslab standing in for the endpoint controller;
+//   - kind/: a real kind cluster in the VM's Docker engine: nfs-ganesha as a Deployment behind a
+//     ClusterIP Service made with client-go, the real kube-proxy (or none, for socket-LB);
 //   - vm/: the qemu VM itself, where the kernel under test runs.
 //
 // The cell runner (lab/agent) drives a cluster through a small interface of its own; each form
@@ -11,12 +13,12 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/datapath"
-	"github.com/nfslab/nfslab/lab/fault"
 )
 
 // Service is the ClusterIP service that fronts the NFS server.
@@ -51,9 +53,11 @@ func (s Service) PortNames() []string {
 // PortList renders the ports as "2049/tcp, 20048/tcp".
 func (s Service) PortList() string { return strings.Join(s.PortNames(), ", ") }
 
-// Backend is a pod serving NFS. A fault acts on it through fault.Pod.
+// Backend is a pod serving NFS.
 type Backend interface {
-	fault.Pod
 	Name() string
 	Addr() netip.Addr
+	// Fault kills the pod with the named fault (one of the form's fault names) and returns once
+	// the fault is done as the form defines it; each form records what happened on the timeline.
+	Fault(ctx context.Context, name string) error
 }

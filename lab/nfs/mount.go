@@ -246,7 +246,7 @@ func Unmount(ctx context.Context, target string) error {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- unmount(target) }()
+	go func() { done <- UnmountNow(target) }()
 	select {
 	case err := <-done:
 		return err
@@ -255,7 +255,9 @@ func Unmount(ctx context.Context, target string) error {
 	}
 }
 
-func unmount(target string) error {
+// UnmountNow is Unmount's work on the calling thread, without a deadline: for a caller that has
+// entered another mount namespace on a locked thread and is itself abandonable.
+func UnmountNow(target string) error {
 	forceErr := unix.Unmount(target, unix.MNT_FORCE)
 	if forceErr == nil || errors.Is(forceErr, unix.EINVAL) || errors.Is(forceErr, unix.ENOENT) {
 		return nil

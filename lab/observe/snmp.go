@@ -41,8 +41,12 @@ func ParseTCPActiveOpens(r io.Reader) (uint64, error) {
 }
 
 // TCPActiveOpens reads the counter from the calling thread's network namespace.
-func TCPActiveOpens() (uint64, error) {
-	f, err := os.Open("/proc/thread-self/net/snmp")
+func TCPActiveOpens() (uint64, error) { return TCPActiveOpensIn("/proc/thread-self/net") }
+
+// TCPActiveOpensIn reads the counter from a procfs net directory (/proc/<pid>/net: the
+// network namespace of that process).
+func TCPActiveOpensIn(dir string) (uint64, error) {
+	f, err := os.Open(dir + "/snmp")
 	if err != nil {
 		return 0, err
 	}

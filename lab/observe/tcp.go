@@ -120,12 +120,19 @@ func parseHexAddrPort(s string) (netip.AddrPort, error) {
 }
 
 // ReadTCPSockets snapshots the TCP sockets of the calling thread's network namespace whose
-// remote port is port, from /proc/thread-self/net/tcp and tcp6 (a missing tcp6, on a kernel
-// without IPv6, is not an error). IPv4-mapped IPv6 peers are shown as IPv4. Call it from the
-// node's namespace to see the kernel NFS client's sockets; reading procfs does not block.
+// remote port is port (ReadTCPSocketsIn of /proc/thread-self/net). Call it from the node's
+// namespace to see the kernel NFS client's sockets; reading procfs does not block.
 func ReadTCPSockets(port uint16) (event.SocketsObs, error) {
+	return ReadTCPSocketsIn("/proc/thread-self/net", port)
+}
+
+// ReadTCPSocketsIn snapshots the TCP sockets whose remote port is port from a procfs net
+// directory (/proc/<pid>/net: the network namespace of that process), its tcp and tcp6 (a
+// missing tcp6, on a kernel without IPv6, is not an error). IPv4-mapped IPv6 peers are shown as
+// IPv4.
+func ReadTCPSocketsIn(dir string, port uint16) (event.SocketsObs, error) {
 	var obs event.SocketsObs
-	for _, name := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+	for _, name := range []string{filepath.Join(dir, "tcp"), filepath.Join(dir, "tcp6")} {
 		f, err := os.Open(name)
 		if errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(name, "6") {
 			continue

@@ -25,6 +25,7 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster"
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/observe"
 	"github.com/nfslab/nfslab/lab/scenario"
@@ -300,6 +301,9 @@ func (b *Backend) Name() string { return b.pod.Name }
 
 // Addr is the pod's IP.
 func (b *Backend) Addr() netip.Addr { return b.pod.Addr }
+
+// Fault applies the named fault (fault.NetnsNames) through the pod's own operations.
+func (b *Backend) Fault(ctx context.Context, name string) error { return fault.Inject(ctx, name, b) }
 
 // Kill stops the backend's server (the pod's containers die).
 func (b *Backend) Kill(ctx context.Context) error {
