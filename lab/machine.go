@@ -13,9 +13,11 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/reports"
 )
 
@@ -157,30 +159,10 @@ func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work st
 		switch {
 		case ev.Engine != nil:
 			eng = ev.Engine
-			p.say("engine: Docker %s up in %.1f s (storage %s on %s, cgroup v%s)", eng.ServerVersion,
-				eng.ReadySeconds, eng.Driver, eng.BackingFS, eng.CgroupVersion)
-			for _, l := range eng.Loaded {
-				p.say("engine: loaded %s in %.1f s", strings.Join(l.Images, ", "), l.Seconds)
-			}
-			if c := eng.Container; c != nil {
-				p.say("engine: a node-like container ran (image built in %.1f s, run in %.1f s)", c.ImportSeconds, c.RunSeconds)
-			}
+			p.event("", ev)
 		case ev.Cluster != nil:
 			res.cluster = ev.Cluster
-			c := ev.Cluster
-			if c.Error != "" {
-				p.say("kind: cluster %s failed after %.1f s: %s", c.Name, c.CreateSeconds, c.Error)
-			} else {
-				p.say("kind: cluster %s created in %.1f s, node %s Ready at %.1f s (kubelet %s, kube-proxy %s), deleted in %.1f s",
-					c.Name, c.CreateSeconds, c.Node, c.ReadySeconds, c.KubeletVersion, c.ProxyMode, c.DeleteSeconds)
-			}
-			if c.DeleteError != "" {
-				p.say("kind: warning: the cluster could not be deleted in the VM (the VM goes, and its disk is a snapshot): %s", c.DeleteError)
-			}
-			if n := c.NFS; n != nil {
-				p.say("kind: NFS: Service %s, pod %s (%s) Ready at %.1f s, in the EndpointSlice at %.1f s; mounted in %.1f s (%d refused before) as %s (addr=%s); read back: %v",
-					n.VIP, n.Pod, n.PodIP, n.PodReadySeconds, n.EndpointsSeconds, n.MountSeconds, n.MountAttempts, n.MountSource, n.MountAddr, n.ReadBack)
-			}
+			p.event("", ev)
 		case ev.Kind == event.KindProgress:
 			p.event("", ev)
 		case ev.Kind == event.KindError:
@@ -232,4 +214,67 @@ func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work str
 		return "", labErr("the kind form's Docker disk: %w", err)
 	}
 	return filepath.Join(dir, "docker.img"), nil
+}
+
+// machineSetup is what a VM of the run's form boots with beyond its kernel and initramfs: the
+// kind form's Docker disk, and what its agent starts before the cells.
+type machineSetup struct {
+	disks  []vm.Disk
+	engine *kind.EngineConfig
+	kind   *kind.ClusterConfig
+}
+
+// budget is the time a VM needs beyond its cells' own: starting Docker, and creating a cluster
+// for each kube-proxy mode the cells want.
+func (m machineSetup) budget(cells []scenario.Cell) time.Duration {
+	if m.kind == nil {
+		return 0
+	}
+	modes := map[string]bool{}
+	for _, c := range cells {
+		mode, _ := datapath.ProxyMode(c.Datapath)
+		modes[mode] = true
+	}
+	return engineTimeout + time.Duration(len(modes))*clusterTimeout
+}
+
+// kindMachineSetup prepares, once per run, the kind form's node image and the Docker disk that
+// holds it (loaded by a VM of kernel k when the cache lacks it); every kind VM attaches that disk
+// as a snapshot.
+func (r *runner) kindMachineSetup(ctx context.Context, k kernel.Kernel, initrd, work string) (machineSetup, error) {
+	r.kindOnce.Lock()
+	defer r.kindOnce.Unlock()
+	if r.kindDisk == "" {
+		r.p.say("node image: preparing (cache %s)", r.cache.Dir)
+		node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, func(line string) { r.p.say("%s", line) })
+		if err != nil {
+			return machineSetup{}, labErr("the kind node image: %w", err)
+		}
+		disk, err := r.nodeDisk(ctx, k, initrd, work, node)
+		if err != nil {
+			return machineSetup{}, err
+		}
+		r.kindDisk, r.kindNode = disk, node.Tag
+	}
+	return machineSetup{
+		disks:  []vm.Disk{{Path: r.kindDisk, Mode: vm.DiskSnapshot}},
+		engine: &kind.EngineConfig{Disk: "/dev/vda", ReadyTimeout: engineTimeout},
+		kind:   &kind.ClusterConfig{NodeImage: r.kindNode, GaneshaImage: nodeimage.GaneshaImage, ReadyTimeout: clusterTimeout},
+	}, nil
+}
+
+// byProxyMode orders a kind VM's cells by the kube-proxy mode their datapath needs (stably), so
+// that each mode's cluster is created once.
+func byProxyMode(cells []scenario.Cell) []scenario.Cell {
+	out := slices.Clone(cells)
+	order := map[string]int{}
+	for i, m := range kind.ProxyModes() {
+		order[m] = i
+	}
+	slices.SortStableFunc(out, func(a, b scenario.Cell) int {
+		ma, _ := datapath.ProxyMode(a.Datapath)
+		mb, _ := datapath.ProxyMode(b.Datapath)
+		return order[ma] - order[mb]
+	})
+	return out
 }

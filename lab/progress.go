@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,10 +82,53 @@ func (p *progress) event(cell string, ev event.Event) {
 	case event.KindBye:
 		p.say("vm: agent done: %s", ev.Msg)
 	case event.KindProgress:
-		p.say("  %s", ev.Msg)
-	case event.KindObserve:
-		if ev.Kernel != nil {
-			p.say("  %s: kernel: %s", name, ev.Kernel.Line)
+		if cell == "" {
+			p.say("  %s", ev.Msg)
+		} else {
+			p.say("  %s: %s", name, ev.Msg)
 		}
+	case event.KindObserve:
+		switch {
+		case ev.Kernel != nil:
+			p.say("  %s: kernel: %s", name, ev.Kernel.Line)
+		case ev.Engine != nil:
+			p.engine(ev.Engine)
+		case ev.Cluster != nil:
+			p.cluster(ev.Cluster)
+		}
+	}
+}
+
+// engine prints what the kind form's Docker engine reported.
+func (p *progress) engine(eng *event.EngineObs) {
+	p.say("engine: Docker %s up in %.1f s (storage %s on %s, cgroup v%s)", eng.ServerVersion,
+		eng.ReadySeconds, eng.Driver, eng.BackingFS, eng.CgroupVersion)
+	for _, l := range eng.Loaded {
+		p.say("engine: loaded %s in %.1f s", strings.Join(l.Images, ", "), l.Seconds)
+	}
+	if c := eng.Container; c != nil {
+		p.say("engine: a node-like container ran (image built in %.1f s, run in %.1f s)", c.ImportSeconds, c.RunSeconds)
+	}
+}
+
+// cluster prints a kind cluster's creation (and, for a machine check, its NFS smoke test and
+// deletion).
+func (p *progress) cluster(c *event.ClusterObs) {
+	switch {
+	case c.Error != "":
+		p.say("kind: cluster %s (kube-proxy %s) failed after %.1f s: %s", c.Name, c.ProxyMode, c.CreateSeconds, c.Error)
+	case c.DeleteSeconds > 0:
+		p.say("kind: cluster %s created in %.1f s, node %s Ready at %.1f s (kubelet %s, kube-proxy %s), deleted in %.1f s",
+			c.Name, c.CreateSeconds, c.Node, c.ReadySeconds, c.KubeletVersion, c.ProxyMode, c.DeleteSeconds)
+	default:
+		p.say("kind: cluster %s created in %.1f s, node %s Ready at %.1f s (kubelet %s, kernel %s, kube-proxy %s)",
+			c.Name, c.CreateSeconds, c.Node, c.ReadySeconds, c.KubeletVersion, c.KernelVersion, c.ProxyMode)
+	}
+	if c.DeleteError != "" {
+		p.say("kind: warning: the cluster could not be deleted in the VM (the VM goes, and its disk is a snapshot): %s", c.DeleteError)
+	}
+	if n := c.NFS; n != nil {
+		p.say("kind: NFS: Service %s, pod %s (%s) Ready at %.1f s, in the EndpointSlice at %.1f s; mounted in %.1f s (%d refused before) as %s (addr=%s); read back: %v",
+			n.VIP, n.Pod, n.PodIP, n.PodReadySeconds, n.EndpointsSeconds, n.MountSeconds, n.MountAttempts, n.MountSource, n.MountAddr, n.ReadBack)
 	}
 }

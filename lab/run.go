@@ -99,12 +99,28 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 			return res, &InputError{Err: err}
 		}
 	}
-	r, err := newRunner(ctx, opts, p, res, netnsMachine())
-	if err != nil {
-		return res, err
+	// The netns form's VMs first (seconds per cell), then the kind form's (minutes per cluster).
+	var errs []error
+	for _, form := range []machineForm{netnsMachine(), kindMachine()} {
+		var mine [][]scenario.Cell
+		for _, g := range groups {
+			if (g[0].Cluster == scenario.ClusterKind) == form.kind {
+				mine = append(mine, g)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		r, err := newRunner(ctx, opts, p, res, form)
+		if err != nil {
+			return res, err
+		}
+		errs = append(errs, r.runGroups(ctx, mine)...)
+		os.RemoveAll(r.work)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	defer os.RemoveAll(r.work)
-	errs := r.runGroups(ctx, groups)
 	res.Pass = len(errs) == 0
 	for _, c := range res.Cells {
 		if !c.Pass {
@@ -118,6 +134,7 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 // Docker engine (a bigger root filesystem, more modules and memory, a Docker disk).
 type machineForm struct {
 	name     string
+	kind     bool // the kind form: a Docker disk with the node image, and a cluster per kube-proxy mode
 	rootfs   func(image.Cache, context.Context, *slog.Logger) (string, error)
 	modules  func() []string
 	features func() []kernel.Feature // beyond kernel.RequiredFeatures; nil for none
@@ -130,7 +147,7 @@ func netnsMachine() machineForm {
 
 func kindMachine() machineForm {
 	return machineForm{
-		name: "the kind form", rootfs: image.Cache.KindRootfs, features: kernel.KindFeatures, memoryMB: kindMemoryMB,
+		name: "the kind form", kind: true, rootfs: image.Cache.KindRootfs, features: kernel.KindFeatures, memoryMB: kindMemoryMB,
 		modules: func() []string { return append(kernel.LabModules(), kernel.KindModules()...) },
 	}
 }
@@ -194,6 +211,11 @@ type runner struct {
 
 	mu  sync.Mutex
 	res *reports.Result
+
+	// The kind form's node image and Docker disk, prepared once per run (kindMachineSetup).
+	kindOnce sync.Mutex
+	kindDisk string
+	kindNode string
 }
 
 // vmCPUs is how many virtual CPUs each VM gets.
@@ -216,6 +238,16 @@ func Parallelism() int {
 		byMem = total / (vmMemoryMB + vmMemoryMB/2)
 	}
 	return max(1, min(runtime.NumCPU(), byMem))
+}
+
+// KindParallelism is how many kind-form VMs run at once by default: a kind cluster keeps both
+// of a VM's vCPUs busy under TCG, so one VM per two host cores, bounded by memory.
+func KindParallelism() int {
+	byMem := runtime.NumCPU()
+	if total, err := memTotalMB(); err == nil {
+		byMem = total / (kindMemoryMB + kindMemoryMB/4)
+	}
+	return max(1, min(runtime.NumCPU()/vmCPUs(), byMem))
 }
 
 // memTotalMB reads MemTotal from /proc/meminfo.
@@ -247,6 +279,9 @@ func (r *runner) runGroups(ctx context.Context, groups [][]scenario.Cell) []erro
 	n := r.opts.Parallel
 	if n <= 0 {
 		n = Parallelism()
+		if r.form.kind {
+			n = KindParallelism()
+		}
 	}
 	slots := make(chan struct{}, n)
 	for i, group := range groups {
@@ -289,9 +324,16 @@ func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Ce
 	if err != nil {
 		return err
 	}
+	setup := machineSetup{}
+	if r.form.kind {
+		if setup, err = r.kindMachineSetup(ctx, k, initrd, work); err != nil {
+			return err
+		}
+		group = byProxyMode(group)
+	}
 	remaining := group
 	for len(remaining) > 0 {
-		done, err := r.bootAndRun(ctx, k, initrd, work, remaining)
+		done, err := r.bootAndRun(ctx, k, initrd, work, remaining, setup)
 		if err != nil {
 			return err
 		}
@@ -383,15 +425,15 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 
 // bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
 // returns how many of the cells finished.
-func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell) (int, error) {
+func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
-	machine, release, err := r.boot(ctx, k, initrd, work, nil)
+	machine, release, err := r.boot(ctx, k, initrd, work, setup.disks)
 	if err != nil {
 		return 0, err
 	}
 	defer release()
 
-	if err := machine.Send(agent.Job{Cells: cells}); err != nil {
+	if err := machine.Send(agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind}); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)
 	}
 
@@ -403,6 +445,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	for _, c := range cells {
 		budget += 8*c.Timeouts.Setup.Duration + c.Timeouts.Recovery.Duration + 30*time.Second
 	}
+	budget += setup.budget(cells)
 	vctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	finish := func() {
@@ -421,6 +464,11 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
 		} else if ev.Kind == event.KindError {
 			agentErr = ev.Msg
+		}
+		if c := ev.Cluster; c != nil {
+			r.record(func(res *reports.Result) {
+				res.Timings["kind_create:"+k.Name+":"+c.ProxyMode] = round3(c.CreateSeconds)
+			})
 		}
 		p.event(cellName(cells, ev.Cell), ev)
 		switch ev.Kind {
@@ -506,7 +554,7 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 
 func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
-		ID: c.ID, Kernel: c.Kernel, Datapath: c.Datapath, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
+		ID: c.ID, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
 		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
 		ProbeTimeout:     c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},

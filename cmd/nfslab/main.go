@@ -103,7 +103,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g := &globals{}
 	g.register(root)
-	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newKernelCmd(stdout, stderr, g), newCleanupCmd(stdout, g), newDoctorCmd(stdout), newReportCmd(stdout), newMatrixCmd(stdout), newDemoCmd(stdout, stderr, g), newDemoNextCmd(stdout))
+	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newNodeNSCmd(stderr), newKernelCmd(stdout, stderr, g), newCleanupCmd(stdout, g), newDoctorCmd(stdout), newReportCmd(stdout), newMatrixCmd(stdout), newDemoCmd(stdout, stderr, g), newDemoNextCmd(stdout))
 	return root
 }
 
@@ -235,6 +235,22 @@ func newProbeCmd() *cobra.Command {
 		Args:   cobra.RangeArgs(2, 3),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return agent.ProbeMain(args)
+		},
+	}
+}
+
+func newNodeNSCmd(stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:                agent.NodeNSCommand + " PID mount|umount …",
+		Short:              "Mount or unmount in a kind node's namespaces (the agent's child)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := agent.NodeNSMain(args); err != nil {
+				fmt.Fprintf(stderr, "%v\n", err)
+				return exitError{code: agent.NodeNSExitCode(err)}
+			}
+			return nil
 		},
 	}
 }

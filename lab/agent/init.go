@@ -20,6 +20,7 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/observe"
+	"github.com/nfslab/nfslab/lab/scenario"
 )
 
 // CgroupRoot is where the agent mounts the cgroup2 hierarchy inside the VM.
@@ -103,8 +104,13 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		return serveDemo(ctx, log, em, job, lines)
 	}
 
+	var session *kindSession
+	if job.Kind != nil {
+		session = &kindSession{cfg: *job.Kind, log: log, em: em}
+		defer session.close()
+	}
 	for _, c := range job.Cells {
-		p, err := netnsParts(c, em)
+		p, err := cellParts(ctx, c, em, session)
 		if err != nil {
 			em.beginCell(c.Index)
 			em.fail(event.StepTopology, err)
@@ -123,6 +129,17 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	}
 	em.emit(event.Event{Kind: event.KindBye, Msg: "job done"})
 	return em.err
+}
+
+// cellParts wires the cell's form: the netns form, or the kind form on the session's cluster.
+func cellParts(ctx context.Context, c scenario.Cell, em *emitter, session *kindSession) (parts, error) {
+	if c.Cluster != scenario.ClusterKind {
+		return netnsParts(c, em)
+	}
+	if session == nil {
+		return parts{}, errors.New("a kind cell in a VM without the kind form's machine (no Docker engine)")
+	}
+	return kindParts(ctx, c, em, session)
 }
 
 // startEngine loads what Docker needs, starts it on the job's disk and reports what it says

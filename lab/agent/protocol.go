@@ -18,4 +18,7 @@ type Job struct {
 	// Engine, when set, makes the agent start a Docker engine on the given disk before the
 	// cells (the kind form's machine) and stop it after them.
 	Engine *kind.EngineConfig `json:"engine,omitempty"`
+	// Kind, with Engine, is what the kind form's cells create their clusters with (the node
+	// and nfs-ganesha images, the creation's deadline; the kube-proxy mode is each cell's).
+	Kind *kind.ClusterConfig `json:"kind,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,7 +54,10 @@ type ClusterConfig struct {
 type Cluster struct {
 	Kubeconfig string
 	Client     kubernetes.Interface
-	provider   *cluster.Provider
+	ProxyMode  string
+	// NodeIP is the node's InternalIP: the NFS client's address, for NFSv4.0 callbacks.
+	NodeIP   netip.Addr
+	provider *cluster.Provider
 }
 
 // CreateCluster creates the lab's kind cluster with kind's Go library (never the kind binary),
@@ -108,7 +112,7 @@ wait:
 		}
 		return nil, obs, fmt.Errorf("create the kind cluster: %w", err)
 	}
-	c := &Cluster{Kubeconfig: kubeconfig, provider: p}
+	c := &Cluster{Kubeconfig: kubeconfig, ProxyMode: cfg.ProxyMode, provider: p}
 	if c.Client, err = newClient(kubeconfig); err != nil {
 		return c, obs, err
 	}
@@ -118,6 +122,11 @@ wait:
 		return c, obs, err
 	}
 	obs.Node, obs.KubeletVersion, obs.KernelVersion = node.Name, node.Status.NodeInfo.KubeletVersion, node.Status.NodeInfo.KernelVersion
+	for _, a := range node.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && ip.Is4() {
+			c.NodeIP = ip
+		}
+	}
 	return c, obs, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/nfs"
 )
@@ -59,11 +61,14 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	if err != nil {
 		return obs, err
 	}
-	w := NewWorkload(c.Client, image, conf)
+	w := NewWorkload(c.Client, "nfslab-check", image, conf)
 	defer func() { _ = w.Delete(context.WithoutCancel(ctx)) }()
 	start := time.Now()
-	vip, err := w.Create(ctx, nfs.DefaultNFSPort)
+	vip, err := w.CreateService(ctx, []corev1.ServicePort{ServicePort("nfs", nfs.DefaultNFSPort)})
 	if err != nil {
+		return obs, err
+	}
+	if err := w.CreateServer(ctx, nfs.DefaultNFSPort); err != nil {
 		return obs, err
 	}
 	obs.VIP = vip.String()

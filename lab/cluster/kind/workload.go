@@ -17,51 +17,50 @@ import (
 
 // The NFS server's objects in the cluster.
 const (
-	Namespace = "nfslab"
-	appLabel  = "nfslab-nfs"
-	// ExportHostPath is where the export is on the kind node: a tmpfs of the VM mounted into the
-	// node (extraMounts), so that a replacement pod serves the same file handles and the
-	// filesystem has them (the node's overlay root would not).
+	appLabel = "nfslab-nfs"
+	// ExportHostPath is where the exports are on the kind node: a tmpfs of the VM mounted into
+	// the node (extraMounts), so that a replacement pod serves the same file handles and the
+	// filesystem has them (the node's overlay root would not). Each workload exports its own
+	// directory below it.
 	ExportHostPath = "/var/lib/nfslab-export"
 	serviceName    = "nfs"
 )
 
 // Workload is the NFS server of a kind cell: nfs-ganesha as a Deployment of one replica behind a
-// ClusterIP Service, made with client-go.
+// ClusterIP Service, made with client-go, in a namespace of its own.
 type Workload struct {
-	c     kubernetes.Interface
-	image string
-	conf  string
+	c         kubernetes.Interface
+	namespace string
+	image     string
+	conf      string
 }
 
 // NewWorkload returns the workload of image (holding nfs-ganesha) serving the ganesha config
-// conf (bound to 0.0.0.0: the pod's address is the cluster's choice).
-func NewWorkload(c kubernetes.Interface, image, conf string) *Workload {
-	return &Workload{c: c, image: image, conf: conf}
+// conf (bound to 0.0.0.0: the pod's address is the cluster's choice) in namespace, whose name
+// also names its export directory.
+func NewWorkload(c kubernetes.Interface, namespace, image, conf string) *Workload {
+	return &Workload{c: c, namespace: namespace, image: image, conf: conf}
 }
 
-// Create makes the namespace, the config, the Deployment and the Service, and returns the
-// Service's ClusterIP.
-func (w *Workload) Create(ctx context.Context, port int32) (netip.Addr, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+// Namespace is where the workload's objects are.
+func (w *Workload) Namespace() string { return w.namespace }
+
+// CreateService makes the namespace, the ganesha config and the Service, and returns the
+// Service's ClusterIP; no pod serves it yet (CreateServer).
+func (w *Workload) CreateService(ctx context.Context, ports []corev1.ServicePort) (netip.Addr, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.namespace}}
 	if _, err := w.c.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return netip.Addr{}, fmt.Errorf("create namespace %s: %w", Namespace, err)
+		return netip.Addr{}, fmt.Errorf("create namespace %s: %w", w.namespace, err)
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "ganesha"}, Data: map[string]string{"ganesha.conf": w.conf}}
-	if _, err := w.c.CoreV1().ConfigMaps(Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+	if _, err := w.c.CoreV1().ConfigMaps(w.namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		return netip.Addr{}, fmt.Errorf("create the ganesha ConfigMap: %w", err)
-	}
-	if _, err := w.c.AppsV1().Deployments(Namespace).Create(ctx, w.deployment(port), metav1.CreateOptions{}); err != nil {
-		return netip.Addr{}, fmt.Errorf("create the nfs-ganesha Deployment: %w", err)
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: serviceName},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": appLabel},
-			Ports:    []corev1.ServicePort{{Name: "nfs", Port: port, TargetPort: intstr.FromInt32(port), Protocol: corev1.ProtocolTCP}},
-		},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": appLabel}, Ports: ports},
 	}
-	got, err := w.c.CoreV1().Services(Namespace).Create(ctx, svc, metav1.CreateOptions{})
+	got, err := w.c.CoreV1().Services(w.namespace).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("create the nfs Service: %w", err)
 	}
@@ -71,6 +70,25 @@ func (w *Workload) Create(ctx context.Context, port int32) (netip.Addr, error) {
 	}
 	return vip, nil
 }
+
+// CreateServer makes the nfs-ganesha Deployment, whose pod listens on port.
+func (w *Workload) CreateServer(ctx context.Context, port int32) error {
+	if _, err := w.c.AppsV1().Deployments(w.namespace).Create(ctx, w.deployment(port), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create the nfs-ganesha Deployment: %w", err)
+	}
+	return nil
+}
+
+// ServicePort is a TCP port of the Service, forwarded to the same port of the pod.
+func ServicePort(name string, port int32) corev1.ServicePort {
+	return corev1.ServicePort{Name: name, Port: port, TargetPort: intstr.FromInt32(port), Protocol: corev1.ProtocolTCP}
+}
+
+// readinessScript succeeds once something listens on the TCP port given as $1 (in hex) in the
+// pod's network namespace. The probe looks instead of connecting: a kubelet TCP probe is a
+// connect to the backend from the node, which a socket-LB hook at the root cgroup would see
+// beside the kernel NFS client's own connects.
+const readinessScript = `grep -qE "^ *[0-9]+: [0-9A-F]+:$1 [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6`
 
 func (w *Workload) deployment(port int32) *appsv1.Deployment {
 	one := int32(1)
@@ -97,8 +115,10 @@ func (w *Workload) deployment(port int32) *appsv1.Deployment {
 						// changes owners; a lab pod may have everything.
 						SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}},
-							PeriodSeconds: 1, FailureThreshold: 1, TimeoutSeconds: 5,
+							ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+								Command: []string{"sh", "-c", readinessScript, "ready", fmt.Sprintf("%04X", port)},
+							}},
+							PeriodSeconds: 1, FailureThreshold: 1, TimeoutSeconds: 10,
 						},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "config", MountPath: "/etc/ganesha"},
@@ -108,7 +128,7 @@ func (w *Workload) deployment(port int32) *appsv1.Deployment {
 					}},
 					Volumes: []corev1.Volume{
 						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "ganesha"}}}},
-						{Name: "export", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: ExportHostPath, Type: &dirOrCreate}}},
+						{Name: "export", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: ExportHostPath + "/" + w.namespace, Type: &dirOrCreate}}},
 						{Name: "recovery", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 					},
 					TerminationGracePeriodSeconds: ptr(int64(5)),
@@ -130,7 +150,7 @@ type Pod struct {
 // it: the first backend, or the one the ReplicaSet made after the fault.
 func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]bool) (Pod, error) {
 	for {
-		pods, err := w.c.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
+		pods, err := w.c.CoreV1().Pods(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
 		if err == nil {
 			for _, p := range pods.Items {
 				if seen[p.Name] || p.DeletionTimestamp != nil || !podReady(p) {
@@ -161,41 +181,38 @@ func podReady(p corev1.Pod) bool {
 }
 
 // WaitEndpoints waits until the Service's EndpointSlices list exactly the ready addresses want
-// (none for an empty want) and returns them as seen.
+// (none for an empty want).
 func (w *Workload) WaitEndpoints(ctx context.Context, want []netip.Addr) error {
+	_, err := w.waitEndpoints(ctx, func(got []netip.Addr) bool { return sameAddrs(got, want) })
+	return err
+}
+
+// waitEndpoints polls the Service's ready endpoints until ok accepts them, and returns them.
+func (w *Workload) waitEndpoints(ctx context.Context, ok func([]netip.Addr) bool) ([]netip.Addr, error) {
 	for {
 		got, err := w.ReadyEndpoints(ctx)
-		if err == nil && sameAddrs(got, want) {
-			return nil
+		if err == nil && ok(got) {
+			return got, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for the nfs Service's endpoints to be %v (last: %v, %v): %w", want, got, err, ctx.Err())
+			return nil, fmt.Errorf("the nfs Service's endpoints (last: %v, %v): %w", got, err, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
 
-// ReadyEndpoints lists the ready addresses of the Service's EndpointSlices.
+// ReadyEndpoints lists the ready addresses of the Service's EndpointSlices, sorted.
 func (w *Workload) ReadyEndpoints(ctx context.Context) ([]netip.Addr, error) {
-	slices, err := w.c.DiscoveryV1().EndpointSlices(Namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + serviceName})
+	list, err := w.c.DiscoveryV1().EndpointSlices(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + serviceName})
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Addr
-	for _, s := range slices.Items {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
-				continue
-			}
-			for _, a := range e.Addresses {
-				if ip, err := netip.ParseAddr(a); err == nil {
-					out = append(out, ip)
-				}
-			}
-		}
+	items := make([]*discoveryv1.EndpointSlice, len(list.Items))
+	for i := range list.Items {
+		items[i] = &list.Items[i]
 	}
-	return out, nil
+	return readyAddrs(items), nil
 }
 
 func sameAddrs(a, b []netip.Addr) bool {
@@ -219,7 +236,7 @@ func sameAddrs(a, b []netip.Addr) bool {
 
 // DeletePod deletes a backend pod through the API with the given grace period (nil: the pod's).
 func (w *Workload) DeletePod(ctx context.Context, name string, grace *int64) error {
-	err := w.c.CoreV1().Pods(Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: grace})
+	err := w.c.CoreV1().Pods(w.namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: grace})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete pod %s: %w", name, err)
 	}
@@ -229,7 +246,7 @@ func (w *Workload) DeletePod(ctx context.Context, name string, grace *int64) err
 // WaitPodGone waits until the pod object no longer exists.
 func (w *Workload) WaitPodGone(ctx context.Context, name string) error {
 	for {
-		_, err := w.c.CoreV1().Pods(Namespace).Get(ctx, name, metav1.GetOptions{})
+		_, err := w.c.CoreV1().Pods(w.namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -241,11 +258,11 @@ func (w *Workload) WaitPodGone(ctx context.Context, name string) error {
 	}
 }
 
-// Delete removes the namespace and everything in it.
+// Delete removes the namespace and everything in it (the kubelet stops the pods afterwards).
 func (w *Workload) Delete(ctx context.Context) error {
-	err := w.c.CoreV1().Namespaces().Delete(ctx, Namespace, metav1.DeleteOptions{})
+	err := w.c.CoreV1().Namespaces().Delete(ctx, w.namespace, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete namespace %s: %w", Namespace, err)
+		return fmt.Errorf("delete namespace %s: %w", w.namespace, err)
 	}
 	return nil
 }

@@ -12,9 +12,11 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 )
 
+const testNS = "nfslab-c0"
+
 func pod(name, ip string, ready bool, deleting bool) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{"app": appLabel}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{"app": appLabel}},
 		Status:     corev1.PodStatus{PodIP: ip},
 	}
 	st := corev1.ConditionFalse
@@ -33,7 +35,7 @@ func pod(name, ip string, ready bool, deleting bool) *corev1.Pod {
 // or unready pod is never it.
 func TestWaitReadyPod(t *testing.T) {
 	c := fake.NewClientset(pod("a", "10.244.0.5", true, true), pod("b", "10.244.0.6", false, false), pod("c", "10.244.0.7", true, false))
-	w := NewWorkload(c, "img", "conf")
+	w := NewWorkload(c, testNS, "img", "conf")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	got, err := w.WaitReadyPod(ctx, map[string]bool{})
@@ -51,14 +53,14 @@ func TestWaitReadyPod(t *testing.T) {
 func TestWaitEndpoints(t *testing.T) {
 	yes, no := true, false
 	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: "nfs-x", Namespace: Namespace, Labels: map[string]string{discoveryv1.LabelServiceName: serviceName}},
+		ObjectMeta:  metav1.ObjectMeta{Name: "nfs-x", Namespace: testNS, Labels: map[string]string{discoveryv1.LabelServiceName: serviceName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints: []discoveryv1.Endpoint{
 			{Addresses: []string{"10.244.0.7"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}},
 			{Addresses: []string{"10.244.0.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &no}},
 		},
 	}
-	w := NewWorkload(fake.NewClientset(slice), "img", "conf")
+	w := NewWorkload(fake.NewClientset(slice), testNS, "img", "conf")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := w.WaitEndpoints(ctx, []netip.Addr{netip.MustParseAddr("10.244.0.7")}); err != nil {

@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/cluster/kind"
+	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/observe/connecttrace"
+	"github.com/nfslab/nfslab/lab/scenario"
+)
+
+// kindSession is the kind cluster the kind form's cells share in this VM. A cluster is created
+// with one kube-proxy mode, so it is reused while consecutive cells want that mode and replaced
+// when the next cell wants another (the host orders a VM's cells by mode). Creating one takes
+// minutes under TCG; a cell's workload takes seconds to a minute.
+type kindSession struct {
+	cfg kind.ClusterConfig // NodeImage, GaneshaImage, ReadyTimeout; ProxyMode per cluster
+	log *slog.Logger
+	em  *emitter
+	cur *kind.Cluster
+	// failed remembers a mode whose cluster could not be created: its other cells fail at once
+	// instead of waiting out another creation.
+	failed map[string]error
+}
+
+// cluster returns the session's cluster with kube-proxy in mode, creating it (and deleting the
+// previous one) when needed. Its creation is reported outside any cell.
+func (s *kindSession) cluster(ctx context.Context, mode string) (*kind.Cluster, error) {
+	if s.cur != nil && s.cur.ProxyMode == mode {
+		return s.cur, nil
+	}
+	if err := s.failed[mode]; err != nil {
+		return nil, fmt.Errorf("no kind cluster with kube-proxy mode %s (its creation failed earlier in this VM): %w", mode, err)
+	}
+	s.close()
+	cfg := s.cfg
+	cfg.ProxyMode = mode
+	say := func(line string) {
+		if line = strings.TrimSpace(line); line != "" {
+			s.em.emit(event.Event{Kind: event.KindProgress, Msg: "kind: " + line})
+		}
+	}
+	c, obs, err := kind.CreateCluster(ctx, s.log, cfg, say)
+	if err != nil {
+		obs.Error = err.Error()
+	}
+	s.em.emit(event.Event{Kind: event.KindObserve, Cluster: &obs})
+	if err != nil {
+		if s.failed == nil {
+			s.failed = map[string]error{}
+		}
+		s.failed[mode] = err
+		return nil, err
+	}
+	s.cur = c
+	return c, nil
+}
+
+// close deletes the session's cluster, if any.
+func (s *kindSession) close() {
+	if s.cur == nil {
+		return
+	}
+	if err := s.cur.Delete(); err != nil {
+		s.log.Warn("delete the kind cluster", "err", err)
+	}
+	s.cur = nil
+}
+
+// kindParts wires a kind cell: the session's cluster with the cell's kube-proxy mode, the cell's
+// workload on it, the kind node, and the datapath — the cluster's kube-proxy, or nfslab's
+// socket-LB at the VM's root cgroup (which every kind node's sockets, and the kernel's own, pass
+// through) fed by an EndpointSlice informer.
+func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession) (parts, error) {
+	mode, ok := datapath.ProxyMode(c.Datapath)
+	if !ok {
+		return parts{}, fmt.Errorf("datapath %q has no kube-proxy mode", c.Datapath)
+	}
+	kc, err := s.cluster(ctx, mode)
+	if err != nil {
+		return parts{}, err
+	}
+	pid, err := kind.NodePID(ctx)
+	if err != nil {
+		return parts{}, err
+	}
+	cfg := kind.CellConfig{Index: c.Index, NFS: c.NFS, Port: uint16(c.Port), Image: s.cfg.GaneshaImage, ProxyMode: mode, NodePID: pid}
+	var dp Datapath
+	if mode == "none" {
+		lb, err := datapath.New(datapath.SocketLB, datapath.Config{
+			CgroupRoot: CgroupRoot, WatchPort: uint16(c.Port),
+			RefuseWithoutBackend: c.SocketLBNoBackend == scenario.NoBackendRefuse,
+		})
+		if err != nil {
+			return parts{}, err
+		}
+		dp, cfg.Feed = lb, lb
+	} else {
+		dp = kind.NewKubeProxy(kc, mode)
+	}
+	cl, err := kind.NewCellCluster(kc, cfg, em.emit)
+	if err != nil {
+		return parts{}, err
+	}
+	return parts{
+		cluster: cl,
+		node: &kindNode{
+			pid: pid, mountDir: mountDir(c), clientAddr: kc.NodeIP,
+			nfsVersion: c.NFS, mountOptions: c.MountOptions,
+		},
+		datapath: dp,
+		tracer: func(port uint16) (ConnectTracer, error) {
+			return connecttrace.Start(connecttrace.Config{WatchPort: port})
+		},
+	}, nil
+}

@@ -1,0 +1,290 @@
+package kind
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nfslab/nfslab/lab/cluster"
+	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/fault"
+	"github.com/nfslab/nfslab/lab/nfs"
+)
+
+// The kind form of a cell's cluster: the real cluster runs the backends and publishes the
+// service; the cell only watches. Its Deployment controller, the scheduler and the kubelet choose
+// the pods and their IPs, the endpoint controllers publish them in EndpointSlices, and the
+// datapath — the real kube-proxy, or nfslab's socket-LB fed by an EndpointSlice informer —
+// forwards the ClusterIP. Every fact the verdict needs is recorded as it is seen.
+
+// Endpoints is nfslab's own datapath on a cluster without kube-proxy (socket-LB): the cell feeds
+// it the Service's endpoints from an EndpointSlice informer.
+type Endpoints interface {
+	SetService(ctx context.Context, vip netip.Addr, ports []datapath.Port, backend netip.Addr) error
+}
+
+// CellConfig describes one cell's workload.
+type CellConfig struct {
+	Index     int    // the cell's index; its namespace is nfslab-c<index>
+	NFS       string // the NFS version the server must serve ("4.1", …)
+	Port      uint16 // the NFS port
+	Image     string // the nfs-ganesha image
+	ProxyMode string // the cluster's kube-proxy mode (kind.ProxyModes); "none" needs Feed
+	NodePID   int    // the node container's init, for kube-proxy's rules
+	// Feed, on a cluster without kube-proxy, is the datapath the informer programs.
+	Feed Endpoints
+}
+
+// CellCluster is one cell's NFS service on the lab's kind cluster.
+type CellCluster struct {
+	cfg    CellConfig
+	w      *Workload
+	record func(event.Event) event.Event
+	svc    cluster.Service
+	seen   map[string]bool // backend pods handed out so far
+	last   netip.Addr      // the backend last published
+
+	stopFeed context.CancelFunc
+	fed      chan []netip.Addr // the informer's latest programmed endpoints (capacity 1)
+	fedMu    sync.Mutex
+	fedNow   []netip.Addr
+}
+
+// NewCellCluster returns the cell's cluster on c, not set up yet. record puts its observations
+// on the timeline.
+func NewCellCluster(c *Cluster, cfg CellConfig, record func(event.Event) event.Event) (*CellCluster, error) {
+	if cfg.ProxyMode == "none" && cfg.Feed == nil {
+		return nil, errors.New("a cluster without kube-proxy needs a datapath to feed endpoints to")
+	}
+	ports, err := nfs.ServicePorts(cfg.NFS, cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	if len(ports) != 1 {
+		return nil, fmt.Errorf("NFS %s: the kind form serves NFSv4 only (one port)", cfg.NFS)
+	}
+	protos, _, err := nfs.ServerProtocols(cfg.NFS)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := nfs.RenderGaneshaConfig(nfs.GaneshaParams{
+		Protocols: protos, BindAddr: netip.IPv4Unspecified(), Port: int(cfg.Port),
+		ExportPath: "/export", PseudoPath: "/export", RecoveryRoot: "/var/lib/nfs/ganesha",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ganesha config: %w", err)
+	}
+	ns := fmt.Sprintf("nfslab-c%d", cfg.Index)
+	cc := &CellCluster{cfg: cfg, record: record, seen: map[string]bool{}, fed: make(chan []netip.Addr, 1),
+		w: NewWorkload(c.Client, ns, cfg.Image, conf)}
+	cc.svc = cluster.Service{Name: ns + "/" + serviceName, Ports: []datapath.Port{datapath.Port(ports[0])}}
+	return cc, nil
+}
+
+// Service is the service the node mounts (its VIP once Setup has run).
+func (c *CellCluster) Service() cluster.Service { return c.svc }
+
+// Setup creates the cell's namespace, the ganesha config and the Service, whose ClusterIP the
+// cluster chooses.
+func (c *CellCluster) Setup(ctx context.Context) (string, error) {
+	p := c.svc.Ports[0]
+	vip, err := c.w.CreateService(ctx, []corev1.ServicePort{ServicePort(p.Name, int32(p.Port))})
+	if err != nil {
+		return "", err
+	}
+	c.svc.VIP = vip
+	return fmt.Sprintf("namespace %s, Service %s with ClusterIP %s (%s), kube-proxy mode %s", c.w.Namespace(), c.svc.Name, vip, c.svc.PortList(), c.cfg.ProxyMode), nil
+}
+
+// StartBackend waits for the next Ready pod of the nfs-ganesha Deployment, creating the
+// Deployment the first time; later pods are the ReplicaSet's replacements.
+func (c *CellCluster) StartBackend(ctx context.Context) (cluster.Backend, error) {
+	if len(c.seen) == 0 {
+		if err := c.w.CreateServer(ctx, int32(c.cfg.Port)); err != nil {
+			return nil, err
+		}
+	}
+	p, err := c.w.WaitReadyPod(ctx, c.seen)
+	if err != nil {
+		return nil, err
+	}
+	c.seen[p.Name] = true
+	c.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: p.Name, IP: p.IP.String(), State: event.BackendServing}})
+	return &Backend{pod: p, w: c.w, record: c.record}, nil
+}
+
+// Publish waits until the cluster has published b: its EndpointSlice lists b alone (recorded as
+// watched), and the datapath forwards the service to b (recorded when seen). With nil, it waits
+// until the backend published last is no longer listed — the endpoint controller's reaction to
+// its deletion; a replacement may already be listed by then.
+func (c *CellCluster) Publish(ctx context.Context, b cluster.Backend) error {
+	if c.cfg.Feed != nil && c.stopFeed == nil {
+		if err := c.startFeed(ctx); err != nil {
+			return err
+		}
+	}
+	if b == nil {
+		gone := c.last
+		eps, err := c.w.waitEndpoints(ctx, func(eps []netip.Addr) bool { return !slices.Contains(eps, gone) })
+		if err != nil {
+			return fmt.Errorf("wait for %s to leave the Service's endpoints: %w", gone, err)
+		}
+		c.recordService(eps, false)
+		return nil
+	}
+	want := b.Addr()
+	eps, err := c.w.waitEndpoints(ctx, func(eps []netip.Addr) bool { return slices.Equal(eps, []netip.Addr{want}) })
+	if err != nil {
+		return fmt.Errorf("wait for the Service's EndpointSlice to list %s: %w", want, err)
+	}
+	c.recordService(eps, false)
+	c.last = want
+	if c.cfg.Feed != nil {
+		return c.waitFed(ctx, want)
+	}
+	return c.waitKubeProxy(ctx, want)
+}
+
+// recordService records the Service's endpoints; datapath says the datapath now forwards to them.
+func (c *CellCluster) recordService(eps []netip.Addr, datapath bool) {
+	list := make([]string, len(eps))
+	for i, a := range eps {
+		list[i] = a.String()
+	}
+	c.record(event.Event{Kind: event.KindObserve, Service: &event.ServiceObs{
+		Name: c.svc.Name, VIP: c.svc.VIP.String(), Ports: c.svc.PortNames(), Endpoints: list, Datapath: datapath,
+	}})
+}
+
+// waitKubeProxy polls kube-proxy's rules on the node until they forward the service to want,
+// and records that moment with the rules seen.
+func (c *CellCluster) waitKubeProxy(ctx context.Context, want netip.Addr) error {
+	port := c.svc.NFSPort()
+	var last []string
+	var lastErr error
+	for {
+		rules, err := ProxyRules(ctx, c.cfg.NodePID, c.cfg.ProxyMode, c.svc.VIP, want, port)
+		if err == nil && Forwards(c.cfg.ProxyMode, rules, want, port) {
+			c.recordService([]netip.Addr{want}, true)
+			c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("kube-proxy (%s) forwards %s: %s", c.cfg.ProxyMode, c.svc.VIP, strings.Join(rules, " | "))})
+			return nil
+		}
+		last, lastErr = rules, err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for kube-proxy (%s) to forward %s to %s: %w (its rules: %s; last error: %v)",
+				c.cfg.ProxyMode, c.svc.VIP, want, ctx.Err(), strings.Join(last, " | "), lastErr)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// startFeed starts the EndpointSlice informer that programs the datapath: each change of the
+// Service's ready endpoints is handed to it (the first one, or none) and recorded.
+func (c *CellCluster) startFeed(ctx context.Context) error {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	err := WatchEndpoints(fctx, c.w.c, c.w.Namespace(), func(eps []netip.Addr) {
+		var backend netip.Addr
+		if len(eps) > 0 {
+			backend = eps[0]
+		}
+		if err := c.cfg.Feed.SetService(fctx, c.svc.VIP, c.svc.Ports, backend); err != nil {
+			if fctx.Err() == nil {
+				c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: "endpointslice-informer", Error: err.Error()}})
+			}
+			return
+		}
+		programmed := []netip.Addr{}
+		if backend.IsValid() {
+			programmed = []netip.Addr{backend}
+		}
+		c.recordService(programmed, true)
+		c.fedMu.Lock()
+		c.fedNow = programmed
+		c.fedMu.Unlock()
+		select {
+		case c.fed <- programmed:
+		default:
+		}
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	c.stopFeed = cancel
+	return nil
+}
+
+// waitFed waits until the informer has programmed the datapath with want alone.
+func (c *CellCluster) waitFed(ctx context.Context, want netip.Addr) error {
+	for {
+		c.fedMu.Lock()
+		now := c.fedNow
+		c.fedMu.Unlock()
+		if slices.Equal(now, []netip.Addr{want}) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the EndpointSlice informer to program %s -> %s (programmed: %v): %w", c.svc.VIP, want, now, ctx.Err())
+		case <-c.fed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Teardown stops the informer and deletes the cell's namespace; the kubelet stops its pods
+// afterwards, while the next cell already runs in a namespace of its own.
+func (c *CellCluster) Teardown(ctx context.Context) error {
+	if c.stopFeed != nil {
+		c.stopFeed()
+	}
+	return c.w.Delete(ctx)
+}
+
+// Backend is a pod of the cell's Deployment.
+type Backend struct {
+	pod    Pod
+	w      *Workload
+	record func(event.Event) event.Event
+}
+
+// Name is the pod's name.
+func (b *Backend) Name() string { return b.pod.Name }
+
+// Addr is the pod's IP.
+func (b *Backend) Addr() netip.Addr { return b.pod.IP }
+
+// Fault deletes the pod through the API (fault.KindNames): delete-pod with the pod's grace
+// period, returning once the pod object is gone (the kubelet has stopped the server and removed
+// the sandbox); force-delete with a grace period of 0, returning at once (the kubelet stops the
+// server afterwards).
+func (b *Backend) Fault(ctx context.Context, name string) error {
+	var grace *int64
+	switch name {
+	case fault.DeletePod:
+	case fault.ForceDelete:
+		zero := int64(0)
+		grace = &zero
+	default:
+		return fmt.Errorf("fault %q: the kind form has %s", name, strings.Join(fault.KindNames(), ", "))
+	}
+	if err := b.w.DeletePod(ctx, b.pod.Name, grace); err != nil {
+		return err
+	}
+	if name == fault.DeletePod {
+		if err := b.w.WaitPodGone(ctx, b.pod.Name); err != nil {
+			return err
+		}
+	}
+	b.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: b.pod.Name, IP: b.pod.IP.String(), State: event.BackendDeleted}})
+	return nil
+}
