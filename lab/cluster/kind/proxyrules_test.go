@@ -79,9 +79,9 @@ func TestHexAddrPort(t *testing.T) {
 func TestConfigMode(t *testing.T) {
 	tests := map[string]string{
 		"apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n": "ipvs",
-		"mode: \"nftables\"\n":                                         "nftables",
-		"mode: \"\"\n":                                                 "iptables",
-		"kind: KubeProxyConfiguration\n":                               "iptables",
+		"mode: \"nftables\"\n":           "nftables",
+		"mode: \"\"\n":                   "iptables",
+		"kind: KubeProxyConfiguration\n": "iptables",
 	}
 	for conf, want := range tests {
 		if got := configMode(conf); got != want {
