@@ -51,7 +51,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, wantErr: []string{"unknown command"}},
 		{name: "unknown flag", args: []string{"run", "--bogus"}, code: 2, wantErr: []string{"unknown flag"}},
 		{name: "unknown built-in", args: []string{"run", "--scenario", "nope"}, code: 2, wantErr: []string{`"nope"`, "default, failover, fidelity"}},
-		{name: "unknown datapath", args: []string{"run", "--datapath", "ipvs"}, code: 2, wantErr: []string{"ipvs", "kube-proxy or socket-lb"}},
+		{name: "unknown datapath", args: []string{"run", "--datapath", "ipvs"}, code: 2, wantErr: []string{"ipvs", "kube-proxy-nftables or socket-lb"}},
 		{name: "unknown kernel recipe", args: []string{"run", "--kernel", "vulnerable-9.9"}, code: 2, wantErr: []string{"vulnerable-9.9"}},
 		{name: "negative parallelism", args: []string{"run", "--parallel", "-1"}, code: 2, wantErr: []string{"--parallel -1"}},
 		{name: "bad accelerator", args: []string{"run", "--accel", "warp"}, code: 2, wantErr: []string{"--accel", "warp"}},

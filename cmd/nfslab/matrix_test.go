@@ -64,7 +64,7 @@ func TestMatrixCmd(t *testing.T) {
 		for i, c := range want {
 			got := m.Include[i]
 			exp := map[string]string{"id": c.ID, "slug": strings.ReplaceAll(c.ID, "/", "_"), "scenario": "default",
-				"kernel": c.Kernel, "datapath": c.Datapath, "nfs": c.NFS, "fault": c.Fault, "expected": c.Expected}
+				"kernel": c.Kernel, "cluster": "netns", "datapath": c.Datapath, "nfs": c.NFS, "fault": c.Fault, "expected": c.Expected}
 			if !reflect.DeepEqual(got, exp) {
 				t.Errorf("entry %d: %v, want %v", i, got, exp)
 			}

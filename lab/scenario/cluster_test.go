@@ -111,7 +111,7 @@ func TestParseClusters(t *testing.T) {
 		{"no NFS version any form has", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], nfs: [\"3\"]}\n",
 			[]string{"matrix"}, "on a kind cluster none of matrix.nfs runs (it has 4.0, 4.1, 4.2)"},
 		{"no-endpoint window on kind", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [socket-lb]}\nfailover: {noEndpointWindow: 5s}\n",
-			[]string{"failover.noEndpointWindow"}, "5s: on a kind cluster the real control plane decides"},
+			[]string{"failover.noEndpointWindow"}, "5s: on a kind cluster Kubernetes decides how long the Service has no endpoint"},
 		{"stale endpoint on kind", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb]}\nfailover: {staleEndpoint: 8s, noEndpointWindow: 1s}\n",
 			[]string{"failover.noEndpointWindow", "failover.staleEndpoint"}, "remove kind from matrix.clusters"},
 		{"nftables on kind with a 5.10 kernel", "name: t\nmatrix: {kernels: [debian-stock, vulnerable-5.10, control-5.10, debian-stock-5.10], clusters: [kind], datapaths: [socket-lb, kube-proxy-nftables]}\n",

@@ -338,10 +338,10 @@ func (s *Scenario) validateFailover(p *problems) {
 	// On a kind cluster the endpoints change when Kubernetes changes them: nfslab cannot hold
 	// a window open or keep a stale endpoint in place.
 	if w := f.NoEndpointWindow; w.Duration != 0 {
-		p.add("failover.noEndpointWindow", fmt.Sprintf("%s: on a kind cluster the real control plane decides when the Service has no endpoint (the replacement pod starts when the Deployment starts it); it applies to the netns form only: remove it, or remove kind from matrix.clusters", w))
+		p.add("failover.noEndpointWindow", fmt.Sprintf("%s: on a kind cluster Kubernetes decides how long the Service has no endpoint (the Deployment starts the replacement); this is the netns form's: remove it, or remove kind from matrix.clusters", w))
 	}
 	if w := f.StaleEndpoint; w.Duration != 0 {
-		p.add("failover.staleEndpoint", fmt.Sprintf("%s: on a kind cluster the real datapath sees the EndpointSlice update when Kubernetes delivers it; it applies to the netns form only: remove it, or remove kind from matrix.clusters", w))
+		p.add("failover.staleEndpoint", fmt.Sprintf("%s: on a kind cluster the datapath sees the EndpointSlice update when Kubernetes delivers it; this is the netns form's: remove it, or remove kind from matrix.clusters", w))
 	}
 }
 
