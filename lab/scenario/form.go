@@ -178,12 +178,14 @@ func (f form) empty(m Matrix) (field string, has []string) {
 	return "matrix.nfs", f.versions // only NFS is left, and none of its versions
 }
 
-// MinNFTablesKernel is the oldest Linux line kube-proxy's nftables mode runs on.
+// MinNFTablesKernel is the oldest Linux line kube-proxy's nftables mode runs on: kube-proxy
+// refuses the mode on an older node (k8s.io/kubernetes pkg/util/kernel's
+// NFTablesKubeProxyKernelVersion, checked in pkg/proxy/nftables/supported.go).
 const MinNFTablesKernel = "5.13"
 
 // validateKindKernels refuses kernels too old for kube-proxy-nftables when the matrix has it on
-// a kind cluster: kube-proxy's nftables mode needs Linux 5.13. Kernels given as a path are
-// left to the cell, whose kube-proxy reports what it cannot do.
+// a kind cluster. Kernels given as a path are left to the cell, whose kube-proxy refuses the
+// mode itself.
 func (s *Scenario) validateKindKernels(p *problems) {
 	j := slices.Index(s.Matrix.Datapaths, datapath.KubeProxyNFTables)
 	if j < 0 || !slices.Contains(s.Matrix.Clusters, ClusterKind) {
