@@ -126,7 +126,7 @@ func newHTMLCell(i int, c Cell) htmlCell {
 	roles := addrRoles{vip: c.VIP, a: c.BackendA, b: c.BackendB}
 	hc := htmlCell{
 		Anchor: fmt.Sprintf("cell-%d", i),
-		ID:     c.ID, Kernel: kernelText(c), Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault,
+		ID:     c.ID, Kernel: kernelText(c), Datapath: datapathText(c), NFS: c.NFS, Fault: c.Fault,
 		Verdict: c.Verdict, Expected: c.Expected, Reason: or(c.Reason, "no reason recorded"), Error: c.Error,
 		Pass: c.Pass, Mark: mark(c), Recovery: htmlRecovery(c), Recovered: c.RecoverySeconds != nil, ProbeTimeout: fmt.Sprintf("%gs", c.ProbeTimeout),
 		VIP: or(c.VIP, "?"), BackendA: or(c.BackendA, "?"), BackendB: or(c.BackendB, "?"),

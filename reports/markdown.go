@@ -53,7 +53,7 @@ func markdown(w *bytes.Buffer, r *Result) {
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---:|---|---|")
 	for _, c := range r.Cells {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s %s | %s | %s | %s → %s | %s |\n",
-			md(kernelText(c)), md(c.Datapath), md(c.NFS), md(c.Fault), mark(c), md(c.Verdict), md(c.Expected),
+			md(kernelText(c)), md(datapathText(c)), md(c.NFS), md(c.Fault), mark(c), md(c.Verdict), md(c.Expected),
 			recovery(c), md(or(c.MountAddrBefore, "—")), md(or(c.MountAddrAfter, "—")), md(or(strings.Join(c.ReconnectTargets, ", "), "—")))
 	}
 	fmt.Fprintln(w, "\nRecovery is measured from backend B becoming ready to the end of the first good I/O probe. "+
@@ -119,7 +119,7 @@ func Summary(w io.Writer, r *Result) {
 	fmt.Fprintln(tw, "KERNEL\tDATAPATH\tNFS\tFAULT\tVERDICT\tEXPECTED\tRECOVERY\tMOUNT ADDR\tRECONNECTS")
 	for _, c := range r.Cells {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\t%s → %s\t%s\n",
-			oneLine(kernelText(c)), oneLine(c.Datapath), oneLine(c.NFS), oneLine(c.Fault), mark(c), oneLine(c.Verdict), oneLine(c.Expected),
+			oneLine(kernelText(c)), oneLine(datapathText(c)), oneLine(c.NFS), oneLine(c.Fault), mark(c), oneLine(c.Verdict), oneLine(c.Expected),
 			recoveryText(c), oneLine(or(c.MountAddrBefore, "-")), oneLine(or(c.MountAddrAfter, "-")), oneLine(or(strings.Join(c.ReconnectTargets, ","), "-")))
 	}
 	tw.Flush()
@@ -201,6 +201,15 @@ func kernelText(c Cell) string {
 		k += " (" + c.KernelRelease + ")"
 	}
 	return k
+}
+
+// datapathText is the datapath column: the datapath, prefixed with the cluster form for a cell
+// that did not run on the netns form ("kind: kube-proxy"), so the two forms' rows differ.
+func datapathText(c Cell) string {
+	if c.Cluster != "" && c.Cluster != "netns" {
+		return c.Cluster + ": " + c.Datapath
+	}
+	return c.Datapath
 }
 
 func recovery(c Cell) string {

@@ -45,3 +45,11 @@ func TestMarkdownForGitHub(t *testing.T) {
 		t.Log(s)
 	}
 }
+
+func TestDatapathText(t *testing.T) {
+	for _, tt := range []struct{ cluster, want string }{{"", "socket-lb"}, {"netns", "socket-lb"}, {"kind", "kind: socket-lb"}} {
+		if got := datapathText(Cell{Cluster: tt.cluster, Datapath: "socket-lb"}); got != tt.want {
+			t.Errorf("datapathText(cluster %q) = %q, want %q", tt.cluster, got, tt.want)
+		}
+	}
+}

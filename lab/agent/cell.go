@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/cluster"
+	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/scenario"
@@ -224,12 +225,20 @@ func (r *cellRun) installDatapath(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("install %s: %w", c.Datapath, err)
 	}
 	r.traceHook()
-	if d, ok := r.datapath.(interface{ Describe() (string, error) }); ok {
-		if what, err := d.Describe(); err == nil {
-			return c.Datapath + " installed; " + what, nil
+	msg := c.Datapath + " installed"
+	d, ok := r.datapath.(datapath.Describer)
+	if ok {
+		if what, err := d.Describe(); err == nil && what != "" {
+			msg += "; " + what
 		}
 	}
-	return c.Datapath + " installed", nil
+	if _, isLB := r.datapath.(datapath.HookEventSource); !isLB {
+		// Which socket-level programs the kernel's sockets meet here: none, for kube-proxy.
+		if what, err := datapath.EffectiveAt(CgroupRoot); err == nil {
+			msg += "; " + what
+		}
+	}
+	return msg, nil
 }
 
 // baseline writes the file every later probe reads back.

@@ -206,16 +206,25 @@ func (s *socketLB) Close(context.Context) error {
 
 // Describe says which socket-address programs are in effect at the cgroup root: nfslab's own,
 // and any other (a second socket-LB there would also see the NFS client's connects).
-func (s *socketLB) Describe() (string, error) {
-	progs, err := socklb.EffectiveSockAddrPrograms(s.cfg.CgroupRoot)
+func (s *socketLB) Describe() (string, error) { return EffectiveAt(s.cfg.CgroupRoot) }
+
+// EffectiveAt says which sock_addr programs (connect4, sendmsg4, recvmsg4) are effective at a
+// cgroup. At the root cgroup they are the only ones the kernel's own sockets — SUNRPC's, the
+// SMB client's — pass through: "none" means no socket-level load balancer can rewrite a kernel
+// client's server address on this node.
+func EffectiveAt(cgroup string) (string, error) {
+	progs, err := socklb.EffectiveSockAddrPrograms(cgroup)
 	if err != nil {
 		return "", err
+	}
+	if len(progs) == 0 {
+		return fmt.Sprintf("no sock_addr program effective at %s", cgroup), nil
 	}
 	parts := make([]string, len(progs))
 	for i, p := range progs {
 		parts[i] = fmt.Sprintf("%s %s", p.Attach, p.Name)
 	}
-	return fmt.Sprintf("effective at %s: %s", s.cfg.CgroupRoot, strings.Join(parts, ", ")), nil
+	return fmt.Sprintf("effective at %s: %s", cgroup, strings.Join(parts, ", ")), nil
 }
 
 func (s *socketLB) ReadHookEvents(ctx context.Context, out func(socklb.HookEvent)) error {
