@@ -30,8 +30,13 @@ func TestConfigText(t *testing.T) {
 				c.Nodes[0].ExtraMounts[1].ContainerPath != ExportHostPath {
 				t.Errorf("nodes %+v", c.Nodes)
 			}
-			if !strings.Contains(strings.Join(c.KubeadmConfigPatches, "\n"), "addon/coredns") {
+			patches := strings.Join(c.KubeadmConfigPatches, "\n")
+			if !strings.Contains(patches, "addon/coredns") {
 				t.Error("CoreDNS is not skipped")
+			}
+			// Our skipPhases replaces kind's own list, which skips kube-proxy for "none".
+			if skipped := strings.Contains(patches, "- addon/kube-proxy"); skipped != (mode == "none") {
+				t.Errorf("kube-proxy addon skipped: %v, for mode %s", skipped, mode)
 			}
 		})
 	}
