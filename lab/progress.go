@@ -115,6 +115,10 @@ func (p *progress) engine(eng *event.EngineObs) {
 // deletion).
 func (p *progress) cluster(c *event.ClusterObs) {
 	switch {
+	case c.SwitchedFrom != "" && c.Error != "":
+		p.say("kind: cluster %s: switching kube-proxy from %s to %s failed after %.1f s (a new cluster follows): %s", c.Name, c.SwitchedFrom, c.ProxyMode, c.SwitchSeconds, c.Error)
+	case c.SwitchedFrom != "":
+		p.say("kind: cluster %s: kube-proxy switched from %s to %s in %.1f s", c.Name, c.SwitchedFrom, c.ProxyMode, c.SwitchSeconds)
 	case c.Error != "":
 		p.say("kind: cluster %s (kube-proxy %s) failed after %.1f s: %s", c.Name, c.ProxyMode, c.CreateSeconds, c.Error)
 	case c.DeleteSeconds > 0:

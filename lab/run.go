@@ -465,9 +465,13 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		} else if ev.Kind == event.KindError {
 			agentErr = ev.Msg
 		}
-		if c := ev.Cluster; c != nil {
+		if c := ev.Cluster; c != nil && c.Error == "" {
 			r.record(func(res *reports.Result) {
-				res.Timings["kind_create:"+k.Name+":"+c.ProxyMode] = round3(c.CreateSeconds)
+				if c.SwitchedFrom != "" {
+					res.Timings["kind_switch:"+k.Name+":"+c.ProxyMode] = round3(c.SwitchSeconds)
+				} else {
+					res.Timings["kind_create:"+k.Name+":"+c.ProxyMode] = round3(c.CreateSeconds)
+				}
 			})
 		}
 		p.event(cellName(cells, ev.Cell), ev)

@@ -56,10 +56,14 @@ func TestBuiltinsExpectations(t *testing.T) {
 			"vulnerable-6.1/socket-lb/4.1/delete-pod":  "bug-reproduced",
 		},
 		"kind": {
-			"debian-stock/kind/kube-proxy/4.1/delete-pod":   "recovered",
-			"debian-stock/kind/socket-lb/4.1/delete-pod":    "recovered",
-			"vulnerable-6.1/kind/kube-proxy/4.1/delete-pod": "recovered",
-			"vulnerable-6.1/kind/socket-lb/4.1/delete-pod":  "bug-reproduced",
+			"debian-stock/kind/kube-proxy/4.1/delete-pod":            "recovered",
+			"debian-stock/kind/kube-proxy-ipvs/4.1/delete-pod":       "recovered",
+			"debian-stock/kind/kube-proxy-nftables/4.1/delete-pod":   "recovered",
+			"debian-stock/kind/socket-lb/4.1/delete-pod":             "recovered",
+			"vulnerable-6.1/kind/kube-proxy/4.1/delete-pod":          "recovered",
+			"vulnerable-6.1/kind/kube-proxy-ipvs/4.1/delete-pod":     "recovered",
+			"vulnerable-6.1/kind/kube-proxy-nftables/4.1/delete-pod": "recovered",
+			"vulnerable-6.1/kind/socket-lb/4.1/delete-pod":           "bug-reproduced",
 		},
 		"kernels": {
 			"debian-stock/kube-proxy/4.1/delete-pod":      "recovered",

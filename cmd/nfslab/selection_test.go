@@ -21,7 +21,7 @@ func TestSelectionClusters(t *testing.T) {
 		wantErr  []string
 		errField string
 	}{
-		{name: "the file's clusters", sel: selection{ref: "kind"}, ids: []string{
+		{name: "the file's clusters", sel: selection{ref: "kind", datapaths: []string{"kube-proxy", "socket-lb"}}, ids: []string{
 			"debian-stock/kind/kube-proxy/4.1/delete-pod", "debian-stock/kind/socket-lb/4.1/delete-pod",
 			"vulnerable-6.1/kind/kube-proxy/4.1/delete-pod", "vulnerable-6.1/kind/socket-lb/4.1/delete-pod"}},
 		{name: "kind instead of netns", sel: selection{ref: "fidelity", clusters: []string{"kind"}, kernels: []string{"vulnerable-6.1"}}, ids: []string{
@@ -121,12 +121,12 @@ func TestMatrixKind(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Include) != 4 {
-		t.Fatalf("%d entries, want 4: %+v", len(m.Include), m.Include)
+	if len(m.Include) != 8 {
+		t.Fatalf("%d entries, want 8: %+v", len(m.Include), m.Include)
 	}
 	want := matrixEntry{ID: "vulnerable-6.1/kind/socket-lb/4.1/delete-pod", Slug: "vulnerable-6.1_kind_socket-lb_4.1_delete-pod", Scenario: "kind",
 		Kernel: "vulnerable-6.1", Cluster: "kind", Datapath: "socket-lb", NFS: "4.1", Fault: "delete-pod", Expected: "bug-reproduced"}
-	if got := m.Include[3]; got != want {
+	if got := m.Include[7]; got != want {
 		t.Errorf("last entry %+v, want %+v", got, want)
 	}
 }

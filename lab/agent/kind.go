@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/datapath"
@@ -13,10 +14,11 @@ import (
 	"github.com/nfslab/nfslab/lab/scenario"
 )
 
-// kindSession is the kind cluster the kind form's cells share in this VM. A cluster is created
-// with one kube-proxy mode, so it is reused while consecutive cells want that mode and replaced
-// when the next cell wants another (the host orders a VM's cells by mode). Creating one takes
-// minutes under TCG; a cell's workload takes seconds to a minute.
+// kindSession is the kind cluster the kind form's cells share in this VM. Consecutive cells that
+// want the same kube-proxy mode share it as it is; for another mode its kube-proxy is switched
+// (kind.Cluster.SwitchProxyMode), and only a cluster without kube-proxy, or one whose switch
+// failed, is replaced by a new one. The host orders a VM's cells by mode, "none" last. Creating a
+// cluster takes minutes under TCG, a switch and a cell's workload well under one.
 type kindSession struct {
 	cfg kind.ClusterConfig // NodeImage, GaneshaImage, ReadyTimeout; ProxyMode per cluster
 	log *slog.Logger
@@ -35,6 +37,19 @@ func (s *kindSession) cluster(ctx context.Context, mode string) (*kind.Cluster, 
 	}
 	if err := s.failed[mode]; err != nil {
 		return nil, fmt.Errorf("no kind cluster with kube-proxy mode %s (its creation failed earlier in this VM): %w", mode, err)
+	}
+	if s.cur != nil && s.cur.ProxyMode != "none" {
+		// Switching kube-proxy takes seconds; a new cluster minutes.
+		from, start := s.cur.ProxyMode, time.Now()
+		err := s.cur.SwitchProxyMode(ctx, mode)
+		obs := event.ClusterObs{Name: kind.ClusterName, NodeImage: s.cfg.NodeImage, ProxyMode: mode, SwitchedFrom: from, SwitchSeconds: time.Since(start).Seconds()}
+		if err == nil {
+			s.em.emit(event.Event{Kind: event.KindObserve, Cluster: &obs})
+			return s.cur, nil
+		}
+		obs.Error = err.Error()
+		s.em.emit(event.Event{Kind: event.KindObserve, Cluster: &obs})
+		s.log.Warn("switch kube-proxy; creating a new cluster instead", "from", from, "to", mode, "err", err)
 	}
 	s.close()
 	cfg := s.cfg

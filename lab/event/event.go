@@ -214,6 +214,10 @@ type ClusterObs struct {
 	KernelVersion  string  `json:"kernel_version,omitempty"` // as the node reports it
 	DeleteSeconds  float64 `json:"delete_seconds,omitempty"`
 	DeleteError    string  `json:"delete_error,omitempty"`
+	// SwitchedFrom, when set, says the cluster was not created but its kube-proxy switched from
+	// that mode to ProxyMode, in SwitchSeconds.
+	SwitchedFrom  string  `json:"switched_from,omitempty"`
+	SwitchSeconds float64 `json:"switch_seconds,omitempty"`
 	// NFS is the NFS smoke test run on the cluster, when it was asked for.
 	NFS   *NFSCheckObs `json:"nfs,omitempty"`
 	Error string       `json:"error,omitempty"`

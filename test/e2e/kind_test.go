@@ -22,7 +22,8 @@ func TestKindCells(t *testing.T) {
 	bin := buildNfslab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	res := runScenario(ctx, t, bin, "kind", 2, "--kernel", "vulnerable-6.1")
+	// kube-proxy first, then socket-LB: one cluster, its kube-proxy removed between the cells.
+	res := runScenario(ctx, t, bin, "kind", 2, "--kernel", "vulnerable-6.1", "--datapath", "kube-proxy,socket-lb")
 	for _, c := range res.Cells {
 		t.Run(c.Datapath, func(t *testing.T) {
 			checkKindCell(t, c)

@@ -89,3 +89,18 @@ func TestConfigMode(t *testing.T) {
 		}
 	}
 }
+
+func TestSetMode(t *testing.T) {
+	tests := []struct{ conf, want string }{
+		{"kind: KubeProxyConfiguration\nmode: iptables\nclusterCIDR: 10.244.0.0/16\n", "kind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: 10.244.0.0/16\n"},
+		{"kind: KubeProxyConfiguration\n", "kind: KubeProxyConfiguration\nmode: ipvs\n"},
+	}
+	for _, tt := range tests {
+		if got := setMode(tt.conf, "ipvs"); got != tt.want {
+			t.Errorf("setMode(%q) = %q, want %q", tt.conf, got, tt.want)
+		}
+		if configMode(setMode(tt.conf, "ipvs")) != "ipvs" {
+			t.Errorf("configMode does not read back what setMode wrote")
+		}
+	}
+}
