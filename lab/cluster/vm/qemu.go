@@ -50,6 +50,10 @@ type Config struct {
 	Ports []string
 	// Disks are raw disk images attached as virtio-blk devices, /dev/vda first, in order.
 	Disks []Disk
+	// Forwards are guest TCP ports the host reaches on its loopback. With any, the guest gets
+	// its only network interface: qemu's user-mode network, restricted so that the guest reaches
+	// nothing outside (only the forwards come in). Without, the guest has no network at all.
+	Forwards []Forward
 }
 
 // Disk is a raw disk image file attached to a VM.
@@ -165,7 +169,10 @@ func Args(cfg Config, accel, tag, console string) []string {
 		"-machine", "q35",
 		"-smp", fmt.Sprint(cfg.CPUs),
 		"-m", fmt.Sprint(cfg.MemoryMB),
-		"-nodefaults", "-display", "none", "-no-reboot", "-nic", "none",
+		"-nodefaults", "-display", "none", "-no-reboot",
+	)
+	args = append(args, netArgs(cfg.Forwards)...)
+	args = append(args,
 		"-chardev", "file,id=console,path="+console,
 		"-serial", "chardev:console",
 		"-device", "virtio-serial-pci",
@@ -190,6 +197,29 @@ func Args(cfg Config, accel, tag, console string) []string {
 		args = append(args, "-name", cfg.Name)
 	}
 	return args
+}
+
+// Forward makes guest TCP port GuestPort (on the guest's GuestAddr) reachable at
+// 127.0.0.1:HostPort on the host, and nowhere else.
+type Forward struct {
+	HostPort  int
+	GuestPort int
+}
+
+// GuestAddr is the guest's address on qemu's user-mode network (its default), which the agent
+// configures when the VM has forwards.
+const GuestAddr = "10.0.2.15/24"
+
+// netArgs are qemu's network arguments for the forwards: none, or a restricted user-mode network.
+func netArgs(fw []Forward) []string {
+	if len(fw) == 0 {
+		return []string{"-nic", "none"}
+	}
+	netdev := "user,id=lab,restrict=on,net=10.0.2.0/24"
+	for _, f := range fw {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+	}
+	return []string{"-netdev", netdev, "-device", "virtio-net-pci,netdev=lab"}
 }
 
 // socketName names the host's end of one virtio-serial port ("agent", "port0", …) of the boot

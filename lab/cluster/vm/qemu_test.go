@@ -56,3 +56,21 @@ func TestArgsDisks(t *testing.T) {
 		t.Errorf("a VM without disks got a drive: %s", line)
 	}
 }
+
+// TestArgsForwards: no forward, no network at all; with forwards, a user-mode network that is
+// restricted and forwards only from the host's loopback.
+func TestArgsForwards(t *testing.T) {
+	line := strings.Join(Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 1, MemoryMB: 512}, AccelTCG, "t", "c"), " ")
+	if !strings.Contains(line, "-nic none") || strings.Contains(line, "-netdev") {
+		t.Errorf("without forwards: %s", line)
+	}
+	line = strings.Join(Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 1, MemoryMB: 512, Forwards: []Forward{{HostPort: 41000, GuestPort: 6443}}}, AccelTCG, "t", "c"), " ")
+	for _, want := range []string{"-netdev user,id=lab,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:41000-:6443", "-device virtio-net-pci,netdev=lab"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("with a forward: %s lacks %s", line, want)
+		}
+	}
+	if strings.Contains(line, "-nic none") || strings.Count(line, "hostfwd=tcp:127.0.0.1:") != 1 {
+		t.Errorf("with a forward: %s", line)
+	}
+}
