@@ -56,7 +56,7 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if err != nil {
 		return rc, err
 	}
-	machine, release, err := r.boot(ctx, k, initrd, work, nil, agent.ShellPortName)
+	machine, release, err := r.boot(ctx, k, initrd, work, nil, nil, agent.ShellPortName)
 	if err != nil {
 		return rc, err
 	}

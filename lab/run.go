@@ -44,6 +44,11 @@ type Options struct {
 	ArtifactDir string
 	// Parallel is how many VMs (kernels) run at once; 0 means Parallelism().
 	Parallel int
+	// Keep keeps the kind form's VM, its cluster and the cells' workloads up after the cells,
+	// with the API server forwarded to a port of the host's loopback; Kept is called then, and
+	// the VM stays until ctx ends. The run's kind cells must be on one kernel.
+	Keep bool
+	Kept func(KeptCluster)
 }
 
 // setDefaults fills the fields whose zero value means "the default": a discarding logger, a new
@@ -98,6 +103,9 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		if err := kernel.Preflight(g[0].Kernel); err != nil {
 			return res, &InputError{Err: err}
 		}
+	}
+	if err := checkKeep(opts, groups); err != nil {
+		return res, err
 	}
 	// The netns form's VMs first (seconds per cell), then the kind form's (minutes per cluster).
 	var errs []error
@@ -386,13 +394,13 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 // hello; disks are attached as virtio-blk devices (vm.Config.Disks), ports are virtio-serial
 // ports besides the agent's (vm.Config.Ports). release stops the VM and keeps its console log
 // in the artifact directory.
-func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, ports ...string) (machine *vm.VM, release func(), err error) {
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, release func(), err error) {
 	opts, p := r.opts, r.p
 	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
 	machine, err = vm.Boot(ctx, vm.Config{
 		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
 		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
-		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks,
+		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks, Forwards: forwards,
 	})
 	if err != nil {
 		var kept []string
@@ -427,13 +435,13 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 // returns how many of the cells finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
-	machine, release, err := r.boot(ctx, k, initrd, work, setup.disks)
+	machine, release, err := r.boot(ctx, k, initrd, work, setup.disks, setup.forwards)
 	if err != nil {
 		return 0, err
 	}
 	defer release()
 
-	if err := machine.Send(agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind}); err != nil {
+	if err := machine.Send(agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep}); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)
 	}
 
@@ -476,6 +484,19 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		}
 		p.event(cellName(cells, ev.Cell), ev)
 		switch ev.Kind {
+		case event.KindKept:
+			finish()
+			r.keep(ctx, k, machine, ev.Kept, setup)
+			// The end of a kept VM is asked for (Ctrl-C): its agent says bye and powers off.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			for {
+				if ev, err := machine.Next(dctx); err != nil || ev.Kind == event.KindBye {
+					break
+				}
+			}
+			cancel()
+			machine.WaitExit(30 * time.Second)
+			return done, nil
 		case event.KindCellDone:
 			done++
 		case event.KindBye:

@@ -113,6 +113,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		cell      string
 		reportDir string
 		parallel  int
+		keep      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -152,6 +153,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			res, runErr := lab.Run(cmd.Context(), lab.Options{
 				Scenario: s, CacheDir: cacheDir, Accel: sel.accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
 				ArtifactDir: reportDir, Parallel: parallel, RunID: runID,
+				Keep: keep, Kept: func(k lab.KeptCluster) { sayKept(stdout, reportDir, runID, k) },
 			})
 			res.RunID = runID
 			var inputErr *lab.InputError
@@ -178,7 +180,21 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.StringVar(&cell, "cell", "", "run only the cell with this ID (kernel/datapath/nfs/fault, as nfslab matrix lists them)")
 	f.StringVar(&reportDir, "report-dir", "", "where the reports (result.json, summary.md, report.html, junit.xml) go (default reports/<run-id>)")
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
+	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
 	return cmd
+}
+
+// sayKept writes the reports of the cells so far and tells the user how to reach the kept cluster.
+func sayKept(stdout io.Writer, reportDir, runID string, k lab.KeptCluster) {
+	k.Result.RunID = runID
+	if err := writeReports(reportDir, k.Result); err != nil {
+		fmt.Fprintf(stdout, "kept: writing the reports failed: %v\n", err)
+	}
+	fmt.Fprintln(stdout)
+	reports.Summary(stdout, k.Result)
+	fmt.Fprintf(stdout, "\nkept: the VM of kernel %s and its kind cluster (kube-proxy %s) stay up until Ctrl-C.\n", k.Kernel, k.ProxyMode)
+	fmt.Fprintf(stdout, "  kubeconfig: %s (API server forwarded to %s, on this host's loopback only)\n", k.Kubeconfig, k.Server)
+	fmt.Fprintf(stdout, "  try:        kubectl --kubeconfig %s get pods,svc,endpointslices -A\n", k.Kubeconfig)
 }
 
 func writeReports(dir string, res *reports.Result) error {

@@ -106,8 +106,20 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 
 	var session *kindSession
 	if job.Kind != nil {
-		session = &kindSession{cfg: *job.Kind, log: log, em: em}
+		session = &kindSession{cfg: *job.Kind, log: log, em: em, keep: job.Keep}
 		defer session.close()
+	}
+	if job.Keep {
+		if session == nil {
+			err = errors.New("--keep needs the kind form's machine")
+		} else if err = modprobe(ctx, "virtio_net"); err == nil {
+			err = upGuestNet()
+		}
+		if err != nil {
+			em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
+			em.emit(event.Event{Kind: event.KindBye, Msg: "cannot keep the cluster: " + err.Error()})
+			return err
+		}
 	}
 	for _, c := range job.Cells {
 		p, err := cellParts(ctx, c, em, session)
@@ -125,6 +137,11 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	if job.Keep && ctx.Err() == nil {
+		if err := serveKept(ctx, em, session, lines); err != nil {
+			em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
 		}
 	}
 	em.emit(event.Event{Kind: event.KindBye, Msg: "job done"})

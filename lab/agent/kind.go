@@ -1,13 +1,18 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/nfslab/nfslab/lab/cluster/kind"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/observe/connecttrace"
@@ -27,6 +32,7 @@ type kindSession struct {
 	// failed remembers a mode whose cluster could not be created: its other cells fail at once
 	// instead of waiting out another creation.
 	failed map[string]error
+	keep   bool // the cells' workloads stay, and the cluster after them (serveKept)
 }
 
 // cluster returns the session's cluster with kube-proxy in mode, creating it (and deleting the
@@ -75,9 +81,9 @@ func (s *kindSession) cluster(ctx context.Context, mode string) (*kind.Cluster, 
 	return c, nil
 }
 
-// close deletes the session's cluster, if any.
+// close deletes the session's cluster, if any and unless it is kept.
 func (s *kindSession) close() {
-	if s.cur == nil {
+	if s.cur == nil || s.keep {
 		return
 	}
 	if err := s.cur.Delete(); err != nil {
@@ -103,7 +109,7 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 	if err != nil {
 		return parts{}, err
 	}
-	cfg := kind.CellConfig{Index: c.Index, NFS: c.NFS, Port: uint16(c.Port), Image: s.cfg.GaneshaImage, ProxyMode: mode, NodePID: pid}
+	cfg := kind.CellConfig{Index: c.Index, NFS: c.NFS, Port: uint16(c.Port), Image: s.cfg.GaneshaImage, ProxyMode: mode, NodePID: pid, Keep: s.keep}
 	var dp Datapath
 	if mode == "none" {
 		lb, err := datapath.New(datapath.SocketLB, datapath.Config{
@@ -132,4 +138,51 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 			return connecttrace.Start(connecttrace.Config{WatchPort: port})
 		},
 	}, nil
+}
+
+// serveKept says the session's cluster is kept — its kubeconfig, for the host to rewrite to its
+// forward — and waits until the host sends anything (Stop) or closes the port. The VM then
+// powers off with the cluster in it.
+func serveKept(ctx context.Context, em *emitter, s *kindSession, lines *bufio.Scanner) error {
+	if s.cur == nil {
+		return fmt.Errorf("--keep: no kind cluster to keep (its creation failed)")
+	}
+	kc, err := os.ReadFile(s.cur.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("--keep: read the cluster's kubeconfig: %w", err)
+	}
+	em.emit(event.Event{Kind: event.KindKept, Kept: &event.Kept{Kubeconfig: string(kc), APIServerPort: s.cfg.APIServerPort, ProxyMode: s.cur.ProxyMode}})
+	lines.Scan()
+	return ctx.Err()
+}
+
+// Stop is what the host sends a kept VM to end it.
+type Stop struct {
+	Stop bool `json:"stop"`
+}
+
+// upGuestNet gives the VM's network interface (qemu's user-mode network, present only when the
+// host forwards a port to the VM) the address qemu expects.
+func upGuestNet() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list network interfaces: %w", err)
+	}
+	for _, l := range links {
+		if l.Type() != "device" || l.Attrs().Name == "lo" {
+			continue
+		}
+		addr, err := netlink.ParseAddr(vm.GuestAddr)
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			return fmt.Errorf("address %s on %s: %w", vm.GuestAddr, l.Attrs().Name, err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return fmt.Errorf("bring up %s: %w", l.Attrs().Name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("no network interface (is virtio_net in the kernel?)")
 }

@@ -21,4 +21,8 @@ type Job struct {
 	// Kind, with Engine, is what the kind form's cells create their clusters with (the node
 	// and nfs-ganesha images, the creation's deadline; the kube-proxy mode is each cell's).
 	Kind *kind.ClusterConfig `json:"kind,omitempty"`
+	// Keep, with Kind, keeps the kind cluster and the cells' workloads after the cells, and the
+	// VM up until the host says stop (nfslab run --keep); the VM's network is then up, for the
+	// host's forward to the API server.
+	Keep bool `json:"keep,omitempty"`
 }

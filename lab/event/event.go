@@ -26,7 +26,9 @@ const (
 	KindCellDone Kind = "cell-done" // the agent finished with a cell (Verdict is set)
 	KindBye      Kind = "bye"       // the agent is done with the job and will power the VM off
 	KindProgress Kind = "progress"  // a line for people about a long VM-level step (Msg), e.g. kind's
-
+	// KindKept: the cells are done and the agent keeps the kind cluster up (Kept is set) until
+	// the host says stop.
+	KindKept Kind = "kept"
 )
 
 // Step names the milestones of a cell, in the order they normally happen.
@@ -85,6 +87,16 @@ type Event struct {
 	Engine  *EngineObs     `json:"engine,omitempty"`
 	Cluster *ClusterObs    `json:"cluster,omitempty"`
 	Verdict *VerdictRecord `json:"verdict,omitempty"`
+	Kept    *Kept          `json:"kept,omitempty"`
+}
+
+// Kept is the kind cluster the agent keeps up after the cells (nfslab run --keep).
+type Kept struct {
+	// Kubeconfig is the cluster's kubeconfig as kind wrote it in the VM; its API server listens
+	// on every address of the VM at APIServerPort, which the host forwards from its loopback.
+	Kubeconfig    string `json:"kubeconfig"`
+	APIServerPort int    `json:"api_server_port"`
+	ProxyMode     string `json:"kube_proxy_mode"`
 }
 
 // Mono is a CLOCK_MONOTONIC reading in nanoseconds, as taken inside the VM.
@@ -317,6 +329,10 @@ func (e *Event) Validate() error {
 		}
 		if n != 1 {
 			return fmt.Errorf("observe event must carry exactly one piece of evidence, has %d", n)
+		}
+	case KindKept:
+		if e.Kept == nil {
+			return fmt.Errorf("kept event without the kept cluster")
 		}
 	case KindError, KindCellDone, KindBye, KindProgress:
 	default:

@@ -66,6 +66,7 @@ func KindModules() []string {
 		"ip_set_hash_ipport", "ip_set_hash_ipportip", "ip_set_hash_ipportnet", "ip_set_hash_net",
 		"ip_set_bitmap_port", "xt_set",
 		"nft_fib_ipv4", "nft_fib_ipv6", "nft_limit",
+		"virtio_net", // nfslab run --keep: the VM's network, for the API server's forward
 	}
 }
 

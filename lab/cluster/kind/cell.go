@@ -41,6 +41,8 @@ type CellConfig struct {
 	NodePID   int    // the node container's init, for kube-proxy's rules
 	// Feed, on a cluster without kube-proxy, is the datapath the informer programs.
 	Feed Endpoints
+	// Keep leaves the workload in place at teardown (nfslab run --keep).
+	Keep bool
 }
 
 // CellCluster is one cell's NFS service on the lab's kind cluster.
@@ -241,11 +243,14 @@ func (c *CellCluster) waitFed(ctx context.Context, want netip.Addr) error {
 	}
 }
 
-// Teardown stops the informer and deletes the cell's namespace; the kubelet stops its pods
-// afterwards, while the next cell already runs in a namespace of its own.
+// Teardown stops the informer and deletes the cell's namespace (unless the cell keeps it); the
+// kubelet stops its pods afterwards, while the next cell already runs in a namespace of its own.
 func (c *CellCluster) Teardown(ctx context.Context) error {
 	if c.stopFeed != nil {
 		c.stopFeed()
+	}
+	if c.cfg.Keep {
+		return nil
 	}
 	return c.w.Delete(ctx)
 }

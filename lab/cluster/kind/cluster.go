@@ -48,6 +48,10 @@ type ClusterConfig struct {
 	GaneshaImage string `json:"ganesha_image,omitempty"`
 	// ReadyTimeout bounds the creation, the node's readiness included.
 	ReadyTimeout time.Duration `json:"ready_timeout_ns"`
+	// APIServerPort, when set, publishes the API server on every address of the VM at this port
+	// (nfslab run --keep: the host forwards its loopback to it); otherwise kind publishes it on
+	// the VM's loopback at a port it picks.
+	APIServerPort int `json:"api_server_port,omitempty"`
 }
 
 // Cluster is a kind cluster the agent created in the machine's Docker.
@@ -65,7 +69,7 @@ type Cluster struct {
 // kind's progress lines.
 func CreateCluster(ctx context.Context, log *slog.Logger, cfg ClusterConfig, say func(string)) (*Cluster, event.ClusterObs, error) {
 	obs := event.ClusterObs{Name: ClusterName, NodeImage: cfg.NodeImage, ProxyMode: cfg.ProxyMode}
-	raw, err := renderConfig(cfg.ProxyMode)
+	raw, err := renderConfig(cfg.ProxyMode, cfg.APIServerPort)
 	if err != nil {
 		return nil, obs, err
 	}
@@ -147,7 +151,7 @@ func (c *Cluster) Delete() error {
 }
 
 // renderConfig writes kind's config for the proxy mode, and the kubeadm patches it mounts.
-func renderConfig(proxyMode string) ([]byte, error) {
+func renderConfig(proxyMode string, apiServerPort int) ([]byte, error) {
 	known := false
 	for _, m := range ProxyModes() {
 		known = known || m == proxyMode
@@ -175,7 +179,7 @@ func renderConfig(proxyMode string) ([]byte, error) {
 	if err := mountExport(); err != nil {
 		return nil, err
 	}
-	return configText(proxyMode, patchDir)
+	return configText(proxyMode, patchDir, apiServerPort)
 }
 
 // mountExport mounts a tmpfs on exportDir (once): the export every backend pod serves.
@@ -194,7 +198,7 @@ func mountExport() error {
 }
 
 // configText renders manifests/kind/cluster.yaml.tmpl.
-func configText(proxyMode, patchDir string) ([]byte, error) {
+func configText(proxyMode, patchDir string, apiServerPort int) ([]byte, error) {
 	text, err := manifests.FS.ReadFile("kind/cluster.yaml.tmpl")
 	if err != nil {
 		return nil, err
@@ -204,7 +208,7 @@ func configText(proxyMode, patchDir string) ([]byte, error) {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	var b bytes.Buffer
-	if err := t.Execute(&b, map[string]string{"ProxyMode": proxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath}); err != nil {
+	if err := t.Execute(&b, map[string]any{"ProxyMode": proxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath, "APIServerPort": apiServerPort}); err != nil {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	return b.Bytes(), nil

@@ -14,7 +14,7 @@ import (
 func TestConfigText(t *testing.T) {
 	for _, mode := range ProxyModes() {
 		t.Run(mode, func(t *testing.T) {
-			text, err := configText(mode, "/run/x/patches")
+			text, err := configText(mode, "/run/x/patches", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +40,12 @@ func TestConfigText(t *testing.T) {
 			}
 		})
 	}
-	if _, err := renderConfig("userspace"); err == nil || !strings.Contains(err.Error(), "userspace") {
+	text, err := configText("iptables", "/p", 6443)
+	var c v1alpha4.Cluster
+	if err != nil || yaml.UnmarshalStrict(text, &c) != nil || c.Networking.APIServerAddress != "0.0.0.0" || c.Networking.APIServerPort != 6443 {
+		t.Errorf("with an API server port: %+v, %v", c.Networking, err)
+	}
+	if _, err := renderConfig("userspace", 0); err == nil || !strings.Contains(err.Error(), "userspace") {
 		t.Errorf("renderConfig(userspace) = %v, want an error naming it", err)
 	}
 }
