@@ -2,30 +2,88 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/e2e-framework/klient/k8s/resources"
+	"sigs.k8s.io/e2e-framework/pkg/env"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/envfuncs"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+
+	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/provider"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/tty"
 	"github.com/nfslab/nfslab/reports"
+	"github.com/nfslab/nfslab/scenarios"
 )
 
-// TestKindCells runs the kind scenario's cells on the vulnerable kernel: a real kind cluster in
-// the VM, nfs-ganesha as a Deployment behind a ClusterIP, the pod deleted through the API.
-// With the real kube-proxy the mount recovers; with nfslab's socket-LB fed by an EndpointSlice
-// informer, on a cluster without kube-proxy, SUNRPC asks for the dead pod and the mount hangs.
-// The addresses are the cluster's (IPAM, the Deployment), not the scenario's.
-func TestKindCells(t *testing.T) {
+// TestKindSuite is an e2e-framework suite on nfslab's own cluster provider: the kind scenario's
+// kube-proxy and socket-LB cells run on the vulnerable kernel — a real kind cluster inside the VM,
+// nfs-ganesha as a Deployment behind a ClusterIP, the pod deleted through the API — and the
+// cluster is kept, with the cells' workloads, for the assessments. They check nfslab's verdicts
+// and evidence, then read the real objects through klient: the Service, its EndpointSlice and
+// the pods must be what the cells reported. With the real kube-proxy the mount recovers; with
+// nfslab's socket-LB fed by an EndpointSlice informer, the cluster did everything right, yet
+// SUNRPC asks for the dead pod and the mount hangs.
+func TestKindSuite(t *testing.T) {
 	requireE2E(t)
 	bin := buildNfslab(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // the run's work directory, for the leftovers check
+	sc, err := scenario.Load("kind", scenarios.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Filter(scenario.Override{Kernels: []string{"vulnerable-6.1"}, Datapaths: []string{"kube-proxy", "socket-lb"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := provider.New(lab.Options{
+		Scenario: sc, Agent: bin, CacheDir: *cacheDir, Accel: "auto",
+		Progress: os.Stderr, Style: tty.Style{}, ArtifactDir: t.TempDir(),
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	// kube-proxy first, then socket-LB: one cluster, its kube-proxy removed between the cells.
-	res := runScenario(ctx, t, bin, "kind", 2, "--kernel", "vulnerable-6.1", "--datapath", "kube-proxy,socket-lb")
-	for _, c := range res.Cells {
-		t.Run(c.Datapath, func(t *testing.T) {
+	cfg := envconf.New()
+	ctx, err = envfuncs.CreateCluster(p, "nfslab")(ctx, cfg)
+	if err != nil {
+		t.Fatalf("create the cluster through nfslab's provider: %v", err)
+	}
+	defer func() {
+		if _, err := envfuncs.DestroyCluster("nfslab")(ctx, cfg); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+		if left := leftovers(t, tmp); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	}()
+	testenv, err := env.NewWithContext(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := p.Result()
+	if res == nil || len(res.Cells) != 2 {
+		t.Fatalf("results when the cluster was kept: %+v", res)
+	}
+	testenv.Test(t, cellFeature(0, res.Cells[0]), cellFeature(1, res.Cells[1]))
+}
+
+// cellFeature checks one kind cell: its verdict and evidence, then the cluster's own objects in
+// the cell's namespace (nfslab-c<index>).
+func cellFeature(index int, c reports.Cell) features.Feature {
+	ns := fmt.Sprintf("nfslab-c%d", index)
+	return features.New(c.ID).
+		Assess("verdict and evidence", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 			checkKindCell(t, c)
 			switch c.Datapath {
 			case "kube-proxy":
@@ -51,8 +109,61 @@ func TestKindCells(t *testing.T) {
 			if !c.Pass {
 				logEvidence(t, c)
 			}
-		})
-	}
+			return ctx
+		}).
+		Assess("the Service is the one the node mounted", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			var svc corev1.Service
+			if err := cfg.Client().Resources(ns).Get(ctx, "nfs", ns, &svc); err != nil {
+				t.Fatalf("get Service %s/nfs: %v", ns, err)
+			}
+			if svc.Spec.ClusterIP != c.VIP || c.MountAddrBefore != svc.Spec.ClusterIP {
+				t.Errorf("Service ClusterIP %s, the cell's VIP %s, mounted addr %s: want one address", svc.Spec.ClusterIP, c.VIP, c.MountAddrBefore)
+			}
+			return ctx
+		}).
+		Assess("the replacement pod serves, alone in the EndpointSlice", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			var list discoveryv1.EndpointSliceList
+			if err := cfg.Client().Resources(ns).List(ctx, &list, resources.WithLabelSelector(discoveryv1.LabelServiceName+"=nfs")); err != nil {
+				t.Fatal(err)
+			}
+			var ready []string
+			for _, s := range list.Items {
+				for _, e := range s.Endpoints {
+					if e.Conditions.Ready == nil || *e.Conditions.Ready {
+						ready = append(ready, e.Addresses...)
+					}
+				}
+			}
+			if len(ready) != 1 || ready[0] != c.BackendB {
+				t.Errorf("EndpointSlice ready addresses %v, want the cell's backend B %s alone", ready, c.BackendB)
+			}
+			var pods corev1.PodList
+			if err := cfg.Client().Resources(ns).List(ctx, &pods); err != nil {
+				t.Fatal(err)
+			}
+			var ips []string
+			for _, p := range pods.Items {
+				ips = append(ips, p.Status.PodIP)
+			}
+			if !slices.Contains(ips, c.BackendB) || slices.Contains(ips, c.BackendA) {
+				t.Errorf("pods have IPs %v: want backend B %s, and backend A %s gone", ips, c.BackendB, c.BackendA)
+			}
+			return ctx
+		}).
+		Assess("the datapath is the one the cell ran on", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			// The cluster switched its kube-proxy between the cells: the last (socket-LB) cell
+			// left it without one.
+			var ds appsv1.DaemonSet
+			err := cfg.Client().Resources("kube-system").Get(ctx, "kube-proxy", "kube-system", &ds)
+			if err == nil {
+				t.Errorf("kube-proxy's DaemonSet is there after the socket-LB cell, which needs none")
+			}
+			if c.Datapath == "kube-proxy" && !hasProgress(c, "kube-proxy (iptables) forwards "+c.VIP) {
+				t.Errorf("the kube-proxy cell has no record of kube-proxy's rules for %s", c.VIP)
+			}
+			return ctx
+		}).
+		Feature()
 }
 
 // checkKindCell checks what every kind cell must show: it ran on kind, the cluster chose the
@@ -98,5 +209,12 @@ func checkKindCell(t *testing.T, c reports.Cell) {
 func hasStep(c reports.Cell, s, what string) bool {
 	return slices.ContainsFunc(c.Events, func(e event.Event) bool {
 		return e.Kind == event.KindStep && string(e.Step) == s && strings.Contains(e.Msg, what)
+	})
+}
+
+// hasProgress reports whether one of the cell's progress lines says what.
+func hasProgress(c reports.Cell, what string) bool {
+	return slices.ContainsFunc(c.Events, func(e event.Event) bool {
+		return e.Kind == event.KindProgress && strings.Contains(e.Msg, what)
 	})
 }
