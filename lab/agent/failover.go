@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/verdict"
 )
 
@@ -26,7 +27,11 @@ func (r *cellRun) failover(ctx context.Context) (bReady event.Mono, inflight *pr
 		r.em.fail(event.StepFaultInjected, err)
 		return 0, nil, err
 	}
-	r.em.step(event.StepFaultInjected, "%s: pod %s (%s) is gone", c.Fault, r.backendA.Name(), r.backendA.Addr())
+	what := "is gone"
+	if c.Fault == fault.KillContainer {
+		what = "lost its server container"
+	}
+	r.em.step(event.StepFaultInjected, "%s: pod %s (%s) %s", c.Fault, r.backendA.Name(), r.backendA.Addr(), what)
 
 	stale, window := c.StaleEndpoint.Duration, c.NoEndpointWindow.Duration
 	if stale > 0 || window > 0 {

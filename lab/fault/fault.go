@@ -29,21 +29,28 @@ const (
 	// form): the API object goes at once, the kubelet kills the server afterwards, and the
 	// Deployment's replacement may start before the old server is dead.
 	ForceDelete = "force-delete"
+	// KillContainer kills the server's container (kind form) as a crash would, behind the
+	// kubelet's back: the kubelet restarts it in the same pod — same sandbox, same IP — or the
+	// pod is replaced; the cell records which.
+	KillContainer = "kill-container"
 )
 
 // SettleTimeout bounds how long DeletePod waits for the pod's connections to close.
 const SettleTimeout = 3 * time.Second
 
 // Names lists every fault nfslab knows, for validation and help texts.
-func Names() []string { return []string{DeletePod, DeletePodAbrupt, NodeCrash, ForceDelete} }
+func Names() []string {
+	return []string{DeletePod, DeletePodAbrupt, NodeCrash, ForceDelete, KillContainer}
+}
 
 // NetnsNames are the faults of the netns form, where nfslab itself kills the server and removes
 // the pod's sandbox.
 func NetnsNames() []string { return []string{DeletePod, DeletePodAbrupt, NodeCrash} }
 
-// KindNames are the faults of the kind form, which go through the Kubernetes API: delete-pod is
-// a graceful deletion (the pod's grace period), force-delete one with grace 0.
-func KindNames() []string { return []string{DeletePod, ForceDelete} }
+// KindNames are the faults of the kind form, which go through the real system: delete-pod is a
+// graceful deletion through the API (the pod's grace period), force-delete one with grace 0,
+// kill-container a crash of the server's container.
+func KindNames() []string { return []string{DeletePod, ForceDelete, KillContainer} }
 
 // Pod is what a fault acts on.
 type Pod interface {

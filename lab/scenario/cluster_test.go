@@ -107,7 +107,7 @@ func TestParseClusters(t *testing.T) {
 		{"NFSv3 on kind", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb], nfs: [\"4.1\", \"3\", 3-udp]}\n",
 			[]string{"matrix.nfs[1]", "matrix.nfs[2]"}, `"3" runs only in the netns form (NFSv3 needs rpcbind, which the kind form does not run yet)`},
 		{"no combination any form has", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], faults: [node-crash]}\n",
-			[]string{"matrix"}, "expands to no cell: in the netns form none of matrix.datapaths runs (it has kube-proxy, socket-lb); on a kind cluster none of matrix.faults runs (it has delete-pod, force-delete)"},
+			[]string{"matrix"}, "expands to no cell: in the netns form none of matrix.datapaths runs (it has kube-proxy, socket-lb); on a kind cluster none of matrix.faults runs (it has delete-pod, force-delete, kill-container)"},
 		{"no NFS version any form has", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], nfs: [\"3\"]}\n",
 			[]string{"matrix"}, "on a kind cluster none of matrix.nfs runs (it has 4.0, 4.1, 4.2)"},
 		{"no-endpoint window on kind", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [socket-lb]}\nfailover: {noEndpointWindow: 5s}\n",

@@ -57,7 +57,9 @@ func Collect(port int, events []event.Event) Evidence {
 			ev.AskedOld = append(ev.AskedOld, what)
 		}
 	}
-	isOld := func(ip string) bool { return ip != "" && ip == ev.OldBackend }
+	// A backend that kept its IP (its container restarted in place) is alive again: asking
+	// for its address is no sign of the bug.
+	isOld := func(ip string) bool { return ip != "" && ip == ev.OldBackend && ev.OldBackend != ev.NewBackend }
 	for _, e := range events {
 		if !haveLast || e.Mono > last {
 			last, haveLast = e.Mono, true
@@ -199,6 +201,7 @@ func services(events []event.Event) serviceFacts {
 	var f serviceFacts
 	datapathRecords := slices.ContainsFunc(events, func(e event.Event) bool { return e.Service != nil && e.Service.Datapath })
 	faultSeen := false
+	dropped := false // the old backend left the endpoints after the fault
 	for _, e := range events {
 		if e.Kind == event.KindStep && e.Step == event.StepFaultInjected {
 			faultSeen = true
@@ -217,8 +220,12 @@ func services(events []event.Event) serviceFacts {
 		switch {
 		case !after && len(s.Endpoints) > 0:
 			f.old = s.Endpoints[0]
-		case after && f.pointedNew == 0 && len(s.Endpoints) > 0 && !slices.Contains(s.Endpoints, f.old):
+		case after && f.pointedNew == 0 && len(s.Endpoints) > 0 && (!slices.Contains(s.Endpoints, f.old) || (dropped && slices.Equal(s.Endpoints, []string{f.old}))):
+			// Back after having left, the old address is a new backend with the same IP (a
+			// container restarted in place).
 			f.new, f.pointedNew = s.Endpoints[0], e.Mono
+		case after && !slices.Contains(s.Endpoints, f.old):
+			dropped = true
 		}
 	}
 	return f

@@ -391,6 +391,10 @@ func TestAskedOld(t *testing.T) {
 		{"the hook's input was the old backend",
 			staleThenB.obs(23, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip"}}), false,
 			[]string{"socket-lb:connect4 was handed 10.0.0.11:2049"}, BugReproduced, true},
+		{"the backend kept its IP (its container restarted in place): asking for it is no sign of the bug",
+			setup().step(6, event.StepFaultInjected).svc(6.1).svc(9, "10.0.0.11").step(9, event.StepBackendBReady).
+				obs(9.5, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip"}}).
+				probe(10, 9.6, true, false), true, nil, Recovered, true},
 		{"an instrument failed and I/O is stuck: inconclusive",
 			staleThenB.obs(18, event.Event{Instr: &event.InstrumentObs{Name: "kprobe:kernel_connect", Lost: 7}}).step(80, event.StepDeadline), true,
 			nil, Inconclusive, true},
@@ -429,6 +433,8 @@ func TestServiceFacts(t *testing.T) {
 			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5"}},
 		{"watched only, replacement", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.9")},
 			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9", pointedNew: mono(9)}},
+		{"restarted in place: the old address, back alone after leaving", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.5")},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.5", pointedNew: mono(9)}},
 		{"the datapath's record wins", []event.Event{watched(1, "10.244.0.5"), told(1.5, "10.244.0.5"), fault, watched(9, "10.244.0.9"), told(11, "10.244.0.9")},
 			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9", pointedNew: mono(11)}},
 		{"none", []event.Event{fault}, serviceFacts{}},

@@ -51,8 +51,8 @@ type CellCluster struct {
 	w      *Workload
 	record func(event.Event) event.Event
 	svc    cluster.Service
-	seen   map[string]bool // backend pods handed out so far
-	last   netip.Addr      // the backend last published
+	seen   map[string]int32 // backend pods handed out so far, with their restart counts then
+	last   netip.Addr       // the backend last published
 
 	stopFeed context.CancelFunc
 	fed      chan []netip.Addr // the informer's latest programmed endpoints (capacity 1)
@@ -85,7 +85,7 @@ func NewCellCluster(c *Cluster, cfg CellConfig, record func(event.Event) event.E
 		return nil, fmt.Errorf("ganesha config: %w", err)
 	}
 	ns := fmt.Sprintf("nfslab-c%d", cfg.Index)
-	cc := &CellCluster{cfg: cfg, record: record, seen: map[string]bool{}, fed: make(chan []netip.Addr, 1),
+	cc := &CellCluster{cfg: cfg, record: record, seen: map[string]int32{}, fed: make(chan []netip.Addr, 1),
 		w: NewWorkload(c.Client, ns, cfg.Image, conf)}
 	cc.svc = cluster.Service{Name: ns + "/" + serviceName, Ports: []datapath.Port{datapath.Port(ports[0])}}
 	return cc, nil
@@ -118,7 +118,13 @@ func (c *CellCluster) StartBackend(ctx context.Context) (cluster.Backend, error)
 	if err != nil {
 		return nil, err
 	}
-	c.seen[p.Name] = true
+	if was, ok := c.seen[p.Name]; ok {
+		c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("the kubelet restarted pod %s's server container in place (restarts %d → %d): the pod kept its IP %s",
+			p.Name, was, p.Restarts, p.IP)})
+	} else if len(c.seen) > 0 {
+		c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("the ReplicaSet replaced the backend with pod %s (%s)", p.Name, p.IP)})
+	}
+	c.seen[p.Name] = p.Restarts
 	c.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: p.Name, IP: p.IP.String(), State: event.BackendServing}})
 	return &Backend{pod: p, w: c.w, record: c.record}, nil
 }
@@ -182,8 +188,8 @@ func (c *CellCluster) waitKubeProxy(ctx context.Context, want netip.Addr) error 
 		last, lastErr = rules, err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for kube-proxy (%s) to forward %s to %s: %w (its rules: %s; last error: %v)",
-				c.cfg.ProxyMode, c.svc.VIP, want, ctx.Err(), strings.Join(last, " | "), lastErr)
+			return fmt.Errorf("wait for kube-proxy (%s) to forward %s to %s: %w (its rules: %s; last error: %v; its log: %s)",
+				c.cfg.ProxyMode, c.svc.VIP, want, ctx.Err(), strings.Join(last, " | "), lastErr, kubeProxyLogTail(ctx, c.w.c, 15))
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
@@ -268,13 +274,16 @@ func (b *Backend) Name() string { return b.pod.Name }
 // Addr is the pod's IP.
 func (b *Backend) Addr() netip.Addr { return b.pod.IP }
 
-// Fault deletes the pod through the API (fault.KindNames): delete-pod with the pod's grace
-// period, returning once the pod object is gone (the kubelet has stopped the server and removed
-// the sandbox); force-delete with a grace period of 0, returning at once (the kubelet stops the
-// server afterwards).
+// Fault acts on the pod through the real system (fault.KindNames): delete-pod deletes it through
+// the API with the pod's grace period, returning once the pod object is gone (the kubelet has
+// stopped the server and removed the sandbox); force-delete with a grace period of 0, returning
+// at once (the kubelet stops the server afterwards); kill-container kills the server's container
+// and returns once the kubelet has seen it die.
 func (b *Backend) Fault(ctx context.Context, name string) error {
 	var grace *int64
 	switch name {
+	case fault.KillContainer:
+		return b.killContainer(ctx)
 	case fault.DeletePod:
 	case fault.ForceDelete:
 		zero := int64(0)
@@ -292,4 +301,20 @@ func (b *Backend) Fault(ctx context.Context, name string) error {
 	}
 	b.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: b.pod.Name, IP: b.pod.IP.String(), State: event.BackendDeleted}})
 	return nil
+}
+
+// killContainer kills the pod's server container through its cgroup and waits until the kubelet
+// has noticed (the pod not Ready, or the container restarted).
+func (b *Backend) killContainer(ctx context.Context) error {
+	id, restarts, err := b.w.ServerContainer(ctx, b.pod.Name)
+	if err != nil {
+		return err
+	}
+	cg, err := KillContainer(ctx, CgroupRoot, id)
+	if err != nil {
+		return err
+	}
+	b.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: b.pod.Name, IP: b.pod.IP.String(), State: event.BackendKilled}})
+	b.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("killed pod %s's server container %.12s (cgroup %s)", b.pod.Name, id, strings.TrimPrefix(cg, CgroupRoot))})
+	return b.w.WaitPodNotServing(ctx, b.pod.Name, restarts)
 }

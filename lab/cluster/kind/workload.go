@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -90,6 +91,9 @@ func ServicePort(name string, port int32) corev1.ServicePort {
 // beside the kernel NFS client's own connects.
 const readinessScript = `grep -qE "^ *[0-9]+: [0-9A-F]+:$1 [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6`
 
+// serverContainerName is the name of the pod's nfs-ganesha container.
+const serverContainerName = "ganesha"
+
 func (w *Workload) deployment(port int32) *appsv1.Deployment {
 	one := int32(1)
 	privileged := true
@@ -106,7 +110,7 @@ func (w *Workload) deployment(port int32) *appsv1.Deployment {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
-						Name:            "ganesha",
+						Name:            serverContainerName,
 						Image:           w.image,
 						ImagePullPolicy: corev1.PullNever,
 						Command:         []string{"ganesha.nfsd", "-F", "-L", "/dev/stdout", "-f", "/etc/ganesha/ganesha.conf"},
@@ -144,28 +148,79 @@ func ptr[T any](v T) *T { return &v }
 type Pod struct {
 	Name string
 	IP   netip.Addr
+	// Restarts is the server container's restart count when the pod was seen Ready.
+	Restarts int32
 }
 
-// WaitReadyPod waits until a Ready pod of the Deployment that is not in seen exists, and returns
-// it: the first backend, or the one the ReplicaSet made after the fault.
-func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]bool) (Pod, error) {
+// WaitReadyPod waits until a Ready pod of the Deployment serves that seen (pod name → restart
+// count when it was handed out) does not already account for, and returns it: the first
+// backend, the one the ReplicaSet made after the fault, or a pod whose server container the
+// kubelet restarted in place since.
+func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]int32) (Pod, error) {
 	for {
 		pods, err := w.c.CoreV1().Pods(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
 		if err == nil {
 			for _, p := range pods.Items {
-				if seen[p.Name] || p.DeletionTimestamp != nil || !podReady(p) {
+				_, restarts := serverContainer(p)
+				if was, ok := seen[p.Name]; (ok && restarts <= was) || p.DeletionTimestamp != nil || !podReady(p) {
 					continue
 				}
 				ip, err := netip.ParseAddr(p.Status.PodIP)
 				if err != nil {
 					continue
 				}
-				return Pod{Name: p.Name, IP: ip}, nil
+				return Pod{Name: p.Name, IP: ip, Restarts: restarts}, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return Pod{}, fmt.Errorf("wait for a new ready nfs-ganesha pod: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// serverContainer returns the CRI id of the pod's ganesha container (without its runtime's
+// scheme) and its restart count.
+func serverContainer(p corev1.Pod) (id string, restarts int32) {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.Name == serverContainerName {
+			_, id, _ = strings.Cut(s.ContainerID, "://")
+			return id, s.RestartCount
+		}
+	}
+	return "", 0
+}
+
+// ServerContainer reads the pod's ganesha container: its CRI id and restart count.
+func (w *Workload) ServerContainer(ctx context.Context, pod string) (string, int32, error) {
+	p, err := w.c.CoreV1().Pods(w.namespace).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return "", 0, fmt.Errorf("get pod %s: %w", pod, err)
+	}
+	id, restarts := serverContainer(*p)
+	if id == "" {
+		return "", 0, fmt.Errorf("pod %s has no running %s container", pod, serverContainerName)
+	}
+	return id, restarts, nil
+}
+
+// WaitPodNotServing waits until the kubelet has seen the pod's server die: the pod is not
+// Ready, its container restarted (restart count above restarts), or the pod is gone.
+func (w *Workload) WaitPodNotServing(ctx context.Context, pod string, restarts int32) error {
+	for {
+		p, err := w.c.CoreV1().Pods(w.namespace).Get(ctx, pod, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err == nil {
+			if _, n := serverContainer(*p); n > restarts || !podReady(*p) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the kubelet to see pod %s's server die: %w", pod, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

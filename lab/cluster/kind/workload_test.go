@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -31,21 +32,38 @@ func pod(name, ip string, ready bool, deleting bool) *corev1.Pod {
 	return p
 }
 
-// TestWaitReadyPod: the replacement is the first Ready pod not handed out before; a terminating
-// or unready pod is never it.
+// TestWaitReadyPod: the replacement is the first Ready pod not handed out before, or one whose
+// server container restarted since it was; a terminating or unready pod is never it.
 func TestWaitReadyPod(t *testing.T) {
-	c := fake.NewClientset(pod("a", "10.244.0.5", true, true), pod("b", "10.244.0.6", false, false), pod("c", "10.244.0.7", true, false))
-	w := NewWorkload(c, testNS, "img", "conf")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	got, err := w.WaitReadyPod(ctx, map[string]bool{})
-	if err != nil || got.Name != "c" || got.IP != netip.MustParseAddr("10.244.0.7") {
-		t.Fatalf("WaitReadyPod = %+v, %v; want c", got, err)
-	}
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 600*time.Millisecond)
-	defer cancel2()
-	if got, err := w.WaitReadyPod(ctx2, map[string]bool{"c": true}); err == nil {
-		t.Errorf("WaitReadyPod with c seen = %+v; want a timeout", got)
+	restarted := pod("c", "10.244.0.7", true, false)
+	restarted.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: serverContainerName, ContainerID: "containerd://abc", RestartCount: 1}}
+	for _, tc := range []struct {
+		name string
+		pods []*corev1.Pod
+		seen map[string]int32
+		want string // "" = none: a timeout
+	}{
+		{"first ready pod", []*corev1.Pod{pod("a", "10.244.0.5", true, true), pod("b", "10.244.0.6", false, false), pod("c", "10.244.0.7", true, false)}, map[string]int32{}, "c"},
+		{"handed out already", []*corev1.Pod{pod("c", "10.244.0.7", true, false)}, map[string]int32{"c": 0}, ""},
+		{"container restarted in place", []*corev1.Pod{restarted}, map[string]int32{"c": 0}, "c"},
+		{"restart already handed out", []*corev1.Pod{restarted}, map[string]int32{"c": 1}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := make([]runtime.Object, len(tc.pods))
+			for i, p := range tc.pods {
+				objs[i] = p
+			}
+			w := NewWorkload(fake.NewClientset(objs...), testNS, "img", "conf")
+			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+			defer cancel()
+			got, err := w.WaitReadyPod(ctx, tc.seen)
+			switch {
+			case tc.want == "" && err == nil:
+				t.Errorf("WaitReadyPod = %+v; want a timeout", got)
+			case tc.want != "" && (err != nil || got.Name != tc.want || got.IP != netip.MustParseAddr("10.244.0.7")):
+				t.Errorf("WaitReadyPod = %+v, %v; want %s", got, err, tc.want)
+			}
+		})
 	}
 }
 
