@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // KubeProxy is the cluster's real kube-proxy as a cell's datapath. It belongs to the cluster,
@@ -169,4 +170,28 @@ func setMode(conf, mode string) string {
 		return modeLine.ReplaceAllString(conf, "mode: "+mode)
 	}
 	return strings.TrimRight(conf, "\n") + "\nmode: " + mode + "\n"
+}
+
+// kubeProxyLogTail is the last lines of the log of each kube-proxy pod: what to show when its
+// rules do not appear.
+func kubeProxyLogTail(ctx context.Context, c kubernetes.Interface, lines int64) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	pods, err := c.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-proxy"})
+	if err != nil {
+		return fmt.Sprintf("(kube-proxy's pods: %v)", err)
+	}
+	var b strings.Builder
+	for _, p := range pods.Items {
+		raw, err := c.CoreV1().Pods("kube-system").GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &lines}).DoRaw(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "[%s: %v]", p.Name, err)
+			continue
+		}
+		fmt.Fprintf(&b, "[%s: %s]", p.Name, strings.TrimSpace(string(raw)))
+	}
+	if b.Len() == 0 {
+		return "(no kube-proxy pod)"
+	}
+	return b.String()
 }
