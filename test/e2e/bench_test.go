@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,4 +365,54 @@ func BenchmarkKindBinaries(b *testing.B) {
 	if built {
 		b.ReportMetric(fill.Seconds(), "cold-build-s")
 	}
+}
+
+// BenchmarkKindScenario runs the kind scenario (kube-proxy in each mode and socket-LB, on
+// Debian's kernel and the vulnerable one) with warm caches and reports where its time goes:
+// the whole run, each VM's boot with its Docker disk, each cluster's creation and each switch of
+// its kube-proxy mode, every cell on a running cluster and their median. The first iteration
+// after an empty cache also builds the node image and the disk; run it twice (-benchtime 2x)
+// for warm figures.
+func BenchmarkKindScenario(b *testing.B) {
+	requireE2E(b)
+	ctx := context.Background()
+	bin := buildNfslab(b)
+	for b.Loop() {
+		dir := b.TempDir()
+		start := time.Now()
+		code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--scenario", "kind", "--report-dir", dir)
+		b.ReportMetric(time.Since(start).Seconds(), "wall-s")
+		res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+		if err != nil {
+			b.Fatalf("nfslab run --scenario kind: exit code %d, no result: %v", code, err)
+		}
+		if code != 0 {
+			b.Errorf("nfslab run --scenario kind: exit code %d", code)
+		}
+		for k, v := range res.Timings {
+			if strings.HasPrefix(k, "vm_boot:") || strings.HasPrefix(k, "kind_create:") || strings.HasPrefix(k, "kind_switch:") {
+				b.ReportMetric(v, strings.ReplaceAll(k, ":", "-")+"-s")
+			}
+		}
+		var cells []float64
+		for _, c := range res.Cells {
+			m := cellPhases(c)
+			cells = append(cells, m["cell"])
+			b.ReportMetric(m["cell"], strings.ReplaceAll(c.ID, "/", "-")+"-cell-s")
+		}
+		b.ReportMetric(median(cells), "cell-median-s")
+	}
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even count); 0 when empty.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
