@@ -38,9 +38,9 @@ const (
 	clusterTimeout = 30 * time.Minute
 )
 
-// MachineCheck says how far CheckKindMachine goes beyond starting Docker: NodeImage loads
-// nfslab's node image; ProxyMode (one of kind.ProxyModes) also creates a kind cluster with that
-// kube-proxy mode on it, waits for its node and deletes it.
+// MachineCheck says how far CheckKindMachine goes beyond starting Docker: NodeImage loads the
+// node image (nfslab's own, or Options.NodeImage); ProxyMode (one of kind.ProxyModes) also
+// creates a kind cluster with that kube-proxy mode on it, waits for its node and deletes it.
 type MachineCheck struct {
 	NodeImage bool
 	ProxyMode string
@@ -65,11 +65,12 @@ type MachineReport struct {
 // filesystem with Docker, the kind form's modules, a fresh Docker disk — has the agent start the
 // Docker engine on that disk, and returns what the engine says about itself. It answers "can the
 // kind form run on this kernel": a kernel whose config lacks what Docker, kind or kube-proxy's
-// modes need is an *InputError naming each missing feature, before anything boots. withNode
-// also builds nfslab's kind node image (nodeimage.BuildNode) and starts the engine on a Docker
-// disk that holds it (nodeDisk) instead of an empty one.
+// modes need is an *InputError naming each missing feature, before anything boots; so is an
+// Options.NodeImage that cannot work. withNode also prepares the kind node image (the user's,
+// or nfslab's own built by nodeimage.BuildNode) and starts the engine on a Docker disk that
+// holds it (nodeDisk) instead of an empty one.
 func CheckKindMachine(ctx context.Context, opts Options, kernelName string, check MachineCheck) (MachineReport, error) {
-	withNode := check.NodeImage || check.ProxyMode != ""
+	withNode := check.NodeImage || check.ProxyMode != "" || opts.NodeImage != ""
 	if check.ProxyMode != "" && !slices.Contains(kind.ProxyModes(), check.ProxyMode) {
 		return MachineReport{Kernel: kernelName}, &InputError{Err: fmt.Errorf("kube-proxy mode %q: want one of %s", check.ProxyMode, strings.Join(kind.ProxyModes(), ", "))}
 	}
@@ -80,37 +81,48 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 		return rep, &InputError{Err: err}
 	}
 	p := newProgress(opts.Progress, opts.Style)
+	userNode, err := userNodeImage(ctx, opts, p)
+	if err != nil {
+		return rep, err
+	}
 	r, err := newRunner(ctx, opts, p, &reports.Result{Timings: map[string]float64{}}, kindMachine())
 	if err != nil {
 		return rep, err
 	}
 	defer os.RemoveAll(r.work)
+	r.userNode = userNode
 	work := filepath.Join(r.work, "k0")
 	k, initrd, err := r.kernelImage(ctx, work, kernelName)
 	if err != nil {
 		return rep, err
 	}
-	disk := vm.Disk{Path: filepath.Join(work, "docker.img")}
+	disks := []vm.Disk{{Path: filepath.Join(work, "docker.img")}}
+	sideLoad := ""
 	if withNode {
-		p.say("node image: preparing (cache %s)", r.cache.Dir)
-		node, err := nodeimage.BuildNode(ctx, r.cache, opts.Log, func(line string) { p.say("%s", line) })
+		node, err := r.nodeImage(ctx)
 		if err != nil {
-			return rep, labErr("the kind node image: %w", err)
-		}
-		rep.NodeImage = node.Tag
-		if disk.Path, err = r.nodeDisk(ctx, k, initrd, work, node); err != nil {
 			return rep, err
 		}
-		disk.Mode = vm.DiskSnapshot
-	} else if err := image.NewExt4Disk(ctx, disk.Path, dockerDiskLabel, dockerDiskMiB); err != nil {
+		rep.NodeImage = node.Tag
+		docker, err := r.nodeDisk(ctx, k, initrd, work, node)
+		if err != nil {
+			return rep, err
+		}
+		if check.ProxyMode != "" {
+			if sideLoad, err = r.sideLoadArchive(ctx); err != nil {
+				return rep, err
+			}
+		}
+		disks = kindDisks(docker, sideLoad)
+	} else if err := image.NewExt4Disk(ctx, disks[0].Path, dockerDiskLabel, dockerDiskMiB); err != nil {
 		return rep, labErr("the Docker disk: %w", err)
 	}
 	cfg := kind.EngineConfig{CheckContainer: true}
 	if check.ProxyMode != "" {
-		cfg.CheckCluster = &kind.ClusterConfig{NodeImage: rep.NodeImage, ProxyMode: check.ProxyMode, ReadyTimeout: clusterTimeout,
-			GaneshaImage: nodeimage.GaneshaImage}
+		cfg.CheckCluster = clusterConfig(rep.NodeImage, sideLoad)
+		cfg.CheckCluster.ProxyMode = check.ProxyMode
 	}
-	res, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, []vm.Disk{disk}, cfg)
+	res, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, disks, cfg)
 	rep.Release, rep.Accel, rep.BootSeconds = k.Release, machineAccel, bootTime
 	rep.Seconds = time.Since(start).Seconds()
 	if err != nil {
@@ -124,6 +136,98 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 		return rep, labErr("kernel %s: %s", k.Name, c.Error)
 	}
 	return rep, nil
+}
+
+// OwnNodeImage, as Options.NodeImage, names nfslab's own node image, as the empty value does.
+const OwnNodeImage = "nfslab"
+
+// checkNodeImage refuses --node-image for a run that has no kind cell.
+func checkNodeImage(opts Options, groups [][]scenario.Cell) error {
+	if opts.NodeImage == "" {
+		return nil
+	}
+	for _, g := range groups {
+		if g[0].Cluster == scenario.ClusterKind {
+			return nil
+		}
+	}
+	return &InputError{Err: fmt.Errorf("--node-image %q is a kind node image: the run has no kind cell (add --cluster kind)", opts.NodeImage)}
+}
+
+// userNodeImage resolves Options.NodeImage before anything is created (no VM, no work
+// directory): nil for nfslab's own node image. A value that cannot work is an *InputError
+// naming the flag and the value.
+func userNodeImage(ctx context.Context, opts Options, p *progress) (*nodeimage.Node, error) {
+	if opts.NodeImage == "" || opts.NodeImage == OwnNodeImage {
+		return nil, nil
+	}
+	cache, err := cacheOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	node, err := nodeimage.UserNode(ctx, cache, opts.Log, opts.NodeImage, func(line string) { p.say("%s", line) })
+	var bad *nodeimage.UnusableError
+	switch {
+	case errors.As(err, &bad):
+		return nil, &InputError{Err: fmt.Errorf("--node-image %q: %w", opts.NodeImage, bad.Err)}
+	case err != nil:
+		return nil, labErr("--node-image %q: %w", opts.NodeImage, err)
+	}
+	p.say("node image: %s (image %s), from --node-image", node.Tag, node.Key)
+	return &node, nil
+}
+
+// nodeImage is the kind form's node image: the user's, else nfslab's own, built into the cache
+// when it is not there.
+func (r *runner) nodeImage(ctx context.Context) (nodeimage.Node, error) {
+	if r.userNode != nil {
+		return *r.userNode, nil
+	}
+	r.p.say("node image: preparing (cache %s)", r.cache.Dir)
+	node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, func(line string) { r.p.say("%s", line) })
+	if err != nil {
+		return nodeimage.Node{}, labErr("the kind node image: %w", err)
+	}
+	return node, nil
+}
+
+// sideLoadArchive is the docker-archive the agent loads into a cluster's nodes once the cluster
+// exists: the NFS server's image, which a user's node image lacks. It is "" for nfslab's own
+// node image, which carries that image.
+func (r *runner) sideLoadArchive(ctx context.Context) (string, error) {
+	if r.userNode == nil {
+		return "", nil
+	}
+	archive, err := nodeimage.GaneshaArchive(ctx, r.cache, r.opts.Log, func(line string) { r.p.say("%s", line) })
+	if err != nil {
+		return "", labErr("for the node image %s: %w", r.userNode.Tag, err)
+	}
+	return archive, nil
+}
+
+// sideLoadDevice is the block device under which the guest sees the side-loaded archive: the
+// disk after the Docker disk.
+const sideLoadDevice = "/dev/vdb"
+
+// kindDisks are a kind machine's disks: the cached Docker disk as a snapshot, then the
+// side-loaded archive, read-only, when there is one.
+func kindDisks(dockerDisk, sideLoad string) []vm.Disk {
+	disks := []vm.Disk{{Path: dockerDisk, Mode: vm.DiskSnapshot}}
+	if sideLoad != "" {
+		disks = append(disks, vm.Disk{Path: sideLoad, Mode: vm.DiskReadOnly})
+	}
+	return disks
+}
+
+// clusterConfig is what the agent creates kind clusters from (the kube-proxy mode is each
+// cell's): the node image and the NFS server's image; with a side-loaded archive (a user's node
+// image), the device to load it from and kind's own pod network.
+func clusterConfig(nodeTag, sideLoad string) *kind.ClusterConfig {
+	cfg := &kind.ClusterConfig{NodeImage: nodeTag, GaneshaImage: nodeimage.GaneshaImage, ReadyTimeout: clusterTimeout}
+	if sideLoad != "" {
+		cfg.SideLoad, cfg.KindCNI = []string{sideLoadDevice}, true
+	}
+	return cfg
 }
 
 // runEngine boots a kind-form machine of kernel k with disks (the Docker disk first), has its
@@ -191,10 +295,13 @@ type engineResult struct {
 // nodeDisk returns a Docker disk (an ext4 image) whose engine already holds the node image,
 // building it into the cache first: a VM of kernel k loads the node's docker-archive, attached
 // read-only, into a fresh disk. Under TCG that load takes minutes, so it is done once per node
-// image; machines attach the result as a snapshot and leave it as it was.
+// image — per tag and content (node.Key), so a user's image never reuses another's disk;
+// machines attach the result as a snapshot and leave it as it was.
 func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work string, node nodeimage.Node) (string, error) {
 	rootfsKey := filepath.Base(filepath.Dir(r.rootfs))
-	inputs := image.Inputs{"recipe": "kind-docker-disk-v1", "node": node.Tag, "node-archive": filepath.Base(filepath.Dir(node.Archive)),
+	// "node-archive" once held the name of the archive's cache directory, which nfslab's own
+	// image's Key still is: the disks cached for it stay valid.
+	inputs := image.Inputs{"recipe": "kind-docker-disk-v1", "node": node.Tag, "node-archive": node.Key,
 		"rootfs": rootfsKey, "size-mib": fmt.Sprint(dockerDiskMiB), "label": dockerDiskLabel}
 	dir, err := r.cache.Artefact(ctx, r.opts.Log, "kind-docker-disk", inputs, func(ctx context.Context, dir string) error {
 		disk := filepath.Join(dir, "docker.img")
@@ -243,28 +350,32 @@ func (m machineSetup) budget(cells []scenario.Cell) time.Duration {
 	return engineTimeout + time.Duration(len(modes))*clusterTimeout
 }
 
-// kindMachineSetup prepares, once per run, the kind form's node image and the Docker disk that
-// holds it (loaded by a VM of kernel k when the cache lacks it); every kind VM attaches that disk
-// as a snapshot.
+// kindMachineSetup prepares, once per run, the kind form's node image, the Docker disk that
+// holds it (loaded by a VM of kernel k when the cache lacks it) and, for a user's node image,
+// the NFS server's image to side-load; every kind VM attaches that disk as a snapshot, and the
+// archive read-only.
 func (r *runner) kindMachineSetup(ctx context.Context, k kernel.Kernel, initrd, work string) (machineSetup, error) {
 	r.kindOnce.Lock()
 	defer r.kindOnce.Unlock()
 	if r.kindDisk == "" {
-		r.p.say("node image: preparing (cache %s)", r.cache.Dir)
-		node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, func(line string) { r.p.say("%s", line) })
+		node, err := r.nodeImage(ctx)
 		if err != nil {
-			return machineSetup{}, labErr("the kind node image: %w", err)
+			return machineSetup{}, err
 		}
 		disk, err := r.nodeDisk(ctx, k, initrd, work, node)
 		if err != nil {
 			return machineSetup{}, err
 		}
-		r.kindDisk, r.kindNode = disk, node.Tag
+		sideLoad, err := r.sideLoadArchive(ctx)
+		if err != nil {
+			return machineSetup{}, err
+		}
+		r.kindDisk, r.kindNode, r.kindSideLoad = disk, node.Tag, sideLoad
 	}
 	m := machineSetup{
-		disks:  []vm.Disk{{Path: r.kindDisk, Mode: vm.DiskSnapshot}},
+		disks:  kindDisks(r.kindDisk, r.kindSideLoad),
 		engine: &kind.EngineConfig{Disk: "/dev/vda", ReadyTimeout: engineTimeout},
-		kind:   &kind.ClusterConfig{NodeImage: r.kindNode, GaneshaImage: nodeimage.GaneshaImage, ReadyTimeout: clusterTimeout},
+		kind:   clusterConfig(r.kindNode, r.kindSideLoad),
 	}
 	if r.opts.Keep {
 		port, err := freeLoopbackPort()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
@@ -49,6 +50,10 @@ type Options struct {
 	// the VM stays until ctx ends. The run's kind cells must be on one kernel.
 	Keep bool
 	Kept func(KeptCluster)
+	// NodeImage is the kind node image the kind form's clusters are made of: empty or
+	// OwnNodeImage for nfslab's own (built without a registry), else the path of a
+	// docker-archive or an image reference the host's Docker holds or can pull (--node-image).
+	NodeImage string
 }
 
 // setDefaults fills the fields whose zero value means "the default": a discarding logger, a new
@@ -107,6 +112,13 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	if err := checkKeep(opts, groups); err != nil {
 		return res, err
 	}
+	if err := checkNodeImage(opts, groups); err != nil {
+		return res, err
+	}
+	userNode, err := userNodeImage(ctx, opts, p)
+	if err != nil {
+		return res, err
+	}
 	// The netns form's VMs first (seconds per cell), then the kind form's (minutes per cluster).
 	var errs []error
 	for _, form := range []machineForm{netnsMachine(), kindMachine()} {
@@ -122,6 +134,9 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		r, err := newRunner(ctx, opts, p, res, form)
 		if err != nil {
 			return res, err
+		}
+		if form.kind {
+			r.userNode = userNode
 		}
 		errs = append(errs, r.runGroups(ctx, mine)...)
 		os.RemoveAll(r.work)
@@ -166,15 +181,10 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 	if err := image.CheckHostTools(); err != nil {
 		return nil, &LabError{Err: err}
 	}
-	cacheDir := opts.CacheDir
-	if cacheDir == "" {
-		d, err := image.DefaultCacheDir()
-		if err != nil {
-			return nil, labErr("find a cache directory: %w", err)
-		}
-		cacheDir = d
+	cache, err := cacheOf(opts)
+	if err != nil {
+		return nil, err
 	}
-	cache := image.Cache{Dir: cacheDir}
 	agentBin := opts.Agent
 	if agentBin == "" {
 		exe, err := os.Executable()
@@ -189,7 +199,7 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 		return nil, labErr("make a work directory: %w", err)
 	}
 
-	p.say("image: preparing the guest root filesystem (cache %s)", cacheDir)
+	p.say("image: preparing the guest root filesystem (cache %s)", cache.Dir)
 	t0 := time.Now()
 	rootfs, err := form.rootfs(cache, ctx, opts.Log)
 	if err != nil {
@@ -207,6 +217,18 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 	return &runner{opts: opts, p: p, form: form, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}, nil
 }
 
+// cacheOf is the run's artefact cache: Options.CacheDir, else the default directory.
+func cacheOf(opts Options) (image.Cache, error) {
+	if opts.CacheDir != "" {
+		return image.Cache{Dir: opts.CacheDir}, nil
+	}
+	d, err := image.DefaultCacheDir()
+	if err != nil {
+		return image.Cache{}, labErr("find a cache directory: %w", err)
+	}
+	return image.Cache{Dir: d}, nil
+}
+
 // runner runs the kernel groups of one run; res is shared between groups running in parallel.
 type runner struct {
 	opts         Options
@@ -220,10 +242,16 @@ type runner struct {
 	mu  sync.Mutex
 	res *reports.Result
 
-	// The kind form's node image and Docker disk, prepared once per run (kindMachineSetup).
-	kindOnce sync.Mutex
-	kindDisk string
-	kindNode string
+	// userNode is the kind form's node image given by the user (Options.NodeImage), resolved
+	// before anything was created; nil for nfslab's own.
+	userNode *nodeimage.Node
+
+	// The kind form's node image, the Docker disk that holds it and the archive side-loaded into
+	// its nodes (none for nfslab's own image), prepared once per run (kindMachineSetup).
+	kindOnce     sync.Mutex
+	kindDisk     string
+	kindNode     string
+	kindSideLoad string
 }
 
 // vmCPUs is how many virtual CPUs each VM gets.

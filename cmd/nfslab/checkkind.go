@@ -18,10 +18,7 @@ import (
 
 // newCheckKindCmd is `nfslab kernel check-kind KERNEL`: can the kind form run on a kernel.
 func newCheckKindCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
-	var (
-		cacheDir, accel, output, proxyMode string
-		withNode                           bool
-	)
+	var cacheDir, accel, output, proxyMode, nodeImage string
 	cmd := &cobra.Command{
 		Use:   "check-kind KERNEL",
 		Short: "Boot KERNEL as the kind form's machine (Docker on a disk in the VM) and report its engine",
@@ -33,8 +30,14 @@ container the way kind runs its nodes (privileged, private cgroup namespace) fro
 its own binary, and what the engine says about itself is printed (storage driver and backing
 filesystem, cgroup version).
 
-Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features); 3 the lab failed.`,
-		Args: cobra.ExactArgs(1),
+--node-image alone loads nfslab's own node image (built without a registry) onto the Docker
+disk; --node-image=ARCHIVE or --node-image=IMAGE loads a node image of yours instead: a
+docker-archive, or an image reference the host's Docker has or pulls (a value that cannot work
+is exit 2, nothing booted).
+
+Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features, a node image
+that cannot work); 3 the lab failed.`,
+		Args: checkKindArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkAccel(accel); err != nil {
 				return err
@@ -61,7 +64,8 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 			}
 			rep, err := lab.CheckKindMachine(cmd.Context(), lab.Options{
 				CacheDir: cacheDir, Accel: accel, Progress: progress, Style: g.style(progress), Log: g.logger(stderr), RunID: runID,
-			}, args[0], lab.MachineCheck{NodeImage: withNode, ProxyMode: proxyMode})
+				NodeImage: nodeImage,
+			}, args[0], lab.MachineCheck{NodeImage: cmd.Flags().Changed("node-image"), ProxyMode: proxyMode})
 			if err != nil {
 				return err
 			}
@@ -102,6 +106,18 @@ Exit codes: 0 the engine came up; 2 bad input (unknown kernel, missing features)
 	f.StringVar(&accel, "accel", "auto", "VM accelerator: auto (KVM when it works, else TCG), kvm or tcg")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	f.StringVar(&proxyMode, "cluster", "", "also create a kind cluster with this kube-proxy mode ("+strings.Join(kind.ProxyModes(), ", ")+") from the node image, wait for its node, mount nfs-ganesha behind a ClusterIP from the node, write and read a file, and delete it all (implies --node-image; many minutes under TCG)")
-	f.BoolVar(&withNode, "node-image", false, "also build nfslab's kind node image (Kubernetes "+nodeimage.KubernetesVersion+" from the Go module proxy, no registry) and start Docker on a disk that holds it (both cached; the first time takes many minutes)")
+	f.StringVar(&nodeImage, "node-image", "", "also start Docker on a disk that holds a kind node image: alone, nfslab's own (Kubernetes "+nodeimage.KubernetesVersion+" from the Go module proxy, no registry; both cached, the first time takes many minutes); =ARCHIVE or =IMAGE, yours (a docker-archive, or an image reference the host's Docker has or pulls)")
+	f.Lookup("node-image").NoOptDefVal = lab.OwnNodeImage
 	return cmd
+}
+
+// checkKindArgs wants one kernel. A second argument after a bare --node-image is most likely
+// the image meant for it, which that flag takes only after "=".
+func checkKindArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 2 {
+		if f := cmd.Flags().Lookup("node-image"); f.Changed && f.Value.String() == lab.OwnNodeImage {
+			return usageError{fmt.Errorf("check-kind takes one kernel (got %q): a node image of yours goes after an \"=\", --node-image=ARCHIVE or --node-image=IMAGE", args)}
+		}
+	}
+	return cobra.ExactArgs(1)(cmd, args)
 }

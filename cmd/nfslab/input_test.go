@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -37,6 +38,8 @@ func TestBadInputCreatesNothing(t *testing.T) {
 	unknownRecipe := write("unknown-recipe.yaml", "name: t\nmatrix: {kernels: [debian-stock, vulnerable-9.9], datapaths: [socket-lb]}\n")
 	invalid := write("invalid.yaml", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [ipvs]}\n")
 	notKernel := write("bzImage", strings.Repeat("\x00", 4096))
+	untagged := write("untagged.tar", manifestOnlyTar(t, `[{"Config":"c.json","RepoTags":[]}]`))
+	missingNode := filepath.Join(dir, "nope", "node.tar")
 	tests := []struct {
 		name    string
 		args    []string
@@ -47,6 +50,10 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		{"invalid scenario file", []string{"--scenario", invalid}, invalid + `: matrix.datapaths[0]: unknown datapath "ipvs"`},
 		{"not a kernel image on the command line", []string{"--kernel", notKernel}, "--kernel[0]: kernel image " + notKernel},
 		{"scenario file as an argument", []string{invalid}, "name a scenario with --scenario, e.g. nfslab run --scenario " + invalid},
+		{"a node image file that does not exist", []string{"--cluster", "kind", "--node-image", missingNode}, `--node-image "` + missingNode + `": no such file`},
+		{"a node image that is not a docker-archive", []string{"--cluster", "kind", "--node-image", notKernel}, `--node-image "` + notKernel + `": ` + notKernel + ": no manifest.json: not a docker-archive"},
+		{"a node image archive without a tag", []string{"--cluster", "kind", "--node-image", untagged}, `--node-image "` + untagged + `": ` + untagged + ": the image has no tag"},
+		{"a node image for a run without kind cells", []string{"--cluster", "netns", "--node-image", "kindest/node:v1"}, `--node-image "kindest/node:v1" is a kind node image: the run has no kind cell`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,4 +77,21 @@ func TestBadInputCreatesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manifestOnlyTar is a tar holding only a manifest.json with the given text.
+func manifestOnlyTar(t *testing.T, manifest string) string {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(manifest)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(manifest)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

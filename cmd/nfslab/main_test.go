@@ -61,6 +61,10 @@ func TestExitCodes(t *testing.T) {
 		{name: "kernel without NFS or cgroup BPF", args: []string{"run", "--kernel", noNFS, "--report-dir", filepath.Join(dir, "r")}, code: 2, wantErr: []string{"lacks", "NFS client (CONFIG_NFS_FS)", "cgroup BPF (socket-LB) (CONFIG_CGROUP_BPF)"}},
 		{name: "unknown recipe for kernel build", args: []string{"kernel", "build", "vulnerable-9.9"}, code: 2, wantErr: []string{"vulnerable-9.9", "vulnerable-6.1"}},
 		{name: "agent outside the VM", args: []string{"agent"}, code: 2, wantErr: []string{"PID 1"}},
+		{name: "check-kind, an image after a bare --node-image", args: []string{"kernel", "check-kind", "debian-stock", "--node-image", "kindest/node:v1"},
+			code: 2, wantErr: []string{"takes one kernel", "--node-image=IMAGE"}},
+		{name: "check-kind, a node image file that does not exist", args: []string{"kernel", "check-kind", "debian-stock", "--node-image=" + filepath.Join(dir, "nope.tar")},
+			code: 2, wantErr: []string{`--node-image "` + filepath.Join(dir, "nope.tar") + `": no such file`}},
 		{
 			name: "missing host tools", args: []string{"run", "--report-dir", filepath.Join(dir, "r")},
 			env: map[string]string{"PATH": dir}, code: 3, wantErr: []string{"apt-get install", "qemu-system-x86"},

@@ -25,7 +25,7 @@ import (
 // failed, is replaced by a new one. The host orders a VM's cells by mode, "none" last. Creating a
 // cluster takes minutes under TCG, a switch and a cell's workload well under one.
 type kindSession struct {
-	cfg kind.ClusterConfig // NodeImage, GaneshaImage, ReadyTimeout; ProxyMode per cluster
+	cfg kind.ClusterConfig // NodeImage, GaneshaImage, SideLoad, KindCNI, ReadyTimeout; ProxyMode per cluster
 	log *slog.Logger
 	em  *emitter
 	cur *kind.Cluster

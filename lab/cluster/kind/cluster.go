@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
@@ -52,6 +54,14 @@ type ClusterConfig struct {
 	// (nfslab run --keep: the host forwards its loopback to it); otherwise kind publishes it on
 	// the VM's loopback at a port it picks.
 	APIServerPort int `json:"api_server_port,omitempty"`
+	// SideLoad are block devices holding docker-archives that CreateCluster imports into every
+	// node's containerd once the cluster exists, as `kind load image-archive` does: the NFS
+	// server's image, for a node image that lacks it.
+	SideLoad []string `json:"side_load,omitempty"`
+	// KindCNI says the node image is not nfslab's own: kind installs the pod network the image
+	// carries (kindnetd), and the controller manager hands out the pod CIDRs it needs. nfslab's
+	// own image has a static bridge instead.
+	KindCNI bool `json:"kind_cni,omitempty"`
 }
 
 // Cluster is a kind cluster the agent created in the machine's Docker.
@@ -65,24 +75,29 @@ type Cluster struct {
 }
 
 // CreateCluster creates the lab's kind cluster with kind's Go library (never the kind binary),
-// from the lab-tuned config in manifests/kind, and waits until its node is Ready. say receives
+// from the lab-tuned config in manifests/kind, loads cfg.SideLoad's images into its nodes, and
+// waits until its node is Ready; the deadline cfg.ReadyTimeout covers all three. say receives
 // kind's progress lines.
 func CreateCluster(ctx context.Context, log *slog.Logger, cfg ClusterConfig, say func(string)) (*Cluster, event.ClusterObs, error) {
 	obs := event.ClusterObs{Name: ClusterName, NodeImage: cfg.NodeImage, ProxyMode: cfg.ProxyMode}
-	raw, err := renderConfig(cfg.ProxyMode, cfg.APIServerPort)
+	raw, err := renderConfig(cfg)
 	if err != nil {
 		return nil, obs, err
 	}
 	kubeconfig := filepath.Join(clusterDir, "kubeconfig")
 	p := cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{log: log, say: say}))
 	start := time.Now()
-	// kind's Create has no context: a creation that overruns is abandoned by the caller, whose
-	// VM goes with it.
+	// kind's Create and its node commands have no context: a creation that overruns is
+	// abandoned by the caller, whose VM goes with it.
 	errc := make(chan error, 1)
 	go func() {
-		errc <- p.Create(ClusterName, cluster.CreateWithRawConfig(raw), cluster.CreateWithNodeImage(cfg.NodeImage),
+		err := p.Create(ClusterName, cluster.CreateWithRawConfig(raw), cluster.CreateWithNodeImage(cfg.NodeImage),
 			cluster.CreateWithKubeconfigPath(kubeconfig), cluster.CreateWithDisplayUsage(false),
 			cluster.CreateWithDisplaySalutation(false), cluster.CreateWithRetain(true))
+		if err == nil {
+			err = sideLoad(p, cfg.SideLoad, say)
+		}
+		errc <- err
 	}()
 	ctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	defer cancel()
@@ -150,14 +165,48 @@ func (c *Cluster) Delete() error {
 	return err
 }
 
-// renderConfig writes kind's config for the proxy mode, and the kubeadm patches it mounts.
-func renderConfig(proxyMode string, apiServerPort int) ([]byte, error) {
+// sideLoad imports the docker-archive on each of the block devices devs into the containerd of
+// every node of the lab's cluster, with kind's own loader (as `kind load image-archive`).
+func sideLoad(p *cluster.Provider, devs []string, say func(string)) error {
+	if len(devs) == 0 {
+		return nil
+	}
+	all, err := p.ListInternalNodes(ClusterName)
+	if err != nil {
+		return fmt.Errorf("side-load images: list the nodes: %w", err)
+	}
+	for _, dev := range devs {
+		start := time.Now()
+		for _, n := range all {
+			if err := loadOnNode(n, dev); err != nil {
+				return fmt.Errorf("side-load the images on %s into node %s: %w", dev, n, err)
+			}
+		}
+		if say != nil {
+			say(fmt.Sprintf("side-loaded the images on %s into %d node(s) in %.0f s", dev, len(all), time.Since(start).Seconds()))
+		}
+	}
+	return nil
+}
+
+// loadOnNode streams the docker-archive on the block device dev into node n's containerd.
+func loadOnNode(n nodes.Node, dev string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return nodeutils.LoadImageArchive(n, f)
+}
+
+// renderConfig writes kind's config for the cluster, and the kubeadm patches it mounts.
+func renderConfig(cfg ClusterConfig) ([]byte, error) {
 	known := false
 	for _, m := range ProxyModes() {
-		known = known || m == proxyMode
+		known = known || m == cfg.ProxyMode
 	}
 	if !known {
-		return nil, fmt.Errorf("kube-proxy mode %q: want one of %v", proxyMode, ProxyModes())
+		return nil, fmt.Errorf("kube-proxy mode %q: want one of %v", cfg.ProxyMode, ProxyModes())
 	}
 	patchDir := filepath.Join(clusterDir, "patches")
 	if err := os.MkdirAll(patchDir, 0o755); err != nil {
@@ -179,7 +228,7 @@ func renderConfig(proxyMode string, apiServerPort int) ([]byte, error) {
 	if err := mountExport(); err != nil {
 		return nil, err
 	}
-	return configText(proxyMode, patchDir, apiServerPort)
+	return configText(cfg, patchDir)
 }
 
 // mountExport mounts a tmpfs on exportDir (once): the export every backend pod serves.
@@ -197,8 +246,9 @@ func mountExport() error {
 	return nil
 }
 
-// configText renders manifests/kind/cluster.yaml.tmpl.
-func configText(proxyMode, patchDir string, apiServerPort int) ([]byte, error) {
+// configText renders manifests/kind/cluster.yaml.tmpl for cfg (its kube-proxy mode, API server
+// port and pod network), with the kubeadm patches in patchDir.
+func configText(cfg ClusterConfig, patchDir string) ([]byte, error) {
 	text, err := manifests.FS.ReadFile("kind/cluster.yaml.tmpl")
 	if err != nil {
 		return nil, err
@@ -208,7 +258,8 @@ func configText(proxyMode, patchDir string, apiServerPort int) ([]byte, error) {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	var b bytes.Buffer
-	if err := t.Execute(&b, map[string]any{"ProxyMode": proxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath, "APIServerPort": apiServerPort}); err != nil {
+	if err := t.Execute(&b, map[string]any{"ProxyMode": cfg.ProxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath,
+		"APIServerPort": cfg.APIServerPort, "KindCNI": cfg.KindCNI}); err != nil {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	return b.Bytes(), nil

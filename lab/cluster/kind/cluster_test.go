@@ -10,11 +10,12 @@ import (
 
 // TestConfigText: the embedded cluster config renders for every kube-proxy mode into a valid
 // kind v1alpha4 Cluster with that mode, one control-plane node mounting the patches, no default
-// CNI; an unknown mode is refused before anything is written.
+// CNI unless the node image brings kind's (then the controller manager allocates pod CIDRs); an
+// unknown mode is refused before anything is written.
 func TestConfigText(t *testing.T) {
 	for _, mode := range ProxyModes() {
 		t.Run(mode, func(t *testing.T) {
-			text, err := configText(mode, "/run/x/patches", 0)
+			text, err := configText(ClusterConfig{ProxyMode: mode}, "/run/x/patches")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,6 +32,9 @@ func TestConfigText(t *testing.T) {
 				t.Errorf("nodes %+v", c.Nodes)
 			}
 			patches := strings.Join(c.KubeadmConfigPatches, "\n")
+			if strings.Contains(patches, "node-ipam-controller") {
+				t.Error("pod CIDRs are allocated for nfslab's own node image, whose bridge has its own")
+			}
 			if !strings.Contains(patches, "addon/coredns") {
 				t.Error("CoreDNS is not skipped")
 			}
@@ -40,12 +44,18 @@ func TestConfigText(t *testing.T) {
 			}
 		})
 	}
-	text, err := configText("iptables", "/p", 6443)
+	text, err := configText(ClusterConfig{ProxyMode: "iptables", APIServerPort: 6443}, "/p")
 	var c v1alpha4.Cluster
 	if err != nil || yaml.UnmarshalStrict(text, &c) != nil || c.Networking.APIServerAddress != "0.0.0.0" || c.Networking.APIServerPort != 6443 {
 		t.Errorf("with an API server port: %+v, %v", c.Networking, err)
 	}
-	if _, err := renderConfig("userspace", 0); err == nil || !strings.Contains(err.Error(), "userspace") {
+	text, err = configText(ClusterConfig{ProxyMode: "none", KindCNI: true}, "/p")
+	c = v1alpha4.Cluster{}
+	if err != nil || yaml.UnmarshalStrict(text, &c) != nil || c.Networking.DisableDefaultCNI ||
+		!strings.Contains(strings.Join(c.KubeadmConfigPatches, "\n"), ",node-ipam-controller\"") {
+		t.Errorf("with kind's CNI: %+v, %v\n%s", c.Networking, err, text)
+	}
+	if _, err := renderConfig(ClusterConfig{ProxyMode: "userspace"}); err == nil || !strings.Contains(err.Error(), "userspace") {
 		t.Errorf("renderConfig(userspace) = %v, want an error naming it", err)
 	}
 }

@@ -76,9 +76,10 @@ const (
 	DiskReadOnly
 )
 
-// driveArg is the -drive argument of disk i.
+// driveArg is the -drive argument of disk i. A comma in the path is doubled, as qemu's option
+// syntax wants (a user's node image archive may have one).
 func (d Disk) driveArg(i int) string {
-	arg := fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", d.Path, i)
+	arg := fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", strings.ReplaceAll(d.Path, ",", ",,"), i)
 	switch d.Mode {
 	case DiskSnapshot:
 		return arg + ",cache=unsafe,snapshot=on"

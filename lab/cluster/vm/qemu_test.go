@@ -39,14 +39,15 @@ func TestArgsPorts(t *testing.T) {
 }
 
 // TestArgsDisks: each disk is a raw virtio-blk drive in the order given (/dev/vda first), with
-// its mode.
+// its mode; a comma in a path is escaped.
 func TestArgsDisks(t *testing.T) {
-	disks := []Disk{{Path: "/c/docker.img"}, {Path: "/c/base.img", Mode: DiskSnapshot}, {Path: "/c/node.tar", Mode: DiskReadOnly}}
+	disks := []Disk{{Path: "/c/docker.img"}, {Path: "/c/base.img", Mode: DiskSnapshot}, {Path: "/c/node.tar", Mode: DiskReadOnly}, {Path: "/u/a,b.tar", Mode: DiskReadOnly}}
 	line := strings.Join(Args(Config{Kernel: "bz", Initrd: "rd", CPUs: 1, MemoryMB: 512, Disks: disks}, AccelTCG, "t", "/c/console.log"), " ")
 	for _, want := range []string{
 		"-drive file=/c/docker.img,if=virtio,format=raw,index=0,cache=unsafe ",
 		"-drive file=/c/base.img,if=virtio,format=raw,index=1,cache=unsafe,snapshot=on ",
 		"-drive file=/c/node.tar,if=virtio,format=raw,index=2,readonly=on ",
+		"-drive file=/u/a,,b.tar,if=virtio,format=raw,index=3,readonly=on",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("qemu's arguments lack %q:\n%s", want, line)

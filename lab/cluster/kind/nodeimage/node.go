@@ -70,9 +70,13 @@ const bridgeConflist = `{
 }
 `
 
-// Node is a built node image: a docker-archive holding it, and its tag.
+// Node is a node image: a docker-archive holding it, and its tag.
 type Node struct {
 	Archive, Tag string
+	// Key names the image's content, for what is cached from it (the Docker disk that holds
+	// it): the cache key of nfslab's own image, the image ID (the sha256 of its config) of a
+	// user's.
+	Key string
 }
 
 // BuildNode returns the kind node image for KubernetesVersion, building it into the cache if
@@ -94,7 +98,7 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 		"suite":       suite,
 		"packages":    strings.Join(nodePackages(), ","),
 		"kube-proxy":  strings.Join(kubeProxyPackages(), ","),
-		"ganesha":     strings.Join(ganeshaPackages(), ",") + " " + GaneshaImage + " " + fmt.Sprint(ganeshaFixups()),
+		"ganesha":     ganeshaInputs(),
 		"conflist":    bridgeConflist,
 		"etcd-tag":    etcdImageTag,
 		"pause-tags":  strings.Join(pauseTags(), ","),
@@ -115,7 +119,7 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 	if _, err := os.Stat(filepath.Join(dir, NodeTagFile)); err != nil {
 		return Node{}, fmt.Errorf("cached node image is incomplete (%w): remove %s to rebuild it", err, dir)
 	}
-	return Node{Archive: filepath.Join(dir, NodeArchiveFile), Tag: tag}, nil
+	return Node{Archive: filepath.Join(dir, NodeArchiveFile), Tag: tag, Key: filepath.Base(dir)}, nil
 }
 
 func hostTools() []hosttools.Tool {

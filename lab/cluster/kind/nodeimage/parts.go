@@ -20,7 +20,7 @@ const registry = "registry.k8s.io/"
 // control plane's (one static binary each), etcd's, kube-proxy's (with the iptables/nft/ipset
 // userland its modes run) and pause (compiled from Kubernetes' pause.c).
 func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, error) {
-	path := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	path := imageEnv()
 	var imgs []Image
 	single := func(tag, bin string) error {
 		root := filepath.Join(work, "img-"+filepath.Base(bin))
@@ -51,14 +51,11 @@ func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, e
 	}
 	imgs = append(imgs, Image{Tag: registry + "kube-proxy:" + KubernetesVersion, Root: kp, Env: path})
 
-	ganesha := filepath.Join(work, "img-ganesha")
-	if err := debootstrap(ctx, ganesha, ganeshaPackages()); err != nil {
-		return nil, fmt.Errorf("nfs-ganesha image: %w", err)
+	ganesha, err := ganeshaImage(ctx, work)
+	if err != nil {
+		return nil, err
 	}
-	if err := writeFixups(ganesha, ganeshaFixups()); err != nil {
-		return nil, fmt.Errorf("nfs-ganesha image: %w", err)
-	}
-	imgs = append(imgs, Image{Tag: GaneshaImage, Root: ganesha, Env: path})
+	imgs = append(imgs, ganesha)
 
 	pause := filepath.Join(work, "img-pause")
 	if err := os.MkdirAll(pause, 0o755); err != nil {
@@ -73,6 +70,31 @@ func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, e
 		imgs = append(imgs, Image{Tag: registry + "pause:" + t, Root: pause, Entrypoint: []string{"/pause"}})
 	}
 	return imgs, nil
+}
+
+// imageEnv is the environment of the images nfslab lays out itself.
+func imageEnv() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+}
+
+// ganeshaImage lays out the NFS server's image (GaneshaImage) under work: a Debian userland
+// with nfs-ganesha and the fixups it needs. The node image preloads it; GaneshaArchive saves it
+// alone, for node images that lack it.
+func ganeshaImage(ctx context.Context, work string) (Image, error) {
+	root := filepath.Join(work, "img-ganesha")
+	if err := debootstrap(ctx, root, ganeshaPackages()); err != nil {
+		return Image{}, fmt.Errorf("nfs-ganesha image: %w", err)
+	}
+	if err := writeFixups(root, ganeshaFixups()); err != nil {
+		return Image{}, fmt.Errorf("nfs-ganesha image: %w", err)
+	}
+	return Image{Tag: GaneshaImage, Root: root, Env: imageEnv()}, nil
+}
+
+// ganeshaInputs is what the NFS server's image is made from, as a cache input: its packages,
+// its tag and its fixups.
+func ganeshaInputs() string {
+	return strings.Join(ganeshaPackages(), ",") + " " + GaneshaImage + " " + fmt.Sprint(ganeshaFixups())
 }
 
 // fixup is a directory, symlink or file written over an image's tree.

@@ -1,0 +1,273 @@
+package nodeimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/hosttools"
+	"github.com/nfslab/nfslab/lab/image"
+)
+
+// Limits on what is read from a user's archive into memory or hashed: manifest.json, and the
+// entries that may be an image's config.
+const (
+	maxManifestBytes = 1 << 20
+	maxConfigBytes   = 4 << 20
+	savedRecipe      = "docker-save-v1"
+)
+
+// UnusableError says that a node image the user named cannot be used as given: no such file,
+// not a docker-archive, an image Docker cannot find or pull, no Docker to ask. Other errors of
+// UserNode are the host's.
+type UnusableError struct{ Err error }
+
+func (e *UnusableError) Error() string { return e.Err.Error() }
+func (e *UnusableError) Unwrap() error { return e.Err }
+
+func unusable(format string, a ...any) error {
+	return &UnusableError{Err: fmt.Errorf(format, a...)}
+}
+
+// UserNode resolves a node image the user names instead of nfslab's own: the path of a
+// docker-archive (what `docker save` writes), or an image reference, which the host's Docker
+// must hold or pull and which is saved into the cache as a docker-archive, once per image.
+func UserNode(ctx context.Context, cache image.Cache, log *slog.Logger, value string, progress func(string)) (Node, error) {
+	if _, err := os.Stat(value); err == nil || looksLikePath(value) {
+		return ArchiveNode(value)
+	}
+	return savedNode(ctx, cache, log, value, progress)
+}
+
+// looksLikePath says whether value can only be meant as a file, never as an image reference.
+func looksLikePath(value string) bool {
+	for _, p := range []string{"/", "./", "../", "~"} {
+		if strings.HasPrefix(value, p) {
+			return true
+		}
+	}
+	return strings.HasSuffix(value, ".tar") || strings.HasSuffix(value, ".tar.gz") || strings.HasSuffix(value, ".tgz")
+}
+
+// ArchiveNode reads the node image's tag and ID from the docker-archive at file. The Node names
+// the file by its absolute path: a VM attaches it from another directory.
+func ArchiveNode(file string) (Node, error) {
+	file, err := filepath.Abs(file)
+	if err != nil {
+		return Node{}, err
+	}
+	f, err := os.Open(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return Node{}, unusable("no such file")
+	}
+	if err != nil {
+		return Node{}, &UnusableError{Err: err}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return Node{}, &UnusableError{Err: err}
+	} else if st.IsDir() {
+		return Node{}, unusable("%s is a directory, not a docker-archive", file)
+	}
+	magic := make([]byte, 2)
+	if n, _ := f.ReadAt(magic, 0); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		return Node{}, unusable("%s is compressed (gzip): decompress it first, docker save's own output is a plain tar", file)
+	}
+	tag, id, err := ReadArchive(f)
+	if err != nil {
+		return Node{}, &UnusableError{Err: fmt.Errorf("%s: %w", file, err)}
+	}
+	return Node{Archive: file, Tag: tag, Key: id}, nil
+}
+
+// ReadArchive reads a docker-archive holding one image and returns its tag and its image ID
+// (sha256:<hex> of its config). The tar's entries are read once; large ones are skipped (by
+// seeking, when r can).
+func ReadArchive(r io.Reader) (tag, id string, err error) {
+	tr := tar.NewReader(r)
+	var manifest []byte
+	sums := map[string]string{} // entries small enough to be a config: name → sha256
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("not a docker-archive (not a tar: %w)", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := path.Clean(h.Name)
+		switch {
+		case name == "manifest.json":
+			if h.Size > maxManifestBytes {
+				return "", "", fmt.Errorf("manifest.json is %d bytes: not a docker-archive's", h.Size)
+			}
+			if manifest, err = io.ReadAll(tr); err != nil {
+				return "", "", fmt.Errorf("read manifest.json: %w", err)
+			}
+		case h.Size <= maxConfigBytes:
+			s := sha256.New()
+			if _, err := io.Copy(s, tr); err != nil {
+				return "", "", fmt.Errorf("read %s: %w", name, err)
+			}
+			sums[name] = hex.EncodeToString(s.Sum(nil))
+		}
+	}
+	if manifest == nil {
+		return "", "", errors.New("no manifest.json: not a docker-archive (docker save -o node.tar IMAGE writes one)")
+	}
+	tag, config, err := ParseManifest(manifest)
+	if err != nil {
+		return "", "", err
+	}
+	sum, ok := sums[config]
+	if !ok {
+		return "", "", fmt.Errorf("manifest.json names the config %s, which the archive does not hold", config)
+	}
+	return tag, "sha256:" + sum, nil
+}
+
+// imageTag is what nfslab accepts as a node image's tag: name:tag, in the characters image
+// references use.
+func imageTag() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+}
+
+// ParseManifest reads a docker-archive's manifest.json, which must list exactly one image
+// with a tag, and returns that tag (RepoTags[0], in Docker's short form) and the path of the
+// image's config in the archive.
+func ParseManifest(data []byte) (tag, config string, err error) {
+	var entries []manifestEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return "", "", fmt.Errorf("manifest.json is not a docker-archive's: %w", err)
+	}
+	switch {
+	case len(entries) == 0:
+		return "", "", errors.New("manifest.json lists no image")
+	case len(entries) > 1:
+		return "", "", fmt.Errorf("the archive holds %d images: save the node image alone (docker save -o node.tar NAME:TAG)", len(entries))
+	}
+	e := entries[0]
+	if len(e.RepoTags) == 0 {
+		return "", "", errors.New("the image has no tag (manifest.json's RepoTags is empty): save it by its name, docker save -o node.tar NAME:TAG")
+	}
+	tag = shortName(e.RepoTags[0])
+	if !imageTag().MatchString(tag) {
+		return "", "", fmt.Errorf("the image's tag %q is not NAME:TAG", e.RepoTags[0])
+	}
+	config = path.Clean(e.Config)
+	if e.Config == "" || config == "." || strings.HasPrefix(config, "../") || path.IsAbs(config) {
+		return "", "", fmt.Errorf("manifest.json names no usable config (%q)", e.Config)
+	}
+	return tag, config, nil
+}
+
+// shortName writes an image name the way Docker lists it: without Docker Hub's domain, and
+// without "library/" for its official images.
+func shortName(name string) string {
+	rest, ok := strings.CutPrefix(name, "docker.io/")
+	if !ok {
+		return name
+	}
+	if official, ok := strings.CutPrefix(rest, "library/"); ok && !strings.Contains(official, "/") {
+		return official
+	}
+	return rest
+}
+
+// savedNode resolves an image reference with the host's Docker — pulling the image when Docker
+// lacks it — and saves it into the cache as a docker-archive, once per image ID and reference.
+func savedNode(ctx context.Context, cache image.Cache, log *slog.Logger, ref string, progress func(string)) (Node, error) {
+	docker, err := hosttools.Path("docker")
+	if err != nil {
+		return Node{}, unusable("no such file, and an image reference needs Docker on this host, which has none: pass a docker-archive instead (docker save -o node.tar %s, on a machine with Docker)", ref)
+	}
+	id, err := localImageID(ctx, docker, ref)
+	if err != nil {
+		say(progress, "node image: Docker lacks %s: pulling it", ref)
+		if _, err := dockerRun(ctx, docker, "pull", ref); err != nil {
+			return Node{}, unusable("no such file, and Docker neither has nor can pull such an image (%v): pass a docker-archive instead, or an image Docker can pull", err)
+		}
+		if id, err = localImageID(ctx, docker, ref); err != nil {
+			return Node{}, unusable("pulled, yet Docker does not list it: %w", err)
+		}
+	}
+	inputs := image.Inputs{"recipe": savedRecipe, "image-id": id, "ref": ref}
+	dir, err := cache.Artefact(ctx, log, "kind-user-node", inputs, func(ctx context.Context, dir string) error {
+		say(progress, "node image: saving %s (%s) into the cache", ref, id)
+		archive := filepath.Join(dir, NodeArchiveFile)
+		if _, err := dockerRun(ctx, docker, "save", "--output", archive, ref); err != nil {
+			return err
+		}
+		return checkSaved(archive)
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("save %s from Docker: %w", ref, err)
+	}
+	return ArchiveNode(filepath.Join(dir, NodeArchiveFile))
+}
+
+// checkSaved checks that the archive docker save wrote is one nfslab can use: it has no tag
+// when the reference named the image by digest.
+func checkSaved(archive string) error {
+	f, err := os.Open(archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, _, err := ReadArchive(f); err != nil {
+		return unusable("as docker save writes it: %w", err)
+	}
+	return nil
+}
+
+// localImageID asks the host's Docker for the ID of the image ref names.
+func localImageID(ctx context.Context, docker, ref string) (string, error) {
+	out, err := dockerRun(ctx, docker, "image", "inspect", "--format", "{{.Id}}", ref)
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(out))
+	if id == "" {
+		return "", fmt.Errorf("docker image inspect %s: no ID", ref)
+	}
+	return id, nil
+}
+
+// dockerRun runs the host's Docker CLI and returns its standard output; a failure carries the
+// last line of its standard error.
+func dockerRun(ctx context.Context, docker string, args ...string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, docker, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return out, fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, msg)
+	}
+	return out, nil
+}
+
+func say(progress func(string), format string, a ...any) {
+	if progress != nil {
+		progress(fmt.Sprintf(format, a...))
+	}
+}
