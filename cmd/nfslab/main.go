@@ -183,7 +183,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.StringVar(&reportDir, "report-dir", "", "where the reports (result.json, summary.md, report.html, junit.xml) go (default reports/<run-id>)")
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
-	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:v1.37.0 (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
+	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
 	return cmd
 }
 
