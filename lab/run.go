@@ -241,6 +241,9 @@ type runner struct {
 
 	mu  sync.Mutex
 	res *reports.Result
+	// noKVM records that KVM failed to bring a VM of this run up: later boots go straight to
+	// TCG instead of paying KVM's boot timeout again.
+	noKVM bool
 
 	// userNode is the kind form's node image given by the user (Options.NodeImage), resolved
 	// before anything was created; nil for nfslab's own.
@@ -424,9 +427,15 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 // in the artifact directory.
 func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, release func(), err error) {
 	opts, p := r.opts, r.p
-	p.say("vm: booting %s (%s)", k.Name, accelName(opts.Accel))
+	accel := opts.Accel
+	r.mu.Lock()
+	if r.noKVM && (accel == vm.AccelAuto || accel == "") {
+		accel = vm.AccelTCG
+	}
+	r.mu.Unlock()
+	p.say("vm: booting %s (%s)", k.Name, accelName(accel))
 	machine, err = vm.Boot(ctx, vm.Config{
-		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel,
+		Kernel: k.Vmlinuz, Initrd: initrd, Accel: accel,
 		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
 		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks, Forwards: forwards,
 	})
@@ -453,6 +462,9 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 		res.Timings["vm_boot:"+k.Name] = round3(machine.BootTime.Seconds())
 	})
 	if machine.KVMError != nil {
+		r.mu.Lock()
+		r.noKVM = true
+		r.mu.Unlock()
 		p.say("vm: KVM does not work here, using TCG (%v)", machine.KVMError)
 	}
 	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
