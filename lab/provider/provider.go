@@ -141,8 +141,13 @@ func (p *Provider) Destroy(ctx context.Context) error {
 	}
 }
 
-// WaitForControlPlane waits until the cluster's node is Ready, as the suite sees it.
+// WaitForControlPlane waits until the cluster's node is Ready, as the suite sees it through the
+// host's forward. The cluster was Ready when kept, so this is about the path to it: a failure
+// (a certificate that does not name the address, a dead forward) ends the wait after
+// controlPlaneWait with the last error.
 func (p *Provider) WaitForControlPlane(ctx context.Context, c klient.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, controlPlaneWait)
+	defer cancel()
 	for {
 		var nodes corev1.NodeList
 		err := c.Resources().List(ctx, &nodes)
@@ -162,6 +167,9 @@ func (p *Provider) WaitForControlPlane(ctx context.Context, c klient.Client) err
 		}
 	}
 }
+
+// controlPlaneWait bounds WaitForControlPlane.
+const controlPlaneWait = 2 * time.Minute
 
 // KubernetesRestConfig is the client configuration of the kept cluster.
 func (p *Provider) KubernetesRestConfig() *rest.Config {

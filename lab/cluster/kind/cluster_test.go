@@ -49,6 +49,10 @@ func TestConfigText(t *testing.T) {
 	if err != nil || yaml.UnmarshalStrict(text, &c) != nil || c.Networking.APIServerAddress != "0.0.0.0" || c.Networking.APIServerPort != 6443 {
 		t.Errorf("with an API server port: %+v, %v", c.Networking, err)
 	}
+	// The host reaches a kept cluster's API server as 127.0.0.1: its certificate must say so.
+	if p := strings.Join(c.KubeadmConfigPatches, "\n"); !strings.Contains(p, "certSANs:") || !strings.Contains(p, `- "127.0.0.1"`) {
+		t.Errorf("with an API server port, the certificate's SANs lack 127.0.0.1:\n%s", p)
+	}
 	text, err = configText(ClusterConfig{ProxyMode: "none", KindCNI: true}, "/p")
 	c = v1alpha4.Cluster{}
 	if err != nil || yaml.UnmarshalStrict(text, &c) != nil || c.Networking.DisableDefaultCNI ||
