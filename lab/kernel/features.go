@@ -56,6 +56,7 @@ func KindFeatures() []Feature {
 		{"IPVS (kube-proxy ipvs mode)", []string{"CONFIG_IP_VS_RR"}},
 		{"nftables numgen (kube-proxy nftables mode)", []string{"CONFIG_NFT_NUMGEN"}},
 		{"nftables fib (kube-proxy nftables mode)", []string{"CONFIG_NFT_FIB_INET"}},
+		{"nftables reject in ip tables (kube-proxy nftables mode)", []string{"CONFIG_NFT_REJECT_IPV4"}},
 	}
 }
 

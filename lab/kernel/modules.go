@@ -66,6 +66,9 @@ func KindModules() []string {
 		"ip_set_hash_ipport", "ip_set_hash_ipportip", "ip_set_hash_ipportnet", "ip_set_hash_net",
 		"ip_set_bitmap_port", "xt_set",
 		"nft_fib_ipv4", "nft_fib_ipv6", "nft_limit",
+		// kube-proxy's nftables mode rejects in its "ip" table (the family-specific reject, not
+		// nft_reject_inet): without it every sync fails with ENOENT and no rule is written.
+		"nft_reject_ipv4", "nft_reject_ipv6",
 		"virtio_net", // nfslab run --keep: the VM's network, for the API server's forward
 	}
 }
