@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/nfslab/nfslab/lab/cluster"
 	"github.com/nfslab/nfslab/lab/event"
@@ -41,7 +42,9 @@ func (n *kindNode) Prepare(context.Context) error {
 		return fmt.Errorf("open the kind node's network namespace: %w", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	// Only the netfilter family: a handle for every family also opens XFRM, which fails with
+	// EPROTONOSUPPORT where xfrm_user is a module nobody loaded (Debian's kernel).
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return fmt.Errorf("netlink in the kind node: %w", err)
 	}
