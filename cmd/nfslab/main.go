@@ -179,7 +179,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	sel.addFlags(f)
-	f.StringVar(&cell, "cell", "", "run only the cell with this ID (kernel/datapath/nfs/fault, as nfslab matrix lists them)")
+	f.StringVar(&cell, "cell", "", "run only the cell with this ID (kernel/datapath/nfs/fault, or kernel/kind/datapath/nfs/fault for a kind cell, as nfslab matrix lists them)")
 	f.StringVar(&reportDir, "report-dir", "", "where the reports (result.json, summary.md, report.html, junit.xml) go (default reports/<run-id>)")
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
