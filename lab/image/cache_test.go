@@ -191,13 +191,22 @@ func TestArtefactLockWaitHonoursContext(t *testing.T) {
 	in := Inputs{"x": "1"}
 	started := make(chan struct{})
 	release := make(chan struct{})
-	go c.Artefact(context.Background(), discard(), "thing", in, func(ctx context.Context, dir string) error {
-		close(started)
-		<-release
-		return nil
-	})
+	firstDone := make(chan struct{})
+	go func() {
+		defer close(firstDone)
+		c.Artefact(context.Background(), discard(), "thing", in, func(ctx context.Context, dir string) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
 	<-started
-	defer close(release)
+	// The first builder must have finished (renamed its temporary directory) before
+	// t.TempDir's cleanup removes the cache, or the cleanup races its rename.
+	defer func() {
+		close(release)
+		<-firstDone
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := c.Artefact(ctx, discard(), "thing", in, func(ctx context.Context, dir string) error {
