@@ -3,7 +3,7 @@
 #   sudo make run     install what the lab needs, build nfslab, run the built-in default scenario
 #   sudo make test    install what the lab needs, run the unit tests and the end-to-end VM tests
 #   sudo make kernels the kernels scenario: every kernel line, stock and vulnerable (builds kernels)
-#   sudo make kind    the kind form in full: the machine check, then the kind and kind-faults scenarios (~45 min)
+#   sudo make kind    the kind form in full: the machine check, then the kind, kind-faults and kind-restart-node scenarios (~1 h)
 #   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
 
 # sudo resets PATH; find the usual Go install anyway.
@@ -62,7 +62,7 @@ kernels: deps
 kind: deps build
 	$(BIN) kernel check-kind debian-stock --cluster iptables
 	$(BIN) kernel check-kind vulnerable-6.1 --cluster iptables
-	$(GO) test -count=1 -timeout 130m -v -run TestKindScenarios ./test/e2e/ -e2e -kind-scenarios
+	$(GO) test -count=1 -timeout 150m -v -run TestKindScenarios ./test/e2e/ -e2e -kind-scenarios
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

@@ -136,7 +136,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,kind,kind-faults,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,kind,kind-faults,kind-restart-node,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }

@@ -28,8 +28,11 @@ func (r *cellRun) failover(ctx context.Context) (bReady event.Mono, inflight *pr
 		return 0, nil, err
 	}
 	what := "is gone"
-	if c.Fault == fault.KillContainer {
+	switch c.Fault {
+	case fault.KillContainer:
 		what = "lost its server container"
+	case fault.RestartNode:
+		what = "lost its sandbox: its node restarted"
 	}
 	r.em.step(event.StepFaultInjected, "%s: pod %s (%s) %s", c.Fault, r.backendA.Name(), r.backendA.Addr(), what)
 

@@ -25,7 +25,7 @@ import (
 // failed, is replaced by a new one. The host orders a VM's cells by mode, "none" last. Creating a
 // cluster takes minutes under TCG, a switch and a cell's workload well under one.
 type kindSession struct {
-	cfg kind.ClusterConfig // NodeImage, GaneshaImage, SideLoad, KindCNI, ReadyTimeout; ProxyMode per cluster
+	cfg kind.ClusterConfig // NodeImage, GaneshaImage, SideLoad, KindCNI, ReadyTimeout; ProxyMode and Nodes per cluster
 	log *slog.Logger
 	em  *emitter
 	cur *kind.Cluster
@@ -35,16 +35,18 @@ type kindSession struct {
 	keep   bool // the cells' workloads stay, and the cluster after them (serveKept)
 }
 
-// cluster returns the session's cluster with kube-proxy in mode, creating it (and deleting the
-// previous one) when needed. Its creation is reported outside any cell.
-func (s *kindSession) cluster(ctx context.Context, mode string) (*kind.Cluster, error) {
-	if s.cur != nil && s.cur.ProxyMode == mode {
+// cluster returns the session's cluster of nodes nodes with kube-proxy in mode, creating it (and
+// deleting the previous one) when needed. Its creation is reported outside any cell.
+func (s *kindSession) cluster(ctx context.Context, mode string, nodes int) (*kind.Cluster, error) {
+	nodes = max(nodes, 1)
+	if s.cur != nil && s.cur.ProxyMode == mode && s.cur.Nodes == nodes {
 		return s.cur, nil
 	}
-	if err := s.failed[mode]; err != nil {
-		return nil, fmt.Errorf("no kind cluster with kube-proxy mode %s (its creation failed earlier in this VM): %w", mode, err)
+	key := fmt.Sprintf("%s/%d", mode, nodes)
+	if err := s.failed[key]; err != nil {
+		return nil, fmt.Errorf("no kind cluster of %d node(s) with kube-proxy mode %s (its creation failed earlier in this VM): %w", nodes, mode, err)
 	}
-	if s.cur != nil && s.cur.ProxyMode != "none" {
+	if s.cur != nil && s.cur.ProxyMode != "none" && s.cur.Nodes == nodes {
 		// Switching kube-proxy takes seconds; a new cluster minutes.
 		from, start := s.cur.ProxyMode, time.Now()
 		err := s.cur.SwitchProxyMode(ctx, mode)
@@ -59,7 +61,7 @@ func (s *kindSession) cluster(ctx context.Context, mode string) (*kind.Cluster, 
 	}
 	s.close()
 	cfg := s.cfg
-	cfg.ProxyMode = mode
+	cfg.ProxyMode, cfg.Nodes = mode, nodes
 	say := func(line string) {
 		if line = strings.TrimSpace(line); line != "" {
 			s.em.emit(event.Event{Kind: event.KindProgress, Msg: "kind: " + line})
@@ -74,7 +76,7 @@ func (s *kindSession) cluster(ctx context.Context, mode string) (*kind.Cluster, 
 		if s.failed == nil {
 			s.failed = map[string]error{}
 		}
-		s.failed[mode] = err
+		s.failed[key] = err
 		return nil, err
 	}
 	s.cur = c
@@ -101,7 +103,7 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 	if !ok {
 		return parts{}, fmt.Errorf("datapath %q has no kube-proxy mode", c.Datapath)
 	}
-	kc, err := s.cluster(ctx, mode)
+	kc, err := s.cluster(ctx, mode, c.Nodes)
 	if err != nil {
 		return parts{}, err
 	}

@@ -33,6 +33,10 @@ const (
 	// kubelet's back: the kubelet restarts it in the same pod — same sandbox, same IP — or the
 	// pod is replaced; the cell records which.
 	KillContainer = "kill-container"
+	// RestartNode restarts the server's node (kind form, two nodes) as a reboot would: its
+	// container is stopped — the node's kubelet and containers with it — and started again.
+	// The pod object stays; the kubelet gives it a new sandbox, and with it a new IP.
+	RestartNode = "restart-node"
 )
 
 // SettleTimeout bounds how long DeletePod waits for the pod's connections to close.
@@ -40,7 +44,7 @@ const SettleTimeout = 3 * time.Second
 
 // Names lists every fault nfslab knows, for validation and help texts.
 func Names() []string {
-	return []string{DeletePod, DeletePodAbrupt, NodeCrash, ForceDelete, KillContainer}
+	return []string{DeletePod, DeletePodAbrupt, NodeCrash, ForceDelete, KillContainer, RestartNode}
 }
 
 // NetnsNames are the faults of the netns form, where nfslab itself kills the server and removes
@@ -49,8 +53,8 @@ func NetnsNames() []string { return []string{DeletePod, DeletePodAbrupt, NodeCra
 
 // KindNames are the faults of the kind form, which go through the real system: delete-pod is a
 // graceful deletion through the API (the pod's grace period), force-delete one with grace 0,
-// kill-container a crash of the server's container.
-func KindNames() []string { return []string{DeletePod, ForceDelete, KillContainer} }
+// kill-container a crash of the server's container, restart-node a reboot of the server's node.
+func KindNames() []string { return []string{DeletePod, ForceDelete, KillContainer, RestartNode} }
 
 // Pod is what a fault acts on.
 type Pod interface {

@@ -117,6 +117,9 @@ func (s *Scenario) allCells() []Cell {
 			StaleEndpoint:     s.Failover.StaleEndpoint,
 			SocketLBNoBackend: s.Failover.SocketLBNoBackend,
 		}
+		if c.cluster == ClusterKind {
+			cell.Nodes = s.kindNodes()
+		}
 		if c.protocol == ProtocolSMB {
 			cell.MountOptions = slices.Clone(s.Mount.SMBOptions)
 			cell.Port = smb.Port

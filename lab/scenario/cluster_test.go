@@ -107,7 +107,7 @@ func TestParseClusters(t *testing.T) {
 		{"NFSv3 on kind", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb], nfs: [\"4.1\", \"3\", 3-udp]}\n",
 			[]string{"matrix.nfs[1]", "matrix.nfs[2]"}, `"3" runs only in the netns form (NFSv3 needs rpcbind, which the kind form does not run yet)`},
 		{"no combination any form has", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], faults: [node-crash]}\n",
-			[]string{"matrix"}, "expands to no cell: in the netns form none of matrix.datapaths runs (it has kube-proxy, socket-lb); on a kind cluster none of matrix.faults runs (it has delete-pod, force-delete, kill-container)"},
+			[]string{"matrix"}, "expands to no cell: in the netns form none of matrix.datapaths runs (it has kube-proxy, socket-lb); on a kind cluster none of matrix.faults runs (it has delete-pod, force-delete, kill-container, restart-node)"},
 		{"no NFS version any form has", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], nfs: [\"3\"]}\n",
 			[]string{"matrix"}, "on a kind cluster none of matrix.nfs runs (it has 4.0, 4.1, 4.2)"},
 		{"no-endpoint window on kind", "name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [socket-lb]}\nfailover: {noEndpointWindow: 5s}\n",
@@ -117,6 +117,16 @@ func TestParseClusters(t *testing.T) {
 		{"nftables on kind with a 5.10 kernel", "name: t\nmatrix: {kernels: [debian-stock, vulnerable-5.10, control-5.10, debian-stock-5.10], clusters: [kind], datapaths: [socket-lb, kube-proxy-nftables]}\n",
 			[]string{"matrix.kernels[1]", "matrix.kernels[2]", "matrix.kernels[3]"},
 			`"vulnerable-5.10" is Linux 5.10, and kube-proxy-nftables (matrix.datapaths[1]) on a kind cluster needs Linux 5.13 or later`},
+		{"restart-node on one node", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy], faults: [delete-pod, restart-node]}\n",
+			[]string{"matrix.faults"}, "restart-node restarts the NFS server's node, which must not be the node that mounts: set kind.nodes: 2"},
+		{"three kind nodes", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy]}\nkind: {nodes: 3}\n",
+			[]string{"kind.nodes"}, "3: want 1 (the default) or 2"},
+		{"negative kind nodes", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy]}\nkind: {nodes: -1}\n",
+			[]string{"kind.nodes"}, "-1: want 1"},
+		{"kind nodes without kind", minimal + "kind: {nodes: 2}\n",
+			[]string{"kind.nodes"}, "applies to kind clusters"},
+		{"kind nodes not a number", "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy]}\nkind: {nodes: two}\n",
+			[]string{"kind.nodes"}, ""},
 		{"a rule's cluster", minimal + "expect: {rules: [{match: {cluster: kube}, verdict: failed}]}\n",
 			[]string{"expect.rules[0].match.cluster"}, "unknown cluster form"},
 	}
@@ -316,6 +326,32 @@ func TestKernelLine(t *testing.T) {
 	}{{"5.10", "5.13", true}, {"5.13", "5.13", false}, {"6.1", "5.13", false}, {"4.19", "5.13", true}, {"5.9", "5.10", true}} {
 		if got := lineBefore(tt.a, tt.b); got != tt.before {
 			t.Errorf("lineBefore(%s, %s) = %v", tt.a, tt.b, got)
+		}
+	}
+}
+
+// TestKindNodesCells: kind.nodes reaches every kind cell (1 unless set), not the netns cells,
+// and two nodes allow restart-node.
+func TestKindNodesCells(t *testing.T) {
+	for _, tt := range []struct {
+		file      string
+		kind, net int
+	}{
+		{"name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy]}\n", 1, 0},
+		{"name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy], faults: [delete-pod, restart-node]}\nkind: {nodes: 2}\n", 2, 0},
+	} {
+		s, err := Parse("my.yaml", []byte(tt.file))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.file, err)
+		}
+		for _, c := range s.Cells() {
+			want := tt.net
+			if c.Cluster == ClusterKind {
+				want = tt.kind
+			}
+			if c.Nodes != want {
+				t.Errorf("%s: cell %s has %d nodes, want %d", tt.file, c.ID, c.Nodes, want)
+			}
 		}
 	}
 }

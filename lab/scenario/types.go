@@ -15,6 +15,7 @@ type Scenario struct {
 	Topology    Topology `json:"topology,omitempty"`
 	Timeouts    Timeouts `json:"timeouts,omitempty"`
 	Failover    Failover `json:"failover,omitempty"`
+	Kind        Kind     `json:"kind,omitempty"`
 
 	// cell, when set, is the ID of the only cell Cells returns (SelectCell, nfslab run --cell).
 	cell string
@@ -35,6 +36,14 @@ type Failover struct {
 	SocketLBNoBackend string `json:"socketLBNoBackend,omitempty"`
 }
 
+// Kind shapes the kind form's cluster.
+type Kind struct {
+	// Nodes is the cluster's node count: 1 (default), or 2 — the NFS server then runs on the
+	// worker and the mount is made from the control-plane node, so that the server's node can
+	// be restarted (the restart-node fault) while the client's survives.
+	Nodes int `json:"nodes,omitempty"`
+}
+
 // Matrix holds the axes; every combination that its cluster form has is one cell.
 type Matrix struct {
 	Kernels []string `json:"kernels"` // "debian-stock", a recipe name, or a path to a bzImage
@@ -50,7 +59,8 @@ type Matrix struct {
 	// NFS: "4.1" (default for NFS), "4.0", "4.2" (both forms), "3", "3-udp" (netns only).
 	NFS []string `json:"nfs"`
 	// Faults: "delete-pod" (both forms), "delete-pod-abrupt" and "node-crash" (netns only),
-	// "force-delete" (kind only).
+	// "force-delete", "kill-container" and "restart-node" (kind only; restart-node needs
+	// kind.nodes: 2).
 	Faults []string `json:"faults"`
 }
 
@@ -112,10 +122,12 @@ type Duration struct{ time.Duration }
 
 // Cell is one combination of the matrix with everything the agent needs to run it.
 type Cell struct {
-	Index    int    `json:"index"`
-	ID       string `json:"id"` // kernel/datapath/nfs/fault (kind cells: kernel/kind/datapath/nfs/fault), stable across runs
-	Kernel   string `json:"kernel"`
-	Cluster  string `json:"cluster"` // "netns" or "kind"
+	Index   int    `json:"index"`
+	ID      string `json:"id"` // kernel/datapath/nfs/fault (kind cells: kernel/kind/datapath/nfs/fault), stable across runs
+	Kernel  string `json:"kernel"`
+	Cluster string `json:"cluster"` // "netns" or "kind"
+	// Nodes is a kind cell's cluster's node count (Kind.Nodes); 0 for a netns cell.
+	Nodes    int    `json:"nodes,omitempty"`
 	Datapath string `json:"datapath"`
 	Protocol string `json:"protocol"` // "nfs" or "smb"
 	NFS      string `json:"nfs"`      // the protocol's version: "4.1", …, or "smb3"

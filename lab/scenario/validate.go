@@ -33,7 +33,33 @@ func (s *Scenario) Validate() error {
 	s.validateNetwork(&p)
 	s.validateTimeouts(&p)
 	s.validateFailover(&p)
+	s.validateKind(&p)
 	return p.err("")
+}
+
+// MaxKindNodes is the most nodes a kind cluster of the lab has: the server's and the client's.
+const MaxKindNodes = 2
+
+// kindNodes is the node count of the scenario's kind clusters.
+func (s *Scenario) kindNodes() int { return max(s.Kind.Nodes, DefaultKindNodes) }
+
+// validateKind checks the kind section: a node count the lab can create, given only where there
+// are kind cells, and two nodes where a fault restarts the server's node.
+func (s *Scenario) validateKind(p *problems) {
+	n := s.kindNodes()
+	if s.Kind.Nodes < 0 || n > MaxKindNodes {
+		p.add("kind.nodes", fmt.Sprintf("%d: want 1 (the default) or 2 (the NFS server on a worker, the mount on the control-plane node)", s.Kind.Nodes))
+		return
+	}
+	if !slices.Contains(s.Matrix.Clusters, ClusterKind) {
+		if s.Kind.Nodes != 0 {
+			p.add("kind.nodes", fmt.Sprintf("applies to kind clusters, and matrix.clusters is %v: add kind to it, or remove kind.nodes", s.Matrix.Clusters))
+		}
+		return
+	}
+	if n < 2 && slices.Contains(s.Matrix.Faults, fault.RestartNode) {
+		p.add("matrix.faults", "restart-node restarts the NFS server's node, which must not be the node that mounts: set kind.nodes: 2")
+	}
 }
 
 func (s *Scenario) validateMatrix(p *problems) {

@@ -55,8 +55,10 @@ const (
 	DefaultCluster  = ClusterNetns
 	DefaultNFS      = "4.1"
 	DefaultFault    = fault.DeletePod
-	DefaultExpect   = string(verdict.Recovered)
-	DefaultRecovery = 60 * time.Second
+	// DefaultKindNodes is a kind cluster's node count unless kind.nodes says otherwise.
+	DefaultKindNodes = 1
+	DefaultExpect    = string(verdict.Recovered)
+	DefaultRecovery  = 60 * time.Second
 	// MaxNoEndpointWindow bounds failover.noEndpointWindow and failover.staleEndpoint.
 	MaxNoEndpointWindow = 10 * time.Minute
 	DefaultProbe        = 5 * time.Second

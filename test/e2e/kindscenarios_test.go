@@ -15,20 +15,22 @@ import (
 
 // runKindScenarios gates TestKindScenarios: two kind scenarios in full, three VMs and three
 // cluster creations under TCG — more than the test command can afford. `make kind` passes it.
-var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindScenarios: run the kind and kind-faults scenarios (three kind clusters, about 45 minutes under TCG)")
+var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios (four kind clusters, about an hour under TCG)")
 
 // TestKindScenarios runs the built-in kind scenarios end to end. kind: Debian's kernel recovers
 // under kube-proxy in each of its modes and under nfslab's socket-LB, and the vulnerable kernel
 // hangs only under the socket-LB, with SUNRPC asking for the dead pod. kind-faults: a
 // force-deleted pod is the same story, and a killed server container is restarted in place by
-// the kubelet — the pod keeps its IP, so even the vulnerable kernel recovers.
+// the kubelet — the pod keeps its IP, so even the vulnerable kernel recovers. kind-restart-node:
+// on two nodes, the server's node restarts and its pod comes back with a new IP — the
+// vulnerable kernel then hangs under the socket-LB like after a deletion.
 func TestKindScenarios(t *testing.T) {
 	requireE2E(t)
 	if !*runKindScenarios {
-		t.Skip("three kind clusters under TCG: pass -kind-scenarios (make kind)")
+		t.Skip("four kind clusters under TCG: pass -kind-scenarios (make kind)")
 	}
 	bin := buildNfslab(t)
-	for _, name := range []string{"kind", "kind-faults"} {
+	for _, name := range []string{"kind", "kind-faults", "kind-restart-node"} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 			defer cancel()
@@ -65,6 +67,9 @@ func checkKindScenarioCell(t *testing.T, c reports.Cell) {
 		return
 	}
 	checkKindCell(t, c)
+	if c.Fault == "restart-node" {
+		checkRestartedNode(t, c)
+	}
 	switch {
 	case c.Verdict == "bug-reproduced":
 		if !slices.Contains(c.ReconnectTargets, c.BackendA) || len(c.AskedOld) == 0 {
@@ -101,5 +106,23 @@ func checkKilledContainer(t *testing.T, c reports.Cell) {
 	}
 	if c.Verdict != "recovered" || len(c.AskedOld) > 0 {
 		t.Errorf("kill-container: verdict %s, asked old %v: want recovered, and no connect to a backend that kept its IP counted as the bug", c.Verdict, c.AskedOld)
+	}
+}
+
+// checkRestartedNode: the server's node (not the mounting one) restarted, the pod came back in a
+// new sandbox with a new IP, and the cell says so.
+func checkRestartedNode(t *testing.T, c reports.Cell) {
+	t.Helper()
+	if !hasProgress(c, "restarting node nfslab-worker,") || !hasProgress(c, "node nfslab-worker restarted (docker restart") {
+		t.Error("no record of the worker node's restart")
+	}
+	if !hasProgress(c, "a new sandbox") || c.BackendA == c.BackendB || c.BackendB == "" {
+		t.Errorf("the pod did not come back with a new IP, or the cell does not say so: A %s, B %s", c.BackendA, c.BackendB)
+	}
+	deleted := slices.ContainsFunc(c.Events, func(e event.Event) bool {
+		return e.Backend != nil && e.Backend.State == event.BackendDeleted && e.Backend.IP == c.BackendA
+	})
+	if !deleted {
+		t.Errorf("no record of backend A %s's sandbox going with its node", c.BackendA)
 	}
 }

@@ -51,8 +51,9 @@ type CellCluster struct {
 	w      *Workload
 	record func(event.Event) event.Event
 	svc    cluster.Service
-	seen   map[string]int32 // backend pods handed out so far, with their restart counts then
-	last   netip.Addr       // the backend last published
+	seen   map[string]Pod // backend pods handed out so far, as they were then
+	nodes  NodeRestarter
+	last   netip.Addr // the backend last published
 
 	stopFeed context.CancelFunc
 	fed      chan []netip.Addr // the informer's latest programmed endpoints (capacity 1)
@@ -85,8 +86,8 @@ func NewCellCluster(c *Cluster, cfg CellConfig, record func(event.Event) event.E
 		return nil, fmt.Errorf("ganesha config: %w", err)
 	}
 	ns := fmt.Sprintf("nfslab-c%d", cfg.Index)
-	cc := &CellCluster{cfg: cfg, record: record, seen: map[string]int32{}, fed: make(chan []netip.Addr, 1),
-		w: NewWorkload(c.Client, ns, cfg.Image, conf)}
+	cc := &CellCluster{cfg: cfg, record: record, seen: map[string]Pod{}, fed: make(chan []netip.Addr, 1),
+		w: NewWorkload(c.Client, ns, cfg.Image, conf, c.ServerNode), nodes: c}
 	cc.svc = cluster.Service{Name: ns + "/" + serviceName, Ports: []datapath.Port{datapath.Port(ports[0])}}
 	return cc, nil
 }
@@ -118,15 +119,33 @@ func (c *CellCluster) StartBackend(ctx context.Context) (cluster.Backend, error)
 	if err != nil {
 		return nil, err
 	}
-	if was, ok := c.seen[p.Name]; ok {
-		c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("the kubelet restarted pod %s's server container in place (restarts %d → %d): the pod kept its IP %s",
-			p.Name, was, p.Restarts, p.IP)})
-	} else if len(c.seen) > 0 {
-		c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("the ReplicaSet replaced the backend with pod %s (%s)", p.Name, p.IP)})
+	if msg := comeback(c.seen, p); msg != "" {
+		c.record(event.Event{Kind: event.KindProgress, Msg: msg})
 	}
-	c.seen[p.Name] = p.Restarts
+	c.seen[p.Name] = p
 	c.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: p.Name, IP: p.IP.String(), State: event.BackendServing}})
-	return &Backend{pod: p, w: c.w, record: c.record}, nil
+	return &Backend{pod: p, w: c.w, nodes: c.nodes, record: c.record}, nil
+}
+
+// comeback says how the backend p came to serve after the pods in seen: "" for the first one.
+func comeback(seen map[string]Pod, p Pod) string {
+	was, ok := seen[p.Name]
+	switch {
+	case len(seen) == 0:
+		return ""
+	case !ok:
+		return fmt.Sprintf("the ReplicaSet replaced the backend with pod %s (%s, on %s)", p.Name, p.IP, p.Node)
+	case was.IP == p.IP:
+		return fmt.Sprintf("the kubelet restarted pod %s's server container in place (restarts %d → %d): the pod kept its IP %s",
+			p.Name, was.Restarts, p.Restarts, p.IP)
+	}
+	return fmt.Sprintf("the kubelet gave pod %s a new sandbox (restarts %d → %d): its IP is now %s, was %s",
+		p.Name, was.Restarts, p.Restarts, p.IP, was.IP)
+}
+
+// NodeRestarter restarts a node of the cluster (the restart-node fault) and says what happened.
+type NodeRestarter interface {
+	RestartNode(ctx context.Context, name string) (string, error)
 }
 
 // Publish waits until the cluster has published b: its EndpointSlice lists b alone (recorded as
@@ -265,6 +284,7 @@ func (c *CellCluster) Teardown(ctx context.Context) error {
 type Backend struct {
 	pod    Pod
 	w      *Workload
+	nodes  NodeRestarter
 	record func(event.Event) event.Event
 }
 
@@ -278,12 +298,15 @@ func (b *Backend) Addr() netip.Addr { return b.pod.IP }
 // the API with the pod's grace period, returning once the pod object is gone (the kubelet has
 // stopped the server and removed the sandbox); force-delete with a grace period of 0, returning
 // at once (the kubelet stops the server afterwards); kill-container kills the server's container
-// and returns once the kubelet has seen it die.
+// and returns once the kubelet has seen it die; restart-node restarts the pod's node and returns
+// once the node runs again (the pod's sandbox died with it).
 func (b *Backend) Fault(ctx context.Context, name string) error {
 	var grace *int64
 	switch name {
 	case fault.KillContainer:
 		return b.killContainer(ctx)
+	case fault.RestartNode:
+		return b.restartNode(ctx)
 	case fault.DeletePod:
 	case fault.ForceDelete:
 		zero := int64(0)
@@ -317,4 +340,21 @@ func (b *Backend) killContainer(ctx context.Context) error {
 	b.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: b.pod.Name, IP: b.pod.IP.String(), State: event.BackendKilled}})
 	b.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("killed pod %s's server container %.12s (cgroup %s)", b.pod.Name, id, strings.TrimPrefix(cg, CgroupRoot))})
 	return b.w.WaitPodNotServing(ctx, b.pod.Name, restarts)
+}
+
+// restartNode restarts the node the pod runs on. The node that mounts must not be it: a
+// cluster of one node has only that one.
+func (b *Backend) restartNode(ctx context.Context) error {
+	if b.pod.Node == "" || b.pod.Node == controlPlaneNode {
+		return fmt.Errorf("restart-node: pod %s runs on %q, the node that mounts; it needs a cluster of two nodes (kind.nodes: 2)", b.pod.Name, b.pod.Node)
+	}
+	b.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("restarting node %s, where pod %s (%s) serves", b.pod.Node, b.pod.Name, b.pod.IP)})
+	msg, err := b.nodes.RestartNode(ctx, b.pod.Node)
+	if err != nil {
+		return err
+	}
+	// The node's restart took its containers and the pod's network namespace with it.
+	b.record(event.Event{Kind: event.KindObserve, Backend: &event.BackendObs{Name: b.pod.Name, IP: b.pod.IP.String(), State: event.BackendDeleted}})
+	b.record(event.Event{Kind: event.KindProgress, Msg: msg})
+	return nil
 }

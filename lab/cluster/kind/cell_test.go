@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,8 +189,41 @@ func TestNewCellClusterRefuses(t *testing.T) {
 }
 
 func TestBackendFaultUnknown(t *testing.T) {
-	b := &Backend{pod: Pod{Name: "a"}, w: NewWorkload(fake.NewClientset(), "ns", "img", ""), record: func(e event.Event) event.Event { return e }}
+	b := &Backend{pod: Pod{Name: "a"}, w: NewWorkload(fake.NewClientset(), "ns", "img", "", ""), record: func(e event.Event) event.Event { return e }}
 	if err := b.Fault(context.Background(), fault.NodeCrash); err == nil {
 		t.Error("node-crash was accepted by a kind backend")
+	}
+}
+
+// TestComeback: how a backend came to serve, as the cell tells it.
+func TestComeback(t *testing.T) {
+	ip := netip.MustParseAddr
+	a := Pod{Name: "a", IP: ip("10.244.1.2"), Node: "nfslab-worker"}
+	tests := []struct {
+		name string
+		seen map[string]Pod
+		p    Pod
+		want string
+	}{
+		{"first", map[string]Pod{}, a, ""},
+		{"replaced", map[string]Pod{"a": a}, Pod{Name: "b", IP: ip("10.244.1.3"), Node: "nfslab-worker"}, "the ReplicaSet replaced the backend with pod b (10.244.1.3, on nfslab-worker)"},
+		{"in place", map[string]Pod{"a": a}, Pod{Name: "a", IP: a.IP, Restarts: 1}, "restarted pod a's server container in place (restarts 0 → 1): the pod kept its IP 10.244.1.2"},
+		{"new sandbox", map[string]Pod{"a": a}, Pod{Name: "a", IP: ip("10.244.1.3"), Restarts: 1}, "gave pod a a new sandbox (restarts 0 → 1): its IP is now 10.244.1.3, was 10.244.1.2"},
+	}
+	for _, tt := range tests {
+		got := comeback(tt.seen, tt.p)
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: comeback = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestRestartNodeRefusesTheMountingNode: restart-node never restarts the node that mounts.
+func TestRestartNodeRefusesTheMountingNode(t *testing.T) {
+	for _, node := range []string{"", controlPlaneNode} {
+		b := &Backend{pod: Pod{Name: "a", Node: node}, record: func(e event.Event) event.Event { return e }}
+		if err := b.Fault(context.Background(), fault.RestartNode); err == nil || !strings.Contains(err.Error(), "kind.nodes: 2") {
+			t.Errorf("restart-node of a pod on %q = %v, want a refusal naming kind.nodes", node, err)
+		}
 	}
 }

@@ -34,9 +34,15 @@ const (
 	clusterDir = "/run/nfslab-kind"
 	// exportDir is a tmpfs of the VM the node mounts at ExportHostPath.
 	exportDir = clusterDir + "/export"
-	// ClusterName is the lab's kind cluster's name (its node is <name>-control-plane).
+	// ClusterName is the lab's kind cluster's name.
 	ClusterName = "nfslab"
+	// controlPlaneNode is its first node's container: the node that mounts. A second node
+	// (ClusterConfig.Nodes) is <name>-worker, where the NFS server runs.
+	controlPlaneNode = ClusterName + "-control-plane"
 )
+
+// MaxNodes is the most nodes a lab cluster has: the node that mounts and the server's.
+const MaxNodes = 2
 
 // ProxyModes are the kube-proxy modes a cluster can be created with; "none" leaves kube-proxy
 // out (socket-LB cells).
@@ -62,22 +68,34 @@ type ClusterConfig struct {
 	// carries (kindnetd), and the controller manager hands out the pod CIDRs it needs. nfslab's
 	// own image has a static bridge instead.
 	KindCNI bool `json:"kind_cni,omitempty"`
+	// Nodes is the cluster's node count: 1 (0 means 1) or 2, a control-plane node and a worker.
+	Nodes int `json:"nodes,omitempty"`
 }
+
+// nodes is the cluster's node count.
+func (cfg ClusterConfig) nodes() int { return max(cfg.Nodes, 1) }
 
 // Cluster is a kind cluster the agent created in the machine's Docker.
 type Cluster struct {
 	Kubeconfig string
 	Client     kubernetes.Interface
 	ProxyMode  string
-	// NodeIP is the node's InternalIP: the NFS client's address, for NFSv4.0 callbacks.
-	NodeIP   netip.Addr
-	provider *cluster.Provider
+	// Nodes is its node count.
+	Nodes int
+	// NodeIP is the control-plane node's InternalIP: the NFS client's address, for NFSv4.0
+	// callbacks.
+	NodeIP netip.Addr
+	// ServerNode, on a cluster of several nodes, is the node the NFS server is placed on (the
+	// first worker); "" lets the scheduler choose.
+	ServerNode string
+	provider   *cluster.Provider
+	kindCNI    bool // kind's own pod network (kindnetd), not nfslab's static bridges
 }
 
 // CreateCluster creates the lab's kind cluster with kind's Go library (never the kind binary),
-// from the lab-tuned config in manifests/kind, loads cfg.SideLoad's images into its nodes, and
-// waits until its node is Ready; the deadline cfg.ReadyTimeout covers all three. say receives
-// kind's progress lines.
+// from the lab-tuned config in manifests/kind, loads cfg.SideLoad's images into its nodes, gives
+// each further node a pod range of its own (splitPodNetwork), and waits until every node is
+// Ready; the deadline cfg.ReadyTimeout covers it all. say receives kind's progress lines.
 func CreateCluster(ctx context.Context, log *slog.Logger, cfg ClusterConfig, say func(string)) (*Cluster, event.ClusterObs, error) {
 	obs := event.ClusterObs{Name: ClusterName, NodeImage: cfg.NodeImage, ProxyMode: cfg.ProxyMode}
 	raw, err := renderConfig(cfg)
@@ -131,11 +149,16 @@ wait:
 		}
 		return nil, obs, fmt.Errorf("create the kind cluster: %w", err)
 	}
-	c := &Cluster{Kubeconfig: kubeconfig, ProxyMode: cfg.ProxyMode, provider: p}
+	c := &Cluster{Kubeconfig: kubeconfig, ProxyMode: cfg.ProxyMode, Nodes: cfg.nodes(), provider: p, kindCNI: cfg.KindCNI}
 	if c.Client, err = newClient(kubeconfig); err != nil {
 		return c, obs, err
 	}
-	node, err := waitNodeReady(ctx, c.Client)
+	if c.Nodes > 1 {
+		if err := c.placeServer(ctx, say); err != nil {
+			return c, obs, err
+		}
+	}
+	node, err := waitNodesReady(ctx, c.Client, c.Nodes)
 	obs.ReadySeconds = time.Since(start).Seconds()
 	if err != nil {
 		return c, obs, err
@@ -208,6 +231,9 @@ func renderConfig(cfg ClusterConfig) ([]byte, error) {
 	if !known {
 		return nil, fmt.Errorf("kube-proxy mode %q: want one of %v", cfg.ProxyMode, ProxyModes())
 	}
+	if cfg.Nodes < 0 || cfg.nodes() > MaxNodes {
+		return nil, fmt.Errorf("%d nodes: a lab cluster has 1 or %d", cfg.Nodes, MaxNodes)
+	}
 	patchDir := filepath.Join(clusterDir, "patches")
 	if err := os.MkdirAll(patchDir, 0o755); err != nil {
 		return nil, err
@@ -259,7 +285,7 @@ func configText(cfg ClusterConfig, patchDir string) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, map[string]any{"ProxyMode": cfg.ProxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath,
-		"APIServerPort": cfg.APIServerPort, "KindCNI": cfg.KindCNI}); err != nil {
+		"APIServerPort": cfg.APIServerPort, "KindCNI": cfg.KindCNI, "Workers": make([]struct{}, cfg.nodes()-1)}); err != nil {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	return b.Bytes(), nil
@@ -275,26 +301,64 @@ func newClient(kubeconfig string) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// waitNodeReady polls until a node is Ready or ctx ends.
-func waitNodeReady(ctx context.Context, c kubernetes.Interface) (corev1.Node, error) {
+// placeServer prepares a cluster of several nodes for the lab: each node gets a pod range of
+// its own (nfslab's image; kindnetd does this itself on kind's), and the NFS server goes on the
+// first worker, away from the node that mounts.
+func (c *Cluster) placeServer(ctx context.Context, say func(string)) error {
+	names, err := nodeNames(ctx)
+	if err != nil {
+		return err
+	}
+	if len(names) != c.Nodes {
+		return fmt.Errorf("the cluster has nodes %v, want %d", names, c.Nodes)
+	}
+	c.ServerNode = names[1]
+	if c.kindCNI {
+		return nil
+	}
+	nets, err := splitPodNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	if say != nil {
+		var parts []string
+		for _, n := range nets {
+			parts = append(parts, fmt.Sprintf("%s %s pods %s", n.name, n.addr, n.subnet))
+		}
+		say("pod network: " + strings.Join(parts, "; ") + "; the NFS server runs on " + c.ServerNode)
+	}
+	return nil
+}
+
+// waitNodesReady polls until want nodes are Ready or ctx ends, and returns the control-plane
+// node.
+func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int) (corev1.Node, error) {
 	var last error
 	for {
 		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err == nil {
+			var ready []string
+			var first corev1.Node
 			for _, n := range nodes.Items {
 				for _, cond := range n.Status.Conditions {
 					if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-						return n, nil
+						ready = append(ready, n.Name)
+						if n.Name == controlPlaneNode || first.Name == "" {
+							first = n
+						}
 					}
 				}
 			}
-			last = fmt.Errorf("%d node(s), none Ready", len(nodes.Items))
+			if len(ready) >= want {
+				return first, nil
+			}
+			last = fmt.Errorf("%d node(s), Ready: %v", len(nodes.Items), ready)
 		} else {
 			last = err
 		}
 		select {
 		case <-ctx.Done():
-			return corev1.Node{}, fmt.Errorf("wait for a Ready node: %w (last: %v)", ctx.Err(), last)
+			return corev1.Node{}, fmt.Errorf("wait for %d Ready node(s): %w (last: %v)", want, ctx.Err(), last)
 		case <-time.After(time.Second):
 		}
 	}
@@ -305,7 +369,7 @@ func waitNodeReady(ctx context.Context, c kubernetes.Interface) (corev1.Node, er
 func nodeStatus(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := Docker(ctx, "exec", ClusterName+"-control-plane", "sh", "-c",
+	out, err := Docker(ctx, "exec", controlPlaneNode, "sh", "-c",
 		"echo images: $(ctr -n k8s.io images ls -q | wc -l); echo tasks: $(ctr -n k8s.io tasks ls | tail -n +2 | awk '{print $3}' | sort | uniq -c); "+
 			"journalctl -u kubelet --no-pager -o cat | grep -iE 'StartError|RunContainerError|failed to create|exec|no such' | tail -n 2 | cut -c1-700; "+
 			"for f in /var/log/pods/*etcd*/*/*.log /var/log/pods/*apiserver*/*/*.log; do echo \"$f:\"; tail -n 2 $f | cut -c1-400; done")
@@ -320,7 +384,7 @@ func nodeStatus(ctx context.Context) string {
 func nodeDiagnostics(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	node := ClusterName + "-control-plane"
+	node := controlPlaneNode
 	var parts []string
 	for _, cmd := range [][]string{
 		{"journalctl", "-u", "kubelet", "--no-pager", "-n", "15"},

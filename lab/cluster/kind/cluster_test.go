@@ -1,6 +1,7 @@
 package kind
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,7 +60,59 @@ func TestConfigText(t *testing.T) {
 		!strings.Contains(strings.Join(c.KubeadmConfigPatches, "\n"), ",node-ipam-controller\"") {
 		t.Errorf("with kind's CNI: %+v, %v\n%s", c.Networking, err, text)
 	}
+	// Two nodes: a worker that also has the export, joined with the control plane's patience,
+	// which needs the bootstrap signer to sign the discovery ConfigMap.
+	text, err = configText(ClusterConfig{ProxyMode: "iptables", Nodes: 2}, "/p")
+	c = v1alpha4.Cluster{}
+	if err != nil || yaml.UnmarshalStrict(text, &c) != nil {
+		t.Fatalf("two nodes: %v\n%s", err, text)
+	}
+	if len(c.Nodes) != 2 || c.Nodes[1].Role != v1alpha4.WorkerRole || len(c.Nodes[1].ExtraMounts) != 1 ||
+		c.Nodes[1].ExtraMounts[0].ContainerPath != ExportHostPath {
+		t.Errorf("two nodes: %+v", c.Nodes)
+	}
+	if p := strings.Join(c.KubeadmConfigPatches, "\n"); !strings.Contains(p, "kind: JoinConfiguration") || !strings.Contains(p, ",bootstrap-signer-controller\"") {
+		t.Errorf("two nodes: patches lack the join's timeouts or the bootstrap signer:\n%s", p)
+	}
+	text, _ = configText(ClusterConfig{ProxyMode: "iptables"}, "/p")
+	if strings.Contains(string(text), "JoinConfiguration") || strings.Contains(string(text), "bootstrap-signer") {
+		t.Error("one node: the config carries what only a join needs")
+	}
+	if _, err := renderConfig(ClusterConfig{ProxyMode: "iptables", Nodes: 3}); err == nil || !strings.Contains(err.Error(), "3 nodes") {
+		t.Errorf("renderConfig(3 nodes) = %v, want an error naming the count", err)
+	}
 	if _, err := renderConfig(ClusterConfig{ProxyMode: "userspace"}); err == nil || !strings.Contains(err.Error(), "userspace") {
 		t.Errorf("renderConfig(userspace) = %v, want an error naming it", err)
+	}
+}
+
+func TestPodSubnet(t *testing.T) {
+	for i, want := range []string{"10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"} {
+		if got, err := podSubnet(i); err != nil || got.String() != want {
+			t.Errorf("podSubnet(%d) = %v, %v; want %s", i, got, err, want)
+		}
+	}
+	if _, err := podSubnet(-1); err == nil {
+		t.Error("podSubnet(-1) has a range")
+	}
+}
+
+func TestOrderNodes(t *testing.T) {
+	tests := []struct {
+		in, want []string
+		err      bool
+	}{
+		{in: []string{"nfslab-control-plane"}, want: []string{"nfslab-control-plane"}},
+		{in: []string{"nfslab-worker", "nfslab-control-plane"}, want: []string{"nfslab-control-plane", "nfslab-worker"}},
+		{in: []string{"nfslab-worker10", "nfslab-worker2", "nfslab-control-plane", "nfslab-worker"},
+			want: []string{"nfslab-control-plane", "nfslab-worker", "nfslab-worker2", "nfslab-worker10"}},
+		{in: []string{"nfslab-worker"}, err: true},
+		{in: nil, err: true},
+	}
+	for _, tt := range tests {
+		got, err := orderNodes(tt.in)
+		if (err != nil) != tt.err || !slices.Equal(got, tt.want) {
+			t.Errorf("orderNodes(%v) = %v, %v; want %v (error %v)", tt.in, got, err, tt.want, tt.err)
+		}
 	}
 }

@@ -86,7 +86,8 @@ func version(p corev1.Pod) string {
 // replaced (kube-proxy removes the other rule family's leftovers when it starts: nftables
 // removes iptables' and IPVS's, iptables and IPVS remove nftables'); for "none" the DaemonSet is
 // deleted and its nftables tables with it. A cluster without kube-proxy cannot get one back
-// here (the caller creates a new cluster). It returns once the new kube-proxy pod is Ready.
+// here (the caller creates a new cluster). It returns once every node's new kube-proxy pod is
+// Ready.
 func (c *Cluster) SwitchProxyMode(ctx context.Context, mode string) error {
 	if c.ProxyMode == "none" {
 		return fmt.Errorf("the cluster has no kube-proxy to switch to %s", mode)
@@ -133,11 +134,15 @@ func (c *Cluster) SwitchProxyMode(ctx context.Context, mode string) error {
 	for {
 		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-proxy"})
 		if err == nil {
+			ready := 0
 			for _, p := range list.Items {
 				if !seen[p.Name] && p.DeletionTimestamp == nil && podReady(p) {
-					c.ProxyMode = mode
-					return nil
+					ready++
 				}
+			}
+			if ready >= max(c.Nodes, 1) { // one per node
+				c.ProxyMode = mode
+				return nil
 			}
 		}
 		select {

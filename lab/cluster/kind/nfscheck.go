@@ -24,7 +24,7 @@ const nodeMountDir = "/mnt/nfslab"
 // NodePID is the PID (in the VM) of the init of the cluster's node container: its network and
 // mount namespaces are the node's, and /proc/<pid>/root is the node's filesystem.
 func NodePID(ctx context.Context) (int, error) {
-	out, err := Docker(ctx, "inspect", "--format", "{{.State.Pid}}", ClusterName+"-control-plane")
+	out, err := Docker(ctx, "inspect", "--format", "{{.State.Pid}}", controlPlaneNode)
 	if err != nil {
 		return 0, err
 	}
@@ -61,7 +61,7 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	if err != nil {
 		return obs, err
 	}
-	w := NewWorkload(c.Client, "nfslab-check", image, conf)
+	w := NewWorkload(c.Client, "nfslab-check", image, conf, c.ServerNode)
 	defer func() { _ = w.Delete(context.WithoutCancel(ctx)) }()
 	start := time.Now()
 	vip, err := w.CreateService(ctx, []corev1.ServicePort{ServicePort("nfs", nfs.DefaultNFSPort)})

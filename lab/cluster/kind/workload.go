@@ -34,13 +34,14 @@ type Workload struct {
 	namespace string
 	image     string
 	conf      string
+	node      string // the node the server's pods are placed on; "" lets the scheduler choose
 }
 
 // NewWorkload returns the workload of image (holding nfs-ganesha) serving the ganesha config
 // conf (bound to 0.0.0.0: the pod's address is the cluster's choice) in namespace, whose name
-// also names its export directory.
-func NewWorkload(c kubernetes.Interface, namespace, image, conf string) *Workload {
-	return &Workload{c: c, namespace: namespace, image: image, conf: conf}
+// also names its export directory. node, when set, is the node its pods run on.
+func NewWorkload(c kubernetes.Interface, namespace, image, conf, node string) *Workload {
+	return &Workload{c: c, namespace: namespace, image: image, conf: conf, node: node}
 }
 
 // Namespace is where the workload's objects are.
@@ -99,6 +100,10 @@ func (w *Workload) deployment(port int32) *appsv1.Deployment {
 	privileged := true
 	labels := map[string]string{"app": appLabel}
 	dirOrCreate := corev1.HostPathDirectoryOrCreate
+	var nodeSelector map[string]string
+	if w.node != "" {
+		nodeSelector = map[string]string{corev1.LabelHostname: w.node}
+	}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "nfs-ganesha"},
 		Spec: appsv1.DeploymentSpec{
@@ -109,6 +114,7 @@ func (w *Workload) deployment(port int32) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
+					NodeSelector: nodeSelector,
 					Containers: []corev1.Container{{
 						Name:            serverContainerName,
 						Image:           w.image,
@@ -148,28 +154,30 @@ func ptr[T any](v T) *T { return &v }
 type Pod struct {
 	Name string
 	IP   netip.Addr
+	Node string // the node it runs on
 	// Restarts is the server container's restart count when the pod was seen Ready.
 	Restarts int32
 }
 
-// WaitReadyPod waits until a Ready pod of the Deployment serves that seen (pod name → restart
-// count when it was handed out) does not already account for, and returns it: the first
-// backend, the one the ReplicaSet made after the fault, or a pod whose server container the
-// kubelet restarted in place since.
-func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]int32) (Pod, error) {
+// WaitReadyPod waits until a Ready pod of the Deployment serves that seen (pod name → the pod
+// as it was handed out) does not already account for, and returns it: the first backend, the
+// one the ReplicaSet made after the fault, a pod whose server container the kubelet restarted
+// in place since, or one the kubelet gave a new sandbox (a new IP) since — after its node
+// restarted.
+func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]Pod) (Pod, error) {
 	for {
 		pods, err := w.c.CoreV1().Pods(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
 		if err == nil {
 			for _, p := range pods.Items {
 				_, restarts := serverContainer(p)
-				if was, ok := seen[p.Name]; (ok && restarts <= was) || p.DeletionTimestamp != nil || !podReady(p) {
-					continue
-				}
 				ip, err := netip.ParseAddr(p.Status.PodIP)
-				if err != nil {
+				if err != nil || p.DeletionTimestamp != nil || !podReady(p) {
 					continue
 				}
-				return Pod{Name: p.Name, IP: ip, Restarts: restarts}, nil
+				if was, ok := seen[p.Name]; ok && restarts <= was.Restarts && ip == was.IP {
+					continue
+				}
+				return Pod{Name: p.Name, IP: ip, Node: p.Spec.NodeName, Restarts: restarts}, nil
 			}
 		}
 		select {

@@ -33,27 +33,30 @@ func pod(name, ip string, ready bool, deleting bool) *corev1.Pod {
 }
 
 // TestWaitReadyPod: the replacement is the first Ready pod not handed out before, or one whose
-// server container restarted since it was; a terminating or unready pod is never it.
+// server container restarted since it was, or one with a new IP (a new sandbox after its node
+// restarted); a terminating or unready pod is never it.
 func TestWaitReadyPod(t *testing.T) {
+	ip7 := netip.MustParseAddr("10.244.0.7")
 	restarted := pod("c", "10.244.0.7", true, false)
 	restarted.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: serverContainerName, ContainerID: "containerd://abc", RestartCount: 1}}
 	for _, tc := range []struct {
 		name string
 		pods []*corev1.Pod
-		seen map[string]int32
+		seen map[string]Pod
 		want string // "" = none: a timeout
 	}{
-		{"first ready pod", []*corev1.Pod{pod("a", "10.244.0.5", true, true), pod("b", "10.244.0.6", false, false), pod("c", "10.244.0.7", true, false)}, map[string]int32{}, "c"},
-		{"handed out already", []*corev1.Pod{pod("c", "10.244.0.7", true, false)}, map[string]int32{"c": 0}, ""},
-		{"container restarted in place", []*corev1.Pod{restarted}, map[string]int32{"c": 0}, "c"},
-		{"restart already handed out", []*corev1.Pod{restarted}, map[string]int32{"c": 1}, ""},
+		{"first ready pod", []*corev1.Pod{pod("a", "10.244.0.5", true, true), pod("b", "10.244.0.6", false, false), pod("c", "10.244.0.7", true, false)}, map[string]Pod{}, "c"},
+		{"handed out already", []*corev1.Pod{pod("c", "10.244.0.7", true, false)}, map[string]Pod{"c": {IP: ip7}}, ""},
+		{"container restarted in place", []*corev1.Pod{restarted}, map[string]Pod{"c": {IP: ip7}}, "c"},
+		{"restart already handed out", []*corev1.Pod{restarted}, map[string]Pod{"c": {IP: ip7, Restarts: 1}}, ""},
+		{"new sandbox, restart count kept", []*corev1.Pod{pod("c", "10.244.0.7", true, false)}, map[string]Pod{"c": {IP: netip.MustParseAddr("10.244.0.6")}}, "c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := make([]runtime.Object, len(tc.pods))
 			for i, p := range tc.pods {
 				objs[i] = p
 			}
-			w := NewWorkload(fake.NewClientset(objs...), testNS, "img", "conf")
+			w := NewWorkload(fake.NewClientset(objs...), testNS, "img", "conf", "")
 			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 			defer cancel()
 			got, err := w.WaitReadyPod(ctx, tc.seen)
@@ -78,7 +81,7 @@ func TestWaitEndpoints(t *testing.T) {
 			{Addresses: []string{"10.244.0.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &no}},
 		},
 	}
-	w := NewWorkload(fake.NewClientset(slice), testNS, "img", "conf")
+	w := NewWorkload(fake.NewClientset(slice), testNS, "img", "conf", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := w.WaitEndpoints(ctx, []netip.Addr{netip.MustParseAddr("10.244.0.7")}); err != nil {
@@ -88,5 +91,16 @@ func TestWaitEndpoints(t *testing.T) {
 	defer cancel2()
 	if err := w.WaitEndpoints(ctx2, nil); err == nil {
 		t.Error("WaitEndpoints(none) returned while a ready endpoint is listed")
+	}
+}
+
+// TestDeploymentPlacement: a workload given a node pins its pods there; without, the scheduler
+// chooses.
+func TestDeploymentPlacement(t *testing.T) {
+	if sel := NewWorkload(nil, testNS, "img", "conf", "nfslab-worker").deployment(2049).Spec.Template.Spec.NodeSelector; sel[corev1.LabelHostname] != "nfslab-worker" || len(sel) != 1 {
+		t.Errorf("node selector %v, want the worker", sel)
+	}
+	if sel := NewWorkload(nil, testNS, "img", "conf", "").deployment(2049).Spec.Template.Spec.NodeSelector; sel != nil {
+		t.Errorf("node selector %v without a node", sel)
 	}
 }

@@ -58,17 +58,23 @@ func kubeProxyPackages() []string {
 	return []string{"iptables", "nftables", "conntrack", "ipset", "kmod"}
 }
 
-// bridgeConflist is the node's pod network: one bridge, host-local addresses, routes out.
-const bridgeConflist = `{
+// The node's pod network: one bridge, host-local addresses from BridgeSubnet, routes out.
+// Every node of the image starts with the same range; the lab gives each further node of a
+// cluster its own by rewriting BridgeConflist's subnet there, and routes between them.
+const (
+	BridgeConflist = "/etc/cni/net.d/10-bridge.conflist"
+	BridgeSubnet   = "10.244.0.0/24"
+	bridgeConflist = `{
   "cniVersion": "0.4.0",
   "name": "nfslab-bridge",
   "plugins": [
     {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "` + BridgeSubnet + `"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 `
+)
 
 // Node is a node image: a docker-archive holding it, and its tag.
 type Node struct {

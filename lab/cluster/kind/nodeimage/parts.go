@@ -240,7 +240,7 @@ func installKindFiles(ctx context.Context, root, kindDir, bins string) error {
 	if out, err := exec.CommandContext(ctx, "cp", "-a", filepath.Join(root, "usr/lib/cni")+"/.", filepath.Join(root, "opt/cni/bin")).CombinedOutput(); err != nil {
 		return fmt.Errorf("CNI plugins: %w: %s", err, out)
 	}
-	if err := os.WriteFile(filepath.Join(root, "etc/cni/net.d/10-bridge.conflist"), []byte(bridgeConflist), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, BridgeConflist), []byte(bridgeConflist), 0o644); err != nil {
 		return err
 	}
 	if err := writeCRIBaseSpec(ctx, filepath.Join(root, "etc/containerd/cri-base.json")); err != nil {
