@@ -25,7 +25,8 @@ type KubeProxy struct {
 // NewKubeProxy returns the datapath of c's kube-proxy, expected to run in mode.
 func NewKubeProxy(c *Cluster, mode string) *KubeProxy { return &KubeProxy{c: c, mode: mode} }
 
-// Install waits until kube-proxy's pod is Ready and checks the mode its configuration names.
+// Install waits until the kube-proxy pod of the node that mounts is Ready, and checks the mode
+// its configuration names.
 func (k *KubeProxy) Install(ctx context.Context) error {
 	cm, err := k.c.Client.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
 	if err != nil {
@@ -39,7 +40,7 @@ func (k *KubeProxy) Install(ctx context.Context) error {
 		pods, err := k.c.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-proxy"})
 		if err == nil {
 			for _, p := range pods.Items {
-				if podReady(p) {
+				if p.Spec.NodeName == controlPlaneNode && podReady(p) {
 					k.desc = fmt.Sprintf("kube-proxy %s in %s mode (pod kube-system/%s, image %s)", version(p), mode, p.Name, p.Spec.Containers[0].Image)
 					return nil
 				}
@@ -47,7 +48,7 @@ func (k *KubeProxy) Install(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for kube-proxy's pod to be Ready: %w (last: %v)", ctx.Err(), err)
+			return fmt.Errorf("wait for kube-proxy's pod on %s to be Ready: %w (last: %v)", controlPlaneNode, ctx.Err(), err)
 		case <-time.After(time.Second):
 		}
 	}
@@ -180,20 +181,23 @@ func setMode(conf, mode string) string {
 // kubeProxyLogTail is the last lines of the log of each kube-proxy pod: what to show when its
 // rules do not appear.
 func kubeProxyLogTail(ctx context.Context, c kubernetes.Interface, lines int64) string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	pods, err := c.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-proxy"})
+	ctx = context.WithoutCancel(ctx)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pods, err := c.CoreV1().Pods("kube-system").List(lctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-proxy"})
+	cancel()
 	if err != nil {
 		return fmt.Sprintf("(kube-proxy's pods: %v)", err)
 	}
 	var b strings.Builder
 	for _, p := range pods.Items {
-		raw, err := c.CoreV1().Pods("kube-system").GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &lines}).DoRaw(ctx)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		raw, err := c.CoreV1().Pods("kube-system").GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &lines}).DoRaw(pctx)
+		cancel()
 		if err != nil {
-			fmt.Fprintf(&b, "[%s: %v]", p.Name, err)
+			fmt.Fprintf(&b, "[%s on %s: %v]", p.Name, p.Spec.NodeName, err)
 			continue
 		}
-		fmt.Fprintf(&b, "[%s: %s]", p.Name, strings.TrimSpace(string(raw)))
+		fmt.Fprintf(&b, "[%s on %s: %s]", p.Name, p.Spec.NodeName, strings.TrimSpace(string(raw)))
 	}
 	if b.Len() == 0 {
 		return "(no kube-proxy pod)"

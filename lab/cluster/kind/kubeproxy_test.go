@@ -15,6 +15,7 @@ func kubeProxyPod(name string) *corev1.Pod {
 	p := pod(name, "172.18.0.2", true, false)
 	p.Namespace, p.Labels = "kube-system", map[string]string{"k8s-app": "kube-proxy"}
 	p.Spec.Containers = []corev1.Container{{Name: "kube-proxy", Image: "registry.k8s.io/kube-proxy:v1.37.2"}}
+	p.Spec.NodeName = controlPlaneNode
 	return p
 }
 
