@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/cluster"
+	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/fault"
@@ -446,4 +447,12 @@ func inOrder[T comparable](got, want []T) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// TestKindNodeLimitsAgree: the node count a scenario may ask for is the one the kind package
+// creates.
+func TestKindNodeLimitsAgree(t *testing.T) {
+	if scenario.MaxKindNodes != kind.MaxNodes {
+		t.Errorf("scenario allows %d kind nodes, the kind package creates at most %d", scenario.MaxKindNodes, kind.MaxNodes)
+	}
 }

@@ -316,7 +316,7 @@ func (c *Cluster) placeServer(ctx context.Context, say func(string)) error {
 	if c.kindCNI {
 		return nil
 	}
-	nets, err := splitPodNetwork(ctx)
+	nets, err := splitPodNetwork(ctx, names)
 	if err != nil {
 		return err
 	}

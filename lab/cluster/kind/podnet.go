@@ -88,12 +88,9 @@ func nodeAddr(ctx context.Context, name string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("node %s has no IPv4 address (docker says %q)", name, strings.TrimSpace(string(out)))
 }
 
-// podNetwork reads the cluster's nodes with their addresses and pod ranges.
-func podNetwork(ctx context.Context) ([]nodeNet, error) {
-	names, err := nodeNames(ctx)
-	if err != nil {
-		return nil, err
-	}
+// podNetwork reads the addresses of the cluster's nodes, names in nodeNames' order, and gives
+// each its pod range.
+func podNetwork(ctx context.Context, names []string) ([]nodeNet, error) {
 	nets := make([]nodeNet, len(names))
 	for i, name := range names {
 		a, err := nodeAddr(ctx, name)
@@ -112,8 +109,8 @@ func podNetwork(ctx context.Context) ([]nodeNet, error) {
 // splitPodNetwork gives every node after the first its own pod range and routes the ranges
 // between the nodes. It runs right after the cluster is created, before any pod of the lab is
 // scheduled (kube-proxy's pods use the node's network, not the bridge).
-func splitPodNetwork(ctx context.Context) ([]nodeNet, error) {
-	nets, err := podNetwork(ctx)
+func splitPodNetwork(ctx context.Context, names []string) ([]nodeNet, error) {
+	nets, err := podNetwork(ctx, names)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +157,11 @@ func (c *Cluster) RestartNode(ctx context.Context, name string) (string, error) 
 		return "", err
 	}
 	if !c.kindCNI {
-		nets, err := podNetwork(ctx)
+		names, err := nodeNames(ctx)
+		if err != nil {
+			return "", err
+		}
+		nets, err := podNetwork(ctx, names)
 		if err != nil {
 			return "", err
 		}
