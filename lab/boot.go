@@ -1,0 +1,308 @@
+package lab
+
+// This file brings the VMs up: their size and how many run at once, the initramfs per kernel,
+// the boot, and the loop that hands a VM its cells and follows its agent's events.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/runstate"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/reports"
+)
+
+// vmCPUs is how many virtual CPUs each VM gets.
+func vmCPUs() int { return min(2, runtime.NumCPU()) }
+
+// vmMemoryMB is each VM's memory; kindMemoryMB a kind-form machine's (its root filesystem, in
+// memory, carries Docker; each kind node takes about 0.5 GiB more).
+const (
+	vmMemoryMB   = 2048
+	kindMemoryMB = 6144
+)
+
+// Parallelism is how many VMs run at once by default: one per host core (the VMs spend much
+// of their time waiting on each other's steps: on 2 cores two VMs ran the fidelity matrix in
+// 14 s against 22 s one after the other), as far as the host's memory holds them with room to
+// spare, at least one.
+func Parallelism() int {
+	byMem := runtime.NumCPU()
+	if total, err := memTotalMB(); err == nil {
+		byMem = total / (vmMemoryMB + vmMemoryMB/2)
+	}
+	return max(1, min(runtime.NumCPU(), byMem))
+}
+
+// KindParallelism is how many kind-form VMs run at once by default: a kind cluster keeps both
+// of a VM's vCPUs busy under TCG, so one VM per two host cores, bounded by memory.
+func KindParallelism() int {
+	byMem := runtime.NumCPU()
+	if total, err := memTotalMB(); err == nil {
+		byMem = total / (kindMemoryMB + kindMemoryMB/4)
+	}
+	return max(1, min(runtime.NumCPU()/vmCPUs(), byMem))
+}
+
+// memTotalMB reads MemTotal from /proc/meminfo.
+func memTotalMB() (int, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("parse MemTotal %q: %w", rest, err)
+			}
+			return kb / 1024, nil
+		}
+	}
+	return 0, errors.New("no MemTotal in /proc/meminfo")
+}
+
+// kernelImage resolves the kernel name (building or fetching it into the cache) and assembles in
+// work, which it creates, the initramfs its VMs boot: root filesystem, modules, agent.
+func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Kernel, string, error) {
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return kernel.Kernel{}, "", labErr("kernel %s: %w", name, err)
+	}
+	r.p.say("kernel %s: preparing", name)
+	t0 := time.Now()
+	k, err := kernel.Resolve(ctx, r.cache, name, r.opts.Log, func(line string) { r.p.say("%s", line) })
+	if err != nil {
+		return kernel.Kernel{}, "", labErr("kernel %s: %w", name, err)
+	}
+	if r.form.features != nil {
+		if err := kernel.CheckConfigFor(k, r.form.name, r.form.features()); err != nil {
+			return kernel.Kernel{}, "", &InputError{Err: err}
+		}
+	}
+	modules, err := kernel.ModulesArchive(ctx, r.cache, k, r.form.modules())
+	if err != nil {
+		return kernel.Kernel{}, "", labErr("kernel %s: modules for the guest: %w", name, err)
+	}
+	initrd := filepath.Join(work, "initrd.cpio")
+	parts := []string{r.rootfs, r.agentArchive}
+	if modules != "" {
+		parts = []string{r.rootfs, modules, r.agentArchive}
+	}
+	if err := image.Assemble(initrd, parts...); err != nil {
+		return kernel.Kernel{}, "", labErr("assemble the initramfs: %w", err)
+	}
+	r.record(func(res *reports.Result) { res.Timings["kernel:"+name] = round3(time.Since(t0).Seconds()) })
+	r.p.say("kernel %s: %s ready in %.1f s", name, k.Release, time.Since(t0).Seconds())
+	return k, initrd, nil
+}
+
+// boot boots a VM of kernel k from initrd, with work as its directory, and waits for the agent's
+// hello; disks are attached as virtio-blk devices (vm.Config.Disks), ports are virtio-serial
+// ports besides the agent's (vm.Config.Ports). release stops the VM and keeps its console log
+// in the artifact directory.
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, release func(), err error) {
+	opts, p := r.opts, r.p
+	accel := opts.Accel
+	r.mu.Lock()
+	if r.noKVM && (accel == vm.AccelAuto || accel == "") {
+		accel = vm.AccelTCG
+	}
+	r.mu.Unlock()
+	p.say("vm: booting %s (%s)", k.Name, accelName(accel))
+	machine, err = vm.Boot(ctx, vm.Config{
+		Kernel: k.Vmlinuz, Initrd: initrd, Accel: accel,
+		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
+		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks, Forwards: forwards,
+	})
+	if err != nil {
+		var kept []string
+		for _, a := range []string{vm.AccelKVM, vm.AccelTCG} {
+			if p := keepConsole(opts.ArtifactDir, k.Name+"-"+a, vm.ConsolePath(work, a)); p != "" {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) > 0 {
+			return nil, nil, labErr("kernel %s: %w (console: %s)", k.Name, err, strings.Join(kept, ", "))
+		}
+		return nil, nil, labErr("kernel %s: %w", k.Name, err)
+	}
+	release = func() {
+		machine.Close()
+		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
+	}
+	qemu := qemuVersion(ctx)
+	r.record(func(res *reports.Result) {
+		res.Host.Accel = machine.Accel
+		res.Host.QEMU = qemu
+		res.Timings["vm_boot:"+k.Name] = round3(machine.BootTime.Seconds())
+	})
+	if machine.KVMError != nil {
+		r.mu.Lock()
+		r.noKVM = true
+		r.mu.Unlock()
+		p.say("vm: KVM does not work here, using TCG (%v)", machine.KVMError)
+	}
+	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
+	return machine, release, nil
+}
+
+// bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
+// returns how many of the cells finished.
+func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
+	p := r.p
+	machine, release, err := r.boot(ctx, k, initrd, work, setup.disks, setup.forwards)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+
+	if err := machine.Send(agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep}); err != nil {
+		return 0, labErr("kernel %s: %w", k.Name, err)
+	}
+
+	timeline := make(map[int][]event.Event)
+	done := 0
+	agentErr := "" // the agent's last error outside any cell
+	// Each cell may take its setup steps, its recovery window and teardown; bound the whole VM.
+	var budget time.Duration
+	for _, c := range cells {
+		budget += 8*c.Timeouts.Setup.Duration + c.Timeouts.Recovery.Duration + 30*time.Second
+	}
+	budget += setup.budget(cells)
+	vctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	finish := func() {
+		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine, res, done) })
+	}
+	for {
+		ev, err := machine.Next(vctx)
+		if err != nil {
+			finish()
+			if ctx.Err() != nil {
+				return done, labErr("kernel %s: interrupted after %d of %d cell(s)", k.Name, done, len(cells))
+			}
+			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
+		}
+		if ev.Cell >= 0 {
+			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
+		} else if ev.Kind == event.KindError {
+			agentErr = ev.Msg
+		}
+		if c := ev.Cluster; c != nil && c.Error == "" {
+			r.record(func(res *reports.Result) {
+				if c.SwitchedFrom != "" {
+					res.Timings["kind_switch:"+k.Name+":"+c.ProxyMode] = round3(c.SwitchSeconds)
+				} else {
+					res.Timings["kind_create:"+k.Name+":"+c.ProxyMode] = round3(c.CreateSeconds)
+				}
+			})
+		}
+		p.event(cellName(cells, ev.Cell), ev)
+		switch ev.Kind {
+		case event.KindKept:
+			finish()
+			r.keep(ctx, k, machine, ev.Kept, setup)
+			// The end of a kept VM is asked for (Ctrl-C): its agent says bye and powers off.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			for {
+				if ev, err := machine.Next(dctx); err != nil || ev.Kind == event.KindBye {
+					break
+				}
+			}
+			cancel()
+			machine.WaitExit(30 * time.Second)
+			return done, nil
+		case event.KindCellDone:
+			done++
+		case event.KindBye:
+			finish()
+			machine.WaitExit(10 * time.Second)
+			if done == 0 && agentErr != "" {
+				return 0, labErr("kernel %s: %s", k.Name, agentErr)
+			}
+			return done, nil
+		}
+	}
+}
+
+func cellName(cells []scenario.Cell, idx int) string {
+	for _, c := range cells {
+		if c.Index == idx {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+func accelName(a string) string {
+	if a == "" {
+		return vm.AccelAuto
+	}
+	return a
+}
+
+func qemuVersion(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "qemu-system-x86_64", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+}
+
+// consoleTail returns the last lines of a VM's console log, indented, for an error message.
+func consoleTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "    (no console log)"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}
+
+// keepConsole copies a VM's console log into the artifact directory under a name that does not
+// collide with earlier boots, and returns the copy's path ("" when nothing was kept).
+func keepConsole(dir, kernelName, path string) string {
+	if dir == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || os.MkdirAll(dir, 0o755) != nil {
+		return ""
+	}
+	base := "console-" + strings.NewReplacer("/", "_", " ", "_").Replace(filepath.Base(kernelName))
+	for n := 1; ; n++ {
+		dst := filepath.Join(dir, fmt.Sprintf("%s-%d.log", base, n))
+		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return ""
+		}
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return ""
+		}
+		return dst
+	}
+}

@@ -1,0 +1,91 @@
+package lab
+
+// This file turns a cell's timeline into its report entry: the verdict (decided by
+// lab/verdict from the evidence) and the addresses, phases and timings beside it.
+
+import (
+	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/scenario"
+	"github.com/nfslab/nfslab/lab/verdict"
+	"github.com/nfslab/nfslab/reports"
+)
+
+// finishCells turns the timelines of the first n cells into report cells with verdicts.
+func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel.Kernel, machine *vm.VM, res *reports.Result, n int) {
+	for i, c := range cells {
+		rc := Judge(c, timeline[c.Index], i < n)
+		rc.KernelRelease = machine.Hello.KernelRelease
+		rc.KernelBuild = k.Build
+		res.Cells[c.Index] = rc
+	}
+}
+
+// Judge decides a cell's verdict from its timeline and fills its report entry. complete says
+// whether the agent finished the cell; an unfinished cell is judged on what it had.
+func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
+	rc := pendingCell(c)
+	rc.Events = events
+	ev := verdict.Collect(c.Port, events)
+	d := verdict.Decide(ev, true)
+	if !complete && d.Verdict != verdict.Recovered && d.Verdict != verdict.BugReproduced {
+		last := "before its first step"
+		for _, e := range events {
+			if e.Kind == event.KindStep {
+				last = "after " + string(e.Step)
+			}
+		}
+		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the cell was cut short " + last, Final: true}
+	}
+	rc.Verdict, rc.Reason = string(d.Verdict), d.Reason
+	rc.Pass = rc.Verdict == rc.Expected
+	// The addresses are the ones the cluster reported on the timeline.
+	rc.VIP, rc.BackendA, rc.BackendB = ev.VIP, ev.OldBackend, ev.NewBackend
+	rc.ReconnectTargets = ev.ReconnectTargets
+	rc.AskedOld = ev.AskedOld
+	rc.InstrumentFailures = ev.InstrumentFailures
+	if ev.FirstIOOKAfter != nil {
+		s := ev.FirstIOOKAfter.Seconds()
+		rc.RecoverySeconds = &s
+	}
+	var first, prev event.Mono
+	for _, e := range events {
+		if first == 0 {
+			first, prev = e.Mono, e.Mono
+		}
+		switch {
+		case e.Mount != nil && e.Phase == event.PhaseBefore:
+			rc.MountAddrBefore = e.Mount.Addr
+		case e.Mount != nil && e.Phase == event.PhaseAfter:
+			rc.MountAddrAfter = e.Mount.Addr
+		case e.Kernel != nil:
+			rc.KernelLog = append(rc.KernelLog, e.Kernel.Line)
+		case e.Kind == event.KindStep:
+			rc.Phases[string(e.Step)] = round3(e.Mono.Sub(prev).Seconds())
+			prev = e.Mono
+		case e.Kind == event.KindError && rc.Error == "":
+			rc.Error = e.Msg
+		case e.Window != nil && e.Window.Seconds > 0:
+			w := e.Window
+			rc.NoEndpointWindow = &reports.Window{
+				Seconds: round3(w.Seconds), ConnectAttempts: w.ConnectAttempts, Refused: w.Refused,
+				AttemptsPerSecond: round3(float64(w.ConnectAttempts) / w.Seconds),
+				KernelLogLines:    w.KernelLogLines, KernelLogPerSecond: round3(float64(w.KernelLogLines) / w.Seconds),
+				SocketLBWithoutEnds: c.SocketLBNoBackend,
+			}
+		}
+	}
+	return rc
+}
+
+func pendingCell(c scenario.Cell) reports.Cell {
+	return reports.Cell{
+		ID: c.ID, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
+		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
+		ProbeTimeout:     c.Timeouts.Probe.Seconds(),
+		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},
+	}
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
