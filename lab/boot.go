@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -115,14 +114,9 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, release func(), err error) {
 	opts, p := r.opts, r.p
 	accel := opts.Accel
-	r.mu.Lock()
-	if r.noKVM && (accel == vm.AccelAuto || accel == "") {
-		accel = vm.AccelTCG
-	}
-	r.mu.Unlock()
 	p.say("vm: booting %s (%s)", k.Name, accelName(accel))
 	machine, err = vm.Boot(ctx, vm.Config{
-		Kernel: k.Vmlinuz, Initrd: initrd, Accel: accel,
+		Kernel: k.Vmlinuz, Initrd: initrd, Accel: accel, KVMMemo: r.kvm,
 		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
 		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks, Forwards: forwards,
 	})
@@ -142,17 +136,19 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 		machine.Close()
 		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
 	}
-	qemu := qemuVersion(ctx)
 	r.record(func(res *reports.Result) {
 		res.Host.Accel = machine.Accel
-		res.Host.QEMU = qemu
+		res.Host.QEMU = r.qemu
 		res.Timings["vm_boot:"+k.Name] = round3(machine.BootTime.Seconds())
 	})
 	if machine.KVMError != nil {
-		r.mu.Lock()
-		r.noKVM = true
-		r.mu.Unlock()
-		p.say("vm: KVM does not work here, using TCG (%v)", machine.KVMError)
+		r.kvmSaid.Do(func() {
+			if machine.KVMRemembered {
+				p.say("vm: using TCG: %v (remembered in %s; --accel kvm tries KVM again)", machine.KVMError, r.kvm.File)
+			} else {
+				p.say("vm: KVM does not work here, using TCG from now on (%v)", machine.KVMError)
+			}
+		})
 	}
 	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
 	return machine, release, nil
@@ -251,16 +247,6 @@ func accelName(a string) string {
 		return vm.AccelAuto
 	}
 	return a
-}
-
-func qemuVersion(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "qemu-system-x86_64", "--version").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
 }
 
 // consoleTail returns the last lines of a VM's console log, indented, for an error message.

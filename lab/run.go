@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
+	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/runstate"
@@ -208,7 +209,11 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 		return nil, labErr("package the agent: %w", err)
 	}
 
-	return &runner{opts: opts, p: p, form: form, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res}, nil
+	qemu := vm.QEMUVersion(ctx)
+	return &runner{
+		opts: opts, p: p, form: form, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res,
+		qemu: qemu, kvm: vm.NewKVMMemo(cache.Dir, res.Host.Kernel, qemu),
+	}, nil
 }
 
 // cacheOf is the run's artefact cache: Options.CacheDir, else the default directory.
@@ -233,11 +238,13 @@ type runner struct {
 	rootfs       string
 	agentArchive string
 
-	mu  sync.Mutex
-	res *reports.Result
-	// noKVM records that KVM failed to bring a VM of this run up: later boots go straight to
-	// TCG instead of paying KVM's boot timeout again.
-	noKVM bool
+	mu   sync.Mutex
+	res  *reports.Result
+	qemu string // qemu's version, for the report and the KVM memo
+	// kvm remembers, in the cache, that KVM failed to bring a VM up on this host: later boots
+	// (of this run and later ones) go straight to TCG instead of paying KVM's boot timeout again.
+	kvm     vm.KVMMemo
+	kvmSaid sync.Once // the progress line about it, once a run
 
 	// userNode is the kind form's node image given by the user (Options.NodeImage), resolved
 	// before anything was created; nil for nfslab's own.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/hosttools"
+	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/socklb"
 )
@@ -94,7 +95,7 @@ func InspectHost(ctx context.Context, tab *Table) HostReport {
 		rep.SockAddr = listSockAddr(ctx, root)
 		rep.Checks = append(rep.Checks, cgroupCheck(root))
 	}
-	rep.Checks = append(rep.Checks, nfsClientCheck(rep.Kernel.Release), qemuCheck(ctx), kvmCheck(), dockerCheck(ctx))
+	rep.Checks = append(rep.Checks, nfsClientCheck(rep.Kernel.Release), qemuCheck(ctx), kvmCheck(ctx, rep.Kernel.Release), dockerCheck(ctx))
 	rep.Outcome, rep.Reason = hostOutcome(rep.Kernel, rep.SockAddr)
 	return rep
 }
@@ -278,11 +279,19 @@ func qemuCheck(ctx context.Context) Check {
 	return c
 }
 
-func kvmCheck() Check {
-	if vm.KVMUsable() {
-		return Check{Name: "KVM", OK: true, Detail: "/dev/kvm opens read-write; nfslab run tries KVM and falls back to TCG if a VM does not come up"}
+// kvmCheck says whether nfslab's VMs can use KVM: /dev/kvm must open, and no earlier run on
+// this host (kernel release, qemu) may have found that KVM does not bring a VM up.
+func kvmCheck(ctx context.Context, release string) Check {
+	if !vm.KVMUsable() {
+		return Check{Name: "KVM", Detail: "/dev/kvm cannot be opened read-write: VMs run under TCG (slower, still correct)"}
 	}
-	return Check{Name: "KVM", Detail: "/dev/kvm cannot be opened read-write: VMs run under TCG (slower, still correct)"}
+	if dir, err := image.DefaultCacheDir(); err == nil {
+		memo := vm.NewKVMMemo(dir, release, vm.QEMUVersion(ctx))
+		if reason, at, failed := memo.Failed(); failed {
+			return Check{Name: "KVM", Detail: fmt.Sprintf("/dev/kvm opens, but a run on %s found that KVM does not bring a VM up here (%s): runs use TCG (slower, still correct); nfslab run --accel kvm tries KVM again", at.Format(time.DateOnly), reason)}
+		}
+	}
+	return Check{Name: "KVM", OK: true, Detail: "/dev/kvm opens read-write; nfslab run tries KVM and falls back to TCG (and remembers it) if a VM does not come up"}
 }
 
 func dockerCheck(ctx context.Context) Check {

@@ -54,6 +54,9 @@ type Config struct {
 	// its only network interface: qemu's user-mode network, restricted so that the guest reaches
 	// nothing outside (only the forwards come in). Without, the guest has no network at all.
 	Forwards []Forward
+	// KVMMemo remembers across runs that KVM failed here: with AccelAuto a boot skips KVM while
+	// it says so, and records a failure; a boot with AccelKVM forgets it when KVM works.
+	KVMMemo KVMMemo
 }
 
 // Disk is a raw disk image file attached to a VM.
@@ -91,11 +94,13 @@ func (d Disk) driveArg(i int) string {
 
 // VM is a running machine with a connected agent.
 type VM struct {
-	Accel      string      // the accelerator that worked
-	KVMError   error       // with AccelAuto: why KVM was not used (nil when it was, or was not tried)
-	Hello      event.Hello // what the agent said when it came up
-	BootTime   time.Duration
-	ConsoleLog string
+	Accel    string // the accelerator that worked
+	KVMError error  // with AccelAuto: why KVM was not used (nil when it was, or was not tried)
+	// KVMRemembered says that KVMError comes from the memo of an earlier boot: KVM was not tried.
+	KVMRemembered bool
+	Hello         event.Hello // what the agent said when it came up
+	BootTime      time.Duration
+	ConsoleLog    string
 
 	cmd     *exec.Cmd
 	conn    net.Conn
@@ -108,7 +113,8 @@ type VM struct {
 }
 
 // Boot starts the VM and waits for the agent's hello. With AccelAuto it tries KVM first (when
-// /dev/kvm is usable) and falls back to TCG if KVM fails to bring the agent up.
+// /dev/kvm is usable and cfg.KVMMemo does not say KVM failed here) and falls back to TCG if KVM
+// fails to bring the agent up.
 func Boot(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -117,31 +123,57 @@ func Boot(ctx context.Context, cfg Config) (*VM, error) {
 		return nil, fmt.Errorf("qemu-system-x86_64 not found: install it with apt-get install qemu-system-x86: %w", err)
 	}
 	switch cfg.Accel {
-	case AccelKVM, AccelTCG:
-		return boot(ctx, cfg, cfg.Accel)
-	case AccelAuto, "":
-		if KVMUsable() {
-			kcfg := cfg
-			kcfg.BootTimeout = min(cfg.BootTimeout, 30*time.Second)
-			v, err := boot(ctx, kcfg, AccelKVM)
-			if err == nil {
-				return v, nil
-			}
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			cfg.Log.Debug("KVM did not bring the VM up; falling back to TCG", "err", err)
-			v, terr := boot(ctx, cfg, AccelTCG)
-			if terr != nil {
-				return nil, terr
-			}
-			v.KVMError = err
-			return v, nil
-		}
+	case AccelTCG:
 		return boot(ctx, cfg, AccelTCG)
+	case AccelKVM:
+		v, err := boot(ctx, cfg, AccelKVM)
+		if err == nil {
+			if ferr := cfg.KVMMemo.Forget(); ferr != nil {
+				cfg.Log.Warn("KVM works again, but its memo stays", "err", ferr)
+			}
+		}
+		return v, err
+	case AccelAuto, "":
+		return bootAuto(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("unknown accelerator %q (want auto, kvm or tcg)", cfg.Accel)
 	}
+}
+
+// bootAuto boots under KVM unless it cannot work here, falling back to TCG.
+func bootAuto(ctx context.Context, cfg Config) (*VM, error) {
+	if !KVMUsable() {
+		return boot(ctx, cfg, AccelTCG)
+	}
+	if reason, at, failed := cfg.KVMMemo.Failed(); failed {
+		v, err := boot(ctx, cfg, AccelTCG)
+		if err != nil {
+			return nil, err
+		}
+		v.KVMError = fmt.Errorf("KVM failed on this host on %s: %s", at.Format(time.DateOnly), reason)
+		v.KVMRemembered = true
+		return v, nil
+	}
+	kcfg := cfg
+	kcfg.BootTimeout = min(cfg.BootTimeout, 30*time.Second)
+	v, err := boot(ctx, kcfg, AccelKVM)
+	if err == nil {
+		return v, nil
+	}
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	cfg.Log.Debug("KVM did not bring the VM up; falling back to TCG", "err", err)
+	v, terr := boot(ctx, cfg, AccelTCG)
+	if terr != nil {
+		return nil, terr
+	}
+	// KVM failed where TCG worked: the host's KVM, not the guest, is at fault.
+	if rerr := cfg.KVMMemo.Record(err, time.Now()); rerr != nil {
+		cfg.Log.Warn("KVM failed; later runs will try it again", "err", rerr)
+	}
+	v.KVMError = err
+	return v, nil
 }
 
 // ConsolePath is where a VM booted in dir under accel writes its serial console.
