@@ -212,7 +212,7 @@ func newRunner(ctx context.Context, opts Options, p *progress, res *reports.Resu
 	qemu := vm.QEMUVersion(ctx)
 	return &runner{
 		opts: opts, p: p, form: form, cache: cache, work: work, rootfs: rootfs, agentArchive: agentArchive, res: res,
-		qemu: qemu, kvm: vm.NewKVMMemo(cache.Dir, res.Host.Kernel, qemu),
+		qemu: qemu, kvm: vm.NewKVMMemo(cache.Dir, hostKernel(), qemu),
 	}, nil
 }
 
