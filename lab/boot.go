@@ -177,8 +177,13 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		budget += 8*c.Timeouts.Setup.Duration + c.Timeouts.Recovery.Duration + 30*time.Second
 	}
 	budget += setup.budget(cells)
-	vctx, cancel := context.WithTimeout(ctx, budget)
+	tctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	// A guest whose kernel wedged ends early, with the stall as the cause.
+	vctx, wedge := context.WithCancelCause(tctx)
+	defer wedge(context.Canceled)
+	stalls := &stallTracker{}
+	go watchStalls(vctx, machine.ConsoleLog, stalls, wedge)
 	finish := func() {
 		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine, res, done) })
 	}
@@ -189,8 +194,13 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			if ctx.Err() != nil {
 				return done, labErr("kernel %s: interrupted after %d of %d cell(s)", k.Name, done, len(cells))
 			}
+			var w *errWedged
+			if errors.As(context.Cause(vctx), &w) {
+				return done, &LabError{Err: fmt.Errorf("kernel %s: after %d of %d cell(s): %w", k.Name, done, len(cells), w)}
+			}
 			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
 		}
+		stalls.agentSpoke()
 		if ev.Cell >= 0 {
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
 		} else if ev.Kind == event.KindError {

@@ -322,8 +322,16 @@ func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Ce
 		group = byProxyMode(group)
 	}
 	remaining := group
+	retried := false // a VM whose kernel wedged is booted again, once per group
 	for len(remaining) > 0 {
 		done, err := r.bootAndRun(ctx, k, initrd, work, remaining, setup)
+		var w *errWedged
+		if err != nil && errors.As(err, &w) && !retried && ctx.Err() == nil {
+			retried = true
+			remaining = remaining[done:]
+			r.p.say("kernel %s: %v; booting a fresh VM for the %d remaining cell(s)", name, w, len(remaining))
+			continue
+		}
 		if err != nil {
 			return err
 		}

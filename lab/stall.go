@@ -1,0 +1,125 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// A guest kernel under TCG can wedge: once, while a kind node container started, the VM's RCU
+// grace-period kthread was starved for good ("rcu_preempt kthread starved for N jiffies", every
+// minute on the console) while the agent said nothing more, and the run would have waited out
+// the cluster's 30-minute deadline. The stall watch reads the VM's console and ends such a VM
+// early, so that the group can boot a fresh one.
+
+const (
+	// stallLimit is how long the console may keep reporting kernel stalls, with no word from
+	// the agent, before the VM counts as wedged. Stalls that pass (a busy moment under TCG)
+	// are reported once or twice and the agent goes on.
+	stallLimit = 5 * time.Minute
+	// stallPoll is how often the console is read.
+	stallPoll = 10 * time.Second
+)
+
+// errWedged is the cause of a VM context ended by the stall watch.
+type errWedged struct {
+	since time.Duration
+	line  string
+}
+
+func (e *errWedged) Error() string {
+	return fmt.Sprintf("the VM's kernel stalled: its console reported stalls for %s with no word from the agent (last: %q)", e.since.Round(time.Second), e.line)
+}
+
+// stallTracker decides, from the console's text and the agent's events as they come, whether
+// a VM is wedged. It is pure logic; watchStalls feeds it.
+type stallTracker struct {
+	mu    sync.Mutex
+	first time.Time // the first stall line since the agent last spoke; zero when none
+	line  string    // the last stall line
+}
+
+// console takes new console text read at now.
+func (t *stallTracker) console(now time.Time, text string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The console lines of a kernel that stopped scheduling work. Not the hung-task warning: a
+	// task blocked on a hard NFS mount is what some cells are about.
+	markers := []string{"rcu_preempt detected stalls", "kthread starved for", "soft lockup - CPU#"}
+	for _, l := range strings.Split(text, "\n") {
+		for _, m := range markers {
+			if strings.Contains(l, m) {
+				if t.first.IsZero() {
+					t.first = now
+				}
+				t.line = strings.TrimSpace(l)
+			}
+		}
+	}
+}
+
+// agentSpoke notes an event from the agent: the guest is making progress.
+func (t *stallTracker) agentSpoke() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.first = time.Time{}
+}
+
+// wedged says whether the console has reported stalls for limit or longer with no word from
+// the agent since the first.
+func (t *stallTracker) wedged(now time.Time, limit time.Duration) (*errWedged, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.first.IsZero() || now.Sub(t.first) < limit {
+		return nil, false
+	}
+	return &errWedged{since: now.Sub(t.first), line: t.line}, true
+}
+
+// watchStalls reads the console log at path as it grows until ctx ends, and calls wedge when t
+// says the VM is wedged.
+func watchStalls(ctx context.Context, path string, t *stallTracker, wedge func(error)) {
+	tick := time.NewTicker(stallPoll)
+	defer tick.Stop()
+	var offset int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			text, next, err := readFrom(path, offset)
+			if err != nil {
+				continue // the console may not exist yet; a read error is retried
+			}
+			offset = next
+			t.console(now, text)
+			if w, ok := t.wedged(now, stallLimit); ok {
+				wedge(w)
+				return
+			}
+		}
+	}
+}
+
+// readFrom returns what the file at path holds from offset on (at most 1 MiB), and the offset
+// after it.
+func readFrom(path string, offset int64) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", offset, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return "", offset, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", offset, err
+	}
+	return string(b), offset + int64(len(b)), nil
+}
