@@ -194,7 +194,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			if ctx.Err() != nil {
 				return done, labErr("kernel %s: interrupted after %d of %d cell(s)", k.Name, done, len(cells))
 			}
-			var w *errWedged
+			var w *wedgedError
 			if errors.As(context.Cause(vctx), &w) {
 				return done, &LabError{Err: fmt.Errorf("kernel %s: after %d of %d cell(s): %w", k.Name, done, len(cells), w)}
 			}

@@ -325,7 +325,7 @@ func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Ce
 	retried := false // a VM whose kernel wedged is booted again, once per group
 	for len(remaining) > 0 {
 		done, err := r.bootAndRun(ctx, k, initrd, work, remaining, setup)
-		var w *errWedged
+		var w *wedgedError
 		if err != nil && errors.As(err, &w) && !retried && ctx.Err() == nil {
 			retried = true
 			remaining = remaining[done:]

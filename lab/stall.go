@@ -26,13 +26,13 @@ const (
 	stallPoll = 10 * time.Second
 )
 
-// errWedged is the cause of a VM context ended by the stall watch.
-type errWedged struct {
+// wedgedError is the cause of a VM context ended by the stall watch.
+type wedgedError struct {
 	since time.Duration
 	line  string
 }
 
-func (e *errWedged) Error() string {
+func (e *wedgedError) Error() string {
 	return fmt.Sprintf("the VM's kernel stalled: its console reported stalls for %s with no word from the agent (last: %q)", e.since.Round(time.Second), e.line)
 }
 
@@ -72,13 +72,13 @@ func (t *stallTracker) agentSpoke() {
 
 // wedged says whether the console has reported stalls for limit or longer with no word from
 // the agent since the first.
-func (t *stallTracker) wedged(now time.Time, limit time.Duration) (*errWedged, bool) {
+func (t *stallTracker) wedged(now time.Time, limit time.Duration) (*wedgedError, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.first.IsZero() || now.Sub(t.first) < limit {
 		return nil, false
 	}
-	return &errWedged{since: now.Sub(t.first), line: t.line}, true
+	return &wedgedError{since: now.Sub(t.first), line: t.line}, true
 }
 
 // watchStalls reads the console log at path as it grows until ctx ends, and calls wedge when t
