@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nfslab/nfslab/internal/atomicfile"
 	"github.com/nfslab/nfslab/lab/event"
 )
 
@@ -72,36 +73,10 @@ func normalized(r *Result) *Result {
 	return &out
 }
 
-// writeAtomic writes data to dir/name through a temporary file in the same directory and a
-// rename, creating dir if needed.
-func writeAtomic(dir, name string, data []byte) (err error) {
+// writeAtomic writes data to dir/name, creating dir if needed; readers never see a partial file.
+func writeAtomic(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return atomicfile.WriteBytes(filepath.Join(dir, name), 0o644, data)
 }

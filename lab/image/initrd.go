@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/nfslab/nfslab/internal/atomicfile"
 )
 
 // Names inside the agent archive.
@@ -24,7 +25,7 @@ func Assemble(dst string, parts ...string) error {
 	if len(parts) == 0 {
 		return errors.New("assembling initrd: no archives given")
 	}
-	return writeAtomic(dst, 0o644, func(w io.Writer) error {
+	return atomicfile.Write(dst, 0o644, func(w io.Writer) error {
 		for _, p := range parts {
 			f, err := os.Open(p)
 			if err != nil {
@@ -62,7 +63,7 @@ func AgentArchive(dst, binary, rootfs string) error {
 	if err != nil {
 		return fmt.Errorf("agent archive: %w", err)
 	}
-	return writeAtomic(dst, 0o644, func(w io.Writer) error {
+	return atomicfile.Write(dst, 0o644, func(w io.Writer) error {
 		cw := NewCpioWriter(w)
 		if err := cw.WriteHeader(&CpioHeader{Name: AgentPath, Mode: ModeRegular | 0o755, Size: st.Size()}); err != nil {
 			return err
@@ -111,36 +112,4 @@ func checkAgentELF(path, rootfs string) error {
 		return fmt.Errorf("agent binary %s is dynamically linked (it has a program interpreter) and no root filesystem provides its libraries: build it with CGO_ENABLED=0", path)
 	}
 	return checkDynamicAgent(f, path, interp, rootfs)
-}
-
-// writeAtomic writes path through fill into a temporary file in the same directory, syncs it
-// and renames it into place, so readers never see a partial file.
-func writeAtomic(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nfslab/nfslab/internal/atomicfile"
 )
 
 // KVMMemo remembers that KVM did not bring a VM up on this host, so that later boots with
@@ -77,19 +79,7 @@ func (m KVMMemo) Record(why error, now time.Time) error {
 	reason := strings.ReplaceAll(why.Error(), "\n", " ")
 	body := m.Host + "\n" + now.UTC().Format(time.RFC3339) + "\n" + reason + "\n"
 	// Written aside and renamed, so that VMs failing at once never leave a mixed memo.
-	f, err := os.CreateTemp(filepath.Dir(m.File), filepath.Base(m.File)+".*")
-	if err != nil {
-		return fmt.Errorf("remember that KVM failed: %w", err)
-	}
-	_, err = f.WriteString(body)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), m.File)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteBytes(m.File, 0o644, []byte(body)); err != nil {
 		return fmt.Errorf("remember that KVM failed: %w", err)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/internal/atomicfile"
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
 )
@@ -130,11 +131,7 @@ func writeIfChanged(path string, data []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteBytes(path, 0o644, data)
 }
 
 // privateOptions point apt-get and apt-cache at a state directory of their own: its

@@ -8,11 +8,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nfslab/nfslab/internal/atomicfile"
 )
 
 // progressInterval is how often Build reports progress while a step runs.
@@ -119,21 +120,7 @@ func writeSteps(path string, n int) error {
 	if n == 0 {
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "kbuild-steps-*.new")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(f, "%d\n", n)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.WriteBytes(path, 0o644, []byte(fmt.Sprintf("%d\n", n)))
 }
 
 // serialized wraps f so that calls from different goroutines never overlap.
