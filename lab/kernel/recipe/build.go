@@ -52,13 +52,15 @@ const niceness = "10"
 // Build returns the kernel built from r, building it first unless
 // <cacheDir>/kernels/<name>-<key>/ already holds it. The build finds the source (findSource:
 // the host's source package, installed with apt-get as root when its tarball is missing, or
-// one downloaded from the recipe's archive into the cache), unpacks it into a temporary directory in
-// <cacheDir>/kernels, applies the patch, configures (base configs, the fragment, make
+// one downloaded from the recipe's archive into the cache), takes the shared build tree of its
+// source and config (tree.go: reused when a recipe of the same source and config was built
+// before, else unpacked), applies the patch, configures (base configs, the fragment, make
 // olddefconfig), verifies the config (a *ConfigError when options did not stick), runs a
-// nice'd `make -j<ncpu> bzImage`, and publishes bzImage, .config and the kernel release
-// atomically, deleting the source tree. Concurrent builds of the same kernel wait for each
-// other. progress (may be nil) receives a short line every few seconds; ctx cancels the build
-// and kills make with all its children.
+// nice'd `make -j<ncpu> bzImage` (incremental in a reused tree), publishes bzImage, .config and
+// the kernel release atomically, and reverts the patch so the tree is pristine again.
+// Concurrent builds of the same kernel, or of kernels sharing a tree, wait for each other.
+// progress (may be nil) receives a short line every few seconds; ctx cancels the build and
+// kills make with all its children.
 func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, progress func(string)) (Built, error) {
 	start := time.Now()
 	if log == nil {
@@ -126,17 +128,35 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 		return Built{}, fmt.Errorf("chmod kernel build directory: %w", err)
 	}
 
-	log.Info("building kernel", "recipe", r.Name, "source", r.SourcePackage+" "+version, "key", key[:12], "dir", tmp)
+	tree := treeDir(parent, r, version)
+	unlockTree, err := image.LockFile(ctx, log, tree+".lock")
+	if err != nil {
+		return Built{}, fmt.Errorf("locking the shared build tree of kernel %s: %w", r.Name, err)
+	}
+	defer unlockTree()
+
+	log.Info("building kernel", "recipe", r.Name, "source", r.SourcePackage+" "+version, "key", key[:12], "dir", tmp, "tree", tree)
 	counts := filepath.Join(parent, "kbuild-steps-"+r.stepsKey(version)+".txt")
-	b := &builder{r: r, tarball: src.Tarball, dir: tmp, log: log, st: newStatus(r.Name, start, readSteps(counts))}
+	b := &builder{r: r, tarball: src.Tarball, dir: tmp, tree: tree, reused: treePristine(tree, r.SourcePackage), log: log, st: newStatus(r.Name, start, readSteps(counts))}
 	stopTicker := b.st.tick(progress)
 	err = b.build(ctx, progress)
 	stopTicker()
 	if err != nil {
+		// Half a build: make's timestamps can no longer be trusted there, and a partial
+		// unpack is gigabytes of nothing.
+		if rmErr := image.RemoveTree(tree); rmErr != nil {
+			log.Warn("could not remove the shared build tree of a failed build", "tree", tree, "err", rmErr)
+		}
 		return Built{}, fmt.Errorf("building kernel %s: %w", r.Name, err)
 	}
-	if err := writeSteps(counts, b.st.compiled()); err != nil {
-		log.Warn("could not record the number of kbuild steps (later builds show less progress)", "file", counts, "err", err)
+	if !b.reused { // an incremental build's step count says nothing about a whole compile
+		if err := writeSteps(counts, b.st.compiled()); err != nil {
+			log.Warn("could not record the number of kbuild steps (later builds show less progress)", "file", counts, "err", err)
+		}
+	}
+	if err := b.restoreTree(ctx); err != nil {
+		// The kernel is built; only the next recipe of this source loses its head start.
+		log.Warn("the shared build tree stays unmarked; the next build of this source unpacks it afresh", "tree", tree, "err", err)
 	}
 	inputs := fmt.Sprintf("recipe=%s\nsource-package=%s\nsource-version=%s\nbase-configs=%s\nformat=%s\nkey=%s\n",
 		r.Name, r.SourcePackage, version, strings.Join(r.BaseConfigs, " "), FormatVersion, key)
@@ -191,39 +211,42 @@ type builder struct {
 	r       Recipe
 	tarball string // the source tarball
 	dir     string // the temporary directory that becomes the cache entry
+	tree    string // the shared build tree's directory (tree.go)
+	reused  bool   // the tree held a pristine earlier build: the compile is incremental
 	log     *slog.Logger
 	st      *status
 }
 
-func (b *builder) srcTree() string { return filepath.Join(b.dir, "src", b.r.SourcePackage) }
+func (b *builder) srcTree() string { return filepath.Join(b.tree, "src", b.r.SourcePackage) }
 
 func (b *builder) build(ctx context.Context, progress func(string)) error {
+	prepare := "unpacking " + filepath.Base(b.tarball)
+	if b.reused {
+		prepare = "reusing the build tree of " + b.r.SourcePackage + " (same source and config)"
+	}
 	steps := []struct {
 		name    string
 		fn      func(context.Context) error
 		compile bool // count kbuild's steps
 	}{
-		{"unpacking " + filepath.Base(b.tarball), b.unpack, false},
+		{prepare, b.prepareTree, false},
 		{"applying the patch", b.applyPatch, false},
 		{"configuring (" + strings.Join(b.r.BaseConfigs, " ") + " + fragment)", b.configure, false},
 		{"compiling bzImage", b.compile, true},
 		{"collecting bzImage", b.collect, false},
-		{"removing the build tree", b.removeTree, false},
 	}
 	for i, s := range steps {
-		b.st.setStage(s.name, i+1, len(steps), s.compile)
-		b.log.Info("kernel build step", "recipe", b.r.Name, "step", s.name)
+		name := s.name
+		if s.compile && b.reused {
+			name += " (incremental: what the patch and local version touch, then the link)"
+			b.st.noTotal() // a whole compile's step count would read as 0%
+		}
+		b.st.setStage(name, i+1, len(steps), s.compile)
+		b.log.Info("kernel build step", "recipe", b.r.Name, "step", name)
 		progress(b.st.line())
 		if err := s.fn(ctx); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func (b *builder) removeTree(context.Context) error {
-	if err := os.RemoveAll(filepath.Dir(b.srcTree())); err != nil {
-		return fmt.Errorf("removing the build tree: %w", err)
 	}
 	return nil
 }

@@ -48,6 +48,13 @@ func (s *status) setStage(stage string, n, of int, counting bool) {
 	}
 }
 
+// noTotal forgets the expected number of kbuild steps: an incremental compile takes a few.
+func (s *status) noTotal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expected = 0
+}
+
 // makeLine counts kbuild's quiet output lines ("  CC      net/socket.o").
 func (s *status) makeLine(line string) {
 	tag, target, ok := kbuildStep(line)

@@ -1,0 +1,94 @@
+package recipe
+
+// This file is the shared build tree. Recipes that differ only in their patch and local version
+// (a vulnerable kernel, its control, a partial revert: the same Debian source, base configs and
+// config fragment) are built in one source tree kept in the cache. The first build unpacks and
+// compiles everything; a later one applies its own patch to the pristine tree, sets its local
+// version, and make rebuilds only what changed (the patched files, the few that include the
+// release string) and relinks. On 2 cores that is a minute or two instead of a whole compile.
+//
+// The tree is <cacheDir>/kernels/tree-<stepsKey>/src/<SourcePackage>, guarded by
+// tree-<stepsKey>.lock. Its marker file holds "pristine" while the tree holds the unpatched
+// source and the objects of a successful build; a build removes the marker before it changes
+// anything and writes it back once it has reverted its patch. A tree without the marker (a build
+// that failed or was interrupted half way) is deleted and unpacked again: make's timestamps can
+// no longer be trusted there.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/image"
+)
+
+// treeMarker is the file in a shared tree's directory that says the tree is pristine.
+const treeMarker = "pristine"
+
+// treePrefix starts the name of a shared tree's directory (and its lock) in <cacheDir>/kernels.
+const treePrefix = "tree-"
+
+// treeDir is the shared build tree of recipe r built from sourceVersion, under parent.
+func treeDir(parent string, r Recipe, sourceVersion string) string {
+	return filepath.Join(parent, treePrefix+r.stepsKey(sourceVersion))
+}
+
+// treePristine reports whether the shared tree in dir can be reused: its marker names the
+// source package and its Makefile is there.
+func treePristine(dir, sourcePackage string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, treeMarker))
+	if err != nil || strings.TrimSpace(string(b)) != sourcePackage {
+		return false
+	}
+	st, err := os.Stat(filepath.Join(dir, "src", sourcePackage, "Makefile"))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// markTree writes (pristine) or removes (!pristine) the shared tree's marker.
+func markTree(dir, sourcePackage string, pristine bool) error {
+	p := filepath.Join(dir, treeMarker)
+	if !pristine {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("marking the shared build tree in use: %w", err)
+		}
+		return image.SyncDir(dir)
+	}
+	if err := os.WriteFile(p, []byte(sourcePackage+"\n"), 0o644); err != nil {
+		return fmt.Errorf("marking the shared build tree pristine: %w", err)
+	}
+	return image.SyncDir(dir)
+}
+
+// prepareTree makes the shared tree ready for this build: a pristine tree (b.reused, decided
+// under the tree's lock) is taken as it is; anything else is deleted and the source unpacked
+// afresh. Either way the marker is removed before the build changes the tree.
+func (b *builder) prepareTree(ctx context.Context) error {
+	if b.reused {
+		b.log.Info("reusing the shared kernel build tree", "recipe", b.r.Name, "tree", b.tree)
+		return markTree(b.tree, b.r.SourcePackage, false)
+	}
+	if err := image.RemoveTree(b.tree); err != nil {
+		return fmt.Errorf("removing the shared build tree %s: %w", b.tree, err)
+	}
+	if err := os.MkdirAll(b.tree, 0o755); err != nil {
+		return fmt.Errorf("creating the shared build tree: %w", err)
+	}
+	return b.unpack(ctx)
+}
+
+// restoreTree reverts the recipe's patch and marks the tree pristine for the next recipe of
+// the same source and config. When the patch does not come off cleanly the tree stays
+// unmarked, so the next build starts from a fresh unpack.
+func (b *builder) restoreTree(ctx context.Context) error {
+	if len(b.r.Patch) > 0 {
+		p := filepath.Join(b.dir, PatchFile)
+		if _, err := b.run(ctx, b.srcTree(), nil, "patch", "-p1", "-R", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-i", p); err != nil {
+			return fmt.Errorf("reverting %s in the shared build tree: %w", PatchFile, err)
+		}
+	}
+	return markTree(b.tree, b.r.SourcePackage, true)
+}
