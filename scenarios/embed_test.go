@@ -46,6 +46,12 @@ func TestBuiltinsExpectations(t *testing.T) {
 			"debian-stock/kube-proxy/4.1/delete-pod": "recovered",
 			"debian-stock/socket-lb/4.1/delete-pod":  "recovered",
 		},
+		"namelen": {
+			"namelen-6.1/socket-lb/4.1/delete-pod":      "recovered",
+			"namelen-6.1/socket-lb/3-udp/delete-pod":    "recovered",
+			"vulnerable-6.1/socket-lb/4.1/delete-pod":   "bug-reproduced",
+			"vulnerable-6.1/socket-lb/3-udp/delete-pod": "bug-reproduced",
+		},
 		"failover": {
 			"debian-stock/socket-lb/4.1/delete-pod": "recovered",
 		},
@@ -136,7 +142,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,kind,kind-faults,kind-restart-node,longhorn,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
+	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,kind,kind-faults,kind-restart-node,longhorn,namelen,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }

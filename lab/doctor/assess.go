@@ -76,6 +76,9 @@ func (t *Table) Assess(rel Release) KernelReport {
 		name := fmt.Sprintf("%s (%s)", f.ID, f.Commit)
 		switch st.Status {
 		case Missing:
+			if f.NotShown != "" {
+				name = fmt.Sprintf("%s (%s: required by the documentation; no lab cell hangs without it)", f.ID, f.Commit)
+			}
 			missing = append(missing, name)
 		case Unknown:
 			unknown = append(unknown, name)

@@ -100,6 +100,16 @@ func (p *printer) kernel(k KernelReport) {
 	if len(rows) > 0 {
 		p.table("  FIX\tCOMMIT\tROLE\tSTATUS\tWHY", rows)
 	}
+	first := true
+	for _, f := range k.Fixes {
+		if ev := f.LabEvidence(); ev != "" {
+			if first {
+				p.f("\n  what nfslab's own cells show about each required fix:\n")
+				first = false
+			}
+			p.f("  %s: %s\n", f.ID, ev)
+		}
+	}
 }
 
 func (p *printer) host(h HostReport) {

@@ -25,6 +25,26 @@ type Fix struct {
 	Covers string `json:"covers"`
 	// Required fixes decide a kernel's verdict; the others are reported beside it.
 	Required bool `json:"required"`
+	// A required fix says what nfslab's own cells show about it, in one of two ways.
+	// ShownBy names the cell that hangs without it, as "scenario: cell ID" (the cell runs on a
+	// kernel that lacks it, under a socket-LB).
+	ShownBy string `json:"shown_by,omitempty"`
+	// NotShown says that no cell hangs without it, which cells were run to ask, and why it is
+	// listed as required anyway.
+	NotShown string `json:"not_shown,omitempty"`
+}
+
+// LabEvidence is the fix's line about what the lab shows: which cell hangs without it, or why
+// it is required though no cell does; "" for a fix the verdict does not depend on.
+func (f Fix) LabEvidence() string {
+	switch {
+	case f.ShownBy != "":
+		scen, cell, _ := strings.Cut(f.ShownBy, ":")
+		return fmt.Sprintf("hangs without it: nfslab run --scenario %s --cell %s", strings.TrimSpace(scen), strings.TrimSpace(cell))
+	case f.NotShown != "":
+		return "no lab cell hangs without it: " + f.NotShown
+	}
+	return ""
 }
 
 // LineKind is how a kernel line numbers its releases.
@@ -100,6 +120,12 @@ func (t *Table) validate() error {
 		}
 		if fixes[f.ID] {
 			bad("fixes[%d]: duplicate id %q", i, f.ID)
+		}
+		if f.Required && (f.ShownBy == "") == (f.NotShown == "") {
+			bad("fixes[%d] (%s): a required fix needs exactly one of shown_by (the lab cell that hangs without it) and not_shown (why it is required though no cell hangs)", i, f.ID)
+		}
+		if scen, cell, ok := strings.Cut(f.ShownBy, ":"); f.ShownBy != "" && (!ok || strings.TrimSpace(scen) == "" || strings.Count(strings.TrimSpace(cell), "/") < 3) {
+			bad("fixes[%d] (%s): shown_by %q: want \"scenario: kernel/datapath/nfs/fault\"", i, f.ID, f.ShownBy)
 		}
 		fixes[f.ID] = true
 	}

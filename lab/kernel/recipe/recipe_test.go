@@ -49,6 +49,11 @@ func TestLookupShipped(t *testing.T) {
 		"-\t\trc = kernel_bind(socket,",
 		"+\t\trc = socket->ops->bind(socket,",
 	}
+	namelen := []string{
+		"-\tint save_len = msg->msg_namelen;",
+		"-\tmsg->msg_namelen = save_len;",
+		" \tmsg->msg_name = save_addr;", // the address copy stays
+	}
 	tests := []struct {
 		name, source, archive, localVersion string
 		patched                             []string
@@ -57,6 +62,7 @@ func TestLookupShipped(t *testing.T) {
 		{"vulnerable-6.1", "linux-source-6.1", "", "-nfslab-vulnerable", []string{"net/socket.c"}, socket61},
 		{"control-6.1", "linux-source-6.1", "", "-nfslab-control", nil, nil},
 		{"partial-6.1", "linux-source-6.1", "", "-nfslab-partial", []string{"fs/smb/client/connect.c"}, smb},
+		{"namelen-6.1", "linux-source-6.1", "", "-nfslab-namelen", []string{"net/socket.c"}, namelen},
 		{"vulnerable-6.12", "linux-source-6.12", "", "-nfslab-vulnerable", []string{"net/socket.c"}, socket612},
 		{"control-6.12", "linux-source-6.12", "", "-nfslab-control", nil, nil},
 		{"vulnerable-5.10", "linux-source-5.10", "bullseye", "-nfslab-vulnerable", []string{"net/socket.c"}, socket61},

@@ -22,7 +22,7 @@ func TestSharedTrees(t *testing.T) {
 		return treeDir("/cache/kernels", r, "1.0") // the same source version for all
 	}
 	for _, group := range [][]string{
-		{"vulnerable-6.1", "control-6.1", "partial-6.1"},
+		{"vulnerable-6.1", "control-6.1", "partial-6.1", "namelen-6.1"},
 		{"vulnerable-6.12", "control-6.12"},
 		{"vulnerable-5.10", "control-5.10"},
 	} {
