@@ -215,6 +215,51 @@ func (lb *LB) DeleteService(vip netip.AddrPort) error {
 	return nil
 }
 
+// VIPs reads the service map back: the VIPs it holds, in the map's order.
+func (lb *LB) VIPs() ([]netip.AddrPort, error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return nil, fmt.Errorf("read socket-LB services: %w", ErrClosed)
+	}
+	var (
+		vips []netip.AddrPort
+		k    addrKey
+		v    svcValue
+		iter = lb.coll.Maps[mapSvc].Iterate()
+	)
+	for iter.Next(&k, &v) {
+		vips = append(vips, k.addrPort())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("read socket-LB services: %w", err)
+	}
+	return vips, nil
+}
+
+// ProgramIDs are the kernel's IDs of the LB's programs (as EffectiveSockAddrPrograms reports
+// them), so that a caller can tell them from another socket-LB's.
+func (lb *LB) ProgramIDs() ([]ebpf.ProgramID, error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return nil, fmt.Errorf("read socket-LB program IDs: %w", ErrClosed)
+	}
+	var ids []ebpf.ProgramID
+	for _, p := range programList() {
+		info, err := lb.coll.Programs[p.name].Info()
+		if err != nil {
+			return nil, fmt.Errorf("read socket-LB program %s info: %w", p.name, err)
+		}
+		id, ok := info.ID()
+		if !ok {
+			return nil, fmt.Errorf("read socket-LB program %s ID: the kernel does not report it", p.name)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
 // Stats reads the counters.
 func (lb *LB) Stats() (Stats, error) {
 	lb.mu.Lock()

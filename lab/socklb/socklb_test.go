@@ -471,6 +471,17 @@ func TestCloseDetaches(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("programs added by Attach = %q, want %q", got, want)
 	}
+	ids, err := lb.ProgramIDs()
+	if err != nil {
+		t.Fatalf("ProgramIDs: %v", err)
+	}
+	var oursIDs []ebpf.ProgramID
+	for _, p := range ours {
+		oursIDs = append(oursIDs, p.ID)
+	}
+	if !slices.Equal(ids, oursIDs) {
+		t.Errorf("ProgramIDs() = %v, want the IDs Attach made effective, %v", ids, oursIDs)
+	}
 	if res := cg.run(t, "tcp", a.VIP); res.Reply != "A" {
 		t.Fatalf("connect to %v while attached: got %+v, want reply A", a.VIP, res)
 	}
@@ -590,6 +601,16 @@ func TestServiceMaps(t *testing.T) {
 			}
 			checkForward(t, lb, tc.wantFwd)
 			checkReverse(t, lb, tc.wantRev)
+			vips, err := lb.VIPs()
+			if err != nil {
+				t.Fatalf("VIPs: %v", err)
+			}
+			want := slices.Collect(maps.Keys(tc.wantFwd))
+			slices.SortFunc(vips, netip.AddrPort.Compare)
+			slices.SortFunc(want, netip.AddrPort.Compare)
+			if !slices.Equal(vips, want) {
+				t.Errorf("VIPs() = %v, want %v", vips, want)
+			}
 		})
 	}
 }
