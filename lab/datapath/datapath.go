@@ -1,7 +1,8 @@
 // Package datapath installs the service datapath on the node: kube-proxy's iptables rules, or a
 // socket-level load balancer (nfslab's own, BPF cgroup hooks at the root cgroup). Both are
-// driven the same way: Install once, SetBackend whenever the service's endpoint changes (as an
-// EndpointSlice update would), Close on every exit path.
+// driven the same way: Install once, SetService whenever the service's endpoint changes (as an
+// EndpointSlice update would), Verify before the fault (what is in effect on the node is this
+// datapath, for this service alone), Close on every exit path.
 package datapath
 
 import (
@@ -11,6 +12,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/nfslab/nfslab/lab/datapath/kubeproxy"
 	"github.com/nfslab/nfslab/lab/event"
@@ -74,6 +77,10 @@ type Datapath interface {
 	// zero backend means "no endpoints". Calling it again re-points the service (and drops
 	// ports that are no longer listed).
 	SetService(ctx context.Context, vip netip.Addr, ports []Port, backend netip.Addr) error
+	// Verify checks that what is in effect on the node is this datapath, serving the service
+	// vip (with ports) alone: what a previous cell left behind would otherwise be part of the
+	// datapath the cell reports on.
+	Verify(vip netip.Addr, ports []Port) error
 	// Close removes everything Install and SetService created.
 	Close(ctx context.Context) error
 }
@@ -107,7 +114,7 @@ type Config struct {
 func New(name string, cfg Config) (Datapath, error) {
 	switch name {
 	case KubeProxy:
-		return kubeProxy{kubeproxy.New("iptables")}, nil
+		return kubeProxy{p: kubeproxy.New("iptables"), cgroupRoot: cfg.CgroupRoot}, nil
 	case SocketLB:
 		return &socketLB{cfg: cfg}, nil
 	default:
@@ -116,7 +123,10 @@ func New(name string, cfg Config) (Datapath, error) {
 }
 
 // kubeProxy adapts the kube-proxy iptables rules to Datapath.
-type kubeProxy struct{ p *kubeproxy.Proxy }
+type kubeProxy struct {
+	p          *kubeproxy.Proxy
+	cgroupRoot string // where a socket-LB left behind would be in effect
+}
 
 func (k kubeProxy) Install(ctx context.Context) error { return k.p.Install(ctx) }
 
@@ -127,6 +137,11 @@ func (k kubeProxy) SetService(ctx context.Context, vip netip.Addr, ports []Port,
 	}
 	return k.p.SetBackend(ctx, svc, backend)
 }
+
+// Verify checks that no socket-level load balancer is in effect at the root cgroup: kube-proxy
+// translates per packet, and a sock_addr program there would rewrite the kernel client's
+// connects before any rule saw them.
+func (k kubeProxy) Verify(netip.Addr, []Port) error { return NoSocketLB(k.cgroupRoot) }
 
 func (k kubeProxy) Close(ctx context.Context) error { return k.p.Close(ctx) }
 
@@ -160,25 +175,34 @@ func (s *socketLB) SetService(_ context.Context, vip netip.Addr, ports []Port, b
 	if len(ports) == 0 {
 		return fmt.Errorf("socket-LB service %v: no ports", vip)
 	}
-	var vips []netip.AddrPort
 	for _, p := range ports {
 		if p.Protocol != "" && p.Protocol != "tcp" && p.Protocol != "udp" {
 			return fmt.Errorf("socket-LB service %v: port %d: protocol %q is not tcp or udp", vip, p.Port, p.Protocol)
 		}
-		v := netip.AddrPortFrom(vip, p.Port)
-		if slices.Contains(vips, v) {
-			continue
-		}
+	}
+	vips := serviceKeys(vip, ports)
+	for _, v := range vips {
 		var be netip.AddrPort
 		if backend.IsValid() {
-			be = netip.AddrPortFrom(backend, p.Port)
+			be = netip.AddrPortFrom(backend, v.Port())
 		}
 		if err := s.lb.SetService(socklb.Service{VIP: v, Backend: be, Refuse: s.cfg.RefuseWithoutBackend}); err != nil {
 			return err
 		}
-		vips = append(vips, v)
 	}
 	return s.dropExcept(vips)
+}
+
+// serviceKeys are the socket-LB entries of the service vip: one per port number, in the order
+// the ports are listed.
+func serviceKeys(vip netip.Addr, ports []Port) []netip.AddrPort {
+	var keys []netip.AddrPort
+	for _, p := range ports {
+		if k := netip.AddrPortFrom(vip, p.Port); !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // dropExcept deletes the services programmed before that are not in keep, and remembers keep.
@@ -208,6 +232,66 @@ func (s *socketLB) Close(context.Context) error {
 // and any other (a second socket-LB there would also see the NFS client's connects).
 func (s *socketLB) Describe() (string, error) { return EffectiveAt(s.cfg.CgroupRoot) }
 
+// Verify checks that the sock_addr programs in effect at the root cgroup are this socket-LB's
+// and no other's, and reads its service map back: it must hold the service vip's ports alone.
+func (s *socketLB) Verify(vip netip.Addr, ports []Port) error {
+	if s.lb == nil {
+		return fmt.Errorf("socket-LB is not installed")
+	}
+	effective, err := socklb.EffectiveSockAddrPrograms(s.cfg.CgroupRoot)
+	if err != nil {
+		return err
+	}
+	ours, err := s.lb.ProgramIDs()
+	if err != nil {
+		return err
+	}
+	held, err := s.lb.VIPs()
+	if err != nil {
+		return err
+	}
+	return checkSocketLB(s.cfg.CgroupRoot, effective, ours, held, serviceKeys(vip, ports))
+}
+
+// checkSocketLB is socketLB.Verify's judgement: the programs effective at cgroup are exactly
+// ours, each once, and the service map holds exactly want.
+func checkSocketLB(cgroup string, effective []socklb.AttachedProgram, ours []ebpf.ProgramID, held, want []netip.AddrPort) error {
+	var others []socklb.AttachedProgram
+	for _, p := range effective {
+		if !slices.Contains(ours, p.ID) {
+			others = append(others, p)
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("sock_addr programs other than this cell's socket-LB are effective at %s: %s", cgroup, describePrograms(others))
+	}
+	for _, id := range ours {
+		if n := len(slices.DeleteFunc(slices.Clone(effective), func(p socklb.AttachedProgram) bool { return p.ID != id })); n != 1 {
+			return fmt.Errorf("this cell's socket-LB program %d is effective %d times at %s (effective: %s)", id, n, cgroup, describePrograms(effective))
+		}
+	}
+	held, want = slices.Clone(held), slices.Clone(want)
+	slices.SortFunc(held, netip.AddrPort.Compare)
+	slices.SortFunc(want, netip.AddrPort.Compare)
+	if !slices.Equal(held, want) {
+		return fmt.Errorf("the socket-LB's service map holds %v, want this cell's %v alone", held, want)
+	}
+	return nil
+}
+
+// NoSocketLB checks that no sock_addr program is effective at cgroup: at the root cgroup, that
+// no socket-level load balancer can rewrite the address a kernel client connects to.
+func NoSocketLB(cgroup string) error {
+	progs, err := socklb.EffectiveSockAddrPrograms(cgroup)
+	if err != nil {
+		return err
+	}
+	if len(progs) > 0 {
+		return fmt.Errorf("a socket-level load balancer is in effect at %s: %s", cgroup, describePrograms(progs))
+	}
+	return nil
+}
+
 // EffectiveAt says which sock_addr programs (connect4, sendmsg4, recvmsg4) are effective at a
 // cgroup. At the root cgroup they are the only ones the kernel's own sockets — SUNRPC's, the
 // SMB client's — pass through: "none" means no socket-level load balancer can rewrite a kernel
@@ -220,11 +304,16 @@ func EffectiveAt(cgroup string) (string, error) {
 	if len(progs) == 0 {
 		return fmt.Sprintf("no sock_addr program effective at %s", cgroup), nil
 	}
+	return fmt.Sprintf("effective at %s: %s", cgroup, describePrograms(progs)), nil
+}
+
+// describePrograms renders programs as "CGroupInet4Connect nfslab_connect4, …".
+func describePrograms(progs []socklb.AttachedProgram) string {
 	parts := make([]string, len(progs))
 	for i, p := range progs {
 		parts[i] = fmt.Sprintf("%s %s", p.Attach, p.Name)
 	}
-	return fmt.Sprintf("effective at %s: %s", cgroup, strings.Join(parts, ", ")), nil
+	return strings.Join(parts, ", ")
 }
 
 func (s *socketLB) ReadHookEvents(ctx context.Context, out func(socklb.HookEvent)) error {
