@@ -154,8 +154,9 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 	return machine, release, nil
 }
 
-// bootAndRun boots one VM, hands it the cells and collects events until the agent says bye. It
-// returns how many of the cells finished.
+// bootAndRun boots one VM, hands it the cells and collects events until the agent says bye, or
+// until a cell leaves the VM unfit for the next (unfitAfter). It returns how many of the cells
+// finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
 	machine, release, err := r.boot(ctx, k, initrd, work, setup.disks, setup.forwards)
@@ -216,6 +217,15 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			})
 		}
 		p.event(cellName(cells, ev.Cell), ev)
+		if ev.Kind == event.KindStep && (ev.Step == event.StepTeardown || ev.Step == event.StepTeardownTainted) && done < len(cells) {
+			// The next cell must not inherit what this one's teardown left: end the VM here,
+			// whatever its agent does next, and let runKernel boot a fresh one.
+			if why, unfit := unfitAfter(timeline[ev.Cell]); unfit {
+				finish()
+				p.say("kernel %s: cell %s: %s; the next cell gets a fresh VM", k.Name, cellName(cells, ev.Cell), why)
+				return done, nil
+			}
+		}
 		switch ev.Kind {
 		case event.KindKept:
 			finish()

@@ -4,6 +4,7 @@ package lab
 // lab/verdict from the evidence) and the addresses, phases and timings beside it.
 
 import (
+	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -23,13 +24,19 @@ func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel
 }
 
 // Judge decides a cell's verdict from its timeline and fills its report entry. complete says
-// whether the agent finished the cell; an unfinished cell is judged on what it had.
+// whether the agent finished the cell; an unfinished cell is judged on what it had. A cell whose
+// lab failed a check of its setup (agent.LabFailure: the datapath in effect was not the cell's)
+// is inconclusive and does not pass, whatever it expected.
 func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 	rc := pendingCell(c)
 	rc.Events = events
 	ev := verdict.Collect(c.Port, events)
 	d := verdict.Decide(ev, true)
-	if !complete && d.Verdict != verdict.Recovered && d.Verdict != verdict.BugReproduced {
+	labFailed := false
+	if ld, ok := agent.LabFailure(events); ok {
+		d, labFailed = ld, true
+	}
+	if !complete && d.Verdict != verdict.Recovered && d.Verdict != verdict.BugReproduced && !labFailed {
 		last := "before its first step"
 		for _, e := range events {
 			if e.Kind == event.KindStep {
@@ -39,7 +46,7 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the cell was cut short " + last, Final: true}
 	}
 	rc.Verdict, rc.Reason = string(d.Verdict), d.Reason
-	rc.Pass = rc.Verdict == rc.Expected
+	rc.Pass = rc.Verdict == rc.Expected && !labFailed
 	// The addresses are the ones the cluster reported on the timeline.
 	rc.VIP, rc.BackendA, rc.BackendB = ev.VIP, ev.OldBackend, ev.NewBackend
 	rc.ReconnectTargets = ev.ReconnectTargets

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/runstate"
@@ -306,8 +307,9 @@ func (r *runner) record(f func(res *reports.Result)) {
 	f(r.res)
 }
 
-// runKernel boots the kernel of a group of cells and runs them, booting again after a cell that
-// left I/O stuck in the kernel. work is the group's own directory.
+// runKernel boots the kernel of a group of cells and runs them, booting again after a cell whose
+// teardown failed or left I/O stuck in the kernel (unfitAfter). work is the group's own
+// directory.
 func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Cell) error {
 	name := group[0].Kernel
 	k, initrd, err := r.kernelImage(ctx, work, name)
@@ -344,6 +346,37 @@ func (r *runner) runKernel(ctx context.Context, work string, group []scenario.Ce
 		}
 	}
 	return nil
+}
+
+// unfitAfter says whether a VM may run another cell after the cell whose timeline is events,
+// and if not why: not once the cell's teardown failed or left I/O stuck in the kernel. What a
+// failed teardown left — a mount, rules, a BPF link, a namespace — would be part of the next
+// cell's lab. It answers only once the teardown has ended (its last step is on the timeline).
+func unfitAfter(events []event.Event) (why string, unfit bool) {
+	var failed, tainted, ended bool
+	var msg string
+	for _, e := range events {
+		switch {
+		case e.Kind == event.KindError && e.Step == event.StepTeardown:
+			failed, msg = true, e.Msg
+		case e.Kind == event.KindStep && e.Step == event.StepTeardownTainted:
+			tainted, ended = true, true
+			if msg == "" {
+				msg = e.Msg
+			}
+		case e.Kind == event.KindStep && e.Step == event.StepTeardown:
+			ended = true
+		}
+	}
+	switch {
+	case !ended:
+		return "", false
+	case failed:
+		return "its teardown failed: " + msg, true
+	case tainted:
+		return "its teardown left the VM unfit: " + msg, true
+	}
+	return "", false
 }
 
 func byKernel(cells []scenario.Cell) [][]scenario.Cell {

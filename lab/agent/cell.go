@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +57,9 @@ type Node interface {
 // itself (datapath.Describer).
 type Datapath interface {
 	Install(ctx context.Context) error
+	// Verify checks, from what the kernel reports, that the datapath in effect on the node is
+	// this one and serves the service vip alone (datapath.Datapath's Verify).
+	Verify(vip netip.Addr, ports []datapath.Port) error
 	Close(ctx context.Context) error
 }
 
@@ -149,7 +154,24 @@ func (r *cellRun) wait(ctx context.Context, s event.Step) error {
 }
 
 func (r *cellRun) decide(final bool) verdict.Decision {
-	return verdict.Decide(verdict.Collect(r.cell.Port, r.em.events()), final)
+	events := r.em.events()
+	if d, ok := LabFailure(events); ok {
+		return d
+	}
+	return verdict.Decide(verdict.Collect(r.cell.Port, events), final)
+}
+
+// LabFailure is the decision on a cell whose timeline shows the lab itself failed a check of
+// its setup — the datapath in effect on the node was not the cell's — and whether it does.
+// Such a cell says nothing about the mount: it is inconclusive, and no expectation may count
+// it as passed.
+func LabFailure(events []event.Event) (verdict.Decision, bool) {
+	for _, e := range events {
+		if e.Kind == event.KindError && e.Step == event.StepDatapathChecked {
+			return verdict.Decision{Verdict: verdict.Inconclusive, Reason: "lab: " + string(e.Step) + ": " + e.Msg, Final: true}, true
+		}
+	}
+	return verdict.Decision{}, false
 }
 
 // execute runs the cell's steps; any failure is recorded as an error event and ends the cell.
@@ -180,6 +202,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 			return r.node.Mount(ctx, r.svc)
 		}},
 		{event.StepBaselineIO, r.baseline},
+		{event.StepDatapathChecked, r.checkDatapath},
 	}
 	setup := r.cell.Timeouts.Setup.Duration
 	for _, s := range steps {
@@ -241,6 +264,17 @@ func (r *cellRun) installDatapath(ctx context.Context) (string, error) {
 	return msg, nil
 }
 
+// checkDatapath verifies, right before the fault, that the datapath in effect on the node is
+// the one the cell installed, serving the cell's service alone: a socket-LB left at the root
+// cgroup under a kube-proxy cell, or another service in the socket-LB's map, would make the
+// cell's verdict about another datapath than the one it names.
+func (r *cellRun) checkDatapath(context.Context) (string, error) {
+	if err := r.datapath.Verify(r.svc.VIP, r.svc.Ports); err != nil {
+		return "", fmt.Errorf("the datapath in effect is not the cell's %s alone: %w", r.cell.Datapath, err)
+	}
+	return fmt.Sprintf("%s alone in effect, for %s (%s)", r.cell.Datapath, r.svc.VIP, r.svc.PortList()), nil
+}
+
 // baseline writes the file every later probe reads back.
 func (r *cellRun) baseline(ctx context.Context) (string, error) {
 	p := r.node.StartProbe(0, true)
@@ -258,8 +292,10 @@ func (r *cellRun) baseline(ctx context.Context) (string, error) {
 	}
 }
 
-// teardown removes everything the cell created, in reverse order. It reports whether a probe is
-// still stuck in the kernel after the mount was forced away.
+// teardown removes everything the cell created, in reverse order. It reports whether the VM is
+// unfit for another cell: a part failed to go (whatever it left — a mount, rules, a BPF link, a
+// namespace — would be part of the next cell's lab), or a probe is still stuck in the kernel
+// after the mount was forced away.
 func (r *cellRun) teardown() (tainted bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -271,6 +307,7 @@ func (r *cellRun) teardown() (tainted bool) {
 			errs = append(errs, err)
 		}
 	}
+	stuck := false
 	if r.probe != nil {
 		select {
 		case <-r.probe.exited:
@@ -279,7 +316,7 @@ func (r *cellRun) teardown() (tainted bool) {
 			select {
 			case <-r.probe.exited:
 			case <-time.After(2 * time.Second):
-				tainted = true
+				stuck = true
 			}
 		}
 	}
@@ -294,11 +331,16 @@ func (r *cellRun) teardown() (tainted bool) {
 	if err := r.cluster.Teardown(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	var why []string
 	if err := errors.Join(errs...); err != nil {
 		r.em.fail(event.StepTeardown, err)
+		why = append(why, "the teardown failed")
 	}
-	if tainted {
-		r.em.step(event.StepTeardownTainted, "probe %d is still blocked in the kernel after a forced unmount", r.probe.seq)
+	if stuck {
+		why = append(why, fmt.Sprintf("probe %d is still blocked in the kernel after a forced unmount", r.probe.seq))
+	}
+	if len(why) > 0 {
+		r.em.step(event.StepTeardownTainted, "%s; the VM runs no other cell", strings.Join(why, "; "))
 		return true
 	}
 	r.em.step(event.StepTeardown, "cell resources removed")

@@ -44,6 +44,8 @@ type world struct {
 
 	failStart    int // StartBackend call (1-based) that fails; 0: none
 	failInstall  bool
+	verifyErr    error // what the datapath's check before the fault finds; nil: the cell's datapath alone
+	teardownErr  error // what the cluster's teardown fails with
 	socketErr    error
 	probeOK      func(w *world, seq int) bool // whether a probe after the fault succeeds at once
 	tracerInputs func(w *world) []netip.AddrPort
@@ -108,7 +110,10 @@ func (c fakeCluster) Publish(_ context.Context, b cluster.Backend) error {
 	w.record(event.Event{Kind: event.KindObserve, Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: w.vip.String(), Endpoints: eps, Datapath: true}})
 	return nil
 }
-func (c fakeCluster) Teardown(context.Context) error { c.w.called("cluster.Teardown"); return nil }
+func (c fakeCluster) Teardown(context.Context) error {
+	c.w.called("cluster.Teardown")
+	return c.w.teardownErr
+}
 
 type fakeBackend struct {
 	w    *world
@@ -206,6 +211,10 @@ func (d fakeDatapath) Install(context.Context) error {
 	}
 	return nil
 }
+func (d fakeDatapath) Verify(vip netip.Addr, ports []datapath.Port) error {
+	d.w.called(fmt.Sprintf("datapath.Verify %s %v", vip, ports))
+	return d.w.verifyErr
+}
 func (d fakeDatapath) Close(context.Context) error { d.w.called("datapath.Close"); return nil }
 
 // fakeTracer hands out the connects the test pushes.
@@ -246,6 +255,17 @@ func runCell(t *testing.T, w *world, c scenario.Cell) ([]event.Event, verdict.De
 // runCellGated is runCell with a gate (cellRun.gate).
 func runCellGated(t *testing.T, w *world, c scenario.Cell, gate func(context.Context, event.Step) error) ([]event.Event, verdict.Decision) {
 	t.Helper()
+	events, d, tainted := runCellTainted(t, w, c, gate)
+	if tainted {
+		t.Errorf("run reported a tainted VM")
+	}
+	return events, d
+}
+
+// runCellTainted is runCellGated that also returns whether the run reported the VM unfit for
+// another cell.
+func runCellTainted(t *testing.T, w *world, c scenario.Cell, gate func(context.Context, event.Step) error) ([]event.Event, verdict.Decision, bool) {
+	t.Helper()
 	var out bytes.Buffer
 	em := newEmitter(&out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	w.record = em.emit
@@ -259,9 +279,7 @@ func runCellGated(t *testing.T, w *world, c scenario.Cell, gate func(context.Con
 	}
 	r := newCellRun(c, em, slog.New(slog.NewTextHandler(io.Discard, nil)), p)
 	r.gate = gate
-	if tainted := r.run(context.Background()); tainted {
-		t.Errorf("run reported a tainted VM")
-	}
+	tainted := r.run(context.Background())
 	events := em.events()
 	// Everything the emitter sent is valid on the wire.
 	for _, line := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
@@ -269,7 +287,15 @@ func runCellGated(t *testing.T, w *world, c scenario.Cell, gate func(context.Con
 			t.Errorf("event on the wire: %v: %s", err, line)
 		}
 	}
-	return events, verdict.Decide(verdict.Collect(c.Port, events), true)
+	return events, hostDecision(c, events), tainted
+}
+
+// hostDecision is the verdict the host reaches on a cell's timeline (lab.Judge).
+func hostDecision(c scenario.Cell, events []event.Event) verdict.Decision {
+	if d, ok := LabFailure(events); ok {
+		return d
+	}
+	return verdict.Decide(verdict.Collect(c.Port, events), true)
 }
 
 func stepsOf(events []event.Event) []event.Step {
@@ -314,9 +340,9 @@ func TestCellRunner(t *testing.T) {
 			world:   world{},
 			verdict: verdict.Recovered,
 			steps: []event.Step{event.StepTopology, event.StepTracer, event.StepDatapath, event.StepBackendServing, event.StepServicePointed,
-				event.StepMounted, event.StepBaselineIO, event.StepFaultInjected, event.StepBackendBReady, event.StepIORecovered, event.StepTeardown},
+				event.StepMounted, event.StepBaselineIO, event.StepDatapathChecked, event.StepFaultInjected, event.StepBackendBReady, event.StepIORecovered, event.StepTeardown},
 			calls: []string{"node.Prepare", "cluster.Setup", "datapath.Install", "cluster.StartBackend", "cluster.Publish([10.244.0.5])",
-				"node.Mount 10.96.133.7", "kill nfs-0", "delete nfs-0", "cluster.Publish([])", "cluster.StartBackend",
+				"node.Mount 10.96.133.7", "datapath.Verify 10.96.133.7 [{nfs 2049 tcp}]", "kill nfs-0", "delete nfs-0", "cluster.Publish([])", "cluster.StartBackend",
 				"cluster.Publish([10.244.0.9])", "node.Unmount", "tracer.Close", "datapath.Close", "cluster.Teardown"},
 		},
 		{
@@ -435,6 +461,63 @@ func TestCellRunner(t *testing.T) {
 				t.Errorf("cluster never torn down: %q", calls)
 			}
 		})
+	}
+}
+
+// TestDatapathCheckedBeforeFault: right before the fault the cell asks its datapath whether it is
+// the one in effect, serving the cell's service alone. When it is not, nothing is faulted, and
+// the cell is the lab's failure: inconclusive for the agent and the host alike, never a verdict
+// on the mount that an expectation could match.
+func TestDatapathCheckedBeforeFault(t *testing.T) {
+	w := &world{verifyErr: errors.New("a socket-level load balancer is in effect at /sys/fs/cgroup: CGroupInet4Connect nfslab_connect4")}
+	events, d := runCell(t, w, testCell())
+	if d.Verdict != verdict.Inconclusive || !strings.HasPrefix(d.Reason, "lab: datapath-checked: ") || !strings.Contains(d.Reason, "nfslab_connect4") {
+		t.Errorf("host verdict %s (%s), want inconclusive, a lab failure naming what is in effect", d.Verdict, d.Reason)
+	}
+	var agent *event.VerdictRecord
+	for _, e := range events {
+		if e.Kind == event.KindCellDone {
+			agent = e.Verdict
+		}
+	}
+	if agent == nil || agent.Verdict != string(verdict.Inconclusive) || agent.Reason != d.Reason {
+		t.Errorf("the agent's verdict %+v, want the host's: %s (%s)", agent, d.Verdict, d.Reason)
+	}
+	if !slices.ContainsFunc(events, func(e event.Event) bool { return e.Kind == event.KindError && e.Step == event.StepDatapathChecked }) {
+		t.Errorf("no error at %s on the timeline", event.StepDatapathChecked)
+	}
+	if s := stepsOf(events); slices.Contains(s, event.StepFaultInjected) || slices.Contains(s, event.StepDatapathChecked) {
+		t.Errorf("steps %v: the cell went on after its datapath check failed", s)
+	}
+	calls := w.calls()
+	if slices.Contains(calls, "kill nfs-0") {
+		t.Errorf("calls %q: backend A was faulted after the datapath check failed", calls)
+	}
+	if !inOrder(calls, []string{"node.Mount 10.96.133.7", "datapath.Verify 10.96.133.7 [{nfs 2049 tcp}]", "node.Unmount", "datapath.Close", "cluster.Teardown"}) {
+		t.Errorf("calls %q: want the check with the cluster's VIP and ports, then everything removed", calls)
+	}
+}
+
+// TestFailedTeardownTaintsTheVM: a cell whose teardown failed leaves the VM unfit for another
+// cell, as one whose probe is stuck in the kernel does, and says so on its timeline; its verdict
+// stays what the evidence says.
+func TestFailedTeardownTaintsTheVM(t *testing.T) {
+	w := &world{teardownErr: errors.New("delete namespace nfslab-c0: still terminating")}
+	events, d, tainted := runCellTainted(t, w, testCell(), nil)
+	if !tainted {
+		t.Error("run did not report the VM unfit after a failed teardown")
+	}
+	s := stepsOf(events)
+	if !slices.Contains(s, event.StepTeardownTainted) || slices.Contains(s, event.StepTeardown) {
+		t.Errorf("steps %v: want %s and not %s", s, event.StepTeardownTainted, event.StepTeardown)
+	}
+	if !slices.ContainsFunc(events, func(e event.Event) bool {
+		return e.Kind == event.KindError && e.Step == event.StepTeardown && strings.Contains(e.Msg, "still terminating")
+	}) {
+		t.Error("the teardown's error is not on the timeline")
+	}
+	if d.Verdict != verdict.Recovered {
+		t.Errorf("verdict %s (%s), want recovered: the teardown does not change what the mount did", d.Verdict, d.Reason)
 	}
 }
 

@@ -132,7 +132,7 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		}
 		tainted := newCellRun(c, em, log.With("cell", c.ID), p).run(ctx)
 		if tainted {
-			em.emit(event.Event{Kind: event.KindBye, Msg: fmt.Sprintf("cell %s left I/O stuck in the kernel; the remaining cells need a fresh VM", c.ID)})
+			em.emit(event.Event{Kind: event.KindBye, Msg: fmt.Sprintf("cell %s's teardown failed or left I/O stuck in the kernel; the remaining cells need a fresh VM", c.ID)})
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -123,7 +124,7 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 		}
 		dp, cfg.Feed = lb, lb
 	} else {
-		dp = kind.NewKubeProxy(kc, mode)
+		dp = kindKubeProxy{kind.NewKubeProxy(kc, mode)}
 	}
 	cl, err := kind.NewCellCluster(kc, cfg, em.emit)
 	if err != nil {
@@ -140,6 +141,15 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 			return connecttrace.Start(connecttrace.Config{WatchPort: port})
 		},
 	}, nil
+}
+
+// kindKubeProxy is the kind cluster's kube-proxy as a cell's datapath, verified as nfslab's own
+// kube-proxy is: no socket-level load balancer in effect at the VM's root cgroup, which every
+// node's sockets and the kernel's own pass through.
+type kindKubeProxy struct{ *kind.KubeProxy }
+
+func (kindKubeProxy) Verify(netip.Addr, []datapath.Port) error {
+	return datapath.NoSocketLB(CgroupRoot)
 }
 
 // serveKept says the session's cluster is kept — its kubeconfig, for the host to rewrite to its

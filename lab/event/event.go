@@ -43,6 +43,7 @@ const (
 	StepServicePointed  Step = "service-pointed"    // the service maps to backend A
 	StepMounted         Step = "mounted"            // the VIP is mounted
 	StepBaselineIO      Step = "baseline-io-ok"     // write+fsync+read through the mount worked
+	StepDatapathChecked Step = "datapath-checked"   // the datapath in effect on the node is the cell's, alone (an error here is the lab's, not the mount's)
 	StepFaultInjected   Step = "fault-injected"     // backend A is gone
 	StepStaleEndpoint   Step = "stale-endpoint"     // the service kept pointing at the dead backend for the scenario's time
 	StepNoEndpoints     Step = "no-endpoint-window" // the service had no endpoint for the scenario's window
@@ -51,7 +52,7 @@ const (
 	StepIOStuck         Step = "io-stuck"           // a probe exceeded its deadline after backend B ready
 	StepDeadline        Step = "deadline"           // the scenario's recovery deadline passed
 	StepTeardown        Step = "teardown-done"      // mounts, datapath and netns of the cell are gone
-	StepTeardownTainted Step = "teardown-tainted"   // the cell left something the kernel will not release
+	StepTeardownTainted Step = "teardown-tainted"   // the teardown failed or left I/O stuck in the kernel: the VM runs no other cell
 )
 
 // Phase places an observation relative to the fault.
