@@ -101,6 +101,7 @@ func BenchmarkDefaultScenario(b *testing.B) {
 		}
 		b.ReportMetric(res.Timings["vm_boot:debian-stock"], "vm-boot-s")
 		for _, c := range res.Cells {
+			checkVerdict(b, c)
 			m := cellPhases(c)
 			for name, v := range m {
 				b.ReportMetric(v, c.Datapath+"-"+name+"-s")
@@ -194,6 +195,7 @@ func BenchmarkFidelityMatrix(b *testing.B) {
 		}
 		worst := 0.0
 		for _, c := range res.Cells {
+			checkVerdict(b, c)
 			m := cellPhases(c)
 			name := strings.ReplaceAll(strings.TrimSuffix(c.ID, "/4.1/delete-pod"), "/", "-")
 			b.ReportMetric(m["cell"], name+"-cell-s")
@@ -290,6 +292,7 @@ func BenchmarkScenarios(b *testing.B) {
 					b.Fatal(err)
 				}
 				for _, c := range res.Cells {
+					checkVerdict(b, c)
 					if c.RecoverySeconds != nil {
 						b.ReportMetric(*c.RecoverySeconds, strings.ReplaceAll(c.ID, "/", "-")+"-recovery-s")
 					}
@@ -396,6 +399,7 @@ func BenchmarkKindScenario(b *testing.B) {
 		}
 		var cells []float64
 		for _, c := range res.Cells {
+			checkVerdict(b, c)
 			m := cellPhases(c)
 			cells = append(cells, m["cell"])
 			b.ReportMetric(m["cell"], strings.ReplaceAll(c.ID, "/", "-")+"-cell-s")

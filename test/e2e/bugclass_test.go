@@ -45,10 +45,7 @@ func TestBugClassScenarios(t *testing.T) {
 			res := runScenario(ctx, t, bin, tt.scenario, 4)
 			for _, c := range res.Cells {
 				t.Run(c.Kernel+"/"+c.Datapath, func(t *testing.T) {
-					if !c.Pass {
-						t.Errorf("verdict %s, expected %s: %s", c.Verdict, c.Expected, c.Reason)
-						logEvidence(t, c)
-					}
+					checkVerdict(t, c)
 					switch c.Verdict {
 					case "bug-reproduced":
 						if len(c.AskedOld) == 0 {

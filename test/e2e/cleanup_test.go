@@ -238,6 +238,9 @@ func TestTwoRunsAtOnce(t *testing.T) {
 		if !res.Pass || len(res.Cells) != 2 {
 			t.Errorf("run %d: pass=%v with %d cells, want pass with 2", i, res.Pass, len(res.Cells))
 		}
+		for _, c := range res.Cells {
+			checkVerdict(t, c)
+		}
 	}
 	if len(ids) != 2 || ids[0] == ids[1] {
 		t.Errorf("run IDs %v, want two different ones", ids)

@@ -29,10 +29,7 @@ func TestSMB(t *testing.T) {
 	}
 	for _, c := range res.Cells {
 		t.Run(c.ID, func(t *testing.T) {
-			if !c.Pass {
-				t.Errorf("verdict %s, expected %s: %s", c.Verdict, c.Expected, c.Reason)
-				logEvidence(t, c)
-			}
+			checkVerdict(t, c)
 			smb := c.NFS == "smb3"
 			if smb && !strings.Contains(mountOptions(c), "vers=3.1.1") {
 				t.Errorf("mount options %q: not an SMB 3.1.1 mount", mountOptions(c))
