@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,8 +90,15 @@ func (e *emitter) step(s event.Step, format string, args ...any) event.Event {
 	return e.emit(event.Event{Kind: event.KindStep, Step: s, Msg: fmt.Sprintf(format, args...)})
 }
 
+// fail records that step s failed with err, with the errno err carries, if any (a mount(2)
+// the kernel refused).
 func (e *emitter) fail(s event.Step, err error) {
-	e.emit(event.Event{Kind: event.KindError, Step: s, Msg: err.Error()})
+	ev := event.Event{Kind: event.KindError, Step: s, Msg: err.Error()}
+	var errno unix.Errno
+	if errors.As(err, &errno) && errno != 0 {
+		ev.Errno = unix.ErrnoName(errno)
+	}
+	e.emit(ev)
 }
 
 // describe renders an event for the VM console (for people reading console.log; never parsed).

@@ -72,6 +72,10 @@ type Event struct {
 	Step  Step   `json:"step,omitempty"`
 	Phase Phase  `json:"phase,omitempty"`
 	Msg   string `json:"msg,omitempty"`
+	// Errno is, for an error event, the symbolic errno (EINVAL) the failed step's system call
+	// got, when its error carries one: the kernel's own answer, which the verdict may rest on
+	// where Msg is only for people.
+	Errno string `json:"errno,omitempty"`
 
 	// Evidence; an observe event sets exactly one of these.
 	Hello   *Hello         `json:"hello,omitempty"`

@@ -79,10 +79,10 @@ func Collect(port int, events []event.Event) Evidence {
 			switch {
 			case !faultSeen && e.Phase != event.PhaseAfter:
 				if ev.SetupError == "" {
-					ev.SetupError = msg
+					ev.SetupError, ev.SetupStep, ev.SetupErrno = msg, e.Step, e.Errno
 				}
 			case ev.FailoverError == "":
-				ev.FailoverError = msg
+				ev.FailoverError, ev.FailoverStep = msg, e.Step
 			}
 		case event.KindStep:
 			switch e.Step {

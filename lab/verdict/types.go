@@ -6,11 +6,15 @@
 // applies these rules in order; the first that applies wins ("done" means final, or the
 // recovery deadline has passed):
 //
-//  1. A step before the fault failed → failed (final), "setup: …".
+//  1. A step before the fault failed → failed (final), "setup: …". When the kernel refused the
+//     mount(2) itself (the mounted step failed with an errno) the code is "mount-refused:
+//     <errno>", an answer of the system under test; any other setup failure is the lab's own,
+//     "setup-error: <step>", which never meets an expectation (Expectation.Met).
 //  2. No baseline I/O before the fault → failed (final) once the fault was injected or the cell
-//     is done; before that, wait.
+//     is done; before that, wait. The code is "setup-error: baseline-io-ok".
 //  3. The fault was not injected, or backend B never became ready → inconclusive (final) when
-//     done (the lab did not get as far as the question); else wait.
+//     done (the lab did not get as far as the question); else wait. When a step of the lab
+//     failed meanwhile the code is "failover-error: <step>", a lab failure.
 //  4. A probe succeeded after backend B became ready → recovered (final), with the time it took.
 //  5. A probe is stuck after backend B became ready and the kernel client itself (SUNRPC for
 //     NFS, the CIFS client for SMB) asked for the old backend (see Evidence.AskedOld) →
@@ -25,12 +29,17 @@
 //     failed.
 //  9. Nothing after backend B became ready → wait; when done, inconclusive.
 //
-// A waiting Decision is Inconclusive with Final false. The mount's addr= in /proc/mounts is
+// Every Decision has a Code (code.go) beside its Reason. A waiting Decision is Inconclusive
+// with Final false and the code "waiting". The mount's addr= in /proc/mounts is
 // never evidence: the kernel formats it once, when the transport is created, so it keeps showing
 // the VIP even after SUNRPC's own copy of the address was overwritten.
 package verdict
 
-import "time"
+import (
+	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
+)
 
 // Verdict is the outcome of a cell.
 type Verdict string
@@ -50,9 +59,12 @@ type Evidence struct {
 	OldBackend string // the backend the service pointed at before the fault (dead after it)
 	NewBackend string // the backend the service pointed at after the fault
 
-	SetupError     string // a step before the fault failed (no baseline)
-	FailoverError  string // a step after the fault failed (e.g. backend B did not start): the lab's fault, not the mount's
-	BaselineIOOK   bool   // write+fsync+read worked before the fault
+	SetupError     string     // a step before the fault failed (no baseline)
+	SetupStep      event.Step // the step SetupError is about
+	SetupErrno     string     // the errno the step's system call got (EINVAL), when it failed that way
+	FailoverError  string     // a step after the fault failed (e.g. backend B did not start): the lab's fault, not the mount's
+	FailoverStep   event.Step // the step FailoverError is about
+	BaselineIOOK   bool       // write+fsync+read worked before the fault
 	FaultInjected  bool
 	BackendBReady  bool
 	SinceBReady    time.Duration  // how long after backend B became ready the evidence was taken
@@ -76,10 +88,13 @@ type Evidence struct {
 }
 
 // Decision is a verdict with its reason. Final is false while more evidence could change it.
+// Code is the reason in a form a program can match (an expectation may require one); Reason
+// says the same for people, with the evidence.
 type Decision struct {
 	Verdict Verdict
 	Reason  string
 	Final   bool
+	Code    Code
 }
 
 // All returns every verdict, in the order of the constants.

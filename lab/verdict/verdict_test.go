@@ -214,7 +214,7 @@ func TestCollect(t *testing.T) {
 		{
 			name:    "setup error",
 			events:  timeline{}.step(1, event.StepTopology).err(2, event.StepMounted, "mount: connection refused"),
-			want:    Evidence{SetupError: "mounted: mount: connection refused"},
+			want:    Evidence{SetupError: "mounted: mount: connection refused", SetupStep: event.StepMounted},
 			verdict: Failed,
 		},
 		{
@@ -222,7 +222,7 @@ func TestCollect(t *testing.T) {
 			events: setup().
 				step(6, event.StepFaultInjected).
 				err(7, event.StepBackendBReady, "ganesha exited with status 2"),
-			want:    Evidence{BaselineIOOK: true, FaultInjected: true, FailoverError: "backend-b-ready: ganesha exited with status 2"},
+			want:    Evidence{BaselineIOOK: true, FaultInjected: true, FailoverError: "backend-b-ready: ganesha exited with status 2", FailoverStep: event.StepBackendBReady},
 			verdict: Inconclusive,
 		},
 		{
