@@ -1,6 +1,9 @@
 package scenario
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,11 +13,11 @@ import (
 )
 
 // Cells expands the matrix into its cells, in a stable order: kernel outermost, then cluster,
-// datapath, protocol, version and fault; a combination its cluster form lacks is left out. Each cell expects the verdict of the first rule that matches it, else
+// datapath, protocol, version and fault; a combination its cluster form lacks is left out. Each cell expects the verdict (and the reason, if the rule names one) of the first rule that matches it, else
 // expect.default. After SelectCell, only the selected cell is returned, with Index 0 and the
 // ID and expectation it has in the whole matrix. Call it on a validated scenario.
 func (s *Scenario) Cells() []Cell {
-	cells := s.allCells()
+	cells := s.AllCells()
 	if s.cell == "" {
 		return cells
 	}
@@ -31,7 +34,7 @@ func (s *Scenario) Cells() []Cell {
 // Filter first, if at all. An unknown ID is an *Error about --cell that lists the valid IDs;
 // on error s is unchanged.
 func (s *Scenario) SelectCell(id string) error {
-	cells := s.allCells()
+	cells := s.AllCells()
 	ids := make([]string, len(cells))
 	for i, c := range cells {
 		if c.ID == id {
@@ -47,6 +50,21 @@ func (s *Scenario) SelectCell(id string) error {
 		msg += fmt.Sprintf("\n  … and %d more (nfslab matrix lists them all)", len(ids)-shown)
 	}
 	return &Error{Problems: []Problem{{Field: "--cell", Msg: msg}}}
+}
+
+// Hash identifies the scenario's contents: "sha256:" and the hex digest of its JSON form, with
+// the defaults applied and after Filter (SelectCell does not change it). Runs of one scenario
+// file with the same --kernel, --cluster and --datapath have the same hash, whichever cell each
+// ran; a change to the file (an expectation, a timeout, the matrix) changes it.
+// It is "" if the scenario cannot be encoded, which a parsed scenario always can: a result
+// without a hash is one nfslab report merge refuses.
+func (s *Scenario) Hash() string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // combo is one combination of the matrix's axes.
@@ -91,8 +109,9 @@ func (s *Scenario) combos() []combo {
 	return out
 }
 
-// allCells expands the whole matrix, ignoring SelectCell.
-func (s *Scenario) allCells() []Cell {
+// AllCells expands the whole matrix, ignoring SelectCell: the cells a run of the scenario is
+// expected to have, whichever of them one run ran.
+func (s *Scenario) AllCells() []Cell {
 	var cells []Cell
 	for _, c := range s.combos() {
 		cell := Cell{
@@ -104,7 +123,6 @@ func (s *Scenario) allCells() []Cell {
 			Protocol:     c.protocol,
 			NFS:          c.version,
 			Fault:        c.fault,
-			Expected:     s.expected(c),
 			MountOptions: slices.Clone(s.Mount.Options),
 			VIP:          s.Service.VIP,
 			Port:         s.Service.Port,
@@ -117,6 +135,7 @@ func (s *Scenario) allCells() []Cell {
 			StaleEndpoint:     s.Failover.StaleEndpoint,
 			SocketLBNoBackend: s.Failover.SocketLBNoBackend,
 		}
+		cell.Expected, cell.ExpectedReason = s.expected(c)
 		if c.cluster == ClusterKind {
 			cell.Nodes = s.kindNodes()
 		}
@@ -135,13 +154,15 @@ func (s *Scenario) allCells() []Cell {
 	return cells
 }
 
-func (s *Scenario) expected(c combo) string {
+// expected is the verdict and the reason code the first matching rule gives, else the default
+// verdict, with no reason required.
+func (s *Scenario) expected(c combo) (verdict, reason string) {
 	for _, r := range s.Expect.Rules {
 		if r.Match.matches(c) {
-			return r.Verdict
+			return r.Verdict, r.Reason
 		}
 	}
-	return s.Expect.Default
+	return s.Expect.Default, ""
 }
 
 // matches reports whether a combination's axis values satisfy m. A kernel is matched by the

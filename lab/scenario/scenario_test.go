@@ -143,6 +143,9 @@ func TestParseBad(t *testing.T) {
 		{"default verdict", minimal + "expect: {default: ok}\n", []string{"expect.default"}, "unknown verdict"},
 		{"rule verdict", minimal + "expect: {rules: [{match: {datapath: socket-lb}, verdict: bug}]}\n", []string{"expect.rules[0].verdict"}, "unknown verdict"},
 		{"rule without verdict", minimal + "expect: {rules: [{match: {datapath: socket-lb}}]}\n", []string{"expect.rules[0].verdict"}, "missing"},
+		{"rule reason of another verdict", minimal + "expect: {rules: [{match: {datapath: socket-lb}, verdict: recovered, reason: io-stuck}]}\n", []string{"expect.rules[0].reason"}, "not a reason of verdict recovered"},
+		{"rule reason a lab failure", minimal + "expect: {rules: [{match: {datapath: socket-lb}, verdict: failed, reason: \"setup-error: mounted\"}]}\n", []string{"expect.rules[0].reason"}, "the lab's own failure"},
+		{"rule reason errno", minimal + "expect: {rules: [{match: {datapath: socket-lb}, verdict: failed, reason: \"mount-refused: invalid\"}]}\n", []string{"expect.rules[0].reason"}, "errno name"},
 		{"rule typo", minimal + "expect: {rules: [{match: {kernel: vulnerable-61, datapath: sockt-lb, nfs: \"4.9\", fault: kill}, verdict: failed}]}\n",
 			[]string{"expect.rules[0].match.kernel", "expect.rules[0].match.datapath", "expect.rules[0].match.nfs", "expect.rules[0].match.fault"}, "unknown kernel"},
 		{"vip not IPv4", minimal + "service: {vip: 'fd00::1'}\n", []string{"service.vip"}, "not an IPv4 address"},
@@ -349,6 +352,57 @@ func TestExpectationRules(t *testing.T) {
 	}
 }
 
+// TestExpectedReason: a rule's reason reaches the cells it decides, and AllCells lists them
+// all with it even after SelectCell.
+func TestExpectedReason(t *testing.T) {
+	s, err := Parse("t.yaml", []byte("name: t\nmatrix: {kernels: [debian-stock], datapaths: [kube-proxy, socket-lb]}\n"+
+		"expect: {rules: [{match: {datapath: socket-lb}, verdict: failed, reason: \"mount-refused: EINVAL\"}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := s.Hash()
+	if err := s.SelectCell("debian-stock/kube-proxy/4.1/delete-pod"); err != nil {
+		t.Fatal(err)
+	}
+	all := s.AllCells()
+	if len(all) != 2 || len(s.Cells()) != 1 || s.Hash() != hash || !strings.HasPrefix(hash, "sha256:") {
+		t.Fatalf("%d cells in all, %d selected, hash %s then %s", len(all), len(s.Cells()), hash, s.Hash())
+	}
+	if all[0].Expected != "recovered" || all[0].ExpectedReason != "" || all[1].Expected != "failed" || all[1].ExpectedReason != "mount-refused: EINVAL" {
+		t.Errorf("cells expect %s %q and %s %q", all[0].Expected, all[0].ExpectedReason, all[1].Expected, all[1].ExpectedReason)
+	}
+}
+
+// TestHash: the hash changes with the scenario's contents and with the axes --kernel,
+// --cluster and --datapath replace.
+func TestHash(t *testing.T) {
+	parse := func(data string) *Scenario {
+		t.Helper()
+		s, err := Parse("t.yaml", []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a := parse(minimal)
+	if a.Hash() != parse(minimal).Hash() {
+		t.Error("one file, two hashes")
+	}
+	if a.Hash() == parse(minimal+"timeouts: {probe: 7s}\n").Hash() {
+		t.Error("a changed timeout kept the hash")
+	}
+	if a.Hash() == parse(minimal+"expect: {default: failed}\n").Hash() {
+		t.Error("a changed expectation kept the hash")
+	}
+	b := parse("name: t\nmatrix: {kernels: [debian-stock], datapaths: [socket-lb, kube-proxy]}\n")
+	if err := b.Filter(Override{Datapaths: []string{"socket-lb"}}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Hash() != a.Hash() {
+		t.Error("the same matrix after --datapath has another hash")
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	s, err := Parse("t.yaml", []byte(minimal+`expect: {rules: [
   {match: {kernel: vulnerable-6.1}, verdict: bug-reproduced},
@@ -511,6 +565,8 @@ func FuzzParse(f *testing.F) {
 		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy-ipvs], protocols: [smb]}\nfailover: {noEndpointWindow: 5s}\n",
 		"name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], faults: [node-crash]}\n",
 		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb]}\nexpect: {rules: [{match: {cluster: kind}, verdict: failed}]}\ntimeouts: {setup: 0s}\n",
+		minimal + "expect: {rules: [{match: {datapath: socket-lb}, verdict: failed, reason: \"mount-refused: EINVAL\"}]}\n",
+		minimal + "expect: {rules: [{match: {}, verdict: failed, reason: \"setup-error: x\"}, {match: {}, verdict: bug-reproduced, reason: [a]}]}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -544,6 +600,9 @@ func FuzzParse(f *testing.F) {
 			ids[c.ID] = true
 			if !verdict.Verdict(c.Expected).Valid() {
 				t.Fatalf("cell %s expects %q", c.ID, c.Expected)
+			}
+			if c.ExpectedReason != "" && verdict.ReasonProblem(verdict.Verdict(c.Expected), verdict.Code(c.ExpectedReason)) != "" {
+				t.Fatalf("cell %s expects %s for a reason it cannot come with: %q", c.ID, c.Expected, c.ExpectedReason)
 			}
 			if c.Timeouts.Setup.Duration <= 0 {
 				t.Fatalf("cell %s has setup timeout %s", c.ID, c.Timeouts.Setup)

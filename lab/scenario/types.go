@@ -74,6 +74,10 @@ type Expect struct {
 type Rule struct {
 	Match   Match  `json:"match"`
 	Verdict string `json:"verdict"`
+	// Reason, when set, is the reason code the verdict must come with (a verdict.Code, such as
+	// "mount-refused: EINVAL", or a kind alone, "mount-refused"): a cell that gets the verdict
+	// for another reason does not pass.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Match selects cells by their axis values.
@@ -133,6 +137,8 @@ type Cell struct {
 	NFS      string `json:"nfs"`      // the protocol's version: "4.1", …, or "smb3"
 	Fault    string `json:"fault"`
 	Expected string `json:"expected"`
+	// ExpectedReason is the reason code the expected verdict must come with; "" for any.
+	ExpectedReason string `json:"expected_reason,omitempty"`
 
 	MountOptions []string `json:"mount_options"` // for the cell's protocol
 	VIP          string   `json:"vip"`

@@ -208,6 +208,10 @@ func (s *Scenario) validateExpect(p *problems) {
 		f := fmt.Sprintf("expect.rules[%d]", i)
 		if msg := verdictProblem(r.Verdict); msg != "" {
 			p.add(f+".verdict", msg)
+		} else if r.Reason != "" {
+			if msg := verdict.ReasonProblem(verdict.Verdict(r.Verdict), verdict.Code(r.Reason)); msg != "" {
+				p.add(f+".reason", msg)
+			}
 		}
 		m := r.Match
 		if m.Kernel != "" && !contains(labels, m.Kernel) {
