@@ -43,10 +43,10 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 				last = "after " + string(e.Step)
 			}
 		}
-		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the cell was cut short " + last, Final: true}
+		d = verdict.Decision{Verdict: verdict.Inconclusive, Reason: "the cell was cut short " + last, Final: true, Code: verdict.CodeCutShort}
 	}
-	rc.Verdict, rc.Reason = string(d.Verdict), d.Reason
-	rc.Pass = rc.Verdict == rc.Expected && !labFailed
+	rc.Verdict, rc.Reason, rc.ReasonCode = string(d.Verdict), d.Reason, string(d.Code)
+	rc.Pass = reports.Passes(rc) // never for a lab failure: its code says so
 	// The addresses are the ones the cluster reported on the timeline.
 	rc.VIP, rc.BackendA, rc.BackendB = ev.VIP, ev.OldBackend, ev.NewBackend
 	rc.ReconnectTargets = ev.ReconnectTargets
@@ -86,10 +86,24 @@ func Judge(c scenario.Cell, events []event.Event, complete bool) reports.Cell {
 	return rc
 }
 
+// NewResult is the result of a run of s before any of its cells ran: the scenario's name and
+// identity (its hash, and every cell of its matrix with what it expects, even when s is
+// narrowed to one cell by SelectCell), and a pending cell for each cell the run has.
+func NewResult(s *scenario.Scenario) *reports.Result {
+	res := &reports.Result{Schema: reports.Schema, Scenario: s.Name, ScenarioHash: s.Hash(), Timings: map[string]float64{}}
+	for _, c := range s.AllCells() {
+		res.ScenarioCells = append(res.ScenarioCells, reports.ScenarioCell{ID: c.ID, Expected: c.Expected, ExpectedReason: c.ExpectedReason})
+	}
+	for _, c := range s.Cells() {
+		res.Cells = append(res.Cells, pendingCell(c))
+	}
+	return res
+}
+
 func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
 		ID: c.ID, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
-		Verdict: string(verdict.Inconclusive), Expected: c.Expected, Reason: "not run",
+		Verdict: string(verdict.Inconclusive), Expected: c.Expected, ExpectedReason: c.ExpectedReason, Reason: "not run", ReasonCode: string(verdict.CodeNotRun),
 		ProbeTimeout:     c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},
 	}

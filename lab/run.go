@@ -87,19 +87,15 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	opts.setDefaults()
 	p := newProgress(opts.Progress, opts.Style)
 	start := time.Now()
-	res := &reports.Result{Schema: reports.Schema, Scenario: opts.Scenario.Name, StartedAt: start.UTC(), Timings: map[string]float64{}}
+	res := NewResult(opts.Scenario)
+	res.StartedAt = start.UTC()
 	res.Host.Kernel = hostKernel()
 	defer func() {
 		res.FinishedAt = time.Now().UTC()
 		res.Timings["total"] = round3(time.Since(start).Seconds())
 	}()
 
-	cells := opts.Scenario.Cells()
-	res.Cells = make([]reports.Cell, len(cells))
-	for i, c := range cells {
-		res.Cells[i] = pendingCell(c)
-	}
-	groups := byKernel(cells)
+	groups := byKernel(opts.Scenario.Cells())
 	for _, g := range groups {
 		if err := kernel.Preflight(g[0].Kernel); err != nil {
 			return res, &InputError{Err: err}

@@ -11,6 +11,9 @@ import (
 	"github.com/nfslab/nfslab/lab/event"
 )
 
+// schemaV1 is the format before the scenario's identity and the reason codes (nfslab.result/v1).
+const schemaV1 = "nfslab.result/v1"
+
 // File names inside a run directory.
 const (
 	JSONFile     = "result.json"
@@ -42,7 +45,11 @@ func ReadJSON(path string) (*Result, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("read result %s: %w", path, err)
 	}
-	if r.Schema != Schema {
+	switch r.Schema {
+	case Schema:
+	case schemaV1:
+		return nil, fmt.Errorf("read result %s: schema %q, written by an older nfslab: it lacks the scenario's cell list and hash, and its pass flags are not computed as this nfslab does, so it cannot be checked; run its cells again with this nfslab", path, r.Schema)
+	default:
 		return nil, fmt.Errorf("read result %s: schema %q, want %q", path, r.Schema, Schema)
 	}
 	return &r, nil
@@ -53,6 +60,12 @@ func normalized(r *Result) *Result {
 	out := *r
 	if out.Schema == "" {
 		out.Schema = Schema
+	}
+	if out.ScenarioCells == nil {
+		out.ScenarioCells = []ScenarioCell{}
+	}
+	if out.MissingCells == nil {
+		out.MissingCells = []string{}
 	}
 	out.Cells = make([]Cell, len(r.Cells))
 	for i, c := range r.Cells {

@@ -50,6 +50,7 @@ type junitCase struct {
 	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
+	Skipped   *junitProblem `xml:"skipped,omitempty"`
 	SystemOut *junitText    `xml:"system-out,omitempty"`
 }
 
@@ -74,7 +75,9 @@ func xmlText(s string) string {
 // WriteJUnit writes dir/junit.xml: one testsuite (the scenario) with one testcase per cell,
 // named by the cell's ID. A cell that did not get its expected verdict is a failure whose
 // message says expected vs got with the key evidence, or an error when the lab itself failed
-// in it (or never ran it). A testcase's time is the span of the cell's timeline.
+// in it (or never ran it). A cell of the scenario that no merged result held is a testcase with
+// an error of type "missing" (skipped, after --allow-partial). A testcase's time is the span of
+// the cell's timeline.
 func WriteJUnit(dir string, r *Result) error {
 	if r == nil {
 		return errors.New("write junit.xml: no result")
@@ -104,7 +107,7 @@ func junitXML(r *Result) ([]byte, error) {
 		}
 		if !c.Pass {
 			p := &junitProblem{Message: problemMessage(c), Text: xmlText(evidenceText(c))}
-			if c.Error != "" || len(c.Events) == 0 {
+			if c.Error != "" || len(c.Events) == 0 || LabFailed(c) {
 				p.Type = "lab-error"
 				tc.Error = p
 				suite.Errors++
@@ -116,10 +119,23 @@ func junitXML(r *Result) ([]byte, error) {
 		}
 		suite.Cases = append(suite.Cases, tc)
 	}
-	suite.Tests = len(r.Cells)
+	// The scenario's cells that no merged result held: an error, or skipped when the merge
+	// was told to accept a subset.
+	for _, id := range r.MissingCells {
+		tc := junitCase{Name: id, Classname: r.Scenario, Time: "0.000"}
+		if r.Partial {
+			tc.Skipped = &junitProblem{Message: "not run: left out of a partial merge (--allow-partial)", Type: "not-run"}
+			suite.Skipped++
+		} else {
+			tc.Error = &junitProblem{Message: "not run: no merged result holds this cell of the scenario", Type: "missing"}
+			suite.Errors++
+		}
+		suite.Cases = append(suite.Cases, tc)
+	}
+	suite.Tests = len(suite.Cases)
 	suite.Time = fmt.Sprintf("%.3f", total)
 	doc := junitSuites{
-		Name: "nfslab", Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors, Time: suite.Time,
+		Name: "nfslab", Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors, Skipped: suite.Skipped, Time: suite.Time,
 		Suites: []junitSuite{suite},
 	}
 	b, err := xml.MarshalIndent(doc, "", "  ")

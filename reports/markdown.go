@@ -43,7 +43,18 @@ func markdown(w *bytes.Buffer, r *Result) {
 	if r.Host.QEMU != "" {
 		fmt.Fprintf(w, ", %s", md(r.Host.QEMU))
 	}
-	fmt.Fprintf(w, "\n- Cells: %d of %d got their expected verdict\n\n", passed(r), len(r.Cells))
+	fmt.Fprintf(w, "\n- Cells: %d of %d got their expected verdict\n", passed(r), len(r.Cells))
+	if len(r.MissingCells) > 0 {
+		fmt.Fprintf(w, "- %s: ", missingText(r))
+		for i, id := range r.MissingCells {
+			if i > 0 {
+				fmt.Fprint(w, ", ")
+			}
+			fmt.Fprintf(w, "`%s`", code(id))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
 
 	if len(r.Cells) == 0 {
 		fmt.Fprintln(w, "No cells ran.")
@@ -126,10 +137,28 @@ func Summary(w io.Writer, r *Result) {
 	fmt.Fprintln(w)
 	for _, c := range r.Cells {
 		if !c.Pass {
-			fmt.Fprintf(w, "✘ %s: %s\n", oneLine(c.ID), oneLine(or(c.Reason, c.Error)))
+			what := oneLine(or(c.Reason, c.Error))
+			if LabFailed(c) {
+				what = "the lab failed (" + oneLine(c.ReasonCode) + "): " + what
+			}
+			fmt.Fprintf(w, "✘ %s: %s\n", oneLine(c.ID), what)
+		}
+	}
+	if len(r.MissingCells) > 0 {
+		fmt.Fprintf(w, "%s:\n", missingText(r))
+		for _, id := range r.MissingCells {
+			fmt.Fprintf(w, "  %s\n", oneLine(id))
 		}
 	}
 	fmt.Fprintf(w, "%d/%d cells got their expected verdict: %s\n", passed(r), len(r.Cells), passText(r))
+}
+
+// missingText introduces the scenario's cells that no merged result held.
+func missingText(r *Result) string {
+	if r.Partial {
+		return fmt.Sprintf("Not run: %d cell(s) of the scenario, left out of this partial merge (--allow-partial)", len(r.MissingCells))
+	}
+	return fmt.Sprintf("✘ Missing: %d cell(s) of the scenario have no result (a job that crashed or uploaded nothing?)", len(r.MissingCells))
 }
 
 type step struct {

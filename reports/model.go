@@ -6,10 +6,13 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/verdict"
 )
 
-// Schema identifies the result.json format. Bump it on any incompatible change.
-const Schema = "nfslab.result/v1"
+// Schema identifies the result.json format. Bump it on any incompatible change. v2 added the
+// scenario's identity (scenario_hash, scenario_cells), the reason codes, and changed what pass
+// means (a cell's reason code must meet its expectation, and a lab failure never passes).
+const Schema = "nfslab.result/v2"
 
 // Result is one run of a scenario.
 type Result struct {
@@ -20,11 +23,28 @@ type Result struct {
 	FinishedAt time.Time `json:"finished_at"`
 	Host       Host      `json:"host"`
 	Cells      []Cell    `json:"cells"`
-	Pass       bool      `json:"pass"` // every cell got its expected verdict
+	Pass       bool      `json:"pass"` // every cell got its expected verdict (and, for a merge, no cell is missing)
+	// ScenarioHash identifies the scenario's contents (scenario.Scenario.Hash); ScenarioCells
+	// are every cell of its matrix, with what it expects, whichever of them this result holds.
+	// Merge checks results against them.
+	ScenarioHash  string         `json:"scenario_hash"`
+	ScenarioCells []ScenarioCell `json:"scenario_cells"`
+	// MissingCells are the IDs of the scenario's cells that no merged result held (a merge
+	// only); Partial says the merge was told to accept that (--allow-partial), so that they
+	// do not fail it.
+	MissingCells []string `json:"missing_cells"`
+	Partial      bool     `json:"partial"`
 	// Timings are the run's own phases in seconds: "image" (root filesystem ready), "kernel:<name>"
 	// (kernel and modules ready), "vm_boot:<name>" (qemu start to the agent's hello, the last boot of that kernel),
 	// "total".
 	Timings map[string]float64 `json:"timings"`
+}
+
+// ScenarioCell is one cell of the scenario's matrix and what the scenario expects of it.
+type ScenarioCell struct {
+	ID             string `json:"id"`
+	Expected       string `json:"expected"`
+	ExpectedReason string `json:"expected_reason,omitempty"`
 }
 
 // Host describes where the run happened.
@@ -58,8 +78,10 @@ type Cell struct {
 	Fault            string   `json:"fault"`
 	Verdict          string   `json:"verdict"`
 	Expected         string   `json:"expected"`
-	Pass             bool     `json:"pass"`
+	ExpectedReason   string   `json:"expected_reason,omitempty"` // the reason code the expected verdict must come with
+	Pass             bool     `json:"pass"`                      // see Passes
 	Reason           string   `json:"reason"`
+	ReasonCode       string   `json:"reason_code"` // the reason as a verdict.Code: io-recovered, mount-refused: EINVAL, setup-error: mounted, …
 	VIP              string   `json:"vip"`
 	BackendA         string   `json:"backend_a"`
 	BackendB         string   `json:"backend_b"`
@@ -80,3 +102,16 @@ type Cell struct {
 	NoEndpointWindow *Window       `json:"no_endpoint_window,omitempty"`
 	Events           []event.Event `json:"events"`
 }
+
+// Passes reports whether a cell met its expectation: its verdict is the expected one, its
+// reason code the expected reason (when one is required), and it is no lab failure. It is
+// what a cell's pass is, computed, never read.
+func Passes(c Cell) bool {
+	want := verdict.Expectation{Verdict: verdict.Verdict(c.Expected), Reason: verdict.Code(c.ExpectedReason)}
+	return want.Met(verdict.Verdict(c.Verdict), verdict.Code(c.ReasonCode))
+}
+
+// LabFailed reports whether the lab itself failed in the cell (its reason code is a lab
+// failure: setup-error, failover-error, cut-short, not-run): no verdict about the system under
+// test, and exit code 3.
+func LabFailed(c Cell) bool { return verdict.Code(c.ReasonCode).LabFailure() }

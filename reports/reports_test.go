@@ -24,11 +24,18 @@ func sample() *Result {
 		StartedAt:  start,
 		FinishedAt: start.Add(95 * time.Second),
 		Host:       Host{Accel: "tcg", QEMU: "QEMU emulator version 7.2.0", Kernel: "6.18.0"},
+		// The scenario's cells: these two and stuckCell's.
+		ScenarioHash: "sha256:0f1d",
+		ScenarioCells: []ScenarioCell{
+			{ID: "debian-stock/socket-lb/4.1/delete-pod", Expected: "recovered"},
+			{ID: "bzImage/socket-lb/4.1/delete-pod", Expected: "bug-reproduced"},
+			{ID: "vulnerable-6.1/socket-lb/4.1/delete-pod", Expected: "recovered"},
+		},
 		Cells: []Cell{
 			{
 				ID: "debian-stock/socket-lb/4.1/delete-pod", Kernel: "debian-stock", KernelRelease: "6.1.0-56-amd64",
 				Datapath: "socket-lb", NFS: "4.1", Fault: "delete-pod",
-				Verdict: "recovered", Expected: "recovered", Pass: true, Reason: "I/O recovered 0.87s after backend B became ready",
+				Verdict: "recovered", Expected: "recovered", Pass: true, Reason: "I/O recovered 0.87s after backend B became ready", ReasonCode: "io-recovered",
 				VIP: "10.96.0.50", BackendA: "10.0.0.11", BackendB: "10.0.0.12",
 				MountAddrBefore: "10.96.0.50", MountAddrAfter: "10.96.0.50", RecoverySeconds: f64(0.8712),
 				ReconnectTargets: []string{"10.0.0.12"},
@@ -47,8 +54,8 @@ func sample() *Result {
 				ID: "bzImage/socket-lb/4.1/delete-pod", Kernel: "/build/vuln/arch/x86/boot/bzImage", KernelRelease: "6.1.192",
 				Datapath: "socket-lb", NFS: "4.1", Fault: "delete-pod",
 				Verdict: "failed", Expected: "bug-reproduced", Pass: false,
-				Reason: "I/O stuck 60.00s after backend B became ready; no reconnect seen",
-				VIP:    "10.96.0.50", BackendA: "10.0.0.11", BackendB: "10.0.0.12",
+				Reason: "I/O stuck 60.00s after backend B became ready; no reconnect seen", ReasonCode: "io-stuck",
+				VIP: "10.96.0.50", BackendA: "10.0.0.11", BackendB: "10.0.0.12",
 				Error: "a | pipe\nand a newline",
 				Events: []event.Event{
 					{Mono: 5e9, Cell: 1, Kind: event.KindStep, Step: event.StepTopology},
@@ -105,7 +112,8 @@ func TestJSONLayout(t *testing.T) {
 	}
 	s := string(b)
 	for _, want := range []string{
-		"{\n  \"schema\": \"nfslab.result/v1\",\n  \"run_id\": \"x\",",
+		"{\n  \"schema\": \"nfslab.result/v2\",\n  \"run_id\": \"x\",",
+		`"scenario_cells": []`, `"missing_cells": []`, `"reason_code": ""`,
 		`"recovery_seconds": null`, `"reconnect_targets": []`, `"kernel_log": []`, `"phases": {}`, `"events": []`,
 	} {
 		if !strings.Contains(s, want) {
@@ -133,7 +141,8 @@ func TestReadJSONErrors(t *testing.T) {
 	tests := []struct{ name, path, want string }{
 		{"missing", filepath.Join(dir, "none.json"), "no such file"},
 		{"not json", write("bad.json", "{"), "unexpected end"},
-		{"other schema", write("v2.json", `{"schema":"nfslab.result/v2"}`), `schema "nfslab.result/v2"`},
+		{"other schema", write("v3.json", `{"schema":"nfslab.result/v3"}`), `schema "nfslab.result/v3", want "nfslab.result/v2"`},
+		{"older schema", write("v1.json", `{"schema":"nfslab.result/v1"}`), `schema "nfslab.result/v1", written by an older nfslab: it lacks the scenario's cell list and hash`},
 		{"no schema", write("none2.json", `{}`), `schema ""`},
 	}
 	for _, tt := range tests {
@@ -142,7 +151,7 @@ func TestReadJSONErrors(t *testing.T) {
 		}
 	}
 	// Fields added by later versions of the same schema are ignored.
-	if r, err := ReadJSON(write("newer.json", `{"schema":"nfslab.result/v1","run_id":"r","new_field":1}`)); err != nil || r.RunID != "r" {
+	if r, err := ReadJSON(write("newer.json", `{"schema":"nfslab.result/v2","run_id":"r","new_field":1}`)); err != nil || r.RunID != "r" {
 		t.Errorf("newer fields: %v", err)
 	}
 	if err := WriteJSON(dir, nil); err == nil {

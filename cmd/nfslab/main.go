@@ -171,10 +171,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			if runErr != nil {
 				return runErr
 			}
-			if !res.Pass {
-				return exitError{exitMismatch}
-			}
-			return nil
+			return verdictGate(res)
 		},
 	}
 	f := cmd.Flags()

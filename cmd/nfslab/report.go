@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,10 @@ import (
 
 func newReportCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "report", Short: "Work with finished runs' reports: merge cells run apart"}
-	var out string
+	var (
+		out          string
+		allowPartial bool
+	)
 	merge := &cobra.Command{
 		Use:   "merge DIR…",
 		Short: "Merge the result.json of cells run apart (other machines, one CI job per cell) into one set of reports",
@@ -25,11 +29,20 @@ junit.xml, as if the cells had run together.
 Each DIR is a run's report directory, a result.json file, or a directory whose subdirectories
 hold report directories (as CI artifacts are downloaded), read in name order. Cells keep the
 order of the DIRs. It is bad input (exit 2) when a result is not of this nfslab's result
-schema, when the results are of different scenarios, or when one cell ID is in two results —
-the message names both files: merge does not pick between two verdicts of one cell.
+schema, when the results are of different scenarios or of different contents of one (another
+version of the file, other --kernel/--cluster/--datapath), when a result holds no cell, or when
+one cell ID is in two results — the message names both files: merge does not pick between two
+verdicts of one cell.
 
-Exit codes are those of nfslab run: 0 every merged cell got its expected verdict (and every
-merged run passed), 1 some did not, 2 bad input, 3 the reports could not be written.`,
+Every result lists all the cells of its scenario: a cell that no result holds (a job that
+crashed before writing its result, an artifact that was not uploaded) is missing, and fails the
+merge (exit 1, naming it) unless --allow-partial says a subset was meant; the summary then
+lists the cells not run. Each cell's pass is computed again from its verdict, its reason code
+and the scenario's expectation.
+
+Exit codes are those of nfslab run: 0 every cell of the scenario is there and got its expected
+verdict (and every merged run passed), 1 some did not or are missing, 2 bad input, 3 the lab
+itself failed in a cell (a setup step, the VM), or the reports could not be written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			srcs, err := reports.ReadSources(args)
@@ -44,7 +57,7 @@ merged run passed), 1 some did not, 2 bad input, 3 the reports could not be writ
 					return usageError{fmt.Errorf("--out %s holds %s, one of the results being merged: write the merge elsewhere", out, s.Path)}
 				}
 			}
-			res, err := reports.Merge(srcs)
+			res, err := reports.Merge(srcs, reports.MergeOptions{AllowPartial: allowPartial})
 			if err != nil {
 				return usageError{err}
 			}
@@ -54,13 +67,11 @@ merged run passed), 1 some did not, 2 bad input, 3 the reports could not be writ
 			fmt.Fprintf(stdout, "merged %d result(s), %d cell(s)\n\n", len(srcs), len(res.Cells))
 			reports.Summary(stdout, res)
 			fmt.Fprintf(stdout, "\nreports: %s\n", out)
-			if !res.Pass {
-				return exitError{exitMismatch}
-			}
-			return nil
+			return verdictGate(res)
 		},
 	}
 	merge.Flags().StringVar(&out, "out", "", "where the merged reports go (default reports/merged-<time>)")
+	merge.Flags().BoolVar(&allowPartial, "allow-partial", false, "accept that some of the scenario's cells have no result (a deliberate subset): they are listed as not run instead of failing the merge")
 	cmd.AddCommand(merge)
 	return cmd
 }
@@ -71,4 +82,23 @@ func sameDir(a, b string) bool {
 	absA, errA := filepath.Abs(a)
 	absB, errB := filepath.Abs(b)
 	return errA == nil && errB == nil && absA == absB
+}
+
+// verdictGate is the exit status a finished result gates on: a lab error (exit 3) when the lab
+// itself failed in a cell, whatever its expectation; exit 1 when the result did not pass (a cell
+// did not get its expected verdict, or is missing from a merge); else nil (exit 0).
+func verdictGate(res *reports.Result) error {
+	var failed []string
+	for _, c := range res.Cells {
+		if reports.LabFailed(c) {
+			failed = append(failed, c.ID+" ("+c.ReasonCode+")")
+		}
+	}
+	if len(failed) > 0 {
+		return &lab.LabError{Err: fmt.Errorf("the lab itself failed in %d cell(s), which got no verdict about the system under test: %s", len(failed), strings.Join(failed, ", "))}
+	}
+	if !res.Pass { // Merge fails a result with missing cells; the summary names them
+		return exitError{exitMismatch}
+	}
+	return nil
 }

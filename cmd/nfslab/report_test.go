@@ -8,26 +8,47 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/reports"
+	"github.com/nfslab/nfslab/scenarios"
 )
 
-// oneCellResult is a result as `nfslab run --cell ID` writes it: one cell, with its verdict.
-func oneCellResult(runID, id, verdict string) *reports.Result {
+// oneCellResult is a result as `nfslab run --scenario default --cell ID` writes it: the
+// scenario's identity and one cell, with its verdict.
+func oneCellResult(t *testing.T, runID, id, verdict string) *reports.Result {
+	t.Helper()
+	res, _ := shard(t, "default", id)
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	return &reports.Result{
-		Schema: reports.Schema, RunID: runID, Scenario: "default", StartedAt: start, FinishedAt: start.Add(20 * time.Second),
-		Host: reports.Host{Accel: "tcg"}, Pass: verdict == "recovered",
-		Cells: []reports.Cell{{
-			ID: id, Kernel: "debian-stock", Datapath: strings.Split(id, "/")[1], NFS: "4.1", Fault: "delete-pod",
-			Verdict: verdict, Expected: "recovered", Pass: verdict == "recovered", Reason: "because",
-			VIP: "10.96.0.50", BackendA: "10.0.0.11", BackendB: "10.0.0.12",
-			Events: []event.Event{
-				{Mono: 1e9, Kind: event.KindStep, Step: event.StepTopology},
-				{Mono: 3e9, Kind: event.KindStep, Step: event.StepBackendBReady, Phase: event.PhaseAfter},
-			},
-		}},
+	res.RunID, res.StartedAt, res.FinishedAt, res.Host = runID, start, start.Add(20*time.Second), reports.Host{Accel: "tcg"}
+	c := &res.Cells[0]
+	c.Verdict, c.ReasonCode, c.Reason = verdict, "io-recovered", "because"
+	if verdict != "recovered" {
+		c.ReasonCode = "io-stuck"
 	}
+	c.VIP, c.BackendA, c.BackendB = "10.96.0.50", "10.0.0.11", "10.0.0.12"
+	c.Events = []event.Event{
+		{Mono: 1e9, Kind: event.KindStep, Step: event.StepTopology},
+		{Mono: 3e9, Kind: event.KindStep, Step: event.StepBackendBReady, Phase: event.PhaseAfter},
+	}
+	c.Pass = reports.Passes(*c)
+	res.Pass = c.Pass
+	return res
+}
+
+// shard is the result `nfslab run --scenario ref --cell id` starts from (lab.NewResult), its
+// one cell not run yet, and that cell as the run has it.
+func shard(t *testing.T, ref, id string) (*reports.Result, scenario.Cell) {
+	t.Helper()
+	s, err := scenario.Load(ref, scenarios.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SelectCell(id); err != nil {
+		t.Fatal(err)
+	}
+	return lab.NewResult(s), s.Cells()[0]
 }
 
 func TestReportMergeCmd(t *testing.T) {
@@ -40,9 +61,9 @@ func TestReportMergeCmd(t *testing.T) {
 		}
 		return d
 	}
-	kp := write("kp", oneCellResult("r1", "debian-stock/kube-proxy/4.1/delete-pod", "recovered"))
-	sl := write("sl", oneCellResult("r2", "debian-stock/socket-lb/4.1/delete-pod", "recovered"))
-	slFailed := write("sl-failed", oneCellResult("r3", "debian-stock/socket-lb/4.1/delete-pod", "failed"))
+	kp := write("kp", oneCellResult(t, "r1", "debian-stock/kube-proxy/4.1/delete-pod", "recovered"))
+	sl := write("sl", oneCellResult(t, "r2", "debian-stock/socket-lb/4.1/delete-pod", "recovered"))
+	slFailed := write("sl-failed", oneCellResult(t, "r3", "debian-stock/socket-lb/4.1/delete-pod", "failed"))
 	v9 := filepath.Join(dir, "v9.json")
 	if err := os.WriteFile(v9, []byte(`{"schema":"nfslab.result/v9","scenario":"default","cells":[]}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -67,7 +88,7 @@ func TestReportMergeCmd(t *testing.T) {
 		{name: "same cell twice", args: []string{"report", "merge", kp, sl, slFailed, "--out", filepath.Join(dir, "m3")}, code: 2,
 			stderr: []string{"cell debian-stock/socket-lb/4.1/delete-pod is in both " + filepath.Join(sl, "result.json") + " and " + filepath.Join(slFailed, "result.json")}},
 		{name: "other schema", args: []string{"report", "merge", kp, v9, "--out", filepath.Join(dir, "m4")}, code: 2,
-			stderr: []string{v9, `schema "nfslab.result/v9", want "nfslab.result/v1"`}},
+			stderr: []string{v9, `schema "nfslab.result/v9", want "nfslab.result/v2"`}},
 		{name: "output over an input", args: []string{"report", "merge", kp, sl, "--out", sl}, code: 2,
 			stderr: []string{"--out " + sl + " holds " + filepath.Join(sl, "result.json")}},
 		{name: "missing input", args: []string{"report", "merge", filepath.Join(dir, "nope"), "--out", filepath.Join(dir, "m5")}, code: 2,

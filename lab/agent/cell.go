@@ -168,7 +168,7 @@ func (r *cellRun) decide(final bool) verdict.Decision {
 func LabFailure(events []event.Event) (verdict.Decision, bool) {
 	for _, e := range events {
 		if e.Kind == event.KindError && e.Step == event.StepDatapathChecked {
-			return verdict.Decision{Verdict: verdict.Inconclusive, Reason: "lab: " + string(e.Step) + ": " + e.Msg, Final: true}, true
+			return verdict.Decision{Verdict: verdict.Inconclusive, Reason: "lab: " + string(e.Step) + ": " + e.Msg, Final: true, Code: verdict.CodeSetupError.With(string(e.Step))}, true
 		}
 	}
 	return verdict.Decision{}, false

@@ -53,12 +53,12 @@ func codesOf(v Verdict) []Code {
 	return nil
 }
 
-// withDetail returns kind: detail, or kind alone when detail is empty.
-func withDetail(kind Code, detail string) Code {
+// With returns the code "c: detail" (c a kind), or c alone when detail is empty.
+func (c Code) With(detail string) Code {
 	if detail == "" {
-		return kind
+		return c
 	}
-	return kind + Code(": "+detail)
+	return c + Code(": "+detail)
 }
 
 // Kind is the code without its detail.

@@ -21,7 +21,7 @@ func Decide(e Evidence, final bool) Decision {
 
 	case !e.BaselineIOOK:
 		if done || e.FaultInjected {
-			return Decision{Failed, "no baseline: I/O through the mount never worked before the fault", true, withDetail(CodeSetupError, "baseline-io-ok")}
+			return Decision{Failed, "no baseline: I/O through the mount never worked before the fault", true, CodeSetupError.With("baseline-io-ok")}
 		}
 		return wait("waiting for baseline I/O")
 
@@ -81,16 +81,16 @@ func Decide(e Evidence, final bool) Decision {
 // lab's own failure.
 func setupCode(e Evidence) Code {
 	if e.SetupStep == event.StepMounted && e.SetupErrno != "" {
-		return withDetail(CodeMountRefused, e.SetupErrno)
+		return CodeMountRefused.With(e.SetupErrno)
 	}
-	return withDetail(CodeSetupError, string(e.SetupStep))
+	return CodeSetupError.With(string(e.SetupStep))
 }
 
 // failoverCode is the code of a cell that did not get as far as the question: a lab failure
 // when a step of the lab failed meanwhile, else kind.
 func failoverCode(e Evidence, kind Code) Code {
 	if e.FailoverError != "" {
-		return withDetail(CodeFailoverError, string(e.FailoverStep))
+		return CodeFailoverError.With(string(e.FailoverStep))
 	}
 	return kind
 }

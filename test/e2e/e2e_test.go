@@ -326,6 +326,9 @@ func TestNFSVersions(t *testing.T) {
 			if !strings.Contains(c.Error, "CONFIG_NFS_DISABLE_UDP_SUPPORT") {
 				t.Errorf("%s: error %q does not name CONFIG_NFS_DISABLE_UDP_SUPPORT", c.ID, c.Error)
 			}
+			if c.ReasonCode != "mount-refused: EINVAL" {
+				t.Errorf("%s: reason code %q, want mount-refused: EINVAL (the kernel's own refusal, not a lab failure)", c.ID, c.ReasonCode)
+			}
 		case c.Kernel == "vulnerable-6.1" && c.Datapath == "socket-lb" && c.NFS == "3-udp":
 			sawSendmsg := false
 			for _, e := range c.Events {

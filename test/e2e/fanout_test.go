@@ -60,7 +60,8 @@ func nfslabOut(ctx context.Context, t *testing.T, bin string, args ...string) (s
 // TestFanout is the CI fan-out round trip of issue #8: expand the default scenario with
 // `nfslab matrix`, run two of its cells apart with `nfslab run --cell` (as two CI jobs would),
 // merge their report directories with `nfslab report merge`, and check that the merged verdict
-// table is the one a run of both cells together gets.
+// table is the one a run of both cells together gets — and that the merge fails (exit 1), naming
+// the cell, when one job's artifact is lost (issue #14).
 func TestFanout(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -106,6 +107,24 @@ func TestFanout(t *testing.T) {
 	merged := filepath.Join(root, "merged")
 	if _, code := nfslabOut(ctx, t, bin, "report", "merge", artifacts, "--out", merged); code != 0 {
 		t.Fatalf("nfslab report merge: exit %d, want 0", code)
+	}
+	// A job whose artifact is lost (it crashed before writing its result, or uploaded nothing)
+	// must fail the report job, naming the cell; --allow-partial accepts a deliberate subset.
+	lost := m.Include[len(m.Include)-1]
+	partial := filepath.Join(root, "partial")
+	if err := os.MkdirAll(partial, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, job := range m.Include[:len(m.Include)-1] {
+		if err := os.Rename(filepath.Join(artifacts, "nfslab-"+job.Slug), filepath.Join(partial, "nfslab-"+job.Slug)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, code := nfslabOut(ctx, t, bin, "report", "merge", partial, "--out", filepath.Join(root, "merged-partial")); code != 1 || !strings.Contains(out, lost.ID) {
+		t.Errorf("nfslab report merge with the artifact of %s lost: exit %d, want 1 naming it", lost.ID, code)
+	}
+	if out, code := nfslabOut(ctx, t, bin, "report", "merge", partial, "--allow-partial", "--out", filepath.Join(root, "merged-allowed")); code != 0 || !strings.Contains(out, "Not run: 1 cell(s)") {
+		t.Errorf("nfslab report merge --allow-partial with the artifact of %s lost: exit %d, want 0 listing it as not run", lost.ID, code)
 	}
 	together := filepath.Join(root, "together")
 	if code := runNfslab(ctx, t, bin, tmp, "run", "--report-dir", together); code != 0 {
