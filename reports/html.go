@@ -52,6 +52,9 @@ type htmlPage struct {
 	Started, Took, Host      string
 	Passed, Total            int
 	Cells                    []htmlCell
+	// Missing are the scenario's cells that no merged result held, introduced by MissingText.
+	Missing     []string
+	MissingText string
 }
 
 type htmlCell struct {
@@ -97,7 +100,10 @@ func newHTMLPage(r *Result) htmlPage {
 	p := htmlPage{
 		Scenario: r.Scenario, RunID: r.RunID, Pass: r.Pass, Verdict: passText(r),
 		Passed: passed(r), Total: len(r.Cells),
-		Host: hostText(r.Host),
+		Host: hostText(r.Host), Missing: r.MissingCells,
+	}
+	if len(r.MissingCells) > 0 {
+		p.MissingText = missingText(r)
 	}
 	if !r.StartedAt.IsZero() {
 		p.Started = r.StartedAt.Format(time.RFC3339)

@@ -73,7 +73,17 @@ func markdown(w *bytes.Buffer, r *Result) {
 
 	for _, c := range r.Cells {
 		fmt.Fprintf(w, "\n## %s %s\n\n", mark(c), md(c.ID))
-		fmt.Fprintf(w, "**%s** (expected %s): %s\n", md(c.Verdict), md(c.Expected), md(or(c.Reason, "no reason recorded")))
+		expected := md(c.Expected)
+		if c.ExpectedReason != "" {
+			expected += fmt.Sprintf(" for `%s`", code(c.ExpectedReason))
+		}
+		fmt.Fprintf(w, "**%s** (expected %s): %s\n", md(c.Verdict), expected, md(or(c.Reason, "no reason recorded")))
+		switch {
+		case LabFailed(c):
+			fmt.Fprintf(w, "\nReason code: `%s` — the lab itself failed in this cell, which never counts as an expected verdict.\n", code(c.ReasonCode))
+		case c.ReasonCode != "":
+			fmt.Fprintf(w, "\nReason code: `%s`\n", code(c.ReasonCode))
+		}
 		if c.Error != "" {
 			fmt.Fprintf(w, "\nError: %s\n", md(c.Error))
 		}

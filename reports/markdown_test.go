@@ -53,3 +53,23 @@ func TestDatapathText(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdownReasonCode: each cell says the reason code its pass was computed from, and a lab
+// failure says that it never counts as an expected verdict.
+func TestMarkdownReasonCode(t *testing.T) {
+	cells := []Cell{
+		{ID: "a", Verdict: "failed", Expected: "failed", ExpectedReason: "mount-refused: EINVAL", ReasonCode: "mount-refused: EINVAL", Pass: true},
+		{ID: "b", Verdict: "failed", Expected: "failed", ExpectedReason: "mount-refused: EINVAL", ReasonCode: "setup-error: backend-a-serving"},
+	}
+	var b bytes.Buffer
+	markdown(&b, &Result{Scenario: "nfs-versions", Cells: cells})
+	for _, want := range []string{
+		"**failed** (expected failed for `mount-refused: EINVAL`)",
+		"Reason code: `mount-refused: EINVAL`\n",
+		"Reason code: `setup-error: backend-a-serving` — the lab itself failed in this cell, which never counts as an expected verdict.",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary.md lacks %q:\n%s", want, b.String())
+		}
+	}
+}

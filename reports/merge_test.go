@@ -108,9 +108,12 @@ func TestMergeMissing(t *testing.T) {
 		if !reflect.DeepEqual(got.MissingCells, want) || got.Partial != partial || got.Pass != partial {
 			t.Errorf("partial %v: missing %q, partial %v, pass %v; want %q, pass %v", partial, got.MissingCells, got.Partial, got.Pass, want, partial)
 		}
-		var sum, page bytes.Buffer
+		var sum, page, html bytes.Buffer
 		Summary(&sum, got)
 		markdown(&page, got)
+		if err := renderHTML(&html, got); err != nil {
+			t.Fatal(err)
+		}
 		doc, err := junitXML(got)
 		if err != nil {
 			t.Fatal(err)
@@ -119,7 +122,7 @@ func TestMergeMissing(t *testing.T) {
 		if partial {
 			heading = "Not run: 2 cell(s) of the scenario, left out of this partial merge (--allow-partial)"
 		}
-		for _, out := range []string{sum.String(), page.String()} {
+		for _, out := range []string{sum.String(), page.String(), html.String()} {
 			if !strings.Contains(out, heading) || !strings.Contains(out, want[0]) || !strings.Contains(out, want[1]) {
 				t.Errorf("partial %v: the summary does not name the missing cells:\n%s", partial, out)
 			}
