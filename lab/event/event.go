@@ -162,16 +162,19 @@ type SocketsObs struct {
 
 // ServiceObs is what the cluster reports about the NFS service: its address, its ports and the
 // backends its endpoints list. It is recorded whenever the endpoints change as far as the lab
-// can see: when nfslab hands them to its own datapath (the netns form's endpoint controller, or
-// an EndpointSlice informer), or when an EndpointSlice update is watched. The verdict takes the
-// VIP and the old and new backends from these records, not from configuration.
+// can see: when the datapath nfslab programmed is read back forwarding to them (the netns form's
+// endpoint controller, or an EndpointSlice informer), when kube-proxy's rules are read back, or
+// when an EndpointSlice update is watched. The verdict takes the VIP and the old and new backends
+// from these records, not from configuration.
 type ServiceObs struct {
 	Name      string   `json:"name"` // namespace/name
 	VIP       string   `json:"vip"`
 	Ports     []string `json:"ports"`     // "2049/tcp", …
 	Endpoints []string `json:"endpoints"` // ready backend IPs; empty: the service has no endpoint
-	// Datapath is true when this is the moment nfslab's datapath was told (it then forwards the
-	// VIP to these endpoints); false for an observation of the cluster alone.
+	// Datapath is true when the datapath was read back forwarding the VIP to these endpoints
+	// (nfslab's socket-LB service map, kube-proxy's rules on the node): an observed fact about
+	// the datapath, recorded after the read. False for the cluster's own view alone (a watched
+	// EndpointSlice update), which says nothing about when the datapath changed.
 	Datapath bool `json:"datapath,omitempty"`
 }
 
@@ -287,13 +290,35 @@ type HookObs struct {
 }
 
 // ConnectObs is one connect attempt seen by a tracer: the address handed in and, where known,
-// the address after the socket-LB hook ran.
+// the address after the socket-LB hook ran, and who made it.
 type ConnectObs struct {
 	Source string `json:"source"` // what saw it: "kprobe:kernel_connect", "socket-lb:connect4" or "socket-lb:sendmsg4"
 	Input  string `json:"input"`
 	Output string `json:"output,omitempty"`
 	Action string `json:"action,omitempty"` // socket-LB only: rewrite, refuse, pass-through, non-vip
-	Comm   string `json:"comm,omitempty"`   // kprobe only: the task that called (SUNRPC: a kworker)
+	// Kernel says the kernel itself made the call on a socket of its own: always for the kprobe
+	// (kernel_connect() has in-kernel callers only; connect(2) does not go through it), and for
+	// the socket-LB hook when no process created the socket with socket(2) (SUNRPC's transport,
+	// the CIFS client's). Only such records are evidence of what the kernel client asked for.
+	Kernel bool `json:"kernel,omitempty"`
+	// PID and Comm are the task that was running: SUNRPC's reconnect worker is a kworker; a
+	// process's own connect names the process. PID is 0 when the tracer does not report it.
+	PID  uint32 `json:"pid,omitempty"`
+	Comm string `json:"comm,omitempty"`
+}
+
+// Caller renders who made the call: "the kernel (kworker/u4:2)", "process 812 (curl)".
+func (c *ConnectObs) Caller() string {
+	who := "a process"
+	if c.Kernel {
+		who = "the kernel"
+	} else if c.PID != 0 {
+		who = fmt.Sprintf("process %d", c.PID)
+	}
+	if c.Comm != "" {
+		who += " (" + c.Comm + ")"
+	}
+	return who
 }
 
 // WindowObs summarizes the no-endpoint window: the service had no endpoint for Seconds while an

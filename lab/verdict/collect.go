@@ -17,22 +17,30 @@ import (
 // An event is after the fault when its Phase says so, or when it has no Phase and comes after
 // the fault-injected step. The service's VIP and backends come from the cluster's service
 // records (event.ServiceObs): the old backend is the one the service listed before the fault,
-// the new one the first other backend it listed after the fault, and "the datapath pointed at
-// the new backend" is the time of that record (a record nfslab handed to its own datapath is
-// preferred over a watched one).
+// the new one the first other backend it listed after the fault. "The datapath pointed at the
+// new backend" is an observed fact only: the time of the first record of the datapath read back
+// forwarding to it (ServiceObs.Datapath). A watched EndpointSlice update is not: without a
+// read-back record, no socket is evidence.
 //
 // Reconnect targets are, in first-seen order: the remote IPs of the kernel's sockets to the NFS
 // port that are connection attempts made after the fault (SYN-SENT, or ESTABLISHED connections
-// not already open before the fault); and the addresses tracers saw handed to connect() after
-// the fault, with the socket-LB hook's output. Of these, evidence that SUNRPC itself asked for
-// the old backend (Evidence.AskedOld) is: a tracer's input that is the old backend's IP (the
-// address handed to kernel_connect(), or received by the socket-LB hook); the socket-LB hook's
-// count of non-VIP connects growing with the old backend as the last such destination; and a
-// kernel socket to the old backend that is new in a snapshot whose previous snapshot was taken
-// after the datapath pointed at the new backend.
+// not already open before the fault); and the addresses handed to the kernel's own connects
+// after the fault, with the socket-LB hook's output. A process's own connect (a record without
+// Kernel) is neither a reconnect nor evidence. Of these, evidence that the kernel client itself
+// asked for the old backend (Evidence.AskedOld) is: a kernel connect whose input is the old
+// backend's IP (the address handed to kernel_connect(), or received by the socket-LB hook on a
+// kernel socket), named with its caller; and a kernel socket to the old backend that is new in a
+// snapshot whose previous snapshot was read after the datapath was read back pointing at the
+// new backend. A backend that served again at the old backend's IP after the fault (a container
+// restarted in place) makes that address alive: nothing aimed at it is evidence. The socket-LB
+// hook's counter of non-VIP connects counts every process's connects: it is reported as a
+// reconnect target, never evidence.
 func Collect(port int, events []event.Event) Evidence {
 	svc := services(events)
 	ev := Evidence{VIP: svc.vip, OldBackend: svc.old, NewBackend: svc.new}
+	if ev.NewBackend == "" && svc.oldServesAgain {
+		ev.NewBackend = ev.OldBackend
+	}
 	var (
 		faultSeen  bool
 		bReady     event.Mono
@@ -58,8 +66,8 @@ func Collect(port int, events []event.Event) Evidence {
 		}
 	}
 	// A backend that kept its IP (its container restarted in place) is alive again: asking
-	// for its address is no sign of the bug.
-	isOld := func(ip string) bool { return ip != "" && ip == ev.OldBackend && ev.OldBackend != ev.NewBackend }
+	// for its address is no sign of the bug, whether or not its endpoint was seen to leave.
+	isOld := func(ip string) bool { return ip != "" && ip == ev.OldBackend && !svc.oldServesAgain }
 	for _, e := range events {
 		if !haveLast || e.Mono > last {
 			last, haveLast = e.Mono, true
@@ -126,7 +134,8 @@ func Collect(port int, events []event.Event) Evidence {
 					ev.ProbeErrors++
 				}
 			case e.Sockets != nil:
-				// The previous snapshot was taken no earlier than the previous record.
+				// A snapshot record carries the time its read began, so the previous snapshot was
+				// read no earlier than the previous record.
 				since := max(e.Sockets.SinceNS, prevSnap)
 				cur := map[string]bool{}
 				for _, s := range e.Sockets.Sockets {
@@ -152,7 +161,7 @@ func Collect(port int, events []event.Event) Evidence {
 					}
 				}
 				prevSocks, prevSnap = cur, e.Mono
-			case e.Connect != nil && after:
+			case e.Connect != nil && after && e.Connect.Kernel:
 				c := e.Connect
 				in, p, ok := splitHostPort(c.Input)
 				if !ok || (p != 0 && p != port) {
@@ -163,16 +172,13 @@ func Collect(port int, events []event.Event) Evidence {
 					addTarget(out)
 				}
 				if isOld(in) {
-					askedOld(fmt.Sprintf("%s was handed %s", c.Source, c.Input))
+					askedOld(fmt.Sprintf("%s was handed %s by %s", c.Source, c.Input, c.Caller()))
 				}
 			case e.Hook != nil:
 				h := e.Hook
 				if after && h.NonVIP > nonVIPPrev {
 					if ip, _, ok := splitHostPort(h.LastNonVIPDest); ok {
 						addTarget(ip)
-						if isOld(ip) {
-							askedOld("the socket-LB hook received the old backend's address as a destination")
-						}
 					}
 				}
 				nonVIPPrev = h.NonVIP // a smaller value means the program was reloaded
@@ -190,21 +196,30 @@ func Collect(port int, events []event.Event) Evidence {
 // serviceFacts are the service's addresses as the cluster reported them.
 type serviceFacts struct {
 	vip, old, new string
-	pointedNew    event.Mono // when the service first pointed at the new backend (0: never)
+	pointedNew    event.Mono // when the datapath was read back pointing at the new backend (0: never)
+	// oldServesAgain: a backend served at the old backend's IP after the fault (its container
+	// restarted in place, the pod kept its IP).
+	oldServesAgain bool
 }
 
 // services reads the cluster's service records: the VIP, the backend listed before the fault,
-// the first other backend listed after it, and when that happened. Records that nfslab handed
-// to its own datapath are preferred over watched ones, when there are any: they say when the
-// datapath itself changed.
+// the first other backend listed after it, and when the datapath was read back pointing at it.
+// Records of the datapath read back are preferred over watched ones, when there are any; only
+// they set pointedNew.
 func services(events []event.Event) serviceFacts {
 	var f serviceFacts
 	datapathRecords := slices.ContainsFunc(events, func(e event.Event) bool { return e.Service != nil && e.Service.Datapath })
 	faultSeen := false
 	dropped := false // the old backend left the endpoints after the fault
+	found := false   // the new backend was found
+	var servedAfter []string
 	for _, e := range events {
 		if e.Kind == event.KindStep && e.Step == event.StepFaultInjected {
 			faultSeen = true
+		}
+		after := e.Phase == event.PhaseAfter || (e.Phase == "" && faultSeen)
+		if b := e.Backend; b != nil && after && b.State == event.BackendServing {
+			servedAfter = append(servedAfter, b.IP)
 		}
 		s := e.Service
 		if s == nil {
@@ -216,18 +231,21 @@ func services(events []event.Event) serviceFacts {
 		if datapathRecords && !s.Datapath {
 			continue
 		}
-		after := e.Phase == event.PhaseAfter || (e.Phase == "" && faultSeen)
 		switch {
 		case !after && len(s.Endpoints) > 0:
 			f.old = s.Endpoints[0]
-		case after && f.pointedNew == 0 && len(s.Endpoints) > 0 && (!slices.Contains(s.Endpoints, f.old) || (dropped && slices.Equal(s.Endpoints, []string{f.old}))):
+		case after && !found && len(s.Endpoints) > 0 && (!slices.Contains(s.Endpoints, f.old) || (dropped && slices.Equal(s.Endpoints, []string{f.old}))):
 			// Back after having left, the old address is a new backend with the same IP (a
 			// container restarted in place).
-			f.new, f.pointedNew = s.Endpoints[0], e.Mono
+			f.new, found = s.Endpoints[0], true
+			if s.Datapath {
+				f.pointedNew = e.Mono
+			}
 		case after && !slices.Contains(s.Endpoints, f.old):
 			dropped = true
 		}
 	}
+	f.oldServesAgain = f.old != "" && (f.new == f.old || slices.Contains(servedAfter, f.old))
 	return f
 }
 

@@ -68,8 +68,13 @@ func Decide(e Evidence, final bool) Decision {
 		if !done {
 			return wait("I/O failing; waiting for recovery")
 		}
-		return Decision{Failed, fmt.Sprintf("I/O failed with an error %d times and never recovered (%s after backend B became ready)",
-			e.ProbeErrors, secs(e.SinceBReady)), true, CodeErrors}
+		failing := fmt.Sprintf("I/O failed with an error %d times and never recovered (%s after backend B became ready)",
+			e.ProbeErrors, secs(e.SinceBReady))
+		if len(e.InstrumentFailures) > 0 {
+			return Decision{Inconclusive, fmt.Sprintf("%s; the kernel client was not seen asking for the old backend, but an instrument failed (%s)",
+				failing, strings.Join(e.InstrumentFailures, "; ")), true, CodeInstrumentFailed}
+		}
+		return Decision{Failed, failing, true, CodeErrors}
 	}
 	if !done {
 		return wait("waiting for I/O after backend B became ready")

@@ -22,11 +22,13 @@
 //     evidence is complete, so the agent may stop early).
 //  6. A probe is stuck, the client was not seen asking for the old backend → wait; when done,
 //     failed ("I/O stuck, reconnects went to X" or "… no reconnect seen") — or inconclusive
-//     when an instrument failed or lost records, since the verdict would rest on its silence.
+//     when an instrument failed, lost records or cannot see the client's connects, since the
+//     verdict would rest on its silence.
 //  7. Probes after backend B became ready failed with errors (a soft mount gives up with EIO
 //     instead of hanging) and the client asked for the old backend → bug-reproduced (final).
 //  8. Probes after backend B became ready only failed with errors otherwise → wait; when done,
-//     failed.
+//     failed — or inconclusive when an instrument failed, lost records or cannot see the
+//     client's connects, as in 6.
 //  9. Nothing after backend B became ready → wait; when done, inconclusive.
 //
 // Every Decision has a Code (code.go) beside its Reason. A waiting Decision is Inconclusive
@@ -78,12 +80,14 @@ type Evidence struct {
 	// handed to connect() and returned by the socket-LB hook. Reported; not decided on alone.
 	ReconnectTargets []string
 	// AskedOld describes each kind of evidence that SUNRPC itself asked for the old backend
-	// after the fault: the address handed to kernel_connect() or the socket-LB hook's input
-	// was the old backend, or a new kernel socket to it appeared after the datapath already
-	// pointed the VIP at the new backend. A connect to the old backend that a load balancer
-	// made from the VIP while its endpoint was stale is not in this list.
+	// after the fault: the address handed to kernel_connect(), or the socket-LB hook's input on
+	// a kernel socket, was the old backend (with who called), or a new kernel socket to it
+	// appeared after the datapath was read back pointing the VIP at the new backend. A connect
+	// to the old backend that a load balancer made from the VIP while its endpoint was stale is
+	// not in this list, nor is a process's own connect.
 	AskedOld []string
-	// InstrumentFailures lists instruments that failed or lost records ("name: what").
+	// InstrumentFailures lists instruments that failed, lost records or cannot see the client's
+	// connects ("name: what").
 	InstrumentFailures []string
 }
 

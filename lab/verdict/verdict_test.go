@@ -81,6 +81,15 @@ func TestDecide(t *testing.T) {
 		}), true, Recovered, true, "3.00s"},
 		{"errors until the deadline", with(func(e *Evidence) { e.ProbeErrors = 3; e.DeadlinePassed = true }), false, Failed, true, "failed with an error 3 times"},
 		{"errors, final", with(func(e *Evidence) { e.ProbeErrors = 1 }), true, Failed, true, "1 times"},
+		{"errors, an instrument failed, final: inconclusive, the instrument named", with(func(e *Evidence) {
+			e.ProbeErrors = 2
+			e.InstrumentFailures = []string{"kprobe:kernel_connect: unavailable: no kprobes"}
+		}), true, Inconclusive, true, "an instrument failed (kprobe:kernel_connect: unavailable: no kprobes)"},
+		{"errors until the deadline, an instrument lost records: inconclusive", with(func(e *Evidence) {
+			e.ProbeErrors = 3
+			e.DeadlinePassed = true
+			e.InstrumentFailures = []string{"socket-lb:hook-events: lost 9 records"}
+		}), false, Inconclusive, true, "lost 9 records"},
 		{"nothing yet", base(), false, Inconclusive, false, "waiting for I/O"},
 		{"nothing, final", base(), true, Inconclusive, true, "no I/O probe finished"},
 		{"old backend unknown", with(func(e *Evidence) { e.OldBackend = ""; e.ProbeStuck = true; e.ReconnectTargets = []string{""} }), true, Failed, true, "I/O stuck"},
@@ -136,6 +145,11 @@ func (tl timeline) svc(sec float64, endpoints ...string) timeline {
 	return tl.obs(sec, event.Event{Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: "10.96.0.50", Ports: []string{"2049/tcp"}, Endpoints: endpoints, Datapath: true}})
 }
 
+// service records the cluster's view of the service: read back from the datapath, or watched.
+func (tl timeline) service(sec float64, vip string, datapath bool, endpoints ...string) timeline {
+	return tl.obs(sec, event.Event{Service: &event.ServiceObs{Name: "ns/nfs", VIP: vip, Ports: []string{"2049/tcp"}, Endpoints: endpoints, Datapath: datapath}})
+}
+
 // snap is a socket snapshot whose previous snapshot was taken at since.
 func (tl timeline) snap(sec, since float64, ss ...event.Socket) timeline {
 	return tl.obs(sec, event.Event{Sockets: &event.SocketsObs{Sockets: ss, SinceNS: mono(since)}})
@@ -163,6 +177,11 @@ func setup() timeline {
 const nfsPort = 2049
 
 func TestCollect(t *testing.T) {
+	// The service as setup() and failover() publish it.
+	const vip, a, b = "10.96.0.50", "10.0.0.11", "10.0.0.12"
+	kprobe := func(in string) event.Event {
+		return event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: in, Kernel: true, Comm: "kworker/u4:2"}}
+	}
 	tests := []struct {
 		name    string
 		events  timeline
@@ -180,7 +199,7 @@ func TestCollect(t *testing.T) {
 				probe(8.87, 0.4, true, false).
 				sockets(9, event.Socket{Local: "10.0.0.1:802", Remote: "10.0.0.12:2049", State: "ESTAB"}).
 				step(9.5, event.StepIORecovered),
-			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 1500 * time.Millisecond,
+			want: Evidence{VIP: vip, OldBackend: a, NewBackend: b, BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 1500 * time.Millisecond,
 				FirstIOOKAfter: dur(870 * time.Millisecond), ProbeErrors: 1, ReconnectTargets: []string{"10.0.0.12"}},
 			verdict: Recovered,
 		},
@@ -191,12 +210,12 @@ func TestCollect(t *testing.T) {
 				obs(9, event.Event{Hook: &event.HookObs{Rewrites: 1, NonVIP: 1, LastNonVIPDest: "10.0.0.11:2049"}}).
 				sockets(10, event.Socket{Local: "10.0.0.1:803", Remote: "10.0.0.11:2049", State: "SYN-SENT"},
 					event.Socket{Local: "10.0.0.1:804", Remote: "10.0.0.99:22", State: "SYN-SENT"}).
-				obs(11, event.Event{Connect: &event.ConnectObs{Source: "kprobe", Input: "10.0.0.11:2049"}}).
+				obs(11, kprobe("10.0.0.11:2049")).
 				probe(13, 5, false, true).
 				step(13, event.StepIOStuck),
-			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 5 * time.Second,
+			want: Evidence{VIP: vip, OldBackend: a, NewBackend: b, BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 5 * time.Second,
 				ProbeStuck: true, ReconnectTargets: []string{"10.0.0.11"},
-				AskedOld: []string{"the socket-LB hook received the old backend's address as a destination", "kprobe was handed 10.0.0.11:2049"}},
+				AskedOld: []string{"kprobe:kernel_connect was handed 10.0.0.11:2049 by the kernel (kworker/u4:2)"}},
 			verdict: BugReproduced,
 		},
 		{
@@ -207,7 +226,7 @@ func TestCollect(t *testing.T) {
 				probe(13, 5, false, true).
 				obs(20, event.Event{Hook: &event.HookObs{Rewrites: 3}}).
 				step(68, event.StepDeadline),
-			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 60 * time.Second,
+			want: Evidence{VIP: vip, OldBackend: a, NewBackend: b, BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: 60 * time.Second,
 				ProbeStuck: true, DeadlinePassed: true, ReconnectTargets: []string{"10.96.0.50"}},
 			verdict: Failed,
 		},
@@ -222,11 +241,11 @@ func TestCollect(t *testing.T) {
 			events: setup().
 				step(6, event.StepFaultInjected).
 				err(7, event.StepBackendBReady, "ganesha exited with status 2"),
-			want:    Evidence{BaselineIOOK: true, FaultInjected: true, FailoverError: "backend-b-ready: ganesha exited with status 2", FailoverStep: event.StepBackendBReady},
+			want:    Evidence{VIP: vip, OldBackend: a, BaselineIOOK: true, FaultInjected: true, FailoverError: "backend-b-ready: ganesha exited with status 2", FailoverStep: event.StepBackendBReady},
 			verdict: Inconclusive,
 		},
 		{
-			name: "hook counter before the fault is not a reconnect; a reload resets the baseline",
+			name: "the hook's non-VIP counter is a reconnect target, never evidence; before the fault it is nothing; a reload resets it",
 			events: setup().
 				obs(5.5, event.Event{Hook: &event.HookObs{NonVIP: 4, LastNonVIPDest: "10.0.0.77"}}).
 				step(6, event.StepFaultInjected).
@@ -234,21 +253,21 @@ func TestCollect(t *testing.T) {
 				obs(7, event.Event{Hook: &event.HookObs{NonVIP: 0}}).
 				obs(7.5, event.Event{Hook: &event.HookObs{NonVIP: 2, LastNonVIPDest: "10.0.0.11"}}).
 				step(8, event.StepBackendBReady),
-			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, ReconnectTargets: []string{"10.0.0.11"},
-				AskedOld: []string{"the socket-LB hook received the old backend's address as a destination"}},
+			want:    Evidence{VIP: vip, OldBackend: a, BaselineIOOK: true, FaultInjected: true, BackendBReady: true, ReconnectTargets: []string{"10.0.0.11"}},
 			verdict: Inconclusive,
 		},
 		{
-			name: "explicit phases win over order; connect outputs to other ports are ignored",
+			name: "explicit phases win over order; connects to other ports and processes' own connects are ignored",
 			events: setup().
-				obs(5.8, event.Event{Phase: event.PhaseAfter, Connect: &event.ConnectObs{Input: "[::ffff:10.0.0.11]:2049"}}).
+				obs(5.8, event.Event{Phase: event.PhaseAfter, Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "[::ffff:10.0.0.11]:2049", Kernel: true}}).
 				step(6, event.StepFaultInjected).
-				obs(6.1, event.Event{Phase: event.PhaseBefore, Connect: &event.ConnectObs{Input: "10.0.0.66:2049"}}).
-				obs(6.2, event.Event{Connect: &event.ConnectObs{Input: "10.0.0.12:111"}}).
-				obs(6.3, event.Event{Connect: &event.ConnectObs{Input: "10.96.0.50"}}).
-				obs(6.4, event.Event{Connect: &event.ConnectObs{Input: "garbage"}}),
-			want: Evidence{BaselineIOOK: true, FaultInjected: true, ReconnectTargets: []string{"10.0.0.11", "10.96.0.50"},
-				AskedOld: []string{" was handed [::ffff:10.0.0.11]:2049"}},
+				obs(6.1, event.Event{Phase: event.PhaseBefore, Connect: &event.ConnectObs{Input: "10.0.0.66:2049", Kernel: true}}).
+				obs(6.2, event.Event{Connect: &event.ConnectObs{Input: "10.0.0.12:111", Kernel: true}}).
+				obs(6.3, event.Event{Connect: &event.ConnectObs{Input: "10.96.0.50", Kernel: true}}).
+				obs(6.4, event.Event{Connect: &event.ConnectObs{Input: "garbage", Kernel: true}}).
+				obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.55:2049", PID: 812, Comm: "curl"}}),
+			want: Evidence{VIP: vip, OldBackend: a, BaselineIOOK: true, FaultInjected: true, ReconnectTargets: []string{"10.0.0.11", "10.96.0.50"},
+				AskedOld: []string{"socket-lb:connect4 was handed [::ffff:10.0.0.11]:2049 by the kernel"}},
 			verdict: Inconclusive,
 		},
 		{
@@ -260,9 +279,29 @@ func TestCollect(t *testing.T) {
 				svc(7.9, "10.0.0.12").
 				step(8, event.StepBackendBReady).
 				step(9, event.StepIORecovered),
-			want: Evidence{BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: time.Second,
+			want: Evidence{VIP: vip, OldBackend: a, NewBackend: b, BaselineIOOK: true, FaultInjected: true, BackendBReady: true, SinceBReady: time.Second,
 				FirstIOOKAfter: dur(time.Second)},
 			verdict: Recovered,
+		},
+		{
+			name: "a cluster's own addresses: the VIP and backends come from its records, watched and read back",
+			events: timeline{}.
+				step(1, event.StepTopology).
+				service(2, "10.96.201.4", false, "10.244.1.7").
+				service(2.5, "10.96.201.4", true, "10.244.1.7").
+				step(3, event.StepMounted).
+				step(4, event.StepBaselineIO).
+				step(5, event.StepFaultInjected).
+				service(6, "10.96.201.4", false).
+				service(9, "10.244.2.3", false, "10.244.2.3"). // a later record's VIP does not replace the first
+				service(9.5, "10.96.201.4", true, "10.244.2.3").
+				step(10, event.StepBackendBReady).
+				obs(11, kprobe("10.244.1.7:2049")).
+				probe(16, 6, false, true),
+			want: Evidence{VIP: "10.96.201.4", OldBackend: "10.244.1.7", NewBackend: "10.244.2.3", BaselineIOOK: true, FaultInjected: true, BackendBReady: true,
+				SinceBReady: 6 * time.Second, ProbeStuck: true, ReconnectTargets: []string{"10.244.1.7"},
+				AskedOld: []string{"kprobe:kernel_connect was handed 10.244.1.7:2049 by the kernel (kworker/u4:2)"}},
+			verdict: BugReproduced,
 		},
 		{
 			name:    "empty timeline",
@@ -274,14 +313,6 @@ func TestCollect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Collect(nfsPort, tt.events)
-			for _, e := range tt.events {
-				if e.Service != nil {
-					tt.want.VIP, tt.want.OldBackend = "10.96.0.50", "10.0.0.11"
-					if slices.Contains(e.Service.Endpoints, "10.0.0.12") {
-						tt.want.NewBackend = "10.0.0.12"
-					}
-				}
-			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Collect\ngot  %+v\nwant %+v", got, tt.want)
 				if got.FirstIOOKAfter != nil {
@@ -356,8 +387,8 @@ func TestAskedOld(t *testing.T) {
 	// probe stuck past the probe deadline (22 s); then it reconnects through the VIP to B.
 	staleThenB := setup().
 		step(6, event.StepFaultInjected).
-		obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.96.0.50:2049"}}).
-		obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.96.0.50:2049", Output: "10.0.0.11:2049", Action: "rewrite"}}).
+		obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.96.0.50:2049", Kernel: true}}).
+		obs(6.5, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.96.0.50:2049", Output: "10.0.0.11:2049", Action: "rewrite", Kernel: true}}).
 		snap(6.6, 6.4, a).
 		step(16, event.StepStaleEndpoint).
 		svc(16.1).
@@ -367,8 +398,8 @@ func TestAskedOld(t *testing.T) {
 		probe(22.2, 16, false, true).
 		step(22.2, event.StepIOStuck)
 	recovered := staleThenB.
-		obs(25, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.96.0.50:2049"}}).
-		obs(25, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.96.0.50:2049", Output: "10.0.0.12:2049", Action: "rewrite"}}).
+		obs(25, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.96.0.50:2049", Kernel: true}}).
+		obs(25, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.96.0.50:2049", Output: "10.0.0.12:2049", Action: "rewrite", Kernel: true}}).
 		probe(25.5, 19.3, true, false)
 
 	tests := []struct {
@@ -388,9 +419,28 @@ func TestAskedOld(t *testing.T) {
 		{"a new socket first seen in a snapshot whose predecessor predates B: ambiguous, not counted",
 			setup().step(6, event.StepFaultInjected).svc(6.1).svc(8, "10.0.0.12").step(8, event.StepBackendBReady).
 				snap(8.1, 7.9, a).probe(14, 6, false, true), true, nil, Failed, true},
-		{"the hook's input was the old backend",
-			staleThenB.obs(23, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip"}}), false,
-			[]string{"socket-lb:connect4 was handed 10.0.0.11:2049"}, BugReproduced, true},
+		{"the hook's input on a kernel socket was the old backend",
+			staleThenB.obs(23, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip", Kernel: true, PID: 97, Comm: "kworker/u4:2"}}), false,
+			[]string{"socket-lb:connect4 was handed 10.0.0.11:2049 by the kernel (kworker/u4:2)"}, BugReproduced, true},
+		{"a process's own connect to the old backend, and the hook's counter growing with it, are not the kernel client asking",
+			staleThenB.
+				obs(23, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip", PID: 812, Comm: "curl"}}).
+				obs(23.1, event.Event{Hook: &event.HookObs{Rewrites: 2, NonVIP: 1, LastNonVIPDest: "10.0.0.11:2049"}}).
+				step(80, event.StepDeadline), true,
+			nil, Failed, true},
+		{"watched EndpointSlice updates only: no read-back of the datapath, so no socket is evidence",
+			timeline{}.service(3, "10.96.0.50", false, "10.0.0.11").step(4, event.StepMounted).step(5, event.StepBaselineIO).
+				step(6, event.StepFaultInjected).
+				service(6.1, "10.96.0.50", false).service(8, "10.96.0.50", false, "10.0.0.12").step(8.5, event.StepBackendBReady).
+				snap(20, 19.8, a).snap(21, 20.8, a, a2).probe(22, 13, false, true).step(90, event.StepDeadline), true,
+			nil, Failed, true},
+		{"restarted in place without the endpoint seen to leave: the old address serves again, nothing aimed at it is evidence",
+			setup().step(6, event.StepFaultInjected).
+				obs(7, event.Event{Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.0.0.11:2049", Kernel: true}}).
+				obs(8.9, event.Event{Backend: &event.BackendObs{Name: "nfs-0", IP: "10.0.0.11", State: event.BackendServing}}).
+				svc(9, "10.0.0.11").step(9, event.StepBackendBReady).
+				snap(12, 11.8, a).probe(15, 6, false, true).step(90, event.StepDeadline), true,
+			nil, Failed, true},
 		{"the backend kept its IP (its container restarted in place): asking for it is no sign of the bug",
 			setup().step(6, event.StepFaultInjected).svc(6.1).svc(9, "10.0.0.11").step(9, event.StepBackendBReady).
 				obs(9.5, event.Event{Connect: &event.ConnectObs{Source: "socket-lb:connect4", Input: "10.0.0.11:2049", Action: "non-vip"}}).
@@ -431,10 +481,13 @@ func TestServiceFacts(t *testing.T) {
 	}{
 		{"watched only", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.9", "10.244.0.5")},
 			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5"}},
-		{"watched only, replacement", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.9")},
-			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9", pointedNew: mono(9)}},
+		{"watched only, replacement: the datapath was never read back pointing at it", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.9")},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9"}},
 		{"restarted in place: the old address, back alone after leaving", []event.Event{watched(1, "10.244.0.5"), fault, watched(6), watched(9, "10.244.0.5")},
-			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.5", pointedNew: mono(9)}},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.5", oldServesAgain: true}},
+		{"restarted in place, the endpoint never seen to leave: the backend serving again says so", []event.Event{told(1, "10.244.0.5"), fault,
+			{Mono: mono(8), Kind: event.KindObserve, Backend: &event.BackendObs{Name: "nfs-0", IP: "10.244.0.5", State: event.BackendServing}}, told(9, "10.244.0.5")},
+			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", oldServesAgain: true}},
 		{"the datapath's record wins", []event.Event{watched(1, "10.244.0.5"), told(1.5, "10.244.0.5"), fault, watched(9, "10.244.0.9"), told(11, "10.244.0.9")},
 			serviceFacts{vip: "10.96.7.7", old: "10.244.0.5", new: "10.244.0.9", pointedNew: mono(11)}},
 		{"none", []event.Event{fault}, serviceFacts{}},
