@@ -28,6 +28,21 @@ type HookEvent struct {
 	// Action is one of ActionRewrite, ActionRefuse, ActionPassThrough and
 	// ActionNonVIP.
 	Action string
+	// KernelSocket is true when no process created the socket with
+	// socket(2) while the programs were attached: the kernel's own sockets
+	// (SUNRPC's transport, the CIFS client's), which are created without
+	// running the cgroup sock_create hook. A socket a process opened before
+	// Attach is reported as a kernel socket too; the lab attaches before it
+	// starts anything that connects to the watched port.
+	KernelSocket bool
+	// PID is the process ID (thread group ID) of the task that was running
+	// when the hook ran, and Comm its name: a kworker for SUNRPC's
+	// reconnects, the process itself for a connect(2). The kernel may send
+	// on its own socket from a process's context (SUNRPC over UDP sends
+	// from the task that waits for the call), so PID and Comm name the
+	// task, not the socket's owner.
+	PID  uint32
+	Comm string
 }
 
 // The values of HookEvent.Action.

@@ -1,6 +1,7 @@
 package socklb
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -22,9 +23,13 @@ import (
 //	           statNonVIP, statLastNonVIPDest (low 4 bytes = ip[4]),
 //	           statLostHookEvents
 //	cfg       (array, 1 entry of 4 bytes): watchPort[2] | pad[2]=0
-//	hook event (ring buffer record, 32 bytes):
+//	hook event (ring buffer record, 56 bytes):
 //	           mono u64 (native endian, bpf_ktime_get_ns) | in addrKey |
-//	           out addrKey | action u8 | hook u8 | pad[6]=0
+//	           out addrKey | action u8 | hook u8 | kernelSocket u8 |
+//	           pad[5]=0 | pidTgid u64 (native endian,
+//	           bpf_get_current_pid_tgid) | comm[16] (bpf_get_current_comm)
+//	user_socks (LRU hash): socket cookie u64 → pidTgid u64 of the task
+//	           whose socket(2) created it (native endian)
 
 // addrKey is the 8-byte (IPv4 address, port) tuple used as the key of the
 // svc and rev maps and as the value of the rev map.
@@ -74,23 +79,32 @@ const (
 	svcValueFlagsOff = 6
 	cfgValueSize     = 4
 
-	hookRecordSize      = 32
-	hookRecordInOff     = 8
-	hookRecordOutOff    = 16
-	hookRecordActionOff = 24
-	hookRecordHookOff   = 25
-	hookRecordPadOff    = 26
+	hookRecordSize       = 56
+	hookRecordInOff      = 8
+	hookRecordOutOff     = 16
+	hookRecordActionOff  = 24
+	hookRecordHookOff    = 25
+	hookRecordKernelOff  = 26
+	hookRecordPadOff     = 27
+	hookRecordPidTgidOff = 32
+	hookRecordCommOff    = 40
+	commLen              = 16
+	userSockKeySize      = 8
+	userSockValueSize    = 8
 )
 
 // hookRecord is a hook event as the forward programs write it into the ring
 // buffer.
 type hookRecord struct {
-	Mono   uint64  // bpf_ktime_get_ns: CLOCK_MONOTONIC
-	In     addrKey // destination handed to the hook
-	Out    addrKey // destination after the hook; zero when refused
-	Action uint8   // action* below
-	Hook   uint8   // hook* below
-	Pad    [6]byte // always zero
+	Mono         uint64  // bpf_ktime_get_ns: CLOCK_MONOTONIC
+	In           addrKey // destination handed to the hook
+	Out          addrKey // destination after the hook; zero when refused
+	Action       uint8   // action* below
+	Hook         uint8   // hook* below
+	KernelSocket uint8   // 1: no process created the socket while the programs were attached
+	Pad          [5]byte // always zero
+	PidTgid      uint64  // bpf_get_current_pid_tgid: tgid in the upper 32 bits
+	Comm         [commLen]byte
 }
 
 // Action codes of a hookRecord.
@@ -116,7 +130,8 @@ func decodeHookRecord(raw []byte) (HookEvent, error) {
 	if _, err := binary.Decode(raw[:hookRecordSize], binary.NativeEndian, &r); err != nil {
 		return HookEvent{}, fmt.Errorf("decode hook event: %w", err)
 	}
-	ev := HookEvent{Mono: int64(r.Mono), In: r.In.addrPort()}
+	comm, _, _ := bytes.Cut(r.Comm[:], []byte{0})
+	ev := HookEvent{Mono: int64(r.Mono), In: r.In.addrPort(), PID: uint32(r.PidTgid >> 32), Comm: string(comm), KernelSocket: r.KernelSocket != 0}
 	if r.Out != (addrKey{}) {
 		ev.Out = r.Out.addrPort()
 	}

@@ -126,7 +126,11 @@ func TestHookRecordOffsets(t *testing.T) {
 		{"Out", unsafe.Offsetof(r.Out), hookRecordOutOff},
 		{"Action", unsafe.Offsetof(r.Action), hookRecordActionOff},
 		{"Hook", unsafe.Offsetof(r.Hook), hookRecordHookOff},
+		{"KernelSocket", unsafe.Offsetof(r.KernelSocket), hookRecordKernelOff},
 		{"Pad", unsafe.Offsetof(r.Pad), hookRecordPadOff},
+		{"PidTgid", unsafe.Offsetof(r.PidTgid), hookRecordPidTgidOff},
+		{"Comm", unsafe.Offsetof(r.Comm), hookRecordCommOff},
+		{"size", unsafe.Sizeof(r), hookRecordSize},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("offset of hookRecord.%s = %d, want %d", tc.name, tc.got, tc.want)
@@ -135,18 +139,28 @@ func TestHookRecordOffsets(t *testing.T) {
 }
 
 func TestDecodeHookRecord(t *testing.T) {
+	// A process's socket, pid 812 (thread 813), comm "curl".
 	raw := func(mono uint64, in, out [6]byte, action, hook uint8) []byte {
 		b := binary.NativeEndian.AppendUint64(nil, mono)
 		b = append(b, in[:]...)
 		b = append(b, 0, 0)
 		b = append(b, out[:]...)
 		b = append(b, 0, 0, action, hook, 0, 0, 0, 0, 0, 0)
-		return b
+		b = binary.NativeEndian.AppendUint64(b, 812<<32|813)
+		return append(b, "curl\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"...)
 	}
 	var (
 		vip  = [6]byte{10, 96, 0, 50, 0x08, 0x01}
 		podA = [6]byte{10, 0, 0, 11, 0x08, 0x01}
 	)
+	// SUNRPC's socket, sent on from a kworker: kernelSocket set, a comm of 16 bytes
+	// without a NUL.
+	kernelRaw := func() []byte {
+		b := raw(5, podA, podA, actionNonVIP, hookConnect4)
+		b[hookRecordKernelOff] = 1
+		copy(b[hookRecordCommOff:], "kworker/u4:2-rpc")
+		return b
+	}
 	tests := []struct {
 		name    string
 		raw     []byte
@@ -160,12 +174,13 @@ func TestDecodeHookRecord(t *testing.T) {
 				Mono: 42, Hook: HookConnect4, Action: ActionRewrite,
 				In:  netip.MustParseAddrPort("10.96.0.50:2049"),
 				Out: netip.MustParseAddrPort("10.0.0.11:2049"),
+				PID: 812, Comm: "curl",
 			},
 		},
 		{
 			name: "refuse has no output",
 			raw:  raw(7, vip, [6]byte{}, actionRefuse, hookSendmsg4),
-			want: HookEvent{Mono: 7, Hook: HookSendmsg4, Action: ActionRefuse, In: netip.MustParseAddrPort("10.96.0.50:2049")},
+			want: HookEvent{Mono: 7, Hook: HookSendmsg4, Action: ActionRefuse, In: netip.MustParseAddrPort("10.96.0.50:2049"), PID: 812, Comm: "curl"},
 		},
 		{
 			name: "non-VIP",
@@ -174,6 +189,17 @@ func TestDecodeHookRecord(t *testing.T) {
 				Mono: 1, Hook: HookConnect4, Action: ActionNonVIP,
 				In:  netip.MustParseAddrPort("10.0.0.11:2049"),
 				Out: netip.MustParseAddrPort("10.0.0.11:2049"),
+				PID: 812, Comm: "curl",
+			},
+		},
+		{
+			name: "the kernel's own socket",
+			raw:  kernelRaw(),
+			want: HookEvent{
+				Mono: 5, Hook: HookConnect4, Action: ActionNonVIP,
+				In:           netip.MustParseAddrPort("10.0.0.11:2049"),
+				Out:          netip.MustParseAddrPort("10.0.0.11:2049"),
+				KernelSocket: true, PID: 812, Comm: "kworker/u4:2-rpc",
 			},
 		},
 		{
@@ -183,9 +209,10 @@ func TestDecodeHookRecord(t *testing.T) {
 				Mono: 1, Hook: HookConnect4, Action: ActionPassThrough,
 				In:  netip.MustParseAddrPort("10.96.0.50:2049"),
 				Out: netip.MustParseAddrPort("10.96.0.50:2049"),
+				PID: 812, Comm: "curl",
 			},
 		},
-		{name: "short", raw: make([]byte, hookRecordSize-1), wantErr: "31 bytes"},
+		{name: "short", raw: make([]byte, hookRecordSize-1), wantErr: "55 bytes"},
 		{name: "unknown action", raw: raw(1, vip, vip, 9, hookConnect4), wantErr: "unknown action"},
 		{name: "unknown hook", raw: raw(1, vip, vip, actionRewrite, 0), wantErr: "unknown hook"},
 	}

@@ -16,15 +16,21 @@ const (
 	mapStats = "stats"
 	mapCfg   = "cfg"
 	mapHook  = "hook_events"
+	mapUser  = "user_socks"
 
-	progConnect4 = "connect4"
-	progSendmsg4 = "sendmsg4"
-	progRecvmsg4 = "recvmsg4"
+	progConnect4   = "connect4"
+	progSendmsg4   = "sendmsg4"
+	progRecvmsg4   = "recvmsg4"
+	progSockCreate = "sock_create"
 
 	kernelNamePrefix = "nfslab_"
 
 	// maxServices bounds the svc and rev hash maps.
 	maxServices = 1024
+
+	// maxUserSockets bounds the LRU map of sockets processes created: the
+	// least recently seen are forgotten first.
+	maxUserSockets = 16384
 
 	// hookRingSize is the size of the hook event ring buffer in bytes (a
 	// power of two and a multiple of the page size): room for about 6500
@@ -52,13 +58,22 @@ const (
 	stackKeyPad   = -2  // the padding inside the key
 	stackArrayIdx = -12 // u32 index for array maps
 
-	// A hookRecord, 32 bytes at -48..-17.
-	stackRec       = -48
-	stackRecIn     = stackRec + hookRecordInOff
-	stackRecOut    = stackRec + hookRecordOutOff
-	stackRecAction = stackRec + hookRecordActionOff
-	stackRecHook   = stackRec + hookRecordHookOff
-	stackRecPad    = stackRec + hookRecordPadOff // 6 bytes: a half and a word
+	// A hookRecord, 56 bytes at -72..-17.
+	stackRec        = -72
+	stackRecIn      = stackRec + hookRecordInOff
+	stackRecOut     = stackRec + hookRecordOutOff
+	stackRecAction  = stackRec + hookRecordActionOff
+	stackRecHook    = stackRec + hookRecordHookOff
+	stackRecKernel  = stackRec + hookRecordKernelOff
+	stackRecPad     = stackRec + hookRecordPadOff // 5 bytes: a byte and a word
+	stackRecPidTgid = stackRec + hookRecordPidTgidOff
+	stackRecComm    = stackRec + hookRecordCommOff
+
+	stackCookie = -80 // u64 socket cookie, the user_socks key
+
+	// sock_create's slots: the cookie (key) and the creator (value).
+	stackCreateKey   = -8
+	stackCreateValue = -16
 )
 
 // progSpec describes one of the three programs.
@@ -68,7 +83,7 @@ type progSpec struct {
 	hook   uint8 // hook code in hook events; 0 for recvmsg4, which emits none
 }
 
-// programList lists the programs in attach order.
+// programList lists the sock_addr programs in attach order.
 func programList() [3]progSpec {
 	return [...]progSpec{
 		{progConnect4, ebpf.AttachCGroupInet4Connect, hookConnect4},
@@ -76,6 +91,11 @@ func programList() [3]progSpec {
 		{progRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg, 0},
 	}
 }
+
+// sockCreate is the cgroup/sock_create program, attached before the others:
+// it marks the sockets processes create, so that the forward programs can
+// tell them from the kernel's own.
+var sockCreate = progSpec{name: progSockCreate, attach: ebpf.AttachCGroupInetSockCreate}
 
 // collectionSpec returns the maps and programs of the socket-LB.
 func collectionSpec() *ebpf.CollectionSpec {
@@ -114,8 +134,23 @@ func collectionSpec() *ebpf.CollectionSpec {
 				Type:       ebpf.RingBuf,
 				MaxEntries: hookRingSize,
 			},
+			mapUser: {
+				Name:       kernelNamePrefix + "usersk",
+				Type:       ebpf.LRUHash,
+				KeySize:    userSockKeySize,
+				ValueSize:  userSockValueSize,
+				MaxEntries: maxUserSockets,
+			},
 		},
-		Programs: map[string]*ebpf.ProgramSpec{},
+		Programs: map[string]*ebpf.ProgramSpec{
+			progSockCreate: {
+				Name:         kernelNamePrefix + "sockcr",
+				Type:         ebpf.CGroupSock,
+				AttachType:   sockCreate.attach,
+				Instructions: sockCreateProgram(),
+				License:      "Dual MIT/GPL",
+			},
+		},
 	}
 	for _, p := range programList() {
 		insns := forwardProgram(p.hook)
@@ -161,8 +196,62 @@ func initHookRecord(hook uint8) asm.Instructions {
 		asm.StoreMem(asm.RFP, stackRecIn, asm.R2, asm.DWord),
 		asm.StoreMem(asm.RFP, stackRecOut, asm.R2, asm.DWord),
 		asm.StoreImm(asm.RFP, stackRecHook, int64(hook), asm.Byte),
-		asm.StoreImm(asm.RFP, stackRecPad, 0, asm.Half),
-		asm.StoreImm(asm.RFP, stackRecPad+2, 0, asm.Word),
+		asm.StoreImm(asm.RFP, stackRecPad, 0, asm.Byte),
+		asm.StoreImm(asm.RFP, stackRecPad+1, 0, asm.Word),
+	}
+}
+
+// recordCaller fills the record's caller fields (R6 holds ctx): the running
+// task's pid_tgid and comm, and whether the socket is the kernel's own (no
+// user_socks entry for its cookie). Clobbers R0-R5; the block's label is
+// sym. Uses helpers cgroup sock_addr programs may call since Linux 5.10
+// (net/core/filter.c, sock_addr_func_proto): get_current_pid_tgid,
+// get_current_comm and get_socket_cookie.
+func recordCaller(sym string) asm.Instructions {
+	insns := asm.Instructions{
+		asm.FnGetCurrentPidTgid.Call(),
+		asm.StoreMem(asm.RFP, stackRecPidTgid, asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, stackRecComm),
+		asm.Mov.Imm(asm.R2, commLen),
+		asm.FnGetCurrentComm.Call(),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, stackCookie, asm.R0, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapUser),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stackCookie),
+		asm.FnMapLookupElem.Call(),
+		asm.Mov.Imm(asm.R2, 1),
+		asm.JEq.Imm(asm.R0, 0, sym+"_store"),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.StoreMem(asm.RFP, stackRecKernel, asm.R2, asm.Byte).WithSymbol(sym + "_store"),
+	}
+	return insns
+}
+
+// sockCreateProgram is the body of cgroup/sock_create. The kernel runs it
+// for sockets processes create with socket(2), never for its own
+// (inet_create skips the hook when kern is set):
+//
+//	user_socks[socket cookie] = current pid_tgid
+//	allow
+func sockCreateProgram() asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, stackCreateKey, asm.R0, asm.DWord),
+		asm.FnGetCurrentPidTgid.Call(),
+		asm.StoreMem(asm.RFP, stackCreateValue, asm.R0, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapUser),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stackCreateKey),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stackCreateValue),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.Mov.Imm(asm.R0, 1),
+		asm.Return(),
 	}
 }
 
@@ -171,6 +260,7 @@ func initHookRecord(hook uint8) asm.Instructions {
 // into the ring buffer (statLostHookEvents++ if it is full) and jumps to next.
 func emitHookEvent(sym string, prelude asm.Instructions, action uint8, next string) asm.Instructions {
 	insns := slices.Clone(prelude)
+	insns = append(insns, recordCaller(sym)...)
 	insns = append(insns,
 		asm.StoreImm(asm.RFP, stackRecAction, int64(action), asm.Byte),
 		asm.FnKtimeGetNs.Call(),

@@ -14,14 +14,23 @@
 // As an instrument the forward programs also count connect()s and sendmsg()s
 // to a watched port whose destination is not a known VIP, and remember the
 // last such destination: on a vulnerable kernel, NFS reconnects after a
-// failover show up there with the old backend's address. Every invocation
-// that concerns a VIP or the watched port is also reported, with what the
-// hook received and returned, as a HookEvent (ReadHookEvents).
+// failover show up there with the old backend's address — and so does any
+// process's connect to that address, so the counter alone proves nothing.
+// Every invocation that concerns a VIP or the watched port is also reported,
+// with what the hook received and returned and who called, as a HookEvent
+// (ReadHookEvents). A cgroup/sock_create program records the sockets
+// processes create (the kernel does not run it for its own), so that each
+// event says whether the socket is the kernel's own (SUNRPC's, the CIFS
+// client's). The service map can be read back (LB.Backend) to observe what
+// the hook forwards a VIP to.
 //
 // The programs are written with github.com/cilium/ebpf/asm (no clang, no
-// BTF), use bpf_map_lookup_elem, atomic adds, bpf_ktime_get_ns and
-// bpf_ringbuf_output, and load on Linux 5.8 and newer (ring buffers; bpf_link
-// for cgroups needs 5.7, recvmsg4 5.2), including in the BPF interpreter.
+// BTF), use bpf_map_lookup_elem and bpf_map_update_elem, atomic adds,
+// bpf_ktime_get_ns, bpf_ringbuf_output, bpf_get_socket_cookie,
+// bpf_get_current_pid_tgid and bpf_get_current_comm (all callable from
+// cgroup sock and sock_addr programs since 5.10, see net/core/filter.c), and
+// load on Linux 5.10 and newer (ring buffers need 5.8; bpf_link for cgroups
+// 5.7, recvmsg4 5.2), including in the BPF interpreter.
 package socklb
 
 import (
@@ -113,8 +122,10 @@ func Load(cfg Config) (*LB, error) {
 	return &LB{coll: coll, events: events}, nil
 }
 
-// Attach attaches the three programs to the cgroup2 directory cgroupPath
-// (the root of the hierarchy to cover the kernel's own sockets). The links
+// Attach attaches the programs to the cgroup2 directory cgroupPath (the root
+// of the hierarchy to cover the kernel's own sockets): sock_create first, so
+// that sockets created from then on are told from the kernel's own, then
+// the three sock_addr programs. The links
 // are kept until Close; they are bpf_links (Linux 5.7+), so they also go away
 // when the process exits. If one attachment fails, the ones made by this call
 // are undone. Attach a given cgroup at most once: programs attached twice run
@@ -126,7 +137,8 @@ func (lb *LB) Attach(cgroupPath string) error {
 		return fmt.Errorf("attach socket-LB at %s: %w", cgroupPath, ErrClosed)
 	}
 	var links []link.Link
-	for _, p := range programList() {
+	progs := programList()
+	for _, p := range append([]progSpec{sockCreate}, progs[:]...) {
 		l, err := link.AttachCgroup(link.CgroupOptions{
 			Path:    cgroupPath,
 			Attach:  p.attach,
@@ -258,6 +270,32 @@ func (lb *LB) ProgramIDs() ([]ebpf.ProgramID, error) {
 		ids = append(ids, id)
 	}
 	return ids, nil
+}
+
+// Service reads back the service vip from the map the programs read: what
+// the hook forwards vip to now. ok is false when vip is not a service.
+func (lb *LB) Service(vip netip.AddrPort) (svc Service, ok bool, err error) {
+	key, err := encodeAddr(vip)
+	if err != nil {
+		return Service{}, false, fmt.Errorf("read back service: %w", err)
+	}
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return Service{}, false, fmt.Errorf("read back service %v: %w", vip, ErrClosed)
+	}
+	val, ok, err := lookupService(lb.coll.Maps[mapSvc], key)
+	if err != nil || !ok {
+		if err != nil {
+			err = fmt.Errorf("read back service %v: %w", vip, err)
+		}
+		return Service{}, false, err
+	}
+	svc = Service{VIP: key.addrPort(), Refuse: val.Flags&flagRefuse != 0}
+	if be, has := val.backend(); has {
+		svc.Backend = be.addrPort()
+	}
+	return svc, true, nil
 }
 
 // Stats reads the counters.

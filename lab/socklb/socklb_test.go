@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -45,6 +47,7 @@ type childResult struct {
 	Err   string `json:"err,omitempty"`
 	Reply string `json:"reply,omitempty"` // what the server sent back
 	Peer  string `json:"peer,omitempty"`  // TCP: getpeername; UDP: source of the reply
+	Pid   int    `json:"pid"`             // the child's process ID
 }
 
 // childMain connects (tcp) or sends a datagram (udp) to addr and reports
@@ -58,6 +61,8 @@ func childMain(mode, addr string) int {
 			res, err = childTCP(dst)
 		case "udp":
 			res, err = childUDP(dst)
+		case "tcp-early-socket":
+			res, err = childEarlySocket(dst)
 		default:
 			err = fmt.Errorf("unknown child mode %q", mode)
 		}
@@ -69,6 +74,7 @@ func childMain(mode, addr string) int {
 			res.Errno = int(errno)
 		}
 	}
+	res.Pid = os.Getpid()
 	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -89,6 +95,24 @@ func childTCP(dst netip.AddrPort) (childResult, error) {
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	res.Reply = strings.TrimSpace(line)
 	return res, err
+}
+
+// childEarlySocket creates a TCP socket, says "ready" on stdout, waits for a line on stdin (the
+// parent attaches the socket-LB meanwhile) and then connects it to dst: a socket the
+// sock_create program never saw.
+func childEarlySocket(dst netip.AddrPort) (childResult, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return childResult{}, err
+	}
+	defer syscall.Close(fd)
+	if _, err := fmt.Println("ready"); err != nil {
+		return childResult{}, err
+	}
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return childResult{}, err
+	}
+	return childResult{}, syscall.Connect(fd, &syscall.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())})
 }
 
 func childUDP(dst netip.AddrPort) (childResult, error) {
@@ -391,7 +415,7 @@ func TestRewrite(t *testing.T) {
 				}
 			}
 			checkStats(t, lb, tc.wantStats(a))
-			checkHookEvents(t, drainHookEvents(t, lb), tc.wantHook(a), from, to)
+			checkHookEvents(t, drainHookEvents(t, lb), calledBy(tc.wantHook(a), res), from, to)
 		})
 	}
 }
@@ -413,11 +437,12 @@ func TestReplaceBackend(t *testing.T) {
 		if err := lb.SetService(Service{VIP: a.VIP, Backend: step.backend}); err != nil {
 			t.Fatalf("step %d: SetService: %v", i, err)
 		}
-		if res := cg.run(t, "tcp", a.VIP); res.Reply != step.wantReply {
+		res := cg.run(t, "tcp", a.VIP)
+		if res.Reply != step.wantReply {
 			t.Errorf("step %d: connect to %v with backend %v: got %+v, want reply %q", i, a.VIP, step.backend, res, step.wantReply)
 		}
 		checkReverse(t, lb, map[netip.AddrPort]netip.AddrPort{step.backend: a.VIP})
-		wantHook = append(wantHook, HookEvent{Hook: HookConnect4, In: a.VIP, Out: step.backend, Action: ActionRewrite})
+		wantHook = append(wantHook, calledBy([]HookEvent{{Hook: HookConnect4, In: a.VIP, Out: step.backend, Action: ActionRewrite}}, res)...)
 	}
 	checkStats(t, lb, Stats{Rewrites: 3})
 	checkHookEvents(t, drainHookEvents(t, lb), wantHook, from, bpftest.MonoNow(t))
@@ -510,6 +535,9 @@ func TestCloseDetaches(t *testing.T) {
 	if _, err := lb.Stats(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Stats after Close: %v, want ErrClosed", err)
 	}
+	if _, _, err := lb.Service(a.VIP); !errors.Is(err, ErrClosed) {
+		t.Errorf("Service after Close: %v, want ErrClosed", err)
+	}
 	if err := lb.ReadHookEvents(context.Background(), func(HookEvent) {}); !errors.Is(err, ErrClosed) {
 		t.Errorf("ReadHookEvents after Close: %v, want ErrClosed", err)
 	}
@@ -519,6 +547,61 @@ func TestCloseDetaches(t *testing.T) {
 	if err := lb.Attach(cg.path); !errors.Is(err, ErrClosed) {
 		t.Errorf("Attach after Close: %v, want ErrClosed", err)
 	}
+}
+
+// TestKernelSocket: a socket no process created while the programs were attached is reported
+// as the kernel's own; one the same process creates afterwards is its own. The kernel's real
+// sockets (SUNRPC's, created in a kworker of the root cgroup) cannot be made in a test cgroup;
+// a socket opened before Attach goes the same way through the hook (no sock_create record).
+func TestKernelSocket(t *testing.T) {
+	requireBPF(t)
+	a := newAddrs(t)
+	cg := newTestCgroup(t)
+	lb := loadOrSkip(t, Config{WatchPort: a.Watch})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*childTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), childModeEnv+"=tcp-early-socket", childAddrEnv+"="+a.Other.String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.fd.Fd())}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start child: %v", err)
+	}
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("child said %q, %v; want ready", line, err)
+	}
+	if err := lb.Attach(cg.path); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	from := bpftest.MonoNow(t)
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	var res childResult
+	if err := json.NewDecoder(out).Decode(&res); err != nil {
+		t.Fatalf("child report: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if res.Err != "" {
+		t.Fatalf("child: %+v", res)
+	}
+	late := cg.run(t, "tcp", a.Other)
+	want := []HookEvent{
+		{Hook: HookConnect4, In: a.Other, Out: a.Other, Action: ActionNonVIP, KernelSocket: true, PID: uint32(res.Pid), Comm: childComm()},
+	}
+	want = append(want, calledBy([]HookEvent{{Hook: HookConnect4, In: a.Other, Out: a.Other, Action: ActionNonVIP}}, late)...)
+	checkHookEvents(t, drainHookEvents(t, lb), want, from, bpftest.MonoNow(t))
 }
 
 // TestServiceMaps checks the map contents (forward and reverse) after
@@ -611,6 +694,13 @@ func TestServiceMaps(t *testing.T) {
 			if !slices.Equal(vips, want) {
 				t.Errorf("VIPs() = %v, want %v", vips, want)
 			}
+			for _, vip := range []netip.AddrPort{vip1, vip2} {
+				want, wantOK := tc.wantFwd[vip]
+				got, ok, err := lb.Service(vip)
+				if err != nil || ok != wantOK || got != want {
+					t.Errorf("Service(%v) = %+v, %v, %v; want %+v, %v", vip, got, ok, err, want, wantOK)
+				}
+			}
 		})
 	}
 }
@@ -655,6 +745,22 @@ func drainHookEvents(t *testing.T, lb *LB) []HookEvent {
 		t.Fatalf("ReadHookEvents: %v, want context.Canceled", err)
 	}
 	return evs
+}
+
+// childComm is the name the kernel gives the child: its executable's, cut to 15 bytes.
+func childComm() string {
+	name := filepath.Base(os.Args[0])
+	return name[:min(len(name), 15)]
+}
+
+// calledBy says that the child that reported res made the calls in want, on a socket it
+// created while the programs were attached.
+func calledBy(want []HookEvent, res childResult) []HookEvent {
+	out := slices.Clone(want)
+	for i := range out {
+		out[i].PID, out[i].Comm = uint32(res.Pid), childComm()
+	}
+	return out
 }
 
 // checkHookEvents compares got with want, except for Mono, which must lie
