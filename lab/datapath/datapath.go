@@ -1,8 +1,9 @@
 // Package datapath installs the service datapath on the node: kube-proxy's iptables rules, or a
 // socket-level load balancer (nfslab's own, BPF cgroup hooks at the root cgroup). Both are
 // driven the same way: Install once, SetService whenever the service's endpoint changes (as an
-// EndpointSlice update would), Verify before the fault (what is in effect on the node is this
-// datapath, for this service alone), Close on every exit path.
+// EndpointSlice update would), Forwarding to read back what it forwards to, Verify before the
+// fault (what is in effect on the node is this datapath, for this service alone), Close on every
+// exit path.
 package datapath
 
 import (
@@ -83,6 +84,15 @@ type Datapath interface {
 	Verify(vip netip.Addr, ports []Port) error
 	// Close removes everything Install and SetService created.
 	Close(ctx context.Context) error
+	ReadBack
+}
+
+// ReadBack is a datapath whose state can be read back: the backend it forwards vip:port to now,
+// as the datapath itself holds it (the socket-LB's service map, the nat table's rules), not as
+// nfslab last told it. The zero Addr means none. "The datapath points at B" is on the timeline
+// only as such a read.
+type ReadBack interface {
+	Forwarding(ctx context.Context, vip netip.Addr, port Port) (netip.Addr, error)
 }
 
 // Instrumented is a datapath whose hook keeps counters of what it saw.
@@ -145,6 +155,12 @@ func (k kubeProxy) Verify(netip.Addr, []Port) error { return NoSocketLB(k.cgroup
 
 func (k kubeProxy) Close(ctx context.Context) error { return k.p.Close(ctx) }
 
+// Forwarding reads the backend back from the node's nat table.
+func (k kubeProxy) Forwarding(ctx context.Context, vip netip.Addr, port Port) (netip.Addr, error) {
+	svc := kubeproxy.Service{Namespace: ServiceNamespace, Name: ServiceName, VIP: vip}
+	return k.p.Backend(ctx, svc, kubeproxy.ServicePort{Name: port.Name, Port: port.Port, Protocol: port.Protocol})
+}
+
 // socketLB adapts nfslab's BPF socket-LB to Datapath.
 type socketLB struct {
 	cfg  Config
@@ -203,6 +219,18 @@ func serviceKeys(vip netip.Addr, ports []Port) []netip.AddrPort {
 		}
 	}
 	return keys
+}
+
+// Forwarding reads the backend back from the socket-LB's service map, the one its hooks read.
+func (s *socketLB) Forwarding(_ context.Context, vip netip.Addr, port Port) (netip.Addr, error) {
+	if s.lb == nil {
+		return netip.Addr{}, fmt.Errorf("socket-LB is not installed")
+	}
+	svc, ok, err := s.lb.Service(netip.AddrPortFrom(vip, port.Port))
+	if err != nil || !ok {
+		return netip.Addr{}, err
+	}
+	return svc.Backend.Addr(), nil
 }
 
 // dropExcept deletes the services programmed before that are not in keep, and remembers keep.

@@ -26,9 +26,10 @@ import (
 // forwards the ClusterIP. Every fact the verdict needs is recorded as it is seen.
 
 // Endpoints is nfslab's own datapath on a cluster without kube-proxy (socket-LB): the cell feeds
-// it the Service's endpoints from an EndpointSlice informer.
+// it the Service's endpoints from an EndpointSlice informer and reads it back after each change.
 type Endpoints interface {
 	SetService(ctx context.Context, vip netip.Addr, ports []datapath.Port, backend netip.Addr) error
+	datapath.ReadBack
 }
 
 // CellConfig describes one cell's workload.
@@ -215,7 +216,8 @@ func (c *CellCluster) waitKubeProxy(ctx context.Context, want netip.Addr) error 
 }
 
 // startFeed starts the EndpointSlice informer that programs the datapath: each change of the
-// Service's ready endpoints is handed to it (the first one, or none) and recorded.
+// Service's ready endpoints is handed to it (the first one, or none), and what the datapath is
+// then read back forwarding to is recorded.
 func (c *CellCluster) startFeed(ctx context.Context) error {
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	err := WatchEndpoints(fctx, c.w.c, c.w.Namespace(), func(eps []netip.Addr) {
@@ -229,9 +231,16 @@ func (c *CellCluster) startFeed(ctx context.Context) error {
 			}
 			return
 		}
+		fwd, err := c.cfg.Feed.Forwarding(fctx, c.svc.VIP, c.svc.Ports[0])
+		if err != nil {
+			if fctx.Err() == nil {
+				c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: "datapath-readback", Error: err.Error()}})
+			}
+			return
+		}
 		programmed := []netip.Addr{}
-		if backend.IsValid() {
-			programmed = []netip.Addr{backend}
+		if fwd.IsValid() {
+			programmed = []netip.Addr{fwd}
 		}
 		c.recordService(programmed, true)
 		c.fedMu.Lock()

@@ -3,6 +3,7 @@ package kind
 import (
 	"context"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -21,10 +22,12 @@ import (
 	"github.com/nfslab/nfslab/lab/fault"
 )
 
-// fakeFeed is a socket-LB stand-in that records what the informer programmed.
+// fakeFeed is a socket-LB stand-in that records what the informer programmed and what was read
+// back from it.
 type fakeFeed struct {
-	mu  sync.Mutex
-	got []netip.Addr
+	mu    sync.Mutex
+	got   []netip.Addr
+	reads []netip.Addr
 }
 
 func (f *fakeFeed) SetService(_ context.Context, _ netip.Addr, _ []datapath.Port, b netip.Addr) error {
@@ -32,6 +35,17 @@ func (f *fakeFeed) SetService(_ context.Context, _ netip.Addr, _ []datapath.Port
 	defer f.mu.Unlock()
 	f.got = append(f.got, b)
 	return nil
+}
+
+func (f *fakeFeed) Forwarding(context.Context, netip.Addr, datapath.Port) (netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b netip.Addr
+	if len(f.got) > 0 {
+		b = f.got[len(f.got)-1]
+	}
+	f.reads = append(f.reads, b)
+	return b, nil
 }
 
 // recorder collects a cell's observations.
@@ -142,7 +156,7 @@ func TestCellClusterSocketLB(t *testing.T) {
 	}
 
 	feed.mu.Lock()
-	programmed := slices.Clone(feed.got)
+	programmed, reads := slices.Clone(feed.got), slices.Clone(feed.reads)
 	feed.mu.Unlock()
 	a5, b9 := netip.MustParseAddr("10.244.0.5"), netip.MustParseAddr("10.244.0.9")
 	if !slices.Contains(programmed, a5) || programmed[len(programmed)-1] != b9 {
@@ -163,6 +177,18 @@ func TestCellClusterSocketLB(t *testing.T) {
 	}
 	if len(dp) == 0 || !slices.Equal(dp[len(dp)-1], []string{"10.244.0.9"}) {
 		t.Errorf("datapath records %v; want the last to be [10.244.0.9]", dp)
+	}
+	// Each datapath record is a read-back of the datapath, not what it was told.
+	var read [][]string
+	for _, r := range reads {
+		if r.IsValid() {
+			read = append(read, []string{r.String()})
+		} else {
+			read = append(read, []string{})
+		}
+	}
+	if !reflect.DeepEqual(dp, read) {
+		t.Errorf("datapath records %v; want the read-backs %v", dp, read)
 	}
 	if len(watched) != 3 || !slices.Equal(watched[0], []string{"10.244.0.5"}) || len(watched[1]) != 0 || !slices.Equal(watched[2], []string{"10.244.0.9"}) {
 		t.Errorf("watched records %v; want [10.244.0.5] [] [10.244.0.9]", watched)

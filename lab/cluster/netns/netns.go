@@ -6,7 +6,8 @@
 //
 // There is no Kubernetes here: the cluster stands in for the endpoint controller. Publish hands
 // the service's endpoints to nfslab's own datapath (kube-proxy's iptables rules or the
-// socket-LB) and records them on the timeline, as an EndpointSlice update would be seen.
+// socket-LB), reads back what the datapath forwards the VIP to, and records that on the
+// timeline.
 package netns
 
 import (
@@ -33,9 +34,11 @@ import (
 	"github.com/nfslab/nfslab/lab/topology"
 )
 
-// Endpoints is what the cluster feeds the service's endpoints to: nfslab's own datapath.
+// Endpoints is what the cluster feeds the service's endpoints to: nfslab's own datapath, which
+// it reads back after each change.
 type Endpoints interface {
 	SetService(ctx context.Context, vip netip.Addr, ports []datapath.Port, backend netip.Addr) error
+	datapath.ReadBack
 }
 
 // Config describes one cell's cluster.
@@ -237,7 +240,9 @@ func (c *Cluster) startSMB(ctx context.Context, b *Backend) error {
 }
 
 // Publish points the service at b alone (nil: no endpoint), as the endpoint controller would
-// once b is ready (or gone), and records what the datapath was told.
+// once b is ready (or gone), reads the datapath back and records what it forwards the service's
+// port to (ServiceObs.Datapath). When the read fails, what the datapath was told is recorded as
+// the cluster's view only, with the failure: the moment is then no datapath fact.
 func (c *Cluster) Publish(ctx context.Context, b cluster.Backend) error {
 	var addr netip.Addr
 	var endpoints []string
@@ -248,11 +253,22 @@ func (c *Cluster) Publish(ctx context.Context, b cluster.Backend) error {
 	if err := c.ep.SetService(ctx, c.svc.VIP, c.svc.Ports, addr); err != nil {
 		return fmt.Errorf("point %s at %v: %w", c.svc.VIP, endpoints, err)
 	}
-	c.record(event.Event{Kind: event.KindObserve, Service: &event.ServiceObs{
-		Name: c.svc.Name, VIP: c.svc.VIP.String(), Ports: c.svc.PortNames(), Endpoints: endpoints, Datapath: true,
-	}})
+	obs := &event.ServiceObs{Name: c.svc.Name, VIP: c.svc.VIP.String(), Ports: c.svc.PortNames(), Endpoints: endpoints}
+	fwd, err := c.ep.Forwarding(ctx, c.svc.VIP, c.svc.Ports[0])
+	if err != nil {
+		c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: InstrReadBack, Error: err.Error()}})
+	} else {
+		obs.Endpoints, obs.Datapath = nil, true
+		if fwd.IsValid() {
+			obs.Endpoints = []string{fwd.String()}
+		}
+	}
+	c.record(event.Event{Kind: event.KindObserve, Service: obs})
 	return nil
 }
+
+// InstrReadBack names the read-back of the datapath on the timeline when it fails.
+const InstrReadBack = "datapath-readback"
 
 // Teardown stops the servers, deletes the pods, the export and the node's devices.
 func (c *Cluster) Teardown(ctx context.Context) error {

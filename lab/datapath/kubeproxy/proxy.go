@@ -261,6 +261,18 @@ func (p *Proxy) hasRule(ctx context.Context, j jump) (bool, error) {
 	}
 }
 
+// Backend reads back from the nat table (iptables -S) the backend the rules send port of svc to:
+// the endpoint its KUBE-SVC chain jumps to, whose KUBE-SEP chain DNATs to it. The zero Addr
+// means the port has no endpoint in the table.
+func (p *Proxy) Backend(ctx context.Context, svc Service, port ServicePort) (netip.Addr, error) {
+	nat, err := p.iptables(ctx, "-w", "-t", "nat", "-S")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("read back %s port %d: %w", svc, port.Port, err)
+	}
+	ep, _ := forwardedTo(nat, svc, port)
+	return ep.Addr(), nil
+}
+
 func (p *Proxy) iptablesName() string {
 	if p.IPTables != "" {
 		return p.IPTables

@@ -389,6 +389,11 @@ func proxyInNetns(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		expect(s.name, s.svc, s.backend, except(Chains(s.svc, s.backend))...)
+		for _, port := range s.svc.Ports {
+			if got, err := p.Backend(ctx, s.svc, port); err != nil || got != s.backend {
+				t.Errorf("%s: Backend(port %d) = %v, %v; want %v", s.name, port.Port, got, err, s.backend)
+			}
+		}
 	}
 
 	// UDP flows: one that went to A, one that went to B, and one sent before there was an

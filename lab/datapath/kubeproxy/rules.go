@@ -19,6 +19,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -279,6 +280,41 @@ func render(svc Service, backend netip.Addr, deleteChains []string) string {
 	}
 	line("COMMIT")
 	return b.String()
+}
+
+// forwardedTo reads, from rules in iptables-save's form (`iptables -S`, or Rules' text), the
+// endpoint the rules DNAT port of svc to: a rule of its KUBE-SVC chain jumps to a KUBE-SEP
+// chain, whose rule has --to-destination. ok is false when there is none.
+func forwardedTo(rules string, svc Service, port ServicePort) (ep netip.AddrPort, ok bool) {
+	arg := func(f []string, flag string) string {
+		if i := slices.Index(f, flag); i >= 0 && i+1 < len(f) {
+			return f[i+1]
+		}
+		return ""
+	}
+	var lines [][]string
+	for l := range strings.SplitSeq(rules, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "-A" {
+			lines = append(lines, f)
+		}
+	}
+	svcChain := ServiceChain(svc, port)
+	var seps []string
+	for _, f := range lines {
+		if f[1] == svcChain {
+			if j := arg(f, "-j"); strings.HasPrefix(j, sepChainPrefix) {
+				seps = append(seps, j)
+			}
+		}
+	}
+	for _, f := range lines {
+		if slices.Contains(seps, f[1]) {
+			if ap, err := netip.ParseAddrPort(arg(f, "--to-destination")); err == nil {
+				return ap, true
+			}
+		}
+	}
+	return netip.AddrPort{}, false
 }
 
 // teardown returns restore input that flushes and deletes KUBE-SERVICES in both tables and the

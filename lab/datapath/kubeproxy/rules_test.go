@@ -404,3 +404,42 @@ func TestServiceValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardedTo reads the endpoint back from rules as iptables lists them: Rules' own text,
+// whose -A lines are in iptables -S's form.
+func TestForwardedTo(t *testing.T) {
+	mountd := v3Svc.Ports[1]
+	tests := []struct {
+		name  string
+		rules string
+		svc   Service
+		port  ServicePort
+		want  netip.AddrPort
+		ok    bool
+	}{
+		{"A", Rules(nfsSvc, podA), nfsSvc, nfsSvc.Ports[0], netip.AddrPortFrom(podA, 2049), true},
+		{"B, A's chain deleted", Rules(nfsSvc, podB, podA), nfsSvc, nfsSvc.Ports[0], netip.AddrPortFrom(podB, 2049), true},
+		{"no endpoint", Rules(nfsSvc, netip.Addr{}), nfsSvc, nfsSvc.Ports[0], netip.AddrPort{}, false},
+		{"the second port of a two-port service", Rules(v3Svc, podB), v3Svc, mountd, netip.AddrPortFrom(podB, 20048), true},
+		{"another service's rules", Rules(v3UDPSvc, podA), nfsSvc, nfsSvc.Ports[0], netip.AddrPort{}, false},
+		{"empty", "", nfsSvc, nfsSvc.Ports[0], netip.AddrPort{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := forwardedTo(tt.rules, tt.svc, tt.port)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("forwardedTo = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func FuzzForwardedTo(f *testing.F) {
+	f.Add(Rules(nfsSvc, podA))
+	f.Add("-A KUBE-SVC-X -j KUBE-SEP-Y\n-A KUBE-SEP-Y -j DNAT --to-destination")
+	f.Fuzz(func(t *testing.T, rules string) {
+		if ep, ok := forwardedTo(rules, nfsSvc, nfsSvc.Ports[0]); ok != ep.IsValid() {
+			t.Errorf("forwardedTo = %v, %v: ok and a valid endpoint disagree", ep, ok)
+		}
+	})
+}
