@@ -108,11 +108,12 @@ type cellRun struct {
 	failing     map[string]bool   // instruments whose last read failed
 
 	// Tracers of connect attempts: the kernel_connect kprobe and the socket-LB hook's events.
-	tracer    ConnectTracer
-	stopTrace context.CancelFunc
-	traceWG   sync.WaitGroup
-	traced    atomic.Int64 // connect records emitted; past maxConnectEvents they are counted only
-	instrMu   sync.Mutex   // guards lastLost and failing (tracer goroutines report too)
+	tracer     ConnectTracer
+	stopTrace  context.CancelFunc
+	traceWG    sync.WaitGroup
+	traced     atomic.Int64 // connect records emitted; past maxConnectEvents they are counted only
+	kprobeSeen atomic.Int64 // records the kprobe handed in
+	instrMu    sync.Mutex   // guards lastLost and failing (tracer goroutines report too)
 }
 
 func newCellRun(c scenario.Cell, em *emitter, log *slog.Logger, p parts) *cellRun {
@@ -217,6 +218,7 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	}
 	r.observeMount()
 	r.sample()
+	r.checkSight()
 
 	if err := r.wait(ctx, event.StepFaultInjected); err != nil {
 		r.em.fail(event.StepFaultInjected, err)
@@ -320,9 +322,7 @@ func (r *cellRun) teardown() (tainted bool) {
 			}
 		}
 	}
-	if n := r.stopTracing(); n > maxConnectEvents {
-		r.em.emit(event.Event{Kind: event.KindStep, Step: event.StepTracer, Msg: fmt.Sprintf("%d connect records in all; the first %d are on the timeline", n, maxConnectEvents)})
-	}
+	r.stopTracing()
 	if r.installed {
 		if err := r.datapath.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("remove datapath: %w", err))

@@ -50,6 +50,8 @@ type world struct {
 	probeOK      func(w *world, seq int) bool // whether a probe after the fault succeeds at once
 	tracerInputs func(w *world) []netip.AddrPort
 	connects     chan connecttrace.Connect
+	tracerLost   uint64 // what the tracer says it lost
+	lostErr      error  // why the tracer cannot say what it lost
 }
 
 // addresses gives the world the addresses its fake cluster chooses and its tracer channel, once:
@@ -230,7 +232,7 @@ func (t fakeTracer) Read(ctx context.Context, out func(connecttrace.Connect)) er
 		}
 	}
 }
-func (t fakeTracer) Lost() (uint64, error) { return 0, nil }
+func (t fakeTracer) Lost() (uint64, error) { return t.w.tracerLost, t.w.lostErr }
 func (t fakeTracer) Close() error          { t.w.called("tracer.Close"); return nil }
 
 func testCell() scenario.Cell {
@@ -396,7 +398,7 @@ func TestCellRunner(t *testing.T) {
 			},
 			cell:      func(c *scenario.Cell) { c.Timeouts.Recovery.Duration = time.Second },
 			verdict:   verdict.Inconclusive,
-			reason:    "an instrument failed (sockets: read /proc/net/tcp: EIO)",
+			reason:    "an instrument failed (sockets: read /proc/net/tcp: EIO",
 			instrumnt: "sockets",
 		},
 	}

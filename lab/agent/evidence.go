@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
@@ -13,8 +14,9 @@ import (
 )
 
 // The cell's instruments: the connect tracers, the samplers of the node's sockets and of the
-// socket-LB's counters, and the mount's /proc/mounts line. An instrument that fails or loses
-// records says so on the timeline (event.InstrumentObs), so no verdict rests on its silence.
+// socket-LB's counters, and the mount's /proc/mounts line. An instrument that fails, loses
+// records or cannot see the client's connects says so on the timeline (event.InstrumentObs), so
+// no verdict rests on its silence.
 
 // ConnectTracer streams the addresses handed to a kernel connect function (connecttrace.Tracer).
 type ConnectTracer interface {
@@ -31,6 +33,9 @@ const (
 	instrSockets    = "sockets"
 	instrMounts     = "proc-mounts"
 	instrConntrack  = "conntrack-flush"
+	// instrConnects are the connect records themselves: past maxConnectEvents a cell keeps
+	// counting them but no longer puts them on the timeline.
+	instrConnects = "connect-records"
 )
 
 // instrument records an instrument's failure once, when it starts failing.
@@ -44,8 +49,9 @@ func (r *cellRun) instrument(name string, err error) {
 	}
 }
 
-// lost records that an instrument dropped records, when its count grew.
-func (r *cellRun) lost(name string, n uint64) {
+// lost records that an instrument dropped records, when its count grew; why says how, when the
+// count alone does not.
+func (r *cellRun) lost(name string, n uint64, why string) {
 	r.instrMu.Lock()
 	grew := n > r.lastLost[name]
 	if grew {
@@ -53,8 +59,50 @@ func (r *cellRun) lost(name string, n uint64) {
 	}
 	r.instrMu.Unlock()
 	if grew {
-		r.em.emit(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: name, Lost: n}})
+		r.em.emit(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: name, Error: why, Lost: n}})
 	}
+}
+
+// countLosses records the records every tracer dropped so far: the kprobe's and the hook's full
+// ring buffers, and the connect records past the cell's cap. A count that cannot be read is a
+// failure of its instrument.
+func (r *cellRun) countLosses() {
+	if r.tracer != nil {
+		n, err := r.tracer.Lost()
+		if err != nil {
+			err = fmt.Errorf("read the lost-record count: %w", err)
+		}
+		r.instrument(instrKprobe, err)
+		if err == nil {
+			r.lost(instrKprobe, n, "")
+		}
+	}
+	if n := r.traced.Load() - maxConnectEvents; n > 0 {
+		r.lost(instrConnects, uint64(n), fmt.Sprintf("past the cap of %d connect records per cell", maxConnectEvents))
+	}
+}
+
+// sightGrace is how long checkSight gives the kprobe's reader to deliver the mount's records.
+const sightGrace = time.Second
+
+// checkSight records that the kprobe cannot see the client's connects: it was attached, yet
+// handed none of the connects that set up the mount. A CIFS client without "smb: use
+// kernel_connect() and kernel_bind()" calls the socket's connect itself, and SUNRPC over UDP
+// sends to its server without connecting: the kprobe's silence about their reconnects means
+// nothing.
+func (r *cellRun) checkSight() {
+	if r.tracer == nil {
+		return
+	}
+	// The reader may not have taken the mount's records from the ring buffer yet.
+	for deadline := time.Now().Add(sightGrace); r.kprobeSeen.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.kprobeSeen.Load() > 0 {
+		return
+	}
+	r.em.emit(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: instrKprobe,
+		Error: fmt.Sprintf("blind: handed none of the connects that set up the mount to port %d: the client's connects do not go through %s()", r.cell.Port, connecttrace.DefaultFunction)}})
 }
 
 // startTracing attaches the kernel_connect tracer. A kernel without kprobes still runs the cell
@@ -72,7 +120,9 @@ func (r *cellRun) startTracing() string {
 	go func() {
 		defer r.traceWG.Done()
 		err := tr.Read(ctx, func(x connecttrace.Connect) {
-			r.emitConnect(event.Mono(x.Mono), &event.ConnectObs{Source: instrKprobe, Input: x.Addr.String(), Comm: x.Comm})
+			r.kprobeSeen.Add(1)
+			// kernel_connect() has in-kernel callers only: connect(2) does not go through it.
+			r.emitConnect(event.Mono(x.Mono), &event.ConnectObs{Source: instrKprobe, Input: x.Addr.String(), Kernel: true, Comm: x.Comm})
 		})
 		if err != nil && ctx.Err() == nil {
 			r.instrument(instrKprobe, err)
@@ -98,7 +148,8 @@ func (r *cellRun) traceHook() {
 			if h.Out.IsValid() {
 				out = h.Out.String()
 			}
-			r.emitConnect(event.Mono(h.Mono), &event.ConnectObs{Source: "socket-lb:" + h.Hook, Input: h.In.String(), Output: out, Action: h.Action})
+			r.emitConnect(event.Mono(h.Mono), &event.ConnectObs{Source: "socket-lb:" + h.Hook, Input: h.In.String(), Output: out, Action: h.Action,
+				Kernel: h.KernelSocket, PID: h.PID, Comm: h.Comm})
 		})
 		if err != nil && ctx.Err() == nil {
 			r.instrument(instrHookEvents, err)
@@ -113,24 +164,22 @@ func (r *cellRun) emitConnect(at event.Mono, obs *event.ConnectObs) {
 	r.em.emit(event.Event{Mono: at, Kind: event.KindObserve, Connect: obs})
 }
 
-// stopTracing stops the readers, detaches the tracer and returns how many records came.
-func (r *cellRun) stopTracing() int64 {
+// stopTracing stops the readers, records the records they lost and detaches the tracer.
+func (r *cellRun) stopTracing() {
 	if r.stopTrace != nil {
 		r.stopTrace()
 	}
 	r.traceWG.Wait()
+	r.countLosses()
 	if r.tracer != nil {
-		if n, err := r.tracer.Lost(); err == nil {
-			r.lost(instrKprobe, n)
-		}
 		_ = r.tracer.Close()
 		r.tracer = nil
 	}
-	return r.traced.Load()
 }
 
 // sample records the kernel's sockets to the NFS port and the hook counters when they changed,
-// and any records the tracers lost.
+// and any records the tracers lost. A sockets record carries the time its read began, not the
+// time it was emitted: a socket new in it was created after the previous read began (SinceNS).
 func (r *cellRun) sample() {
 	at := now()
 	socks, err := r.node.KernelSockets(uint16(r.cell.Port))
@@ -138,7 +187,7 @@ func (r *cellRun) sample() {
 	if err == nil {
 		if !reflect.DeepEqual(socks, r.lastSockets) {
 			r.lastSockets = socks
-			r.em.emit(event.Event{Kind: event.KindObserve, Sockets: &event.SocketsObs{Sockets: socks, SinceNS: r.lastSample}})
+			r.em.emit(event.Event{Mono: at, Kind: event.KindObserve, Sockets: &event.SocketsObs{Sockets: socks, SinceNS: r.lastSample}})
 		}
 		r.lastSample = at
 	}
@@ -146,19 +195,14 @@ func (r *cellRun) sample() {
 		h, err := in.HookStats()
 		r.instrument(instrHookStats, err)
 		if err == nil {
-			r.lost(instrHookEvents, h.LostEvents)
+			r.lost(instrHookEvents, h.LostEvents, "")
 			if r.lastHook == nil || *r.lastHook != h {
 				r.lastHook = &h
 				r.em.emit(event.Event{Kind: event.KindObserve, Hook: &h})
 			}
 		}
 	}
-	if r.tracer != nil {
-		n, err := r.tracer.Lost()
-		if err == nil {
-			r.lost(instrKprobe, n)
-		}
-	}
+	r.countLosses()
 }
 
 // refused is the socket-LB hook's count of refused connects (0 for other datapaths).
