@@ -92,8 +92,8 @@ type attemptRow struct {
 }
 
 type connectCount struct {
-	Source, In, Out, Action string
-	N                       int
+	Source, Caller, In, Out, Action string
+	N                               int
 }
 
 func newHTMLPage(r *Result) htmlPage {
@@ -152,7 +152,7 @@ func newHTMLCell(i int, c Cell) htmlCell {
 		hc.Attempts = hc.Attempts[:maxAttemptRows]
 	}
 	for _, r := range connectSummary(c.Events) {
-		hc.Connects = append(hc.Connects, connectCount{Source: r.source, In: r.in, Out: r.out, Action: r.action, N: r.n})
+		hc.Connects = append(hc.Connects, connectCount{Source: r.source, Caller: r.caller, In: r.in, Out: r.out, Action: r.action, N: r.n})
 	}
 	return hc
 }
@@ -204,10 +204,7 @@ func reconnectAttempts(events []event.Event, roles addrRoles) []attemptRow {
 			if to == "" {
 				to = c.Input
 			}
-			detail := c.Action
-			if c.Comm != "" {
-				detail = strings.TrimSpace(detail + " by " + c.Comm)
-			}
+			detail := strings.TrimSpace(c.Action + " by " + c.Caller())
 			rows = append(rows, attemptRow{At: fmt.Sprintf("%.3f", at), SecondsOffset: at, SeenBy: c.Source, HandedIn: c.Input, WentTo: roles.of(to), Detail: detail})
 		case e.Sockets != nil:
 			seen := map[string]bool{}

@@ -24,7 +24,7 @@ func stuckCell() Cell {
 		return event.Event{Mono: at(s), Kind: event.KindStep, Step: st, Phase: ph, Msg: msg}
 	}
 	conn := func(s float64, ph event.Phase, src, in, out, action string) event.Event {
-		return event.Event{Mono: at(s), Kind: event.KindObserve, Phase: ph, Connect: &event.ConnectObs{Source: src, Input: in, Output: out, Action: action}}
+		return event.Event{Mono: at(s), Kind: event.KindObserve, Phase: ph, Connect: &event.ConnectObs{Source: src, Input: in, Output: out, Action: action, Kernel: true, Comm: "kworker/u4:1"}}
 	}
 	sock := func(s float64, local, state string) event.Event {
 		return event.Event{Mono: at(s), Kind: event.KindObserve, Phase: event.PhaseAfter, Sockets: &event.SocketsObs{Sockets: []event.Socket{
@@ -369,7 +369,7 @@ func TestHTMLEdgeCases(t *testing.T) {
 	many := stuckCell()
 	for i := range maxAttemptRows {
 		many.Events = append(many.Events, event.Event{Mono: event.Mono(110e9 + int64(i)*1e6), Kind: event.KindObserve, Phase: event.PhaseAfter,
-			Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.0.0.11:2049"}})
+			Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: "10.0.0.11:2049", Kernel: true}})
 	}
 	tests := []struct {
 		name string

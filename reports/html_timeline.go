@@ -212,9 +212,7 @@ func newTimeline(events []event.Event, roles addrRoles) timelineSVG {
 			if c.Action != "" {
 				title += " (" + c.Action + ")"
 			}
-			if c.Comm != "" {
-				title += " by " + c.Comm
-			}
+			title += " by " + c.Caller()
 			title += " → " + or(role.Role, "?")
 			tl.Dots = append(tl.Dots, tlDot{X: x(t(e.Mono)), Y: lane.Mid, T: round3(t(e.Mono)), Class: role.Class, Title: title, Hollow: c.Action == "refuse"})
 		case e.Backend != nil:

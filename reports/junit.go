@@ -185,7 +185,7 @@ func evidenceText(c Cell) string {
 		line("recovery", "I/O did not recover")
 	}
 	for _, r := range connectSummary(c.Events) {
-		what := r.source + " handed " + r.in
+		what := r.source + " handed " + r.in + " by " + r.caller
 		if r.out != "" {
 			what += ", returned " + r.out
 		}

@@ -89,9 +89,9 @@ func markdown(w *bytes.Buffer, r *Result) {
 		}
 		fmt.Fprintf(w, "\nBackends %s → %s behind %s.\n", md(or(c.BackendA, "?")), md(or(c.BackendB, "?")), md(or(c.VIP, "?")))
 		if rows := connectSummary(c.Events); len(rows) > 0 {
-			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | handed in | returned | action | count |\n|---|---|---|---|---:|")
+			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | caller | handed in | returned | action | count |\n|---|---|---|---|---|---:|")
 			for _, r := range rows {
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %d |\n", md(r.source), md(r.in), md(or(r.out, "—")), md(or(r.action, "—")), r.n)
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d |\n", md(r.source), md(r.caller), md(r.in), md(or(r.out, "—")), md(or(r.action, "—")), r.n)
 			}
 		}
 		if win := c.NoEndpointWindow; win != nil {
@@ -285,12 +285,21 @@ func oneLine(s string) string {
 }
 
 type connectRow struct {
-	source, in, out, action string
-	n                       int
+	source, caller, in, out, action string
+	n                               int
 }
 
-// connectSummary counts the connect records after the fault by what was seen, in first-seen
-// order: on the vulnerable kernel, kernel_connect() handed the dead pod's IP.
+// callerOf says who made a connect, for counting: the kernel, or the process by ID and name.
+func callerOf(c *event.ConnectObs) string {
+	if c.Kernel {
+		return "the kernel"
+	}
+	return c.Caller()
+}
+
+// connectSummary counts the connect records after the fault by what was seen and who made the
+// call, in first-seen order: on the vulnerable kernel, kernel_connect() handed the dead pod's IP.
+// Only the kernel's own connects are evidence; a process's are listed as such.
 func connectSummary(events []event.Event) []connectRow {
 	var rows []connectRow
 	idx := map[connectRow]int{}
@@ -298,7 +307,7 @@ func connectSummary(events []event.Event) []connectRow {
 		if e.Connect == nil || e.Phase != event.PhaseAfter {
 			continue
 		}
-		k := connectRow{source: e.Connect.Source, in: e.Connect.Input, out: e.Connect.Output, action: e.Connect.Action}
+		k := connectRow{source: e.Connect.Source, caller: callerOf(e.Connect), in: e.Connect.Input, out: e.Connect.Output, action: e.Connect.Action}
 		i, ok := idx[k]
 		if !ok {
 			i = len(rows)

@@ -22,7 +22,7 @@ func TestMarkdownForGitHub(t *testing.T) {
 	s := b.String()
 	for _, want := range []string{
 		"| vulnerable-6.1 (6.1.192-lab) | socket-lb | 4.1 | delete-pod | ✘ bug-reproduced | recovered | — | 10.96.0.50 → 10.96.0.50 | 10.0.0.11 |",
-		"| kprobe:kernel_connect | 10.0.0.11:2049 | — | — | 2 |",
+		"| kprobe:kernel_connect | the kernel | 10.0.0.11:2049 | — | — | 2 |",
 		"<details><summary>Timeline (7 steps)</summary>\n\n| +s | step |",
 		"| 9.05 | io-stuck |",
 		"<details><summary>Kernel log (50 lines)</summary>\n\nThe last 40 lines; result.json has all of them.\n\n```\nnfs: server 10.96.0.50 not responding, timed out (10)\n",

@@ -233,19 +233,23 @@ func TestSummary(t *testing.T) {
 
 func TestConnectSummary(t *testing.T) {
 	c := func(phase event.Phase, src, in, out, action string) event.Event {
-		return event.Event{Kind: event.KindObserve, Phase: phase, Connect: &event.ConnectObs{Source: src, Input: in, Output: out, Action: action}}
+		return event.Event{Kind: event.KindObserve, Phase: phase, Connect: &event.ConnectObs{Source: src, Input: in, Output: out, Action: action, Kernel: true, Comm: "kworker/u4:1"}}
 	}
+	byProcess := c(event.PhaseAfter, "socket-lb", "10.0.0.11:2049", "10.0.0.11:2049", "non-vip")
+	byProcess.Connect.Kernel, byProcess.Connect.PID, byProcess.Connect.Comm = false, 812, "curl"
 	events := []event.Event{
 		c(event.PhaseBefore, "kprobe:kernel_connect", "10.96.0.50:2049", "", ""),
 		c(event.PhaseAfter, "kprobe:kernel_connect", "10.0.0.11:2049", "", ""),
 		c(event.PhaseAfter, "socket-lb", "10.0.0.11:2049", "10.0.0.11:2049", "non-vip"),
+		byProcess,
 		c(event.PhaseAfter, "kprobe:kernel_connect", "10.0.0.11:2049", "", ""),
 		{Kind: event.KindStep, Step: event.StepIOStuck, Phase: event.PhaseAfter},
 	}
 	got := connectSummary(events)
 	want := []connectRow{
-		{source: "kprobe:kernel_connect", in: "10.0.0.11:2049", n: 2},
-		{source: "socket-lb", in: "10.0.0.11:2049", out: "10.0.0.11:2049", action: "non-vip", n: 1},
+		{source: "kprobe:kernel_connect", caller: "the kernel", in: "10.0.0.11:2049", n: 2},
+		{source: "socket-lb", caller: "the kernel", in: "10.0.0.11:2049", out: "10.0.0.11:2049", action: "non-vip", n: 1},
+		{source: "socket-lb", caller: "process 812 (curl)", in: "10.0.0.11:2049", out: "10.0.0.11:2049", action: "non-vip", n: 1},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("connectSummary = %+v, want %+v", got, want)
