@@ -153,8 +153,9 @@ type Socket struct {
 }
 
 // SocketsObs is a snapshot of the TCP sockets whose remote port is the NFS port. Snapshots are
-// taken periodically but recorded only when they change, so SinceNS says when the previous
-// snapshot was taken: a socket that is new in this one was created after SinceNS.
+// taken periodically but recorded only when they change, so SinceNS says when the read of the
+// previous snapshot began: a socket that is new in this one was created after SinceNS. The
+// record's own Mono is when its read began, not when it was emitted.
 type SocketsObs struct {
 	Sockets []Socket `json:"sockets"`
 	SinceNS Mono     `json:"since_ns,omitempty"`
