@@ -95,6 +95,9 @@ type ReadBack interface {
 	Forwarding(ctx context.Context, vip netip.Addr, port Port) (netip.Addr, error)
 }
 
+// InstrReadBack names the read-back on the timeline (event.InstrumentObs) when it fails.
+const InstrReadBack = "datapath-readback"
+
 // Instrumented is a datapath whose hook keeps counters of what it saw.
 type Instrumented interface {
 	HookStats() (event.HookObs, error)

@@ -234,7 +234,7 @@ func (c *CellCluster) startFeed(ctx context.Context) error {
 		fwd, err := c.cfg.Feed.Forwarding(fctx, c.svc.VIP, c.svc.Ports[0])
 		if err != nil {
 			if fctx.Err() == nil {
-				c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: "datapath-readback", Error: err.Error()}})
+				c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: datapath.InstrReadBack, Error: err.Error()}})
 			}
 			return
 		}

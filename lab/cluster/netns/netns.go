@@ -256,7 +256,7 @@ func (c *Cluster) Publish(ctx context.Context, b cluster.Backend) error {
 	obs := &event.ServiceObs{Name: c.svc.Name, VIP: c.svc.VIP.String(), Ports: c.svc.PortNames(), Endpoints: endpoints}
 	fwd, err := c.ep.Forwarding(ctx, c.svc.VIP, c.svc.Ports[0])
 	if err != nil {
-		c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: InstrReadBack, Error: err.Error()}})
+		c.record(event.Event{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: datapath.InstrReadBack, Error: err.Error()}})
 	} else {
 		obs.Endpoints, obs.Datapath = nil, true
 		if fwd.IsValid() {
@@ -266,9 +266,6 @@ func (c *Cluster) Publish(ctx context.Context, b cluster.Backend) error {
 	c.record(event.Event{Kind: event.KindObserve, Service: obs})
 	return nil
 }
-
-// InstrReadBack names the read-back of the datapath on the timeline when it fails.
-const InstrReadBack = "datapath-readback"
 
 // Teardown stops the servers, deletes the pods, the export and the node's devices.
 func (c *Cluster) Teardown(ctx context.Context) error {

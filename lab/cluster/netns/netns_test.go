@@ -47,9 +47,9 @@ func TestPublishReadsBack(t *testing.T) {
 			{Kind: event.KindObserve, Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: "10.96.0.50", Ports: []string{"2049/tcp"}, Endpoints: []string{"10.0.0.11"}, Datapath: true}},
 		}},
 		{"the read fails: the cluster's view only, and the failure", errors.New("iptables: EPERM"), []event.Event{
-			{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: InstrReadBack, Error: "iptables: EPERM"}},
+			{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: datapath.InstrReadBack, Error: "iptables: EPERM"}},
 			{Kind: event.KindObserve, Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: "10.96.0.50", Ports: []string{"2049/tcp"}, Endpoints: []string{"10.0.0.11"}}},
-			{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: InstrReadBack, Error: "iptables: EPERM"}},
+			{Kind: event.KindObserve, Instr: &event.InstrumentObs{Name: datapath.InstrReadBack, Error: "iptables: EPERM"}},
 			{Kind: event.KindObserve, Service: &event.ServiceObs{Name: "nfslab/nfs", VIP: "10.96.0.50", Ports: []string{"2049/tcp"}, Endpoints: []string{"10.0.0.12"}}},
 		}},
 	}
