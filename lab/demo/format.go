@@ -69,6 +69,9 @@ func observation(ev event.Event) (Line, bool) {
 		return Line{text, ""}, true
 	case ev.Instr != nil:
 		in := ev.Instr
+		if in.Error != "" && in.Lost > 0 {
+			return Line{fmt.Sprintf("instrument %s lost %d records: %s", in.Name, in.Lost, in.Error), tty.Red}, true
+		}
 		if in.Error != "" {
 			return Line{fmt.Sprintf("instrument %s failed: %s", in.Name, in.Error), tty.Red}, true
 		}

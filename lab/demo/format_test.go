@@ -57,6 +57,8 @@ func TestDescribe(t *testing.T) {
 			"socket-LB counters: 2 rewritten, 1 refused, 3 to a non-VIP address (last 10.0.0.11:2049)", ""},
 		{"instrument failed", obs(event.Event{Instr: &event.InstrumentObs{Name: "sockets", Error: "EIO"}}), "instrument sockets failed: EIO", tty.Red},
 		{"instrument lost records", obs(event.Event{Instr: &event.InstrumentObs{Name: "kprobe:kernel_connect", Lost: 4}}), "instrument kprobe:kernel_connect lost 4 records", tty.Red},
+		{"connect records past the cap", obs(event.Event{Instr: &event.InstrumentObs{Name: "connect-records", Error: "past the cap of 300 connect records per cell", Lost: 7}}),
+			"instrument connect-records lost 7 records: past the cap of 300 connect records per cell", tty.Red},
 		{"the window is in its step", obs(event.Event{Window: &event.WindowObs{Seconds: 5}}), "", ""},
 	}
 	for _, tt := range tests {
