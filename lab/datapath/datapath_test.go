@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -184,5 +185,39 @@ func TestVerifyOnACgroup(t *testing.T) {
 	}
 	if err := kp.Verify(vip, ports); err != nil {
 		t.Errorf("kube-proxy after the socket-LBs closed: %v", err)
+	}
+}
+
+// TestSocketLBForwarding reads back what the socket-LB's map holds after each SetService. The
+// programs are loaded but not attached: only the maps are read.
+func TestSocketLBForwarding(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load BPF programs")
+	}
+	lb, err := socklb.Load(socklb.Config{})
+	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, syscall.EPERM) {
+		t.Skipf("BPF unavailable: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &socketLB{lb: lb}
+	t.Cleanup(func() {
+		if err := s.Close(t.Context()); err != nil {
+			t.Error(err)
+		}
+	})
+	vip := netip.MustParseAddr("10.96.0.50")
+	nfs := Port{Name: "nfs", Port: 2049}
+	for _, backend := range []netip.Addr{netip.MustParseAddr("10.0.0.11"), {}, netip.MustParseAddr("10.0.0.12")} {
+		if err := s.SetService(t.Context(), vip, []Port{nfs}, backend); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Forwarding(t.Context(), vip, nfs); err != nil || got != backend {
+			t.Errorf("after pointing at %v: Forwarding = %v, %v", backend, got, err)
+		}
+	}
+	if got, err := s.Forwarding(t.Context(), vip, Port{Port: 111}); err != nil || got.IsValid() {
+		t.Errorf("a port never programmed: Forwarding = %v, %v; want none", got, err)
 	}
 }
