@@ -21,8 +21,8 @@
 // (ReadHookEvents). A cgroup/sock_create program records the sockets
 // processes create (the kernel does not run it for its own), so that each
 // event says whether the socket is the kernel's own (SUNRPC's, the CIFS
-// client's). The service map can be read back (LB.Backend) to observe what
-// the hook forwards a VIP to.
+// client's). The service map can be read back (LB.Service for one VIP,
+// LB.VIPs for all) to observe what the hook forwards a VIP to.
 //
 // The programs are written with github.com/cilium/ebpf/asm (no clang, no
 // BTF), use bpf_map_lookup_elem and bpf_map_update_elem, atomic adds,
