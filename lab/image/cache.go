@@ -105,6 +105,7 @@ func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inpu
 	final := c.Path(kind, key)
 	if isDir(final) {
 		log.Debug("cache hit", "kind", kind, "key", short(key), "dir", final)
+		MarkUsed(log, final)
 		return final, nil
 	}
 	parent := filepath.Dir(final)
@@ -118,6 +119,7 @@ func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inpu
 	defer unlock()
 	if isDir(final) { // another process built it while we waited
 		log.Debug("cache hit after wait", "kind", kind, "key", short(key))
+		MarkUsed(log, final)
 		return final, nil
 	}
 	tmpPrefix := "." + key + ".tmp-"
@@ -156,6 +158,7 @@ func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inpu
 		return "", fmt.Errorf("publishing %s artefact: %w", kind, err)
 	}
 	published = true
+	MarkUsed(log, final)
 	if err := SyncDir(parent); err != nil {
 		return "", err
 	}
@@ -215,24 +218,12 @@ func SyncDir(dir string) error {
 func LockFile(ctx context.Context, log *slog.Logger, path string) (func(), error) {
 	waiting := false
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		unlock, ok, err := TryLock(path)
 		if err != nil {
 			return nil, err
 		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			if sameFile(f, path) {
-				return func() {
-					_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-					f.Close()
-				}, nil
-			}
-			f.Close() // removed (or replaced) while we waited: lock the file that is there now
-			continue
-		}
-		f.Close()
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return nil, err
+		if ok {
+			return unlock, nil
 		}
 		if !waiting {
 			log.Info("waiting for another nfslab process building the same artefact", "lock", path)
@@ -243,6 +234,45 @@ func LockFile(ctx context.Context, log *slog.Logger, path string) (func(), error
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// TryLock is LockFile without the wait: ok is false when another process holds the lock.
+// nfslab cache prune takes an entry's lock with it, so that it never removes an entry that is
+// being built.
+func TryLock(path string) (unlock func(), ok bool, err error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, false, err
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			if sameFile(f, path) {
+				return func() {
+					_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+					f.Close()
+				}, true, nil
+			}
+			f.Close() // removed (or replaced) meanwhile: lock the file that is there now
+			continue
+		}
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EINTR) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+}
+
+// MarkUsed records that the cache entry at path (a directory or file) is being used, by
+// setting its modification time to now: nfslab cache reads that as the entry's last use.
+// Artefact and the kernel builds call it on every hit. A cache the caller can read but not
+// write keeps its old time; that is logged and otherwise ignored.
+func MarkUsed(log *slog.Logger, path string) {
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err != nil {
+		log.Debug("could not record the use of a cache entry", "path", path, "err", err)
 	}
 }
 

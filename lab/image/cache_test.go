@@ -298,3 +298,49 @@ func TestLockFileSurvivesRemoval(t *testing.T) {
 		t.Errorf("the waiter never got the lock")
 	}
 }
+
+// TestArtefactMarksUse: a cache hit sets the entry's modification time, which `nfslab cache`
+// reads as its last use.
+func TestArtefactMarksUse(t *testing.T) {
+	c := Cache{Dir: t.TempDir()}
+	in := Inputs{"x": "1"}
+	build := func(_ context.Context, dir string) error { return os.WriteFile(filepath.Join(dir, "f"), nil, 0o644) }
+	dir, err := c.Artefact(context.Background(), discard(), "k", in, build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(dir, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Artefact(context.Background(), discard(), "k", in, build); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.ModTime().After(old.Add(time.Hour)) {
+		t.Errorf("after a hit the entry's mtime is %v, still the old %v", st.ModTime(), old)
+	}
+}
+
+func TestTryLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "e.lock")
+	unlock, ok, err := TryLock(path)
+	if err != nil || !ok {
+		t.Fatalf("TryLock on a free lock: ok=%v err=%v", ok, err)
+	}
+	if _, ok, err := TryLock(path); err != nil || ok {
+		t.Errorf("TryLock on a held lock: ok=%v err=%v, want false, nil", ok, err)
+	}
+	unlock()
+	unlock2, ok, err := TryLock(path)
+	if err != nil || !ok {
+		t.Fatalf("TryLock after release: ok=%v err=%v", ok, err)
+	}
+	unlock2()
+	if _, _, err := TryLock(filepath.Join(t.TempDir(), "missing", "e.lock")); err == nil {
+		t.Error("TryLock in a directory that does not exist: no error")
+	}
+}
