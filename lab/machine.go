@@ -305,6 +305,15 @@ func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work str
 		"rootfs": rootfsKey, "size-mib": fmt.Sprint(dockerDiskMiB), "label": dockerDiskLabel}
 	dir, err := r.cache.Artefact(ctx, r.opts.Log, "kind-docker-disk", inputs, func(ctx context.Context, dir string) error {
 		disk := filepath.Join(dir, "docker.img")
+		st, err := os.Stat(node.Archive)
+		if err != nil {
+			return fmt.Errorf("the node image: %w", err)
+		}
+		// The disk is sparse: it grows by what Docker writes, the archive's layers unpacked
+		// (about the archive's size). Twice that leaves the host some room.
+		if err := image.EnsureFree(dir, 2*st.Size()); err != nil {
+			return err
+		}
 		if err := image.NewExt4Disk(ctx, disk, dockerDiskLabel, dockerDiskMiB); err != nil {
 			return err
 		}

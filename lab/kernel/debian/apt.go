@@ -105,6 +105,7 @@ func Open(ctx context.Context, log *slog.Logger, a Archive, cacheDir string) (*A
 		return nil, fmt.Errorf("%s: locking its apt lists: %w", a, err)
 	}
 	defer unlock()
+	image.MarkUsed(log, dir)
 	sources := filepath.Join(dir, "sources.list")
 	if err := writeIfChanged(sources, []byte(strings.Join(a.Sources, "\n")+"\n")); err != nil {
 		return nil, fmt.Errorf("%s: writing its sources.list: %w", a, err)

@@ -90,7 +90,7 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	key := r.Key(version)
 	parent := filepath.Join(cacheDir, "kernels")
 	final := filepath.Join(parent, r.Name+"-"+key)
-	if b, ok := cached(r.Name, key, final); ok {
+	if b, ok := cached(log, r.Name, key, final); ok {
 		log.Debug("kernel cache hit", "recipe", r.Name, "dir", final)
 		b.Duration = time.Since(start)
 		return b, nil
@@ -106,7 +106,7 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 		return Built{}, fmt.Errorf("locking kernel %s build: %w", r.Name, err)
 	}
 	defer unlock()
-	if b, ok := cached(r.Name, key, final); ok { // another process built it while we waited
+	if b, ok := cached(log, r.Name, key, final); ok { // another process built it while we waited
 		b.Duration = time.Since(start)
 		return b, nil
 	}
@@ -173,7 +173,7 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	if err := image.SyncDir(parent); err != nil {
 		return Built{}, err
 	}
-	out, ok := cached(r.Name, key, final)
+	out, ok := cached(log, r.Name, key, final)
 	if !ok {
 		return Built{}, fmt.Errorf("kernel %s: published %s is incomplete", r.Name, final)
 	}
@@ -184,8 +184,9 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	return out, nil
 }
 
-// cached returns the kernel in dir if it is complete.
-func cached(name, key, dir string) (Built, bool) {
+// cached returns the kernel in dir if it is complete, and marks it used (image.MarkUsed: the
+// last use `nfslab cache` lists).
+func cached(log *slog.Logger, name, key, dir string) (Built, bool) {
 	rel, err := os.ReadFile(filepath.Join(dir, ReleaseFile))
 	if err != nil {
 		return Built{}, false
@@ -203,7 +204,11 @@ func cached(name, key, dir string) (Built, bool) {
 			return Built{}, false
 		}
 	}
-	return b, b.Release != ""
+	if b.Release == "" {
+		return Built{}, false
+	}
+	image.MarkUsed(log, dir)
+	return b, true
 }
 
 // builder runs the steps of one kernel build in dir.

@@ -32,6 +32,11 @@ const treeMarker = "pristine"
 // treePrefix starts the name of a shared tree's directory (and its lock) in <cacheDir>/kernels.
 const treePrefix = "tree-"
 
+// treeSpaceFactor is the free space a fresh build tree is asked for, in multiples of its xz
+// source tarball: an estimate, not a measurement — the source unpacks to about ten times the
+// tarball and a build's objects take about as much again.
+const treeSpaceFactor = 20
+
 // treeDir is the shared build tree of recipe r built from sourceVersion, under parent.
 func treeDir(parent string, r Recipe, sourceVersion string) string {
 	return filepath.Join(parent, treePrefix+r.stepsKey(sourceVersion))
@@ -73,6 +78,13 @@ func (b *builder) prepareTree(ctx context.Context) error {
 	}
 	if err := image.RemoveTree(b.tree); err != nil {
 		return fmt.Errorf("removing the shared build tree %s: %w", b.tree, err)
+	}
+	st, err := os.Stat(b.tarball)
+	if err != nil {
+		return fmt.Errorf("the kernel source: %w", err)
+	}
+	if err := image.EnsureFree(b.tree, treeSpaceFactor*st.Size()); err != nil {
+		return fmt.Errorf("unpacking and compiling %s: %w", filepath.Base(b.tarball), err)
 	}
 	if err := os.MkdirAll(b.tree, 0o755); err != nil {
 		return fmt.Errorf("creating the shared build tree: %w", err)
