@@ -265,6 +265,21 @@ func TryLock(path string) (unlock func(), ok bool, err error) {
 	}
 }
 
+// LockHeld reports whether a process holds the lock file at path (taken with LockFile or
+// TryLock). It creates nothing: a lock file that does not exist is not held.
+func LockHeld(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
 // MarkUsed records that the cache entry at path (a directory or file) is being used, by
 // setting its modification time to now: nfslab cache reads that as the entry's last use.
 // Artefact and the kernel builds call it on every hit. A cache the caller can read but not

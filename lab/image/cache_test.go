@@ -334,7 +334,20 @@ func TestTryLock(t *testing.T) {
 	if _, ok, err := TryLock(path); err != nil || ok {
 		t.Errorf("TryLock on a held lock: ok=%v err=%v, want false, nil", ok, err)
 	}
+	if !LockHeld(path) {
+		t.Error("LockHeld = false while it is held")
+	}
 	unlock()
+	if LockHeld(path) {
+		t.Error("LockHeld = true after release")
+	}
+	missing := filepath.Join(t.TempDir(), "none.lock")
+	if LockHeld(missing) {
+		t.Error("LockHeld = true for a lock file that does not exist")
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("LockHeld created the lock file")
+	}
 	unlock2, ok, err := TryLock(path)
 	if err != nil || !ok {
 		t.Fatalf("TryLock after release: ok=%v err=%v", ok, err)

@@ -9,10 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nfslab/nfslab/lab/image"
 )
 
 // Cleaner finds and removes what dead runs left on this host.
@@ -98,25 +99,11 @@ func findBuilds(cache string) []Build {
 			b.Lock = filepath.Join(parent, base+".lock")
 			_, err := os.Lstat(b.Lock)
 			b.LockFound = err == nil // without the file, nobody can hold it
-			b.Held = held(b.Lock)
+			b.Held = image.LockHeld(b.Lock)
 			out = append(out, *b)
 		}
 	}
 	return out
-}
-
-// held reports whether a process holds the flock on path.
-func held(path string) bool {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
 }
 
 // Result is one item of a plan after cleanup tried to remove it.
@@ -248,17 +235,16 @@ func removeLock(path string) error {
 	return nil
 }
 
-// tryLock takes the flock on path without waiting, creating the file if needed.
+// tryLock takes the lock on path without waiting (image.TryLock), creating the file if needed.
 func tryLock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	unlock, ok, err := image.TryLock(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+	if !ok {
 		return nil, fmt.Errorf("kept: a build took the lock %s in the meantime", path)
 	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
 
 func unique(in []string) []string {
