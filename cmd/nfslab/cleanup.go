@@ -30,7 +30,7 @@ builds), their work directories (nfslab-run-<id>-* in the temp directory), cache
 were interrupted and locks nobody holds. Every run records itself while it is alive (in
 $NFSLAB_RUN_DIR, else /run/nfslab for root); only what belongs to a recorded run whose process
 is gone is removed, so a running nfslab is never disturbed. What cannot be attributed to a run
-is listed and left alone.`,
+is listed and left alone. Finished cache entries are not touched: nfslab cache prune removes those.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cacheDir == "" {

@@ -6,6 +6,7 @@
 // renamed into place only when complete, under an flock(2) per key, so an interrupted build is
 // never reused and concurrent builders of the same key wait for each other instead of
 // corrupting each other.
+// Every hit sets the entry's modification time (MarkUsed): lab/cache lists and prunes by it.
 package image
 
 import (
@@ -96,7 +97,8 @@ type BuildFunc func(ctx context.Context, dir string) error
 // Artefact returns the directory of the artefact of the given kind built from inputs, calling
 // build to make it first if it is not cached. The build runs in a temporary directory in the
 // same parent that is renamed into place once build returns nil; concurrent callers for the
-// same key wait on a lock file and then reuse the result.
+// same key wait on a lock file and then reuse the result. A hit, and a build, mark the entry
+// used (MarkUsed).
 func (c Cache) Artefact(ctx context.Context, log *slog.Logger, kind string, inputs Inputs, build BuildFunc) (string, error) {
 	if c.Dir == "" {
 		return "", errors.New("image cache: no directory set")
