@@ -44,6 +44,19 @@ const (
 // kernelsDir is where recipe.Build keeps kernels and their shared trees.
 const kernelsDir = "kernels"
 
+// artefactKind reports whether name is a directory of the cache whose entries nfslab builds:
+// a kind passed to image.Cache.Artefact, debian.Open's apt states, or kernelsDir. Anything else
+// in the cache directory is listed as KindOther and never pruned, so a cache directory set by
+// mistake to one holding other files loses none of them.
+func artefactKind(name string) bool {
+	switch name {
+	case "rootfs", "kernel", "modules", "sources", "apt", "k8s-binaries", "kind-node",
+		"kind-ganesha", "kind-user-node", "kind-docker-disk", kernelsDir:
+		return true
+	}
+	return false
+}
+
 // Entry is one thing in the cache.
 type Entry struct {
 	Kind string `json:"kind"`
@@ -82,6 +95,8 @@ func List(dir string) ([]Entry, error) {
 	for _, d := range top {
 		p := filepath.Join(dir, d.Name())
 		switch {
+		case d.IsDir() && !artefactKind(d.Name()):
+			out = append(out, dirEntry(dir, p, KindOther, "", "not an nfslab artefact"))
 		case d.IsDir():
 			es, err := listKind(dir, d.Name())
 			if err != nil {

@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +72,10 @@ func TestList(t *testing.T) {
 	put(t, filepath.Join(dir, "modules", ".k6.tmp-9", "x"), 4<<10, now)
 	lock(t, filepath.Join(dir, "modules", "k6.lock"))
 	put(t, filepath.Join(dir, "kvm-failed.txt"), 20, now.Add(-30*day))
+	put(t, filepath.Join(dir, "photos", "2019", "x.jpg"), 4<<10, now.Add(-300*day))
+	if err := os.Chtimes(filepath.Join(dir, "photos"), now.Add(-300*day), now.Add(-300*day)); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err := List(dir)
 	if err != nil {
@@ -89,6 +96,7 @@ func TestList(t *testing.T) {
 		"kernels/.tree-k5.tmp-123":    {KindKernelTree, Interrupted, now, false, 4 << 10, 1 << 20},
 		"modules/.k6.tmp-9":           {"modules", Building, now, false, 4 << 10, 1 << 20},
 		"rootfs/k1":                   {"rootfs", "", now.Add(-10 * day), true, 64 << 10, 1 << 20},
+		"photos":                      {KindOther, "", now.Add(-300 * day), false, 4 << 10, 1 << 20},
 		"kvm-failed.txt":              {KindKVMMemo, "", now.Add(-30 * day), false, 0, 8 << 10},
 	}
 	if len(got) != len(wants) {
@@ -116,5 +124,45 @@ func TestList(t *testing.T) {
 	}
 	if es, err := List(filepath.Join(dir, "none")); err != nil || len(es) != 0 {
 		t.Errorf("a cache that does not exist: %v, %v", es, err)
+	}
+}
+
+// TestArtefactKindsKnown: every kind nfslab's code builds with image.Cache.Artefact is one List
+// treats as an artefact kind (else its entries would be listed as "other" and never pruned).
+func TestArtefactKindsKnown(t *testing.T) {
+	call := regexp.MustCompile(`\.Artefact\(ctx, [^,]+, (\w+|"[^"]+"),`)
+	var kinds []string
+	consts := map[string]string{}
+	constDecl := regexp.MustCompile(`(\w+)\s*=\s*"([^"]+)"`)
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range call.FindAllStringSubmatch(string(b), -1) {
+			kinds = append(kinds, m[1])
+		}
+		for _, m := range constDecl.FindAllStringSubmatch(string(b), -1) {
+			consts[m[1]] = m[2]
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kinds) < 8 {
+		t.Fatalf("found only %d Artefact calls (%v): the pattern no longer matches the code", len(kinds), kinds)
+	}
+	for _, k := range kinds {
+		name, err := strconv.Unquote(k)
+		if err != nil {
+			name = consts[k]
+		}
+		if !artefactKind(name) {
+			t.Errorf("kind %s (%q) is built by Artefact but not an artefact kind of List", k, name)
+		}
 	}
 }
