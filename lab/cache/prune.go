@@ -67,9 +67,9 @@ func Candidates(entries []Entry) []Entry {
 // Prune removes (or with DryRun only names) what the policy chooses among entries, the whole
 // listing of one cache, least recently used first. Each entry is removed with image.RemoveTree
 // while its lock is held, taken without waiting: an entry being built, or used since the
-// listing, is kept and said so, and the next one is considered instead. A dry run takes no lock
-// and changes nothing; it cannot see a lock taken later either. It returns what it did and the
-// size of the cache afterwards (as it would be, for a dry run).
+// listing, is kept and said so, and the next one is considered instead. A dry run changes
+// nothing: it only tests the locks (and cannot foresee one taken later). It returns what it did
+// and the size of the cache afterwards (as it would be, for a dry run).
 func Prune(entries []Entry, p Policy) ([]Action, int64) {
 	total := Total(entries)
 	var out []Action
