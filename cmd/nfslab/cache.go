@@ -162,7 +162,7 @@ func prune(stdout io.Writer, st tty.Style, entries []cache.Entry, p cache.Policy
 	failed := 0
 	for _, a := range acts {
 		e := a.Entry
-		what := fmt.Sprintf("%s %s (%s, last used %s)", e.Kind, shortKeys(e.Name), image.FormatSize(e.Size), when(p.Now, e.LastUse))
+		what := fmt.Sprintf("%s: %s, %s, last used %s", shortKeys(e.Name), e.Kind, image.FormatSize(e.Size), when(p.Now, e.LastUse))
 		switch a.Outcome {
 		case cache.Removed:
 			fmt.Fprintf(stdout, "%s %s\n", st.Paint(tty.Green, "removed"), what)
@@ -170,11 +170,11 @@ func prune(stdout io.Writer, st tty.Style, entries []cache.Entry, p cache.Policy
 			fmt.Fprintf(stdout, "%s %s\n", st.Paint(tty.Yellow, "would remove"), what)
 		case cache.Failed:
 			failed++
-			fmt.Fprintf(stdout, "%s %s: %v\n", st.Paint(tty.Red, "could not remove"), what, a.Err)
+			fmt.Fprintf(stdout, "%s %s; %v\n", st.Paint(tty.Red, "could not remove"), what, a.Err)
 		case cache.KeptInUse:
-			fmt.Fprintf(stdout, "%s %s: %s (run %s, %s)\n", st.Paint(tty.Dim, "kept"), what, "used since a live nfslab run on this cache began", p.InUseBy, when(p.Now, p.InUseSince))
+			fmt.Fprintf(stdout, "%s %s; used since the live run %s on this cache began, %s\n", st.Paint(tty.Dim, "kept"), what, p.InUseBy, when(p.Now, p.InUseSince))
 		default:
-			fmt.Fprintf(stdout, "%s %s: %s\n", st.Paint(tty.Dim, "kept"), what, strings.TrimPrefix(string(a.Outcome), "kept: "))
+			fmt.Fprintf(stdout, "%s %s; %s\n", st.Paint(tty.Dim, "kept"), what, strings.TrimPrefix(string(a.Outcome), "kept: "))
 		}
 	}
 	verb := "freed"

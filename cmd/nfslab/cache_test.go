@@ -84,14 +84,14 @@ func TestCacheCommand(t *testing.T) {
 	}
 
 	out := nfslab(0, "cache", "prune", "--older-than", "30d", "--dry-run", "--cache-dir", dir)
-	if !strings.Contains(out, "would remove rootfs rootfs/aaa") || strings.Contains(out, "kernel/bbb") {
+	if !strings.Contains(out, "would remove rootfs/aaa: rootfs, ") || strings.Contains(out, "kernel/bbb") {
 		t.Errorf("dry run:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "rootfs", "aaa")); err != nil {
 		t.Fatalf("the dry run removed rootfs/aaa: %v", err)
 	}
 	out = nfslab(0, "cache", "prune", "--older-than", "30d", "--cache-dir", dir)
-	if !strings.Contains(out, "removed rootfs rootfs/aaa") {
+	if !strings.Contains(out, "removed rootfs/aaa: rootfs, ") {
 		t.Errorf("prune:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "rootfs", "aaa")); err == nil {
