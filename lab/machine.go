@@ -305,13 +305,7 @@ func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work str
 		"rootfs": rootfsKey, "size-mib": fmt.Sprint(dockerDiskMiB), "label": dockerDiskLabel}
 	dir, err := r.cache.Artefact(ctx, r.opts.Log, "kind-docker-disk", inputs, func(ctx context.Context, dir string) error {
 		disk := filepath.Join(dir, "docker.img")
-		st, err := os.Stat(node.Archive)
-		if err != nil {
-			return fmt.Errorf("the node image: %w", err)
-		}
-		// The disk is sparse: it grows by what Docker writes, the archive's layers unpacked
-		// (about the archive's size). Twice that leaves the host some room.
-		if err := image.EnsureFree(dir, 2*st.Size()); err != nil {
+		if err := dockerDiskFits(dir, node.Archive); err != nil {
 			return err
 		}
 		if err := image.NewExt4Disk(ctx, disk, dockerDiskLabel, dockerDiskMiB); err != nil {
@@ -333,6 +327,17 @@ func (r *runner) nodeDisk(ctx context.Context, k kernel.Kernel, initrd, work str
 		return "", labErr("the kind form's Docker disk: %w", err)
 	}
 	return filepath.Join(dir, "docker.img"), nil
+}
+
+// dockerDiskFits checks that a Docker disk loaded with the node image archive fits in dir. The
+// disk is sparse: it grows by what Docker writes, the archive's layers unpacked (about the
+// archive's size). Twice that is asked for, to leave the host some room.
+func dockerDiskFits(dir, archive string) error {
+	st, err := os.Stat(archive)
+	if err != nil {
+		return fmt.Errorf("the node image: %w", err)
+	}
+	return image.EnsureFree(dir, 2*st.Size())
 }
 
 // machineSetup is what a VM of the run's form boots with beyond its kernel and initramfs: the
