@@ -48,6 +48,11 @@ func TestKindSuite(t *testing.T) {
 	if err := sc.Filter(scenario.Override{Kernels: []string{"vulnerable-6.1"}, Datapaths: []string{"kube-proxy", "socket-lb"}}); err != nil {
 		t.Fatal(err)
 	}
+	var kernels []string
+	for _, c := range sc.Cells() {
+		kernels = append(kernels, c.Kernel)
+	}
+	buildKernels(t, bin, kernels)
 	p := provider.New(lab.Options{
 		Scenario: sc, Agent: bin, CacheDir: *cacheDir, Accel: "auto",
 		Progress: os.Stderr, Style: tty.Style{}, ArtifactDir: t.TempDir(),

@@ -142,10 +142,10 @@ func Build(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger, pro
 	err = b.build(ctx, progress)
 	stopTicker()
 	if err != nil {
-		// Half a build: make's timestamps can no longer be trusted there, and a partial
-		// unpack is gigabytes of nothing.
-		if rmErr := image.RemoveTree(tree); rmErr != nil {
-			log.Warn("could not remove the shared build tree of a failed build", "tree", tree, "err", rmErr)
+		if !b.salvageTree(ctx) {
+			if rmErr := image.RemoveTree(tree); rmErr != nil {
+				log.Warn("could not remove the shared build tree of a failed build", "tree", tree, "err", rmErr)
+			}
 		}
 		return Built{}, fmt.Errorf("building kernel %s: %w", r.Name, err)
 	}
@@ -218,8 +218,11 @@ type builder struct {
 	dir     string // the temporary directory that becomes the cache entry
 	tree    string // the shared build tree's directory (tree.go)
 	reused  bool   // the tree held a pristine earlier build: the compile is incremental
-	log     *slog.Logger
-	st      *status
+	// patched and readyToBuild say how far the build got: the patch applied, and the tree
+	// unpacked and patched, so ready to compile (salvageTree keeps only such a tree).
+	patched, readyToBuild bool
+	log                   *slog.Logger
+	st                    *status
 }
 
 func (b *builder) srcTree() string { return filepath.Join(b.tree, "src", b.r.SourcePackage) }
@@ -270,8 +273,11 @@ func (b *builder) unpack(ctx context.Context) error {
 	return nil
 }
 
+// applyPatch applies the recipe's patch; once it did (or there is none) the tree is ready to
+// build, and worth keeping if the build fails later.
 func (b *builder) applyPatch(ctx context.Context) error {
 	if len(b.r.Patch) == 0 {
+		b.readyToBuild = true
 		return nil
 	}
 	p := filepath.Join(b.dir, PatchFile)
@@ -283,6 +289,7 @@ func (b *builder) applyPatch(ctx context.Context) error {
 		return fmt.Errorf("applying %s (patch -p1 --forward): %w", PatchFile, err)
 	}
 	b.log.Info("patched kernel source", "recipe", b.r.Name, "output", strings.Join(strings.Fields(out), " "))
+	b.patched, b.readyToBuild = true, true
 	return nil
 }
 

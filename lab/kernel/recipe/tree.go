@@ -8,11 +8,16 @@ package recipe
 // release string) and relinks. On 2 cores that is a minute or two instead of a whole compile.
 //
 // The tree is <cacheDir>/kernels/tree-<stepsKey>/src/<SourcePackage>, guarded by
-// tree-<stepsKey>.lock. Its marker file holds "pristine" while the tree holds the unpatched
-// source and the objects of a successful build; a build removes the marker before it changes
-// anything and writes it back once it has reverted its patch. A tree without the marker (a build
-// that failed or was interrupted half way) is deleted and unpacked again: make's timestamps can
-// no longer be trusted there.
+// tree-<stepsKey>.lock. Its marker file holds the source package's name while the tree holds the
+// unpatched source and objects kbuild can trust; a build removes the marker before it changes
+// anything and writes it back once it has reverted its patch.
+//
+// A build that fails or is interrupted after its patch applied keeps the tree too: a cold
+// compile cut short by a deadline is most of the work of the next attempt. kbuild records each
+// target's command in .<target>.cmd only after the target was made, and remakes a target whose
+// record is missing; salvageTree removes the targets that are newer than their record (made,
+// or half written, by the interrupted build), reverts the patch and marks the tree. A failure
+// before that (a partial unpack, a patch that half applied) deletes the tree.
 
 import (
 	"context"
@@ -22,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nfslab/nfslab/lab/image"
 )
@@ -96,11 +102,70 @@ func (b *builder) prepareTree(ctx context.Context) error {
 // the same source and config. When the patch does not come off cleanly the tree stays
 // unmarked, so the next build starts from a fresh unpack.
 func (b *builder) restoreTree(ctx context.Context) error {
-	if len(b.r.Patch) > 0 {
+	if b.patched {
 		p := filepath.Join(b.dir, PatchFile)
 		if _, err := b.run(ctx, b.srcTree(), nil, "patch", "-p1", "-R", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-i", p); err != nil {
 			return fmt.Errorf("reverting %s in the shared build tree: %w", PatchFile, err)
 		}
 	}
 	return markTree(b.tree, b.r.SourcePackage, true)
+}
+
+// salvageTree keeps the shared tree of a build that failed or was cut short, when that can be
+// done safely (see the file comment): it returns false when the tree must be deleted instead.
+// It runs on its own deadline, since the build's context may be what ended the build.
+func (b *builder) salvageTree(ctx context.Context) bool {
+	if !b.readyToBuild {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	removed, err := removeUnrecorded(ctx, b.srcTree())
+	if err != nil {
+		b.log.Warn("could not check the interrupted build's targets", "tree", b.tree, "err", err)
+		return false
+	}
+	if err := b.restoreTree(ctx); err != nil {
+		b.log.Warn("could not restore the shared build tree after a failed build", "tree", b.tree, "err", err)
+		return false
+	}
+	b.log.Info("kept the shared build tree of a failed build for the next attempt", "tree", b.tree, "targets-removed", removed)
+	return true
+}
+
+// removeUnrecorded removes, below dir, every file T whose kbuild record .T.cmd sits beside it
+// and is older than T: a target an interrupted make was writing, or had remade without yet
+// recording it. kbuild remakes a target without a record by itself. It returns how many it removed.
+func removeUnrecorded(ctx context.Context, dir string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() || !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".cmd") {
+			return nil
+		}
+		target := filepath.Join(filepath.Dir(path), strings.TrimSuffix(strings.TrimPrefix(name, "."), ".cmd"))
+		rec, err := d.Info()
+		if err != nil {
+			return err
+		}
+		t, err := os.Lstat(target)
+		if err != nil || !t.Mode().IsRegular() || !t.ModTime().After(rec.ModTime()) {
+			return nil
+		}
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("removing %s: %w", target, err)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("checking the targets of an interrupted build in %s: %w", dir, err)
+	}
+	return n, nil
 }

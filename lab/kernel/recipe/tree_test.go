@@ -1,6 +1,7 @@
 package recipe
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -132,6 +133,42 @@ func TestTreeLifecycle(t *testing.T) {
 	if readFile(t, socket) != original {
 		t.Fatal("a fresh unpack does not hold the original source")
 	}
+
+	// The third build applies its patch, then is cut short while compiling: its tree is kept,
+	// with the half-written target removed and the patch reverted, even with its context gone.
+	if err := third.applyPatch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	record := filepath.Join(tree, "src", pkg, "net", ".socket.o.cmd")
+	writeFile(t, record, "savedcmd_net/socket.o := gcc ...")
+	past := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(record, past, past); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, object, "half")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if !third.salvageTree(ctx) {
+		t.Fatal("a tree cut short while compiling was not kept")
+	}
+	if !treePristine(tree, pkg) || readFile(t, socket) != original {
+		t.Fatal("a kept tree is not pristine: marker or patch")
+	}
+	if _, err := os.Stat(object); !os.IsNotExist(err) {
+		t.Fatalf("the half-written target survived (stat: %v)", err)
+	}
+
+	// A build whose patch did not apply is never kept.
+	broken := newBuilder("broken", "--- a/net/socket.c\n+++ b/net/socket.c\n@@ -1 +1 @@\n-no such line\n+x\n")
+	if err := broken.prepareTree(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.applyPatch(t.Context()); err == nil {
+		t.Fatal("a patch that does not fit applied")
+	}
+	if broken.salvageTree(t.Context()) {
+		t.Fatal("a tree whose patch failed was kept")
+	}
 }
 
 func writeFile(t *testing.T, path, data string) {
@@ -151,4 +188,43 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRemoveUnrecorded pins which targets an interrupted build's tree loses: those newer than
+// kbuild's record of them (half written, or remade and not yet recorded), nothing else.
+func TestRemoveUnrecorded(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	files := []struct {
+		name    string
+		mtime   time.Time
+		removed bool
+	}{
+		{"net/.socket.o.cmd", old, false},
+		{"net/socket.o", time.Now(), true}, // newer than its record: cut short while writing
+		{"fs/.inode.o.cmd", time.Now(), false},
+		{"fs/inode.o", old, false},        // recorded after it was made
+		{"fs/super.o", time.Now(), false}, // no record: kbuild remakes it by itself
+		{"fs/.gone.o.cmd", old, false},    // a record without its target
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		writeFile(t, p, "x")
+		if err := os.Chtimes(p, f.mtime, f.mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := removeUnrecorded(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("removed %d targets, want 1", n)
+	}
+	for _, f := range files {
+		_, err := os.Stat(filepath.Join(dir, f.name))
+		if gone := os.IsNotExist(err); gone != f.removed {
+			t.Errorf("%s: removed %v, want %v", f.name, gone, f.removed)
+		}
+	}
 }
