@@ -2,7 +2,6 @@ package nodeimage
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/gomod"
 	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
@@ -150,17 +150,17 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 		return err
 	}
 	defer image.RemoveTree(work)
-	kindDir, err := moduleDir(ctx, "sigs.k8s.io/kind@"+KindVersion)
+	kindMod, err := gomod.Download(ctx, "sigs.k8s.io/kind", KindVersion)
 	if err != nil {
 		return err
 	}
-	k8sDir, err := moduleDir(ctx, "k8s.io/kubernetes@"+KubernetesVersion)
+	k8sMod, err := gomod.Download(ctx, "k8s.io/kubernetes", KubernetesVersion)
 	if err != nil {
 		return err
 	}
 
 	say("component images")
-	comps, err := componentImages(ctx, work, bins, k8sDir)
+	comps, err := componentImages(ctx, work, bins, k8sMod.Dir)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 	if err := debootstrap(ctx, root, nodePackages()); err != nil {
 		return err
 	}
-	if err := installKindFiles(ctx, root, kindDir, bins); err != nil {
+	if err := installKindFiles(ctx, root, kindMod.Dir, bins); err != nil {
 		return err
 	}
 	say("component images into the node's containerd")
@@ -192,19 +192,6 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 	}
 	say("%s built in %.0f s", tag, time.Since(start).Seconds())
 	return os.WriteFile(filepath.Join(dir, NodeTagFile), []byte(tag+"\n"), 0o644)
-}
-
-// moduleDir downloads a module (module@version) into the Go module cache and returns its directory.
-func moduleDir(ctx context.Context, mod string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", mod).Output()
-	if err != nil {
-		return "", fmt.Errorf("go mod download %s: %w", mod, err)
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %v %s", mod, err, info.Error)
-	}
-	return info.Dir, nil
 }
 
 // debootstrap installs a Debian minbase with pkgs into root (created), without documentation
