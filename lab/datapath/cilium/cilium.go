@@ -1,0 +1,84 @@
+// Package cilium is the beginning of real Cilium as a datapath of the kind form (issue #16):
+// Cilium's own agent in the kind cluster, installed from its Helm chart, in place of nfslab's
+// socket-LB. What exists so far is what can be checked without a VM:
+//
+//   - the datapaths' names and what each one means (Datapaths, VMRoot, SharesRootCgroup);
+//   - the Cilium versions nfslab can build (Versions, CheckVersion), kept here and nowhere else;
+//   - the Helm values nfslab owns for each datapath (Required) and a user's values file, checked
+//     against them (ParseValues) and merged under them (Merge);
+//   - in chart/, the chart of a version, fetched through the Go module proxy and cached, and
+//     rendered client-side into the manifests an install would apply.
+//
+// Not yet: building Cilium's agent and operator images, preloading them into the node image,
+// installing the manifests in a cell, and reading Cilium's service maps back. Until then a
+// scenario naming one of these datapaths is refused (lab/scenario).
+package cilium
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The Cilium datapaths. All four replace kube-proxy with Cilium's (kubeProxyReplacement).
+const (
+	// VMRootSocketLB is the cilium/cilium#21541 setup: socket-LB attached at the VM's root
+	// cgroup (cgroup.hostRoot is the VM's cgroup2 root, mounted into the node), so that it sees
+	// the sockets the kernel opens for NFS.
+	VMRootSocketLB = "cilium"
+	// KindCgroup is Cilium's own cgroup handling in kind: the agent mounts cgroup2 itself
+	// (cgroup.autoMount) inside the node container, below the VM's root.
+	KindCgroup = "cilium-kind-cgroup"
+	// NoSocketLB is kube-proxy replacement without socket-LB (socketLB.enabled=false): the
+	// service is translated per packet, as by kube-proxy.
+	NoSocketLB = "cilium-no-socket-lb"
+	// HostNSOnly is socket-LB in the host network namespace only
+	// (socketLB.hostNamespaceOnly=true, as for Istio), at the VM's root cgroup.
+	HostNSOnly = "cilium-hostns-only"
+)
+
+// Datapaths lists the Cilium datapaths.
+func Datapaths() []string { return []string{VMRootSocketLB, KindCgroup, NoSocketLB, HostNSOnly} }
+
+// IsDatapath reports whether name is one of the Cilium datapaths.
+func IsDatapath(name string) bool { return slices.Contains(Datapaths(), name) }
+
+// VMRoot reports whether the datapath's agent is given the VM's cgroup2 root
+// (cgroup.hostRoot) rather than mounting cgroup2 itself.
+func VMRoot(datapath string) bool { return IsDatapath(datapath) && datapath != KindCgroup }
+
+// SharesRootCgroup reports whether the datapath's agent attaches socket-LB programs at the
+// VM's root cgroup, which every node container shares: two agents there would stack their
+// programs, so such a datapath runs on a one-node cluster only.
+func SharesRootCgroup(datapath string) bool {
+	return datapath == VMRootSocketLB || datapath == HostNSOnly
+}
+
+// Versions lists the Cilium versions nfslab can build, newest first: those whose whole module
+// graph the Go module proxy serves. (v1.20.x and v1.18.4–v1.18.11 replace modules with forks
+// the proxy does not serve.) This is the one list of them.
+func Versions() []string { return []string{"v1.19.7", "v1.18.3", "v1.17.8", "v1.15.19"} }
+
+// DefaultVersion is the newest version nfslab can build.
+func DefaultVersion() string { return Versions()[0] }
+
+// CheckVersion returns an error naming the versions nfslab can build when v is not one of them.
+func CheckVersion(v string) error {
+	if slices.Contains(Versions(), v) {
+		return nil
+	}
+	hint := ""
+	if !strings.HasPrefix(v, "v") && slices.Contains(Versions(), "v"+v) {
+		hint = fmt.Sprintf(" (did you mean %q?)", "v"+v)
+	}
+	return fmt.Errorf("%q is not a Cilium version nfslab can build%s: want %s (the versions whose modules the Go module proxy serves)",
+		v, hint, orList(Versions()))
+}
+
+// orList renders a, b or c.
+func orList(vs []string) string {
+	if len(vs) < 2 {
+		return strings.Join(vs, "")
+	}
+	return strings.Join(vs[:len(vs)-1], ", ") + " or " + vs[len(vs)-1]
+}
