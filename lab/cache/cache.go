@@ -5,7 +5,8 @@
 // it and renamed into place under a lock file beside it (image.Cache.Artefact):
 //
 //	<kind>/<key>/                     rootfs, kernel, modules, sources, k8s-binaries, kind-node,
-//	                                  kind-ganesha, kind-user-node, kind-docker-disk; apt/<archive>
+//	                                  kind-ganesha, kind-user-node, kind-docker-disk, cilium-chart;
+//	                                  apt/<archive>
 //	<kind>/<key>.lock                 taken by the builder (image.LockFile)
 //	<kind>/.<key>.tmp-<random>/       a build in progress, or an interrupted one
 //	kernels/<recipe>-<key>/           a kernel built from a recipe (recipe.Build)
@@ -51,7 +52,7 @@ const kernelsDir = "kernels"
 func artefactKind(name string) bool {
 	switch name {
 	case "rootfs", "kernel", "modules", "sources", "apt", "k8s-binaries", "kind-node",
-		"kind-ganesha", "kind-user-node", "kind-docker-disk", kernelsDir:
+		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", kernelsDir:
 		return true
 	}
 	return false
