@@ -62,17 +62,25 @@ func Versions() []string { return []string{"v1.19.7", "v1.18.3", "v1.17.8", "v1.
 // DefaultVersion is the newest version nfslab can build.
 func DefaultVersion() string { return Versions()[0] }
 
-// CheckVersion returns an error naming the versions nfslab can build when v is not one of them.
+// VersionError is a Cilium version nfslab cannot build: bad input.
+type VersionError struct{ Version string }
+
+func (e *VersionError) Error() string {
+	hint := ""
+	if !strings.HasPrefix(e.Version, "v") && slices.Contains(Versions(), "v"+e.Version) {
+		hint = fmt.Sprintf(" (did you mean %q?)", "v"+e.Version)
+	}
+	return fmt.Sprintf("%q is not a Cilium version nfslab can build%s: want %s (the versions whose modules the Go module proxy serves)",
+		e.Version, hint, orList(Versions()))
+}
+
+// CheckVersion returns a *VersionError, which names the versions nfslab can build, when v is not
+// one of them.
 func CheckVersion(v string) error {
 	if slices.Contains(Versions(), v) {
 		return nil
 	}
-	hint := ""
-	if !strings.HasPrefix(v, "v") && slices.Contains(Versions(), "v"+v) {
-		hint = fmt.Sprintf(" (did you mean %q?)", "v"+v)
-	}
-	return fmt.Errorf("%q is not a Cilium version nfslab can build%s: want %s (the versions whose modules the Go module proxy serves)",
-		v, hint, orList(Versions()))
+	return &VersionError{Version: v}
 }
 
 // orList renders a, b or c.
