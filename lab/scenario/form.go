@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/nfs"
 )
@@ -24,7 +25,7 @@ func formOf(cluster string) form {
 	if cluster == ClusterKind {
 		return form{
 			cluster:   ClusterKind,
-			datapaths: datapath.Names(),
+			datapaths: append(datapath.Names(), cilium.Datapaths()...),
 			protocols: []string{ProtocolNFS},
 			versions:  KindNFSVersions(),
 			faults:    fault.KindNames(),

@@ -16,6 +16,7 @@ type Scenario struct {
 	Timeouts    Timeouts `json:"timeouts,omitempty"`
 	Failover    Failover `json:"failover,omitempty"`
 	Kind        Kind     `json:"kind,omitempty"`
+	Cilium      Cilium   `json:"cilium,omitzero"`
 
 	// cell, when set, is the ID of the only cell Cells returns (SelectCell, nfslab run --cell).
 	cell string
@@ -42,6 +43,13 @@ type Kind struct {
 	// worker and the mount is made from the control-plane node, so that the server's node can
 	// be restarted (the restart-node fault) while the client's survives.
 	Nodes int `json:"nodes,omitempty"`
+}
+
+// Cilium shapes the Cilium datapaths' cells (cilium.Datapaths; not implemented yet).
+type Cilium struct {
+	// Version is the Cilium release the cells install, one nfslab can build (cilium.Versions);
+	// default the newest (CiliumVersion).
+	Version string `json:"version,omitempty"`
 }
 
 // Matrix holds the axes; every combination that its cluster form has is one cell.

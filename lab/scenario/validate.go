@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/fault"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/smb"
@@ -34,6 +35,7 @@ func (s *Scenario) Validate() error {
 	s.validateTimeouts(&p)
 	s.validateFailover(&p)
 	s.validateKind(&p)
+	s.validateCilium(&p)
 	return p.err("")
 }
 
@@ -142,7 +144,7 @@ func clusterProblem(c string) string {
 }
 
 func datapathProblem(d string) string {
-	if contains(datapath.Names(), d) {
+	if contains(datapath.Names(), d) || cilium.IsDatapath(d) {
 		return ""
 	}
 	return fmt.Sprintf("unknown datapath %q%s (want %s)", d, didYouMean(d, datapath.Names()), orList(datapath.Names()))
