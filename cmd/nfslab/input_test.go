@@ -40,6 +40,9 @@ func TestBadInputCreatesNothing(t *testing.T) {
 	notKernel := write("bzImage", strings.Repeat("\x00", 4096))
 	untagged := write("untagged.tar", manifestOnlyTar(t, `[{"Config":"c.json","RepoTags":[]}]`))
 	missingNode := filepath.Join(dir, "nope", "node.tar")
+	ownedValues := write("owned.yaml", "bpf: {masquerade: false}\nkubeProxyReplacement: false\n")
+	notYAML := write("broken.yaml", "socketLB: [enabled\n")
+	goodValues := write("values.yaml", "bpf: {masquerade: false}\n")
 	tests := []struct {
 		name    string
 		args    []string
@@ -53,6 +56,10 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		{"a node image file that does not exist", []string{"--cluster", "kind", "--node-image", missingNode}, `--node-image "` + missingNode + `": no such file`},
 		{"a node image that is not a docker-archive", []string{"--cluster", "kind", "--node-image", notKernel}, `--node-image "` + notKernel + `": ` + notKernel + ": no manifest.json: not a docker-archive"},
 		{"a node image archive without a tag", []string{"--cluster", "kind", "--node-image", untagged}, `--node-image "` + untagged + `": ` + untagged + ": the image has no tag"},
+		{"a Cilium values file that sets a value nfslab owns", []string{"--cilium-values", ownedValues}, ownedValues + ": kubeProxyReplacement: set by nfslab for datapath cilium; remove it"},
+		{"a Cilium values file that is not YAML", []string{"--cilium-values", notYAML}, notYAML + ": not YAML: "},
+		{"a Cilium values file that does not exist", []string{"--cilium-values", missingNode}, "--cilium-values: open " + missingNode + ": no such file"},
+		{"a Cilium values file for a run without Cilium", []string{"--cilium-values", goodValues}, "--cilium-values " + goodValues + ": the run has no Cilium datapath"},
 		{"a node image for a run without kind cells", []string{"--cluster", "netns", "--node-image", "kindest/node:v1"}, `--node-image "kindest/node:v1" is a kind node image: the run has no kind cell`},
 	}
 	for _, tt := range tests {

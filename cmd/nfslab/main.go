@@ -109,12 +109,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	var (
-		sel       selection
-		cell      string
-		reportDir string
-		parallel  int
-		keep      bool
-		nodeImage string
+		sel          selection
+		cell         string
+		reportDir    string
+		parallel     int
+		keep         bool
+		nodeImage    string
+		ciliumValues string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -135,6 +136,11 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			}
 			if err := sel.checkKernels(s); err != nil {
 				return err
+			}
+			if ciliumValues != "" {
+				if err := checkCiliumValues(ciliumValues, s); err != nil {
+					return err
+				}
 			}
 			// All input is valid: from here on, things are created.
 			cacheDir, err := sel.cache()
@@ -181,6 +187,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
 	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
+	f.StringVar(&ciliumValues, "cilium-values", "", "a Helm values file for the Cilium datapaths' chart, under nfslab's own values (it may not set those); checked before anything starts. The Cilium datapaths are not implemented yet, so a run refuses it")
 	return cmd
 }
 

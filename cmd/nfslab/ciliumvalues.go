@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
+	"github.com/nfslab/nfslab/lab/scenario"
+)
+
+// checkCiliumValues checks --cilium-values FILE before anything is created: a YAML mapping of
+// Helm values that sets none of those nfslab owns for the run's Cilium datapaths, and a run
+// that has a Cilium datapath for it to apply to. Every problem is bad input (exit 2). As no
+// scenario may name a Cilium datapath yet (issue #16), a file that passes is still refused.
+func checkCiliumValues(file string, s *scenario.Scenario) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return usageError{fmt.Errorf("--cilium-values: %w", err)}
+	}
+	var datapaths []string
+	for _, c := range s.Cells() {
+		if cilium.IsDatapath(c.Datapath) && !slices.Contains(datapaths, c.Datapath) {
+			datapaths = append(datapaths, c.Datapath)
+		}
+	}
+	if _, err := cilium.ParseValues(file, data, datapaths); err != nil {
+		return usageError{err}
+	}
+	if len(datapaths) == 0 {
+		return usageError{fmt.Errorf("--cilium-values %s: the run has no Cilium datapath (%s), so no values apply; remove the flag",
+			file, strings.Join(cilium.Datapaths(), ", "))}
+	}
+	return nil
+}
