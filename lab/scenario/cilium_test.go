@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -40,17 +39,9 @@ func TestParseCilium(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("my.yaml", []byte(tt.file))
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T %v, want *Error", err, err)
-			}
-			var fields []string
-			for _, p := range e.Problems {
-				fields = append(fields, p.Field)
-			}
+			e, fields := parseProblems(t, tt.file)
 			if !reflect.DeepEqual(fields, tt.fields) {
-				t.Fatalf("fields %q, want %q\n%v", fields, tt.fields, err)
+				t.Fatalf("fields %q, want %q\n%v", fields, tt.fields, e)
 			}
 			for i, m := range tt.msgs {
 				if !strings.Contains(e.Problems[i].Msg, m) {

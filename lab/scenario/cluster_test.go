@@ -132,17 +132,9 @@ func TestParseClusters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("my.yaml", []byte(tt.file))
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T %v, want *Error", err, err)
-			}
-			var fields []string
-			for _, p := range e.Problems {
-				fields = append(fields, p.Field)
-			}
+			e, fields := parseProblems(t, tt.file)
 			if !reflect.DeepEqual(fields, tt.fields) {
-				t.Errorf("fields %q, want %q\n%v", fields, tt.fields, err)
+				t.Errorf("fields %q, want %q\n%v", fields, tt.fields, e)
 			}
 			if !strings.Contains(e.Problems[0].Msg, tt.msg) {
 				t.Errorf("first problem %q, want it to contain %q", e.Problems[0].Msg, tt.msg)

@@ -180,28 +180,17 @@ func TestParseBad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("my.yaml", []byte(tt.file))
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T %v, want *Error", err, err)
-			}
+			e, fields := parseProblems(t, tt.file)
 			if e.File != "my.yaml" {
 				t.Errorf("File %q", e.File)
 			}
-			var fields []string
-			for _, p := range e.Problems {
-				fields = append(fields, p.Field)
-			}
 			if !reflect.DeepEqual(fields, tt.fields) {
-				t.Errorf("fields %q, want %q\n%v", fields, tt.fields, err)
+				t.Errorf("fields %q, want %q\n%v", fields, tt.fields, e)
 			}
 			if !strings.Contains(e.Problems[0].Msg, tt.msg) {
 				t.Errorf("first problem %q, want it to contain %q", e.Problems[0].Msg, tt.msg)
 			}
-			for _, line := range strings.Split(err.Error(), "\n") {
+			for _, line := range strings.Split(e.Error(), "\n") {
 				if !strings.HasPrefix(line, "my.yaml: ") {
 					t.Errorf("line %q does not name the file", line)
 				}
@@ -667,4 +656,20 @@ expect:
 	if c := s.Cells(); len(c) != 1 || c[0].NFS != "smb3" {
 		t.Errorf("SMB-only cells %+v", c)
 	}
+}
+
+// parseProblems parses file as my.yaml, which must fail with an *Error, and returns it with
+// the fields of its problems in order.
+func parseProblems(t *testing.T, file string) (*Error, []string) {
+	t.Helper()
+	_, err := Parse("my.yaml", []byte(file))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %T %v, want *Error", err, err)
+	}
+	var fields []string
+	for _, p := range e.Problems {
+		fields = append(fields, p.Field)
+	}
+	return e, fields
 }
