@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/nfslab/nfslab/lab/datapath/kubeproxy"
+	"github.com/nfslab/nfslab/lab/internal/bpftest"
 	"github.com/nfslab/nfslab/lab/socklb"
 )
 
@@ -118,21 +119,7 @@ func TestCheckSocketLB(t *testing.T) {
 // TestVerifyOnACgroup checks both datapaths' Verify against the kernel, on a throw-away cgroup
 // standing in for the root: what kube-proxy's check and the socket-LB's read back.
 func TestVerifyOnACgroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load BPF programs and create cgroups")
-	}
-	root, err := socklb.Cgroup2Mount()
-	if errors.Is(err, socklb.ErrNoCgroup2) {
-		t.Skip("no cgroup2 hierarchy mounted")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg, err := os.MkdirTemp(root, "nfslab-test-")
-	if err != nil {
-		t.Fatalf("create test cgroup: %v", err)
-	}
-	t.Cleanup(func() { _ = os.Remove(cg) })
+	cg := bpftest.TempCgroup(t, socklb.Cgroup2Mount, socklb.ErrNoCgroup2)
 	if inherited, err := socklb.EffectiveSockAddrPrograms(cg); err != nil || len(inherited) > 0 {
 		t.Skipf("the test cgroup inherits sock_addr programs (%v, %v): kube-proxy's check cannot pass here", inherited, err)
 	}

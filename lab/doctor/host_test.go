@@ -2,9 +2,6 @@ package doctor
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/nfslab/nfslab/lab/internal/bpftest"
 	"github.com/nfslab/nfslab/lab/socklb"
 )
 
@@ -87,25 +85,7 @@ func TestHostOutcome(t *testing.T) {
 // throw-away child cgroup: they are listed as attached below the root, at that cgroup, and not
 // as effective at the root (where they would cover the kernel's own sockets).
 func TestListSockAddrSeesProgramsBelowRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load BPF programs and create cgroups")
-	}
-	root, err := socklb.Cgroup2Mount()
-	if errors.Is(err, socklb.ErrNoCgroup2) {
-		t.Skip("no cgroup2 hierarchy mounted")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := filepath.Join(root, fmt.Sprintf("nfslab-doctor-test-%d", time.Now().UnixNano()))
-	if err := os.Mkdir(child, 0o755); err != nil {
-		t.Fatalf("create test cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := os.Remove(child); err != nil {
-			t.Errorf("remove test cgroup: %v", err)
-		}
-	})
+	child := bpftest.TempCgroup(t, socklb.Cgroup2Mount, socklb.ErrNoCgroup2)
 	lb, err := socklb.Load(socklb.Config{WatchPort: 2049})
 	if err != nil {
 		t.Fatalf("load socket-LB: %v", err)
@@ -116,7 +96,7 @@ func TestListSockAddrSeesProgramsBelowRoot(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sa := listSockAddr(ctx, root)
+	sa := listSockAddr(ctx, filepath.Dir(child))
 	if sa.Error != "" || sa.Partial != "" {
 		t.Fatalf("listSockAddr: error %q, partial %q", sa.Error, sa.Partial)
 	}

@@ -173,39 +173,12 @@ func loadOrSkip(t testing.TB, cfg Config) *LB {
 func newTestCgroup(t testing.TB) *testCgroup {
 	t.Helper()
 	requireBPF(t)
-	root, err := Cgroup2Mount()
-	if errors.Is(err, ErrNoCgroup2) {
-		t.Skip("no cgroup2 hierarchy mounted")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	path, err := os.MkdirTemp(root, "nfslab-test-")
-	if err != nil {
-		t.Fatalf("create test cgroup: %v", err)
-	}
+	path := bpftest.TempCgroup(t, Cgroup2Mount, ErrNoCgroup2)
 	fd, err := os.Open(path)
 	if err != nil {
-		_ = os.Remove(path)
 		t.Fatalf("open test cgroup: %v", err)
 	}
-	t.Cleanup(func() {
-		fd.Close()
-		// The children have been reaped; allow the kernel a moment to
-		// notice that the cgroup is empty.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			err := os.Remove(path)
-			if err == nil || errors.Is(err, os.ErrNotExist) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("remove test cgroup: %v", err)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	t.Cleanup(func() { fd.Close() }) // before the cgroup's own cleanup, which runs after it
 	return &testCgroup{path: path, fd: fd}
 }
 

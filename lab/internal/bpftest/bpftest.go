@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +112,40 @@ func CheckReadStops(t *testing.T, open func(t *testing.T) (read func(context.Con
 			}
 		})
 	}
+}
+
+// TempCgroup creates a throw-away child of the cgroup2 hierarchy that mount finds, and removes it
+// when the test ends (retrying for a few seconds: the kernel notices late that its processes are
+// gone). It skips the test when not root, or when mount's error is noCgroup2.
+func TempCgroup(tb testing.TB, mount func() (string, error), noCgroup2 error) string {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root to create cgroups and attach BPF programs to them")
+	}
+	root, err := mount()
+	if errors.Is(err, noCgroup2) {
+		tb.Skip("no cgroup2 hierarchy mounted")
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path, err := os.MkdirTemp(root, "nfslab-test-")
+	if err != nil {
+		tb.Fatalf("create test cgroup: %v", err)
+	}
+	tb.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.Remove(path)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				return
+			}
+			if time.Now().After(deadline) {
+				tb.Errorf("remove test cgroup: %v", err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return path
 }
