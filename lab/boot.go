@@ -5,6 +5,7 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -107,34 +108,66 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 	return k, initrd, nil
 }
 
-// boot boots a VM of kernel k from initrd, with work as its directory, and waits for the agent's
-// hello; disks are attached as virtio-blk devices (vm.Config.Disks), ports are virtio-serial
-// ports besides the agent's (vm.Config.Ports). release stops the VM and keeps its console log
+// boot brings up a VM of kernel k from initrd, with work as its directory, and waits for the
+// agent: restored from the snapshot of a booted VM of the same machine when the cache has one
+// (warm.go), else booted, taking that snapshot for later VMs. disks are attached as virtio-blk
+// devices (vm.Config.Disks), ports are virtio-serial ports besides the agent's
+// (vm.Config.Ports). start says how it came up; release stops the VM and keeps its console log
 // in the artifact directory.
-func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, release func(), err error) {
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, start *reports.Start, release func(), err error) {
 	opts, p := r.opts, r.p
-	accel := opts.Accel
-	p.say("vm: booting %s (%s)", k.Name, accelName(accel))
-	machine, err = vm.Boot(ctx, vm.Config{
-		Kernel: k.Vmlinuz, Initrd: initrd, Accel: accel, KVMMemo: r.kvm,
+	cfg := vm.Config{
+		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel, KVMMemo: r.kvm,
 		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
 		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks, Forwards: forwards,
-	})
+	}
+	spec, warm, err := r.warmSpec(cfg)
 	if err != nil {
-		var kept []string
-		for _, a := range []string{vm.AccelKVM, vm.AccelTCG} {
-			if p := keepConsole(opts.ArtifactDir, k.Name+"-"+a, vm.ConsolePath(work, a)); p != "" {
-				kept = append(kept, p)
-			}
+		opts.Log.Warn("booting without a snapshot", "err", err)
+		warm = false
+	}
+	if warm {
+		machine, start = r.restore(ctx, cfg, spec)
+	}
+	if machine != nil {
+		p.say("vm: %s restored from snapshot %s (taken %s) in %.1f s", k.Name, start.Snapshot,
+			start.SnapshotTaken.Local().Format(time.DateTime), machine.BootTime.Seconds())
+		r.record(func(res *reports.Result) {
+			res.Host.Accel, res.Host.QEMU = machine.Accel, r.qemu
+			res.Timings["vm_restore:"+k.Name] = round3(machine.BootTime.Seconds())
+		})
+	} else {
+		if machine, err = r.coldBoot(ctx, k, cfg); err != nil {
+			return nil, nil, nil, err
 		}
-		if len(kept) > 0 {
-			return nil, nil, labErr("kernel %s: %w (console: %s)", k.Name, err, strings.Join(kept, ", "))
+		start = &reports.Start{Mode: reports.StartCold, Seconds: round3(machine.BootTime.Seconds())}
+		if warm {
+			r.takeSnapshot(ctx, machine, cfg, spec, start)
 		}
-		return nil, nil, labErr("kernel %s: %w", k.Name, err)
 	}
 	release = func() {
 		machine.Close()
 		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
+	}
+	return machine, start, release, nil
+}
+
+// coldBoot boots a VM of cfg and waits for the agent's hello.
+func (r *runner) coldBoot(ctx context.Context, k kernel.Kernel, cfg vm.Config) (*vm.VM, error) {
+	opts, p := r.opts, r.p
+	p.say("vm: booting %s (%s)", k.Name, accelName(cfg.Accel))
+	machine, err := vm.Boot(ctx, cfg)
+	if err != nil {
+		var kept []string
+		for _, a := range []string{vm.AccelKVM, vm.AccelTCG} {
+			if p := keepConsole(opts.ArtifactDir, k.Name+"-"+a, vm.ConsolePath(cfg.Dir, a)); p != "" {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) > 0 {
+			return nil, labErr("kernel %s: %w (console: %s)", k.Name, err, strings.Join(kept, ", "))
+		}
+		return nil, labErr("kernel %s: %w", k.Name, err)
 	}
 	r.record(func(res *reports.Result) {
 		res.Host.Accel = machine.Accel
@@ -151,7 +184,18 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 		})
 	}
 	p.say("vm: booted in %.1f s under %s, kernel %s", machine.BootTime.Seconds(), machine.Accel, machine.Hello.KernelRelease)
-	return machine, release, nil
+	return machine, nil
+}
+
+// sendJob sends the agent its job, with the host's wall clock and fresh random bytes for the
+// guest (agent.Job.ClockNS, Entropy).
+func sendJob(machine *vm.VM, job agent.Job) error {
+	job.ClockNS = time.Now().UnixNano()
+	job.Entropy = make([]byte, 32)
+	if _, err := rand.Read(job.Entropy); err != nil {
+		return fmt.Errorf("random bytes for the guest: %w", err)
+	}
+	return machine.Send(job)
 }
 
 // bootAndRun boots one VM, hands it the cells and collects events until the agent says bye, or
@@ -159,13 +203,13 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 // finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
-	machine, release, err := r.boot(ctx, k, initrd, work, setup.disks, setup.forwards)
+	machine, start, release, err := r.boot(ctx, k, initrd, work, setup.disks, setup.forwards)
 	if err != nil {
 		return 0, err
 	}
 	defer release()
 
-	if err := machine.Send(agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep}); err != nil {
+	if err := sendJob(machine, agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep}); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)
 	}
 
@@ -186,7 +230,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	stalls := &stallTracker{}
 	go watchStalls(vctx, machine.ConsoleLog, stalls, wedge)
 	finish := func() {
-		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine, res, done) })
+		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine, *start, res, done) })
 	}
 	for {
 		ev, err := machine.Next(vctx)
@@ -202,10 +246,16 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
 		}
 		stalls.agentSpoke()
-		if ev.Cell >= 0 {
+		switch {
+		case ev.Cell >= 0:
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
-		} else if ev.Kind == event.KindError {
+		case ev.Kind == event.KindError:
 			agentErr = ev.Msg
+		case ev.Sync != nil:
+			start.ClockSkewSeconds, start.Reseeded = round3(float64(ev.Sync.ClockSkewNS)/1e9), ev.Sync.Reseeded
+			if ev.Sync.Error != "" {
+				p.say("vm: %s", ev.Sync.Error)
+			}
 		}
 		if c := ev.Cluster; c != nil && c.Error == "" {
 			r.record(func(res *reports.Result) {

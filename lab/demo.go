@@ -56,7 +56,7 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if err != nil {
 		return rc, err
 	}
-	machine, release, err := r.boot(ctx, k, initrd, work, nil, nil, agent.ShellPortName)
+	machine, _, release, err := r.boot(ctx, k, initrd, work, nil, nil, agent.ShellPortName)
 	if err != nil {
 		return rc, err
 	}
@@ -66,7 +66,7 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if rows, cols, ok := demo.Size(opts.Out); ok {
 		d.Rows, d.Cols = rows, cols
 	}
-	if err := machine.Send(agent.Job{Cells: cells, Demo: &d}); err != nil {
+	if err := sendJob(machine, agent.Job{Cells: cells, Demo: &d}); err != nil {
 		return rc, labErr("kernel %s: %w", k.Name, err)
 	}
 	// Lines end as a terminal in raw mode needs whenever the screen is one, in CI too.

@@ -14,11 +14,12 @@ import (
 )
 
 // finishCells turns the timelines of the first n cells into report cells with verdicts.
-func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel.Kernel, machine *vm.VM, res *reports.Result, n int) {
+func finishCells(cells []scenario.Cell, timeline map[int][]event.Event, k kernel.Kernel, machine *vm.VM, start reports.Start, res *reports.Result, n int) {
 	for i, c := range cells {
 		rc := Judge(c, timeline[c.Index], i < n)
 		rc.KernelRelease = machine.Hello.KernelRelease
 		rc.KernelBuild = k.Build
+		rc.Start = &start
 		res.Cells[c.Index] = rc
 	}
 }

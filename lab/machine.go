@@ -235,7 +235,7 @@ func clusterConfig(nodeTag, sideLoad string) *kind.ClusterConfig {
 // done and the VM is off; it returns what the engine reported, the boot time and accelerator.
 func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, cfg kind.EngineConfig) (engineResult, float64, string, error) {
 	p := r.p
-	machine, release, err := r.boot(ctx, k, initrd, work, disks, nil)
+	machine, _, release, err := r.boot(ctx, k, initrd, work, disks, nil)
 	if err != nil {
 		return engineResult{}, 0, "", err
 	}
@@ -244,7 +244,7 @@ func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work st
 
 	p.say("engine: starting Docker in the VM")
 	cfg.Disk, cfg.ReadyTimeout = "/dev/vda", engineTimeout
-	if err := machine.Send(agent.Job{Engine: &cfg}); err != nil {
+	if err := sendJob(machine, agent.Job{Engine: &cfg}); err != nil {
 		return engineResult{}, bootTime, accel, labErr("kernel %s: %w", k.Name, err)
 	}
 	budget := engineTimeout + loadTimeout

@@ -50,6 +50,8 @@ type Options struct {
 	// OwnNodeImage for nfslab's own (built without a registry), else the path of a
 	// docker-archive or an image reference the host's Docker holds or can pull (--node-image).
 	NodeImage string
+	// NoSnapshot boots every VM cold: no snapshot is restored or taken (--no-snapshot).
+	NoSnapshot bool
 }
 
 // setDefaults fills the fields whose zero value means "the default": a discarding logger, a new
@@ -242,6 +244,8 @@ type runner struct {
 	// (of this run and later ones) go straight to TCG instead of paying KVM's boot timeout again.
 	kvm     vm.KVMMemo
 	kvmSaid sync.Once // the progress line about it, once a run
+	// restoreFailed is the progress line about a restore that failed, once a run.
+	restoreFailed sync.Once
 
 	// userNode is the kind form's node image given by the user (Options.NodeImage), resolved
 	// before anything was created; nil for nfslab's own.

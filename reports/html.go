@@ -74,6 +74,7 @@ type htmlCell struct {
 	Window                             *Window
 	KernelLog                          []string
 	KernelBuild, KernelRelease, Source string
+	Start                              string
 }
 
 // htmlAddr is an address with the role it plays in the cell (backend A, backend B, the VIP).
@@ -142,6 +143,7 @@ func newHTMLCell(i int, c Cell) htmlCell {
 		KernelLog: c.KernelLog,
 		AskedOld:  c.AskedOld, InstrumentFailures: c.InstrumentFailures,
 		KernelBuild: c.KernelBuild, KernelRelease: c.KernelRelease, Source: c.Kernel,
+		Start: startText(c),
 	}
 	for _, t := range c.ReconnectTargets {
 		hc.ReconnectTargets = append(hc.ReconnectTargets, roles.of(t))

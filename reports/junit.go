@@ -164,6 +164,9 @@ func evidenceText(c Cell) string {
 		line("error", c.Error)
 	}
 	line("kernel", strings.TrimSpace(kernelText(c)+" "+c.KernelBuild))
+	if st := startText(c); st != "" {
+		line("vm", st)
+	}
 	line("service", fmt.Sprintf("VIP %s, backend A %s → backend B %s", or(c.VIP, "?"), or(c.BackendA, "?"), or(c.BackendB, "?")))
 	line("mount addr", fmt.Sprintf("%s before the fault, %s after", or(c.MountAddrBefore, "—"), or(c.MountAddrAfter, "—")))
 	roles := addrRoles{vip: c.VIP, a: c.BackendA, b: c.BackendB}

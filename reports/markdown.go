@@ -88,6 +88,9 @@ func markdown(w *bytes.Buffer, r *Result) {
 			fmt.Fprintf(w, "\nError: %s\n", md(c.Error))
 		}
 		fmt.Fprintf(w, "\nBackends %s → %s behind %s.\n", md(or(c.BackendA, "?")), md(or(c.BackendB, "?")), md(or(c.VIP, "?")))
+		if st := startText(c); st != "" {
+			fmt.Fprintf(w, "\nVM: %s.\n", md(st))
+		}
 		if rows := connectSummary(c.Events); len(rows) > 0 {
 			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | caller | handed in | returned | action | count |\n|---|---|---|---|---|---:|")
 			for _, r := range rows {
@@ -244,6 +247,33 @@ func kernelText(c Cell) string {
 
 // datapathText is the datapath column: the datapath, prefixed with the cluster form for a cell
 // that did not run on the netns form ("kind: kube-proxy"), so the two forms' rows differ.
+// startText says how the cell's VM came up: booted cold or restored from a snapshot, how long
+// that took, and what the agent found of the guest's clock; "" when not recorded.
+func startText(c Cell) string {
+	st := c.Start
+	if st == nil {
+		return ""
+	}
+	var s string
+	switch st.Mode {
+	case StartRestored:
+		s = fmt.Sprintf("restored in %.1f s from snapshot %s", st.Seconds, st.Snapshot)
+		if st.SnapshotTaken != nil {
+			s += " (taken " + st.SnapshotTaken.UTC().Format(time.RFC3339) + ")"
+		}
+	default:
+		s = fmt.Sprintf("booted cold in %.1f s", st.Seconds)
+		if st.Snapshot != "" {
+			s += ", snapshot " + st.Snapshot + " taken of it"
+		}
+	}
+	s += fmt.Sprintf("; guest clock %+.1f s off the host's, set", st.ClockSkewSeconds)
+	if st.Reseeded {
+		s += "; guest RNG reseeded"
+	}
+	return s
+}
+
 func datapathText(c Cell) string {
 	if c.Cluster != "" && c.Cluster != "netns" {
 		return c.Cluster + ": " + c.Datapath

@@ -99,9 +99,33 @@ type Cell struct {
 	Error              string             `json:"error,omitempty"`
 	// NoEndpointWindow is set when the scenario kept the service without endpoints between
 	// the two backends: how hard the kernel tried to reconnect meanwhile.
-	NoEndpointWindow *Window       `json:"no_endpoint_window,omitempty"`
-	Events           []event.Event `json:"events"`
+	NoEndpointWindow *Window `json:"no_endpoint_window,omitempty"`
+	// Start says how the cell's VM came up: booted, or restored from a snapshot.
+	Start  *Start        `json:"start,omitempty"`
+	Events []event.Event `json:"events"`
 }
+
+// Start is how a cell's VM came up.
+type Start struct {
+	// Mode is "cold" (booted from its kernel) or "restored" (from a snapshot of a booted VM).
+	Mode    string  `json:"mode"`
+	Seconds float64 `json:"seconds"` // from starting qemu to the agent's hello, or to the restored VM running
+	// Snapshot names the snapshot restored from (point/key), or for a cold boot the one it took
+	// for later VMs; SnapshotTaken is when it was taken.
+	Snapshot      string     `json:"snapshot,omitempty"`
+	SnapshotTaken *time.Time `json:"snapshot_taken,omitempty"`
+	// ClockSkewSeconds is the guest's wall clock minus the host's when the job arrived (a
+	// restored guest wakes with the clock of the snapshot's moment; the agent then sets it), and
+	// Reseeded says the agent reseeded the guest's random number generator with the host's bytes.
+	ClockSkewSeconds float64 `json:"clock_skew_seconds"`
+	Reseeded         bool    `json:"reseeded"`
+}
+
+// Start modes.
+const (
+	StartCold     = "cold"
+	StartRestored = "restored"
+)
 
 // Passes reports whether a cell met its expectation: its verdict is the expected one, its
 // reason code the expected reason (when one is required), and it is no lab failure. It is

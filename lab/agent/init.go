@@ -80,11 +80,13 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 
 	lines := bufio.NewScanner(rw)
 	lines.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	em.emit(event.Event{Kind: event.KindReady, Cell: -1})
 	job, err := readJob(lines)
 	if err != nil {
 		em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
 		return err
 	}
+	em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Sync: syncWithHost(job, sysClock{})})
 
 	kctx, stopKmsg := context.WithCancel(ctx)
 	defer stopKmsg()

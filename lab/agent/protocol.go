@@ -9,8 +9,15 @@ import (
 	"github.com/nfslab/nfslab/lab/scenario"
 )
 
-// Job is what the host sends the agent, as one JSON line, right after the agent's hello.
+// Job is what the host sends the agent, as one JSON line, once the agent said it is ready.
 type Job struct {
+	// ClockNS is the host's wall clock (Unix nanoseconds) when it sent the job, and Entropy
+	// random bytes of the host's: the agent sets the guest's clock and reseeds its random number
+	// generator with them before anything else (sync.go), so that a VM restored from a saved
+	// state runs on the host's time and draws numbers of its own.
+	ClockNS int64  `json:"clock_ns,omitempty"`
+	Entropy []byte `json:"entropy,omitempty"`
+
 	Cells []scenario.Cell `json:"cells"`
 	// Demo, when set, makes the job nfslab demo's: its one cell waits for the presenter, who
 	// has a shell on the node meanwhile (demo.go).

@@ -12,6 +12,7 @@
 //	kernels/<recipe>-<key>/           a kernel built from a recipe (recipe.Build)
 //	kernels/tree-<key>/               a shared kernel build tree (the largest entries)
 //	kernels/kbuild-steps-<key>.txt    a build's step count, for progress lines
+//	snapshots/<key>/                  the saved state of a booted VM (lab/snapshot): ~130 MiB each
 //	kvm-failed.txt                    the memo that KVM does not work on this host
 //
 // An entry's last use is its modification time, or a newer one of the files directly in it:
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/snapshot"
 )
 
 // Kinds of entry besides the artefact kinds, which are named after their directory.
@@ -52,7 +54,7 @@ const kernelsDir = "kernels"
 func artefactKind(name string) bool {
 	switch name {
 	case "rootfs", "kernel", "modules", "sources", "apt", "k8s-binaries", "kind-node",
-		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", kernelsDir:
+		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", snapshot.Dir, kernelsDir:
 		return true
 	}
 	return false

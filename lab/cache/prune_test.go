@@ -70,7 +70,7 @@ func TestPrune(t *testing.T) {
 				lock(t, filepath.Join(dir, name+".lock"))
 			}
 			tt.policy.Now = now
-			before := snapshot(t, dir)
+			before := mtimes(t, dir)
 			acts, total := Prune(entries, tt.policy)
 			var got []outcome
 			for _, a := range acts {
@@ -85,7 +85,7 @@ func TestPrune(t *testing.T) {
 			if total != tt.total {
 				t.Errorf("total after %d KiB, want %d KiB", total>>10, tt.total>>10)
 			}
-			after := snapshot(t, dir)
+			after := mtimes(t, dir)
 			for _, o := range tt.want {
 				_, there := after[o.name]
 				_, lockThere := after[o.name+".lock"]
@@ -116,8 +116,8 @@ func TestPruneKeepsWhatWasUsedMeanwhile(t *testing.T) {
 	}
 }
 
-// snapshot is every path under dir with its mtime.
-func snapshot(t *testing.T, dir string) map[string]time.Time {
+// mtimes is every path under dir with its mtime.
+func mtimes(t *testing.T, dir string) map[string]time.Time {
 	t.Helper()
 	out := map[string]time.Time{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -29,6 +29,9 @@ const (
 	// KindKept: the cells are done and the agent keeps the kind cluster up (Kept is set) until
 	// the host says stop.
 	KindKept Kind = "kept"
+	// KindReady: the agent is ready for its job and waits for it, doing nothing else: the host
+	// may save the VM's state here (a "booted" snapshot) and start later VMs from it.
+	KindReady Kind = "ready"
 )
 
 // Step names the milestones of a cell, in the order they normally happen.
@@ -93,6 +96,20 @@ type Event struct {
 	Cluster *ClusterObs    `json:"cluster,omitempty"`
 	Verdict *VerdictRecord `json:"verdict,omitempty"`
 	Kept    *Kept          `json:"kept,omitempty"`
+	Sync    *SyncObs       `json:"sync,omitempty"`
+}
+
+// SyncObs is what the agent found and did when its job arrived: the guest's wall clock against
+// the host's (a VM restored from a saved state wakes with the clock of the moment it was saved)
+// and the reseeding of its random number generator (a restored VM would otherwise draw the same
+// TCP ports and sequence numbers as every other VM restored from that state).
+type SyncObs struct {
+	// ClockSkewNS is the guest's wall clock minus the host's when the job arrived, before the
+	// agent set the guest's clock to the host's.
+	ClockSkewNS int64  `json:"clock_skew_ns"`
+	ClockSet    bool   `json:"clock_set"`
+	Reseeded    bool   `json:"reseeded"`
+	Error       string `json:"error,omitempty"`
 }
 
 // Kept is the kind cluster the agent keeps up after the cells (nfslab run --keep).
@@ -353,7 +370,7 @@ func (e *Event) Validate() error {
 		}
 	case KindObserve:
 		n := 0
-		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil, e.Cluster != nil} {
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil, e.Cluster != nil, e.Sync != nil} {
 			if set {
 				n++
 			}
@@ -365,7 +382,7 @@ func (e *Event) Validate() error {
 		if e.Kept == nil {
 			return fmt.Errorf("kept event without the kept cluster")
 		}
-	case KindError, KindCellDone, KindBye, KindProgress:
+	case KindError, KindCellDone, KindBye, KindProgress, KindReady:
 	default:
 		return fmt.Errorf("unknown event kind %q", e.Kind)
 	}

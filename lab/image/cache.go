@@ -324,6 +324,20 @@ func RemoveStale(log *slog.Logger, parent, prefix string) {
 	}
 }
 
+// FileSHA256 is the hex sha256 of a file's contents.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // CopyFile copies the contents of the file src to dst, which is created (mode 0644) or
 // truncated.
 func CopyFile(src, dst string) error {

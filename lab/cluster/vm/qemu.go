@@ -57,6 +57,11 @@ type Config struct {
 	// KVMMemo remembers across runs that KVM failed here: with AccelAuto a boot skips KVM while
 	// it says so, and records a failure; a boot with AccelKVM forgets it when KVM works.
 	KVMMemo KVMMemo
+	// Incoming, when set, starts the VM from the state file SaveState wrote instead of booting
+	// it (Restore): every other field must describe the same machine as when it was saved. Its
+	// agent does not say hello again; IncomingHello is what it said then.
+	Incoming      string
+	IncomingHello event.Hello
 }
 
 // Disk is a raw disk image file attached to a VM.
@@ -98,14 +103,17 @@ type VM struct {
 	KVMError error  // with AccelAuto: why KVM was not used (nil when it was, or was not tried)
 	// KVMRemembered says that KVMError comes from the memo of an earlier boot: KVM was not tried.
 	KVMRemembered bool
-	Hello         event.Hello // what the agent said when it came up
-	BootTime      time.Duration
+	Hello         event.Hello   // what the agent said when it came up
+	BootTime      time.Duration // from starting qemu to the agent's hello, or to a restored VM running
 	ConsoleLog    string
+	Restored      bool // started from a state file (Config.Incoming), not booted
 
 	cmd     *exec.Cmd
+	qmp     *qmp // qemu's machine protocol, for SaveState
 	conn    net.Conn
 	ports   map[string]net.Conn // Config.Ports by name
 	lines   *bufio.Scanner
+	pending []event.Event // read by AwaitReady, for Next
 	exited  chan struct{}
 	waitErr error
 	once    sync.Once
@@ -211,6 +219,8 @@ func Args(cfg Config, accel, tag, console string) []string {
 		"-device", "virtio-serial-pci",
 		"-chardev", "socket,id=agent,abstract=on,path="+socketName(tag, "agent"),
 		"-device", "virtserialport,chardev=agent,name="+event.PortName,
+		"-chardev", "socket,id=qmp,abstract=on,path="+socketName(tag, "qmp"),
+		"-mon", "chardev=qmp,mode=control",
 	)
 	for i, disk := range cfg.Disks {
 		args = append(args, "-drive", disk.driveArg(i))
@@ -228,6 +238,9 @@ func Args(cfg Config, accel, tag, console string) []string {
 	)
 	if cfg.Name != "" {
 		args = append(args, "-name", cfg.Name)
+	}
+	if cfg.Incoming != "" {
+		args = append(args, "-incoming", "exec:zstd -q -d -c "+shellQuote(cfg.Incoming))
 	}
 	return args
 }
@@ -305,6 +318,12 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 		return nil, err
 	}
 	defer unlisten()
+	qln, unlistenQMP, err := listen(socketName(tag, "qmp"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlistenQMP()
+	qmpConn := accept(qln)
 	// qemu connects every port's socket as it starts.
 	portConns := make(map[string]<-chan net.Conn, len(cfg.Ports))
 	for i, name := range cfg.Ports {
@@ -334,17 +353,19 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 	defer cancel()
 	fail := func(what string, err error) (*VM, error) {
 		v.Close()
-		msg := strings.TrimSpace(stderr.String())
-		if msg != "" {
-			msg = " (qemu: " + lastLine(msg) + ")"
+		if cfg.Incoming != "" {
+			if errors.Is(err, errQEMUExited) {
+				err = fmt.Errorf("%w: %w", ErrStateRefused, err)
+			}
+			return nil, fmt.Errorf("restore VM under %s from %s: %s: %w", accel, cfg.Incoming, what, withStderr(err, stderr.String()))
 		}
-		return nil, fmt.Errorf("boot VM under %s: %s: %w%s", accel, what, err, msg)
+		return nil, fmt.Errorf("boot VM under %s: %s: %w", accel, what, withStderr(err, stderr.String()))
 	}
 
 	select {
 	case v.conn = <-accept(ln):
 	case <-v.exited:
-		return fail("qemu exited", exitErr(v.waitErr))
+		return fail("starting", exitErr(v.waitErr))
 	case <-bctx.Done():
 		return fail("qemu did not connect its agent port", bctx.Err())
 	}
@@ -352,14 +373,34 @@ func boot(ctx context.Context, cfg Config, accel string) (*VM, error) {
 		select {
 		case v.ports[name] = <-portConns[name]:
 		case <-v.exited:
-			return fail("qemu exited", exitErr(v.waitErr))
+			return fail("starting", exitErr(v.waitErr))
 		case <-bctx.Done():
 			return fail("qemu did not connect port "+name, bctx.Err())
 		}
 	}
+	var qc net.Conn
+	select {
+	case qc = <-qmpConn:
+	case <-v.exited:
+		return fail("starting", exitErr(v.waitErr))
+	case <-bctx.Done():
+		return fail("qemu did not connect its monitor", bctx.Err())
+	}
+	if v.qmp, err = newQMP(bctx, qc); err != nil {
+		qc.Close()
+		return fail("qemu's monitor", err)
+	}
 	v.lines = bufio.NewScanner(v.conn)
 	v.lines.Buffer(make([]byte, 0, 64<<10), 16<<20)
 
+	if cfg.Incoming != "" {
+		if err := v.awaitIncoming(bctx); err != nil {
+			return fail("loading the state", err)
+		}
+		v.Hello, v.Restored = cfg.IncomingHello, true
+		v.BootTime = time.Since(start)
+		return v, nil
+	}
 	ev, err := v.Next(bctx)
 	if err != nil {
 		return fail("waiting for the agent", err)
@@ -387,6 +428,11 @@ func (v *VM) Send(x any) error {
 // Next returns the agent's next event. It fails when ctx ends, the VM exits, or a line is not a
 // valid event.
 func (v *VM) Next(ctx context.Context) (event.Event, error) {
+	if len(v.pending) > 0 {
+		ev := v.pending[0]
+		v.pending = v.pending[1:]
+		return ev, nil
+	}
 	type result struct {
 		ev  event.Event
 		err error
@@ -415,6 +461,20 @@ func (v *VM) Next(ctx context.Context) (event.Event, error) {
 	}
 }
 
+// AwaitReady reads the agent's next event and reports whether it says the agent is ready for
+// its job (event.KindReady); any other event is left for Next.
+func (v *VM) AwaitReady(ctx context.Context) (bool, error) {
+	ev, err := v.Next(ctx)
+	if err != nil {
+		return false, err
+	}
+	if ev.Kind == event.KindReady {
+		return true, nil
+	}
+	v.pending = append(v.pending, ev)
+	return false, nil
+}
+
 // Port is the host's end of the extra virtio-serial port name (Config.Ports); nil for another
 // name. It is closed with the VM.
 func (v *VM) Port(name string) net.Conn { return v.ports[name] }
@@ -438,6 +498,9 @@ func (v *VM) Close() {
 		if v.conn != nil {
 			v.conn.Close()
 		}
+		if v.qmp != nil {
+			v.qmp.close()
+		}
 		for _, c := range v.ports {
 			c.Close()
 		}
@@ -448,9 +511,20 @@ func (v *VM) Close() {
 	})
 }
 
+// errQEMUExited marks the error of a qemu that exited while the host waited on it.
+var errQEMUExited = errors.New("qemu exited")
+
 func exitErr(err error) error {
 	if err == nil {
-		return errors.New("exit status 0")
+		return fmt.Errorf("%w with status 0", errQEMUExited)
+	}
+	return fmt.Errorf("%w: %w", errQEMUExited, err)
+}
+
+// withStderr adds the last line qemu wrote on its standard error, if any, to err.
+func withStderr(err error, stderr string) error {
+	if msg := strings.TrimSpace(stderr); msg != "" {
+		return fmt.Errorf("%w (qemu: %s)", err, lastLine(msg))
 	}
 	return err
 }

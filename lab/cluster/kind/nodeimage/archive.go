@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/nfslab/nfslab/lab/image"
 )
 
 // Image is one single-layer image of a docker-archive: what `docker save` writes and both
@@ -64,7 +66,7 @@ func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) er
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("layer of %s: tar: %w: %s", img.Tag, err, strings.TrimSpace(string(b)))
 		}
-		layerID, err := fileSHA256(layer)
+		layerID, err := image.FileSHA256(layer)
 		if err != nil {
 			return err
 		}
@@ -136,17 +138,4 @@ func addFile(tw *tar.Writer, name, path string) error {
 	}
 	_, err = io.Copy(tw, f)
 	return err
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
