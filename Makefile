@@ -17,7 +17,7 @@ export CGO_ENABLED := 0
 # Debian/Ubuntu packages the lab drives: qemu for the VM, mmdebstrap for the guest root
 # filesystem, e2fsprogs and containerd for the kind form (its Docker disk, its node image), apt/dpkg for the stock kernel, kmod for depmod, cpio for the tests' cross-check,
 # the source and toolchain of the kernel recipes (vulnerable-6.1, …), and tmux for the demo's e2e test.
-APT_PACKAGES := qemu-system-x86 mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
+APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
 	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
 
 .PHONY: all build deps run test unit e2e kernels kind bench lint fmt clean
@@ -66,7 +66,7 @@ kernels: deps
 kind: deps build
 	$(BIN) kernel check-kind debian-stock --cluster iptables
 	$(BIN) kernel check-kind vulnerable-6.1 --cluster iptables
-	$(GO) test -count=1 -timeout 150m -v -run TestKindScenarios ./test/e2e/ -e2e -kind-scenarios
+	$(GO) test -count=1 -timeout 240m -v -run TestKindScenarios ./test/e2e/ -e2e -kind-scenarios
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -108,48 +109,57 @@ func (r *runner) kernelImage(ctx context.Context, work, name string) (kernel.Ker
 	return k, initrd, nil
 }
 
+// bootedVM is a VM that came up, and how.
+type bootedVM struct {
+	*vm.VM
+	start *reports.Start
+	// prepared says the kind form's VM has its engine and cluster up already (restored at, or
+	// brought to, snapshot.ClusterReady): its job is only the cells.
+	prepared bool
+	// release stops the VM and keeps its console log in the artifact directory.
+	release func()
+}
+
 // boot brings up a VM of kernel k from initrd, with work as its directory, and waits for the
-// agent: restored from the snapshot of a booted VM of the same machine when the cache has one
-// (warm.go), else booted, taking that snapshot for later VMs. disks are attached as virtio-blk
-// devices (vm.Config.Disks), ports are virtio-serial ports besides the agent's
-// (vm.Config.Ports). start says how it came up; release stops the VM and keeps its console log
-// in the artifact directory.
-func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, forwards []vm.Forward, ports ...string) (machine *vm.VM, start *reports.Start, release func(), err error) {
-	opts, p := r.opts, r.p
+// agent: restored from a snapshot of the same machine at the same point when the cache has one
+// (warm.go), else booted and, where snapshots are taken, brought to that point and snapshotted
+// for later VMs. setup's disks are attached as virtio-blk devices (vm.Config.Disks), ports are
+// virtio-serial ports besides the agent's (vm.Config.Ports).
+func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, setup machineSetup, ports ...string) (*bootedVM, error) {
+	opts := r.opts
 	cfg := vm.Config{
 		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel, KVMMemo: r.kvm,
 		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
-		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: disks, Forwards: forwards,
+		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: setup.disks, Forwards: setup.forwards,
 	}
-	spec, warm, err := r.warmSpec(cfg)
+	plan, warm, err := r.warmPlan(cfg, setup)
 	if err != nil {
 		opts.Log.Warn("booting without a snapshot", "err", err)
 		warm = false
 	}
 	if warm {
-		machine, start = r.restore(ctx, cfg, spec)
-	}
-	if machine != nil {
-		p.say("vm: %s restored from snapshot %s (taken %s) in %.1f s", k.Name, start.Snapshot,
-			start.SnapshotTaken.Local().Format(time.DateTime), machine.BootTime.Seconds())
-		r.record(func(res *reports.Result) {
-			res.Host.Accel, res.Host.QEMU = machine.Accel, r.qemu
-			res.Timings["vm_restore:"+k.Name] = round3(machine.BootTime.Seconds())
-		})
-	} else {
-		if machine, err = r.coldBoot(ctx, k, cfg); err != nil {
-			return nil, nil, nil, err
+		if b := r.restoreVM(ctx, k, cfg, plan, work); b != nil {
+			return b, nil
 		}
-		start = &reports.Start{Mode: reports.StartCold, Seconds: round3(machine.BootTime.Seconds())}
-		if warm {
-			r.takeSnapshot(ctx, machine, cfg, spec, start)
-		}
+		return r.bootAndSnapshot(ctx, k, cfg, setup, plan, work)
 	}
-	release = func() {
+	machine, err := r.coldBoot(ctx, k, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return r.booted(k, machine, coldStart(machine)), nil
+}
+
+// booted wraps a VM that came up as start says.
+func (r *runner) booted(k kernel.Kernel, machine *vm.VM, start *reports.Start) *bootedVM {
+	return &bootedVM{VM: machine, start: start, release: func() {
 		machine.Close()
-		keepConsole(opts.ArtifactDir, k.Name, machine.ConsoleLog)
-	}
-	return machine, start, release, nil
+		keepConsole(r.opts.ArtifactDir, k.Name, machine.ConsoleLog)
+	}}
+}
+
+func coldStart(machine *vm.VM) *reports.Start {
+	return &reports.Start{Mode: reports.StartCold, Seconds: round3(machine.BootTime.Seconds())}
 }
 
 // coldBoot boots a VM of cfg and waits for the agent's hello.
@@ -203,13 +213,23 @@ func sendJob(machine *vm.VM, job agent.Job) error {
 // finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
-	machine, start, release, err := r.boot(ctx, k, initrd, work, setup.disks, setup.forwards)
+	if setup.kind != nil && !setup.keep && len(cells) > 0 {
+		// Where it is snapshotted, the VM creates the cluster of its first cell before the cells.
+		mode, _ := datapath.ProxyMode(cells[0].Datapath)
+		setup.prepare = &agent.Prepare{ProxyMode: mode, Nodes: max(cells[0].Nodes, 1)}
+	}
+	machine, err := r.boot(ctx, k, initrd, work, setup)
 	if err != nil {
 		return 0, err
 	}
-	defer release()
+	defer machine.release()
+	start := machine.start
 
-	if err := sendJob(machine, agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep}); err != nil {
+	job := agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep, SetClock: setup.kind == nil}
+	if machine.prepared {
+		job = agent.Job{Cells: cells}
+	}
+	if err := sendJob(machine.VM, job); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)
 	}
 
@@ -230,7 +250,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	stalls := &stallTracker{}
 	go watchStalls(vctx, machine.ConsoleLog, stalls, wedge)
 	finish := func() {
-		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine, *start, res, done) })
+		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine.VM, *start, res, done) })
 	}
 	for {
 		ev, err := machine.Next(vctx)
@@ -252,20 +272,12 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		case ev.Kind == event.KindError:
 			agentErr = ev.Msg
 		case ev.Sync != nil:
-			start.ClockSkewSeconds, start.Reseeded = round3(float64(ev.Sync.ClockSkewNS)/1e9), ev.Sync.Reseeded
+			start.ClockSkewSeconds, start.ClockSet, start.Reseeded = round3(float64(ev.Sync.ClockSkewNS)/1e9), ev.Sync.ClockSet, ev.Sync.Reseeded
 			if ev.Sync.Error != "" {
 				p.say("vm: %s", ev.Sync.Error)
 			}
 		}
-		if c := ev.Cluster; c != nil && c.Error == "" {
-			r.record(func(res *reports.Result) {
-				if c.SwitchedFrom != "" {
-					res.Timings["kind_switch:"+k.Name+":"+c.ProxyMode] = round3(c.SwitchSeconds)
-				} else {
-					res.Timings["kind_create:"+k.Name+":"+c.ProxyMode] = round3(c.CreateSeconds)
-				}
-			})
-		}
+		r.recordCluster(k, ev)
 		p.event(cellName(cells, ev.Cell), ev)
 		if ev.Kind == event.KindStep && (ev.Step == event.StepTeardown || ev.Step == event.StepTeardownTainted) && done < len(cells) {
 			// The next cell must not inherit what this one's teardown left: end the VM here,
@@ -279,7 +291,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		switch ev.Kind {
 		case event.KindKept:
 			finish()
-			r.keep(ctx, k, machine, ev.Kept, setup)
+			r.keep(ctx, k, machine.VM, ev.Kept, setup)
 			// The end of a kept VM is asked for (Ctrl-C): its agent says bye and powers off.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			for {
@@ -301,6 +313,22 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			return done, nil
 		}
 	}
+}
+
+// recordCluster records the time a kind cluster's creation or kube-proxy switch took, when ev
+// reports one.
+func (r *runner) recordCluster(k kernel.Kernel, ev event.Event) {
+	c := ev.Cluster
+	if c == nil || c.Error != "" {
+		return
+	}
+	r.record(func(res *reports.Result) {
+		if c.SwitchedFrom != "" {
+			res.Timings["kind_switch:"+k.Name+":"+c.ProxyMode] = round3(c.SwitchSeconds)
+		} else {
+			res.Timings["kind_create:"+k.Name+":"+c.ProxyMode] = round3(c.CreateSeconds)
+		}
+	})
 }
 
 func cellName(cells []scenario.Cell, idx int) string {

@@ -56,11 +56,12 @@ func Demo(ctx context.Context, opts DemoOptions) (reports.Cell, error) {
 	if err != nil {
 		return rc, err
 	}
-	machine, _, release, err := r.boot(ctx, k, initrd, work, nil, nil, agent.ShellPortName)
+	booted, err := r.boot(ctx, k, initrd, work, machineSetup{}, agent.ShellPortName)
 	if err != nil {
 		return rc, err
 	}
-	defer release()
+	defer booted.release()
+	machine := booted.VM
 
 	d := agent.Demo{Term: opts.Term}
 	if rows, cols, ok := demo.Size(opts.Out); ok {

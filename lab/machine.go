@@ -235,11 +235,12 @@ func clusterConfig(nodeTag, sideLoad string) *kind.ClusterConfig {
 // done and the VM is off; it returns what the engine reported, the boot time and accelerator.
 func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work string, disks []vm.Disk, cfg kind.EngineConfig) (engineResult, float64, string, error) {
 	p := r.p
-	machine, _, release, err := r.boot(ctx, k, initrd, work, disks, nil)
+	booted, err := r.boot(ctx, k, initrd, work, machineSetup{disks: disks})
 	if err != nil {
 		return engineResult{}, 0, "", err
 	}
-	defer release()
+	defer booted.release()
+	machine := booted.VM
 	bootTime, accel := machine.BootTime.Seconds(), machine.Accel
 
 	p.say("engine: starting Docker in the VM")
@@ -348,6 +349,9 @@ type machineSetup struct {
 	engine   *kind.EngineConfig
 	kind     *kind.ClusterConfig
 	keep     bool
+	// prepare is the cluster the VM creates before its cells where it is snapshotted at
+	// snapshot.ClusterReady (warm.go).
+	prepare *agent.Prepare
 }
 
 // budget is the time a VM needs beyond its cells' own: starting Docker, and creating a cluster

@@ -1,67 +1,180 @@
 package lab
 
-// This file is the warm start of a VM: restore it from the snapshot of a booted VM of the same
-// machine when the cache has one, else boot it and take that snapshot for the VMs after it.
+// This file is the warm start of a VM: restore it from a snapshot of a VM of the same machine
+// at the same point when the cache has one, else boot it, bring it to that point and take the
+// snapshot for the VMs after it. The netns form's VMs are snapshotted booted (the agent waiting
+// for its job); the kind form's with their Docker engine up and a kind cluster created in the
+// kube-proxy mode of their first cell (the agent waiting for the cells).
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/snapshot"
 	"github.com/nfslab/nfslab/reports"
 )
 
-// warmSpec returns the snapshot a VM of cfg is restored from and taken as, ok false when it
-// gets none: with --no-snapshot, under KVM (a boot takes seconds there anyway), and for a VM
-// with disks, forwarded ports or extra serial ports (the kind form's and the demo's machines:
-// their disks' contents and the host's ends are not part of a saved state yet). The key covers
-// everything that shapes the booted VM: qemu's whole command line but for the names of this
-// boot's files and sockets, and the contents of the kernel and the initramfs (root filesystem,
-// modules, the agent binary).
-func (r *runner) warmSpec(cfg vm.Config) (snapshot.Spec, bool, error) {
-	if r.opts.NoSnapshot || len(cfg.Disks) > 0 || len(cfg.Forwards) > 0 || len(cfg.Ports) > 0 {
-		return snapshot.Spec{}, false, nil
+// warmPlan is the snapshot a VM is restored from or taken as.
+type warmPlan struct {
+	spec snapshot.Spec
+	// prepare is the kind cluster a kind form's VM creates before its snapshot is taken
+	// (snapshot.ClusterReady); nil for a booted VM's (snapshot.Booted).
+	prepare *agent.Prepare
+}
+
+// warmPlan returns how a VM of cfg (with setup) starts warm, ok false when it does not: with
+// --no-snapshot, under KVM (a boot takes seconds there anyway), with forwarded ports or extra
+// serial ports (--keep's and the demo's machines: the host's ends are not part of a saved state),
+// and with disks other than the kind form's (a disk written in place, such as the one the node
+// image is loaded into, cannot be kept as it was). The key covers everything that shapes the VM
+// at its point: qemu's whole command line but for the names of this boot's files and sockets, the
+// contents of the kernel and the initramfs (root filesystem, modules, the agent binary), and for
+// the kind form the cached disks attached, the engine's and the cluster's settings and the
+// cluster's kube-proxy mode and node count.
+func (r *runner) warmPlan(cfg vm.Config, setup machineSetup) (warmPlan, bool, error) {
+	if r.opts.NoSnapshot || len(cfg.Forwards) > 0 || len(cfg.Ports) > 0 {
+		return warmPlan{}, false, nil
 	}
 	if cfg.Accel == vm.AccelKVM || (cfg.Accel != vm.AccelTCG && vm.KVMUsable()) {
-		return snapshot.Spec{}, false, nil
+		return warmPlan{}, false, nil
+	}
+	if len(cfg.Disks) > 0 && setup.prepare == nil {
+		return warmPlan{}, false, nil
 	}
 	kernelSum, err := image.FileSHA256(cfg.Kernel)
 	if err != nil {
-		return snapshot.Spec{}, false, fmt.Errorf("key a snapshot: %w", err)
+		return warmPlan{}, false, fmt.Errorf("key a snapshot: %w", err)
 	}
 	initrdSum, err := image.FileSHA256(cfg.Initrd)
 	if err != nil {
-		return snapshot.Spec{}, false, fmt.Errorf("key a snapshot: %w", err)
+		return warmPlan{}, false, fmt.Errorf("key a snapshot: %w", err)
 	}
+	inputs := image.Inputs{"kernel": kernelSum, "initrd": initrdSum}
 	shape := cfg
 	shape.Kernel, shape.Initrd, shape.Dir, shape.Name = "KERNEL", "INITRD", "", ""
-	return snapshot.Spec{
-		Point: snapshot.Booted,
-		Inputs: image.Inputs{
-			"kernel":  kernelSum,
-			"initrd":  initrdSum,
-			"machine": strings.Join(vm.Args(shape, vm.AccelTCG, "TAG", "CONSOLE"), " "),
-		},
-		QEMU: r.qemu,
-	}, true, nil
+	shape.Disks = slices.Clone(cfg.Disks)
+	for i, d := range cfg.Disks {
+		if d.Mode == vm.DiskWritable {
+			return warmPlan{}, false, nil
+		}
+		// A cached disk: its path names its inputs, and a disk built again there (after a
+		// prune) has another modification time. A snapshot's overlay reads from it.
+		st, err := os.Stat(d.Path)
+		if err != nil {
+			return warmPlan{}, false, fmt.Errorf("key a snapshot: %w", err)
+		}
+		inputs[fmt.Sprintf("disk%d", i)] = fmt.Sprintf("%s size %d modified %d", d.Path, st.Size(), st.ModTime().UnixNano())
+		shape.Disks[i].Path = fmt.Sprintf("DISK%d", i)
+	}
+	inputs["machine"] = strings.Join(vm.Args(shape, vm.AccelTCG, "TAG", "CONSOLE"), " ")
+	plan := warmPlan{spec: snapshot.Spec{Point: snapshot.Booted, Inputs: inputs, QEMU: r.qemu}}
+	if setup.prepare != nil {
+		for name, v := range map[string]any{"prepare": setup.prepare, "engine": setup.engine, "kind": setup.kind} {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return warmPlan{}, false, fmt.Errorf("key a snapshot: %w", err)
+			}
+			inputs[name] = string(b)
+		}
+		plan.spec.Point, plan.prepare = snapshot.ClusterReady, setup.prepare
+	}
+	return plan, true, nil
 }
 
-// restore starts a VM of cfg from the snapshot of spec when the cache has a usable one; nil
+// restoreVM restores a VM of kernel k and cfg from plan's snapshot (restore), nil when it cannot.
+func (r *runner) restoreVM(ctx context.Context, k kernel.Kernel, cfg vm.Config, plan warmPlan, work string) *bootedVM {
+	machine, start := r.restore(ctx, cfg, plan, work)
+	if machine == nil {
+		return nil
+	}
+	r.p.say("vm: %s restored from snapshot %s (taken %s) in %.1f s", k.Name, start.Snapshot,
+		start.SnapshotTaken.Local().Format(time.DateTime), machine.BootTime.Seconds())
+	r.record(func(res *reports.Result) {
+		res.Host.Accel, res.Host.QEMU = machine.Accel, r.qemu
+		res.Timings["vm_restore:"+k.Name] = round3(machine.BootTime.Seconds())
+	})
+	b := r.booted(k, machine, start)
+	b.prepared = plan.prepare != nil
+	return b
+}
+
+// bootAndSnapshot boots a VM of kernel k and cfg cold, brings it to plan's point — its agent
+// ready for the job, or for a kind VM its cluster created (prepareKind) — and takes plan's
+// snapshot of it. A kind VM's cached disks are attached through overlays in work, which the
+// snapshot keeps a copy of.
+func (r *runner) bootAndSnapshot(ctx context.Context, k kernel.Kernel, cfg vm.Config, setup machineSetup, plan warmPlan, work string) (*bootedVM, error) {
+	overlaid, overlays, err := overlayDisks(ctx, cfg, work)
+	if err != nil {
+		r.p.say("vm: not taking a snapshot: %v", err)
+		machine, err := r.coldBoot(ctx, k, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return r.booted(k, machine, coldStart(machine)), nil
+	}
+	machine, err := r.coldBoot(ctx, k, overlaid)
+	if err != nil {
+		return nil, err
+	}
+	b := r.booted(k, machine, coldStart(machine))
+	if ready, err := machine.AwaitReady(ctx); err != nil || !ready {
+		if err != nil {
+			r.p.say("vm: not taking a snapshot: %v", err)
+		}
+		return b, nil // an agent that says something else first says why it cannot run cells
+	}
+	if plan.prepare != nil {
+		if err := r.prepareKind(ctx, k, machine, setup); err != nil {
+			b.release()
+			return nil, err
+		}
+		b.prepared = true
+	}
+	r.takeSnapshot(ctx, machine, overlaid, plan, overlays, b.start)
+	return b, nil
+}
+
+// restore starts a VM of cfg from the snapshot of plan when the cache has a usable one; nil
 // when it has none or the restore failed (said once per run; a snapshot qemu refused is
-// removed, and the cold boot that follows takes it again).
-func (r *runner) restore(ctx context.Context, cfg vm.Config, spec snapshot.Spec) (*vm.VM, *reports.Start) {
-	snap, ok, err := snapshot.Lookup(r.cache, r.opts.Log, spec)
+// removed, and the cold boot that follows takes it again). The snapshot's disks each get an
+// overlay of their own in work.
+func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work string) (*vm.VM, *reports.Start) {
+	snap, ok, err := snapshot.Lookup(r.cache, r.opts.Log, plan.spec)
 	if err != nil {
 		r.p.say("vm: %v: removed it; booting cold and taking it again", err)
 		return nil, nil
 	}
 	if !ok {
 		return nil, nil
+	}
+	cfg.Disks = slices.Clone(cfg.Disks)
+	for i, d := range cfg.Disks {
+		if d.Mode != vm.DiskSnapshot {
+			continue
+		}
+		overlay := filepath.Join(work, fmt.Sprintf("restored-disk%d.qcow2", i))
+		if !slices.Contains(snap.Meta.Disks, snapshot.DiskFile(i)) {
+			err = fmt.Errorf("it has no copy of disk %d", i)
+		} else {
+			err = vm.CreateOverlay(ctx, overlay, snap.Disk(i), true)
+		}
+		if err != nil {
+			r.restoreFailed.Do(func() { r.p.say("vm: snapshot %s: %v; booting cold instead", snap.Name(), err) })
+			return nil, nil
+		}
+		cfg.Disks[i] = vm.Disk{Path: overlay, Qcow2: true}
 	}
 	cfg.Accel, cfg.Incoming, cfg.IncomingHello = vm.AccelTCG, snap.State(), snap.Meta.Hello
 	machine, err := vm.Boot(ctx, cfg)
@@ -88,26 +201,90 @@ func (r *runner) restore(ctx context.Context, cfg vm.Config, spec snapshot.Spec)
 	}
 }
 
-// takeSnapshot saves the state of machine, booted cold from cfg, as the snapshot of spec, once
-// its agent says it is ready for the job. A snapshot that cannot be taken (no room, the agent
-// said something else first) is skipped with a line; the VM runs on either way.
-func (r *runner) takeSnapshot(ctx context.Context, machine *vm.VM, cfg vm.Config, spec snapshot.Spec, start *reports.Start) {
-	ready, err := machine.AwaitReady(ctx)
-	if err != nil {
-		r.p.say("vm: not taking a snapshot of the booted VM: %v", err)
-		return
+// overlayDisks returns cfg with each cached disk the VM would write to as a throw-away
+// snapshot (vm.DiskSnapshot) attached instead through an overlay in work, which takeSnapshot
+// keeps a copy of; overlays maps the disks' indexes to those files.
+func overlayDisks(ctx context.Context, cfg vm.Config, work string) (vm.Config, map[int]string, error) {
+	overlays := map[int]string{}
+	cfg.Disks = slices.Clone(cfg.Disks)
+	for i, d := range cfg.Disks {
+		if d.Mode != vm.DiskSnapshot {
+			continue
+		}
+		overlay := filepath.Join(work, fmt.Sprintf("disk%d.qcow2", i))
+		if err := vm.CreateOverlay(ctx, overlay, d.Path, d.Qcow2); err != nil {
+			return cfg, nil, err
+		}
+		cfg.Disks[i], overlays[i] = vm.Disk{Path: overlay, Qcow2: true}, overlay
 	}
-	if !ready {
-		return // the agent said something else first (why it cannot run cells): Next returns it
+	return cfg, overlays, nil
+}
+
+// prepareKind has a kind form's VM, booted cold and its agent ready for its first job, create
+// the cluster of setup.prepare and waits until its agent says it is ready for the cells; the engine's and the cluster's
+// events are shown and recorded as bootAndRun does.
+func (r *runner) prepareKind(ctx context.Context, k kernel.Kernel, machine *vm.VM, setup machineSetup) error {
+	if err := sendJob(machine, agent.Job{Engine: setup.engine, Kind: setup.kind, Prepare: setup.prepare}); err != nil {
+		return labErr("kernel %s: %w", k.Name, err)
 	}
+	pctx, cancel := context.WithTimeout(ctx, engineTimeout+clusterTimeout)
+	defer cancel()
+	agentErr := ""
+	for {
+		ev, err := machine.Next(pctx)
+		if err != nil {
+			return labErr("kernel %s: lost the agent while it created the kind cluster: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
+		}
+		r.recordCluster(k, ev)
+		switch ev.Kind {
+		case event.KindReady:
+			return nil
+		case event.KindError:
+			agentErr = ev.Msg
+		case event.KindBye:
+			if agentErr == "" {
+				agentErr = ev.Msg
+			}
+			return labErr("kernel %s: %s", k.Name, agentErr)
+		}
+		r.p.event("", ev)
+	}
+}
+
+// takeSnapshot saves the state of machine, booted cold from cfg and brought to plan's point, as
+// plan's snapshot, with a copy of the disk overlays it writes to (overlays, by disk index). A
+// snapshot that cannot be taken (no room, qemu failed) is skipped with a line; the VM runs on
+// either way.
+func (r *runner) takeSnapshot(ctx context.Context, machine *vm.VM, cfg vm.Config, plan warmPlan, overlays map[int]string, start *reports.Start) {
 	t0 := time.Now()
-	snap, taken, err := snapshot.Take(ctx, r.cache, r.opts.Log, spec, snapshot.Meta{Hello: machine.Hello, MemoryMB: cfg.MemoryMB}, machine.SaveState)
+	save := func(ctx context.Context, dir, state string) ([]string, error) {
+		var disks []string
+		err := machine.SaveState(ctx, state, func(context.Context) error {
+			for i, overlay := range overlays {
+				if err := image.CopyFile(overlay, filepath.Join(dir, snapshot.DiskFile(i))); err != nil {
+					return fmt.Errorf("keep a copy of disk %d: %w", i, err)
+				}
+				disks = append(disks, snapshot.DiskFile(i))
+			}
+			return nil
+		})
+		slices.Sort(disks)
+		return disks, err
+	}
+	var diskBytes int64
+	for _, o := range overlays {
+		if st, err := os.Stat(o); err == nil {
+			diskBytes += st.Size()
+		}
+	}
+	meta := snapshot.Meta{Hello: machine.Hello, MemoryMB: cfg.MemoryMB, DiskBytes: diskBytes}
+	snap, taken, err := snapshot.Take(ctx, r.cache, r.opts.Log, plan.spec, meta, save)
 	if err != nil {
 		var full *image.NoSpaceError
 		if errors.As(err, &full) {
-			r.p.say("vm: not taking a snapshot of the booted VM: %v", err)
+			r.p.say("vm: not taking a snapshot (%s): %v", plan.spec.Point, err)
 		} else {
-			r.p.say("vm: could not take a snapshot of the booted VM: %v", err)
+			r.p.say("vm: could not take a snapshot (%s): %v", plan.spec.Point, err)
 		}
 		return
 	}
@@ -119,6 +296,6 @@ func (r *runner) takeSnapshot(ctx context.Context, machine *vm.VM, cfg vm.Config
 	r.record(func(res *reports.Result) {
 		res.Timings["snapshot_take:"+string(snap.Meta.Point)] = round3(time.Since(t0).Seconds())
 	})
-	r.p.say("vm: snapshot %s taken in %.1f s (%s); later VMs of this kernel start from it",
-		snap.Name(), time.Since(t0).Seconds(), image.FormatSize(snap.Meta.StateBytes))
+	r.p.say("vm: snapshot %s taken in %.1f s (%s); later VMs of this machine start from it",
+		snap.Name(), time.Since(t0).Seconds(), image.FormatSize(snap.Size()))
 }

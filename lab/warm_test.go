@@ -4,8 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/nfslab/nfslab/lab/agent"
+	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/snapshot"
 )
 
 func TestWarmSpec(t *testing.T) {
@@ -18,9 +22,10 @@ func TestWarmSpec(t *testing.T) {
 	}
 	base := vm.Config{Kernel: kernelFile, Initrd: initrd, Accel: vm.AccelTCG, CPUs: 2, MemoryMB: 2048, Dir: dir, Name: "nfslab-run-1"}
 	r := &runner{qemu: "7.2.22"}
-	spec, ok, err := r.warmSpec(base)
-	if err != nil || !ok {
-		t.Fatalf("warmSpec(netns VM under TCG) = %v, %v; want a snapshot", ok, err)
+	plan, ok, err := r.warmPlan(base, machineSetup{})
+	spec := plan.spec
+	if err != nil || !ok || spec.Point != snapshot.Booted || plan.prepare != nil {
+		t.Fatalf("warmPlan(netns VM under TCG) = %v, %v; want a snapshot", ok, err)
 	}
 	if spec.QEMU != "7.2.22" {
 		t.Errorf("spec.QEMU = %q", spec.QEMU)
@@ -32,26 +37,26 @@ func TestWarmSpec(t *testing.T) {
 	}{
 		{"--no-snapshot", func(_ *vm.Config, r *runner) { r.opts.NoSnapshot = true }},
 		{"KVM", func(c *vm.Config, _ *runner) { c.Accel = vm.AccelKVM }},
-		{"disks", func(c *vm.Config, _ *runner) { c.Disks = []vm.Disk{{Path: "docker.img", Mode: vm.DiskSnapshot}} }},
+		{"disks but no cluster to prepare", func(c *vm.Config, _ *runner) { c.Disks = []vm.Disk{{Path: "docker.img", Mode: vm.DiskSnapshot}} }},
 		{"forwards", func(c *vm.Config, _ *runner) { c.Forwards = []vm.Forward{{HostPort: 1, GuestPort: 2}} }},
 		{"ports", func(c *vm.Config, _ *runner) { c.Ports = []string{"nfslab.shell"} }},
 	}
 	for _, tt := range none {
 		c, rr := base, &runner{qemu: r.qemu}
 		tt.edit(&c, rr)
-		if _, ok, err := rr.warmSpec(c); ok || err != nil {
-			t.Errorf("%s: warmSpec = %v, %v; want no snapshot", tt.name, ok, err)
+		if _, ok, err := rr.warmPlan(c, machineSetup{}); ok || err != nil {
+			t.Errorf("%s: warmPlan = %v, %v; want no snapshot", tt.name, ok, err)
 		}
 	}
 
 	// The key follows what shapes the booted VM, and nothing else.
 	key := func(c vm.Config) string {
 		t.Helper()
-		s, ok, err := r.warmSpec(c)
+		p, ok, err := r.warmPlan(c, machineSetup{})
 		if err != nil || !ok {
-			t.Fatalf("warmSpec = %v, %v", ok, err)
+			t.Fatalf("warmPlan = %v, %v", ok, err)
 		}
-		return s.Key()
+		return p.spec.Key()
 	}
 	same := base
 	same.Dir, same.Name = t.TempDir(), "nfslab-run-2"
@@ -68,5 +73,58 @@ func TestWarmSpec(t *testing.T) {
 	}
 	if key(base) == spec.Key() {
 		t.Error("the key did not change with the initramfs's contents")
+	}
+}
+
+func TestWarmPlanKind(t *testing.T) {
+	dir := t.TempDir()
+	kernelFile, initrd := filepath.Join(dir, "bzImage"), filepath.Join(dir, "initrd.cpio")
+	for _, p := range []string{kernelFile, initrd} {
+		if err := os.WriteFile(p, []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &runner{qemu: "7.2.22"}
+	disk1, disk2 := filepath.Join(dir, "k1-docker.img"), filepath.Join(dir, "k2-docker.img")
+	for _, p := range []string{disk1, disk2} {
+		if err := os.WriteFile(p, []byte("ext4"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := vm.Config{Kernel: kernelFile, Initrd: initrd, Accel: vm.AccelTCG, CPUs: 2, MemoryMB: 6144,
+		Disks: []vm.Disk{{Path: disk1, Mode: vm.DiskSnapshot}}}
+	setup := func(mode string) machineSetup {
+		return machineSetup{
+			disks:   cfg.Disks,
+			engine:  &kind.EngineConfig{Disk: "/dev/vda"},
+			kind:    &kind.ClusterConfig{NodeImage: "nfslab/node:v1"},
+			prepare: &agent.Prepare{ProxyMode: mode, Nodes: 1},
+		}
+	}
+	plan, ok, err := r.warmPlan(cfg, setup("iptables"))
+	if err != nil || !ok || plan.spec.Point != snapshot.ClusterReady || plan.prepare.ProxyMode != "iptables" {
+		t.Fatalf("warmPlan(kind) = %+v, %v, %v; want a cluster-ready snapshot", plan, ok, err)
+	}
+	other, _, _ := r.warmPlan(cfg, setup("ipvs"))
+	if other.spec.Key() == plan.spec.Key() {
+		t.Error("the key did not change with the cluster's kube-proxy mode")
+	}
+	moved := cfg
+	moved.Disks = []vm.Disk{{Path: disk2, Mode: vm.DiskSnapshot}}
+	if p, _, _ := r.warmPlan(moved, setup("iptables")); p.spec.Key() == plan.spec.Key() {
+		t.Error("the key did not change with the Docker disk")
+	}
+	// The same disk built again at the same path (after a prune).
+	if err := os.Chtimes(disk1, time.Now(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _ := r.warmPlan(cfg, setup("iptables")); p.spec.Key() == plan.spec.Key() {
+		t.Error("the key did not change with a Docker disk built again")
+	}
+	// A disk written in place (the node image's load) cannot be kept as it was.
+	written := cfg
+	written.Disks = []vm.Disk{{Path: "docker.img"}}
+	if _, ok, err := r.warmPlan(written, setup("iptables")); ok || err != nil {
+		t.Errorf("warmPlan(writable disk) = %v, %v; want none", ok, err)
 	}
 }

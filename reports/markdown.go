@@ -267,7 +267,12 @@ func startText(c Cell) string {
 			s += ", snapshot " + st.Snapshot + " taken of it"
 		}
 	}
-	s += fmt.Sprintf("; guest clock %+.1f s off the host's, set", st.ClockSkewSeconds)
+	s += fmt.Sprintf("; guest clock %+.1f s off the host's", st.ClockSkewSeconds)
+	if st.ClockSet {
+		s += ", set to it"
+	} else {
+		s += ", left to run on"
+	}
 	if st.Reseeded {
 		s += "; guest RNG reseeded"
 	}

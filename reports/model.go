@@ -115,9 +115,11 @@ type Start struct {
 	Snapshot      string     `json:"snapshot,omitempty"`
 	SnapshotTaken *time.Time `json:"snapshot_taken,omitempty"`
 	// ClockSkewSeconds is the guest's wall clock minus the host's when the job arrived (a
-	// restored guest wakes with the clock of the snapshot's moment; the agent then sets it), and
-	// Reseeded says the agent reseeded the guest's random number generator with the host's bytes.
+	// restored guest wakes with the clock of the snapshot's moment), and Reseeded says the agent reseeded the guest's random number generator with the host's bytes.
+	// ClockSet says the agent then set it to the host's (the netns form; a kind cluster keeps
+	// its own time, which ran on without a jump).
 	ClockSkewSeconds float64 `json:"clock_skew_seconds"`
+	ClockSet         bool    `json:"clock_set"`
 	Reseeded         bool    `json:"reseeded"`
 }
 

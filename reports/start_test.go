@@ -14,8 +14,10 @@ func TestStartText(t *testing.T) {
 		want  []string
 	}{
 		{nil, nil},
-		{&Start{Mode: StartRestored, Seconds: 5.5, Snapshot: "booted/3a778b0ee625", SnapshotTaken: &taken, ClockSkewSeconds: -39.87, Reseeded: true},
-			[]string{"restored in 5.5 s from snapshot booted/3a778b0ee625 (taken 2026-12-05T20:40:59Z)", "guest clock -39.9 s off", "reseeded"}},
+		{&Start{Mode: StartRestored, Seconds: 5.5, Snapshot: "booted/3a778b0ee625", SnapshotTaken: &taken, ClockSkewSeconds: -39.87, ClockSet: true, Reseeded: true},
+			[]string{"restored in 5.5 s from snapshot booted/3a778b0ee625 (taken 2026-12-05T20:40:59Z)", "guest clock -39.9 s off the host's, set to it", "reseeded"}},
+		{&Start{Mode: StartRestored, Seconds: 14, Snapshot: "cluster-ready/0123456789ab", ClockSkewSeconds: -600},
+			[]string{"restored in 14.0 s from snapshot cluster-ready/0123456789ab", "-600.0 s off the host's, left to run on"}},
 		{&Start{Mode: StartCold, Seconds: 11, Snapshot: "booted/3a778b0ee625"},
 			[]string{"booted cold in 11.0 s, snapshot booted/3a778b0ee625 taken of it"}},
 		{&Start{Mode: StartCold, Seconds: 11}, []string{"booted cold in 11.0 s; guest clock"}},

@@ -19,6 +19,7 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/observe"
 	"github.com/nfslab/nfslab/lab/scenario"
 )
@@ -123,6 +124,13 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 			return err
 		}
 	}
+	if job.Prepare != nil {
+		if job.Cells, err = prepareCluster(ctx, em, session, *job.Prepare, lines); err != nil {
+			em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
+			em.emit(event.Event{Kind: event.KindBye, Msg: "cannot run cells: " + err.Error()})
+			return err
+		}
+	}
 	for _, c := range job.Cells {
 		p, err := cellParts(ctx, c, em, session)
 		if err != nil {
@@ -148,6 +156,31 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	}
 	em.emit(event.Event{Kind: event.KindBye, Msg: "job done"})
 	return em.err
+}
+
+// prepareCluster creates the session's kind cluster as p says and warms it up (kind.WarmUp),
+// says the machine is ready (the host may save its state here: snapshot.ClusterReady) and reads
+// the job that follows, whose cells it returns.
+func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Prepare, lines *bufio.Scanner) ([]scenario.Cell, error) {
+	if session == nil {
+		return nil, errors.New("prepare a kind cluster: the job has no kind cluster settings")
+	}
+	kc, err := session.cluster(ctx, p.ProxyMode, p.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := kc.WarmUp(ctx, session.cfg.GaneshaImage, nfs.DefaultNFSPort); err != nil {
+		return nil, err
+	}
+	em.emit(event.Event{Kind: event.KindProgress, Cell: -1, Msg: fmt.Sprintf("kind: cluster warmed up in %.1f s (kube-proxy ready, the NFS server's image started once)", time.Since(t0).Seconds())})
+	em.emit(event.Event{Kind: event.KindReady, Cell: -1})
+	next, err := readJob(lines)
+	if err != nil {
+		return nil, err
+	}
+	em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Sync: syncWithHost(next, sysClock{})})
+	return next.Cells, nil
 }
 
 // cellParts wires the cell's form: the netns form, or the kind form on the session's cluster.

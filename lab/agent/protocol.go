@@ -17,6 +17,15 @@ type Job struct {
 	// state runs on the host's time and draws numbers of its own.
 	ClockNS int64  `json:"clock_ns,omitempty"`
 	Entropy []byte `json:"entropy,omitempty"`
+	// SetClock makes the agent set the guest's wall clock to ClockNS; without it the skew is
+	// only measured. The kind form's machine keeps its own clock: a restored cluster's
+	// components (leases, token lifetimes) run on without a jump.
+	SetClock bool `json:"set_clock,omitempty"`
+	// Prepare, with Engine and Kind, brings the kind form's machine to the point a snapshot is
+	// taken at (snapshot.ClusterReady): the engine up and a kind cluster created as it says.
+	// The agent then says it is ready and reads a second job, whose Cells (and clock and
+	// entropy) it runs on that cluster.
+	Prepare *Prepare `json:"prepare,omitempty"`
 
 	Cells []scenario.Cell `json:"cells"`
 	// Demo, when set, makes the job nfslab demo's: its one cell waits for the presenter, who
@@ -32,4 +41,10 @@ type Job struct {
 	// VM up until the host says stop (nfslab run --keep); the VM's network is then up, for the
 	// host's forward to the API server.
 	Keep bool `json:"keep,omitempty"`
+}
+
+// Prepare is the kind cluster a kind form's machine creates before its cells.
+type Prepare struct {
+	ProxyMode string `json:"proxy_mode"`
+	Nodes     int    `json:"nodes"`
 }

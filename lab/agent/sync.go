@@ -21,8 +21,9 @@ type guestClock interface {
 	Reseed(seed []byte) error
 }
 
-// syncWithHost sets the guest's wall clock to the host's and reseeds its random number generator
-// with the host's bytes, as the job carries them, and says what it found and did. A VM restored
+// syncWithHost measures the guest's wall clock against the host's and sets it (Job.SetClock),
+// and reseeds its random number generator with the host's bytes, as the job carries them, and
+// says what it found and did. A VM restored
 // from a saved state wakes with the wall clock of the moment it was saved, and with the
 // generator's state of that moment: without this, two VMs restored from one state would choose
 // the same TCP source ports and sequence numbers. The monotonic clock, which events carry, is
@@ -33,10 +34,12 @@ func syncWithHost(job Job, c guestClock) *event.SyncObs {
 	if job.ClockNS != 0 {
 		host := time.Unix(0, job.ClockNS)
 		obs.ClockSkewNS = c.Now().Sub(host).Nanoseconds()
-		if err := c.Set(host); err != nil {
-			errs = append(errs, fmt.Errorf("set the guest's clock: %w", err))
-		} else {
-			obs.ClockSet = true
+		if job.SetClock {
+			if err := c.Set(host); err != nil {
+				errs = append(errs, fmt.Errorf("set the guest's clock: %w", err))
+			} else {
+				obs.ClockSet = true
+			}
 		}
 	}
 	if len(job.Entropy) > 0 {

@@ -42,11 +42,13 @@ func TestSyncWithHost(t *testing.T) {
 		err       string
 	}{
 		{name: "nothing asked", job: Job{}},
-		{name: "restored guest", job: Job{ClockNS: host.UnixNano(), Entropy: []byte{1, 2}},
+		{name: "restored guest", job: Job{ClockNS: host.UnixNano(), SetClock: true, Entropy: []byte{1, 2}},
 			skew: -40 * time.Second, set: true, seed: true},
-		{name: "clock refused", job: Job{ClockNS: host.UnixNano(), Entropy: []byte{1}},
+		{name: "clock measured only", job: Job{ClockNS: host.UnixNano(), Entropy: []byte{1, 2}},
+			skew: -40 * time.Second, seed: true},
+		{name: "clock refused", job: Job{ClockNS: host.UnixNano(), SetClock: true, Entropy: []byte{1}},
 			clock: fakeClock{setErr: errors.New("EPERM")}, skew: -40 * time.Second, seed: true, err: "set the guest's clock: EPERM"},
-		{name: "reseed refused", job: Job{ClockNS: host.UnixNano(), Entropy: []byte{1}},
+		{name: "reseed refused", job: Job{ClockNS: host.UnixNano(), SetClock: true, Entropy: []byte{1}},
 			clock: fakeClock{reseedErr: errors.New("ENOTTY")}, skew: -40 * time.Second, set: true, err: "reseed the guest's random number generator: ENOTTY"},
 	}
 	for _, tt := range tests {
@@ -57,8 +59,8 @@ func TestSyncWithHost(t *testing.T) {
 			if time.Duration(obs.ClockSkewNS) != tt.skew || obs.ClockSet != tt.set || obs.Reseeded != tt.seed {
 				t.Errorf("obs = %+v; want skew %v, set %v, reseeded %v", obs, tt.skew, tt.set, tt.seed)
 			}
-			if tt.set && !c.set.Equal(host) {
-				t.Errorf("clock set to %v, want %v", c.set, host)
+			if tt.set != !c.set.IsZero() || (tt.set && !c.set.Equal(host)) {
+				t.Errorf("clock set to %v, want set %v to %v", c.set, tt.set, host)
 			}
 			if tt.seed && string(c.seed) != string(tt.job.Entropy) {
 				t.Errorf("reseeded with %v, want %v", c.seed, tt.job.Entropy)

@@ -13,12 +13,15 @@ func hostTools() hosttools.Set {
 			{Command: "apt-cache", Package: "apt"},
 			{Command: "dpkg-deb", Package: "dpkg"},
 			{Command: "depmod", Package: "kmod"},
+			{Command: "zstd", Package: "zstd"},           // snapshots' saved states
+			{Command: "qemu-img", Package: "qemu-utils"}, // disk overlays of snapshots
 		},
 	}
 }
 
 // CheckHostTools verifies that the host commands needed to build images and boot VMs
-// (qemu-system-x86_64, mmdebstrap, apt-get, apt-cache, dpkg-deb, depmod) are installed. If any
+// (qemu-system-x86_64, mmdebstrap, apt-get, apt-cache, dpkg-deb, depmod, zstd, qemu-img) are
+// installed. If any
 // is missing the error is a *hosttools.MissingError.
 func CheckHostTools() error {
 	return hostTools().Check()

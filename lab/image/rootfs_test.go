@@ -226,7 +226,7 @@ func TestConvertTar(t *testing.T) {
 
 func TestCheckTools(t *testing.T) {
 	tools := hostTools()
-	have := map[string]bool{"qemu-system-x86_64": true, "dpkg-deb": true, "mmdebstrap": true}
+	have := map[string]bool{"qemu-system-x86_64": true, "dpkg-deb": true, "mmdebstrap": true, "zstd": true, "qemu-img": true}
 	look := func(name string) error {
 		if have[name] {
 			return nil

@@ -2,10 +2,14 @@
 // under a key of everything that shaped that state, so that later VMs start from it in seconds
 // instead of booting.
 //
-// The one point today is Booted: the agent has said hello, loaded its modules and waits for its
-// job. What a snapshot holds, in the cache's "snapshots" directory, one directory per key:
+// Two points are taken: Booted (the agent has said hello, loaded its modules and waits for its
+// job) and ClusterReady (the kind form's Docker engine and a kind cluster are up, and the agent
+// waits for the cells). What a snapshot holds, in the cache's "snapshots" directory, one
+// directory per key:
 //
 //	state.zst    qemu's migration stream of the whole VM (memory, CPUs, devices), zstd-compressed
+//	disk0.qcow2  the disks the guest wrote to, as they were (qcow2 overlays over the cached
+//	             disks they were attached over); a restore attaches a fresh overlay over each
 //	meta.json    Meta: the point, when and by which qemu it was taken, the state's size, the
 //	             agent's hello
 //	inputs.txt   the inputs of the key, one per line (as every cache entry has)
@@ -36,8 +40,14 @@ const Dir = "snapshots"
 // Point names a moment of a VM's life a snapshot is taken at.
 type Point string
 
-// Booted: the agent is up, has said hello and waits for its job (event.KindReady).
-const Booted Point = "booted"
+// The points.
+const (
+	// Booted: the agent is up, has said hello and waits for its job (event.KindReady).
+	Booted Point = "booted"
+	// ClusterReady: the kind form's machine has its Docker engine up and a kind cluster created
+	// in the kube-proxy mode of the cells to come; the agent waits for them (event.KindReady).
+	ClusterReady Point = "cluster-ready"
+)
 
 // format is the version of a snapshot's layout and of what the agent does at its point; a
 // snapshot of another format is removed.
@@ -59,6 +69,10 @@ type Meta struct {
 	SaveSeconds float64     `json:"save_seconds"` // how long saving the state took
 	Hello       event.Hello `json:"hello"`        // what the agent said when the VM booted
 	MemoryMB    int         `json:"memory_mb"`    // the VM's memory, the most its state can take
+	DiskBytes   int64       `json:"disk_bytes"`   // the size of its disks; given to Take, the estimate its free-space check uses
+	// Disks are the files of the VM's disks the guest had written to, as they were when the
+	// state was saved (DiskFile names them): each restore attaches an overlay over them.
+	Disks []string `json:"disks,omitempty"`
 }
 
 // Snapshot is a snapshot in the cache.
@@ -69,6 +83,15 @@ type Snapshot struct {
 
 // State is the path of the snapshot's saved state.
 func (s Snapshot) State() string { return filepath.Join(s.Dir, stateFile) }
+
+// Disk is the path of the snapshot's i-th disk (Meta.Disks).
+func (s Snapshot) Disk(i int) string { return filepath.Join(s.Dir, s.Meta.Disks[i]) }
+
+// Size is the snapshot's size on disk: its saved state and its disks.
+func (s Snapshot) Size() int64 { return s.Meta.StateBytes + s.Meta.DiskBytes }
+
+// DiskFile is the name a SaveFunc gives the i-th disk it keeps.
+func DiskFile(i int) string { return fmt.Sprintf("disk%d.qcow2", i) }
 
 // Name is how people are shown a snapshot: its point and short key, "booted/3a778b0ee625".
 func (s Snapshot) Name() string { return name(s.Meta.Point, s.Meta.Key) }
@@ -149,22 +172,34 @@ func check(dir string, spec Spec) (Meta, string) {
 	if st.Size() != m.StateBytes {
 		return m, fmt.Sprintf("its saved state is %d bytes, %d were written (truncated or replaced)", st.Size(), m.StateBytes)
 	}
+	var disks int64
+	for _, d := range m.Disks {
+		st, err := os.Stat(filepath.Join(dir, d))
+		if err != nil {
+			return m, fmt.Sprintf("its disk is missing: %v", err)
+		}
+		disks += st.Size()
+	}
+	if disks != m.DiskBytes {
+		return m, fmt.Sprintf("its disks are %d bytes, %d were written (truncated or replaced)", disks, m.DiskBytes)
+	}
 	return m, ""
 }
 
-// SaveFunc writes a VM's state to path (vm.VM.SaveState).
-type SaveFunc func(ctx context.Context, path string) error
+// SaveFunc writes a VM's state to state (vm.VM.SaveState) and the disks it needs beside it, in
+// dir, named DiskFile(0), DiskFile(1), …; it returns their names.
+type SaveFunc func(ctx context.Context, dir, state string) (disks []string, err error)
 
 // Take saves a VM's state as the snapshot of spec with save, under the cache's lock for its key;
 // meta's Hello and MemoryMB describe the VM. When another run took it meanwhile, that one is
 // returned, save is not called and taken is false. Before saving, it checks that the cache's file system has
-// room for the VM's whole memory.
+// room for the VM's whole memory and its disks (meta's MemoryMB and DiskBytes).
 func Take(ctx context.Context, c image.Cache, log *slog.Logger, spec Spec, meta Meta, save SaveFunc) (snap Snapshot, taken bool, err error) {
 	parent := filepath.Join(c.Dir, Dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return Snapshot{}, false, fmt.Errorf("take a snapshot: %w", err)
 	}
-	if err := image.EnsureFree(parent, int64(meta.MemoryMB)<<20); err != nil {
+	if err := image.EnsureFree(parent, int64(meta.MemoryMB)<<20+meta.DiskBytes); err != nil {
 		return Snapshot{}, false, fmt.Errorf("take a snapshot: %w", err)
 	}
 	key := spec.Key()
@@ -172,7 +207,8 @@ func Take(ctx context.Context, c image.Cache, log *slog.Logger, spec Spec, meta 
 		taken = true
 		t0 := time.Now()
 		state := filepath.Join(dir, stateFile)
-		if err := save(ctx, state); err != nil {
+		disks, err := save(ctx, dir, state)
+		if err != nil {
 			return err
 		}
 		st, err := os.Stat(state)
@@ -180,7 +216,14 @@ func Take(ctx context.Context, c image.Cache, log *slog.Logger, spec Spec, meta 
 			return err
 		}
 		m := meta
-		m.Format, m.Point, m.Key, m.QEMU = format, spec.Point, key, spec.QEMU
+		m.Format, m.Point, m.Key, m.QEMU, m.Disks, m.DiskBytes = format, spec.Point, key, spec.QEMU, disks, 0
+		for _, d := range disks {
+			st, err := os.Stat(filepath.Join(dir, d))
+			if err != nil {
+				return err
+			}
+			m.DiskBytes += st.Size()
+		}
 		m.Taken, m.StateBytes, m.SaveSeconds = time.Now().UTC(), st.Size(), time.Since(t0).Seconds()
 		b, err := json.MarshalIndent(m, "", "  ")
 		if err != nil {

@@ -20,9 +20,12 @@ func testSpec() Spec {
 
 // writeState is a SaveFunc writing fixed bytes, counting its calls.
 func writeState(calls *int) SaveFunc {
-	return func(_ context.Context, path string) error {
+	return func(_ context.Context, dir, state string) ([]string, error) {
 		*calls++
-		return os.WriteFile(path, []byte("a saved state"), 0o644)
+		if err := os.WriteFile(filepath.Join(dir, DiskFile(0)), []byte("a disk"), 0o644); err != nil {
+			return nil, err
+		}
+		return []string{DiskFile(0)}, os.WriteFile(state, []byte("a saved state"), 0o644)
 	}
 }
 
@@ -45,7 +48,7 @@ func TestTakeThenLookup(t *testing.T) {
 		t.Errorf("meta = %+v", taken.Meta)
 	}
 	got, ok, err := Lookup(c, log, testSpec())
-	if err != nil || !ok || got.Dir != taken.Dir || got.State() != filepath.Join(taken.Dir, "state.zst") {
+	if err != nil || !ok || got.Dir != taken.Dir || got.State() != filepath.Join(taken.Dir, "state.zst") || got.Disk(0) != filepath.Join(taken.Dir, "disk0.qcow2") {
 		t.Fatalf("Lookup = %+v, %v, %v; want the snapshot taken", got, ok, err)
 	}
 	// A second Take finds it and saves nothing.
@@ -92,6 +95,12 @@ func TestLookupRemovesUnusable(t *testing.T) {
 			}
 		}, "truncated"},
 		{"missing state", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "state.zst")) }, "missing"},
+		{"missing disk", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "disk0.qcow2")) }, "its disk is missing"},
+		{"truncated disk", func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, "disk0.qcow2"), 2); err != nil {
+				t.Fatal(err)
+			}
+		}, "its disks are 2 bytes, 6 were written"},
 		{"corrupt meta", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "meta.json"), []byte("{"), 0o644)
 		}, "corrupt"},
@@ -129,7 +138,7 @@ func TestTakeFailures(t *testing.T) {
 		t.Errorf("Take with no room = %v after %d saves; want a NoSpaceError before saving", err, calls)
 	}
 	// A save that fails leaves nothing behind.
-	_, _, err = Take(context.Background(), c, log, testSpec(), Meta{MemoryMB: 1}, func(context.Context, string) error { return errors.New("qemu said no") })
+	_, _, err = Take(context.Background(), c, log, testSpec(), Meta{MemoryMB: 1}, func(context.Context, string, string) ([]string, error) { return nil, errors.New("qemu said no") })
 	if err == nil || !strings.Contains(err.Error(), "qemu said no") {
 		t.Errorf("Take with a failing save = %v", err)
 	}

@@ -270,12 +270,22 @@ func TestInterruptCleansUp(t *testing.T) {
 // kube-proxy and with socket-LB. Only the vulnerable kernel with socket-LB must hang, and the
 // evidence must show its reconnects aimed at the dead pod. Builds the vulnerable kernel when it
 // is not cached (minutes).
+//
+// It runs the matrix twice: with every VM booted cold (--no-snapshot), and restored from the
+// snapshots of booted VMs (snapshot_test.go), and checks both, and that they agree.
 func TestFidelityMatrix(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	bin := buildNfslab(t)
-	res := runScenario(ctx, t, bin, "fidelity", 4)
+	cold := runScenario(ctx, t, bin, "fidelity", 4, "--no-snapshot")
+	checkFidelity(t, cold)
+	restored := restoredRun(ctx, t, bin, "fidelity", 4)
+	checkFidelity(t, restored)
+	checkEquivalent(t, cold, restored)
+}
+
+func checkFidelity(t *testing.T, res *reports.Result) {
 	for _, c := range res.Cells {
 		t.Run(c.Kernel+"/"+c.Datapath, func(t *testing.T) {
 			checkVerdict(t, c)

@@ -15,7 +15,7 @@ import (
 
 // runKindScenarios gates TestKindScenarios: two kind scenarios in full, three VMs and three
 // cluster creations under TCG — more than the test command can afford. `make kind` passes it.
-var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios (four kind clusters, about an hour under TCG)")
+var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios, the first two cold and restored from snapshots of ready clusters (about two hours under TCG)")
 
 // TestKindScenarios runs the built-in kind scenarios end to end. kind: Debian's kernel recovers
 // under kube-proxy in each of its modes and under nfslab's socket-LB, and the vulnerable kernel
@@ -23,34 +23,55 @@ var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindScenarios: ru
 // force-deleted pod is the same story, and a killed server container is restarted in place by
 // the kubelet — the pod keeps its IP, so even the vulnerable kernel recovers. kind-restart-node:
 // on two nodes, the server's node restarts and its pod comes back with a new IP — the
-// vulnerable kernel then hangs under the socket-LB like after a deletion.
+// vulnerable kernel then hangs under the socket-LB like after a deletion. kind and kind-faults
+// run twice: every VM booted and its cluster created (--no-snapshot), and every VM restored from
+// a snapshot of a ready cluster; both runs must tell the same story (checkEquivalent).
 func TestKindScenarios(t *testing.T) {
 	requireE2E(t)
 	if !*runKindScenarios {
 		t.Skip("four kind clusters under TCG: pass -kind-scenarios (make kind)")
 	}
 	bin := buildNfslab(t)
+	run := func(ctx context.Context, t *testing.T, name string, args ...string) *reports.Result {
+		t.Helper()
+		dir, tmp := t.TempDir(), t.TempDir()
+		start := time.Now()
+		args = append([]string{"run", "--scenario", name, "--report-dir", dir}, args...)
+		code := runNfslab(ctx, t, bin, tmp, args...)
+		t.Logf("nfslab %s: exit %d after %s", strings.Join(args, " "), code, time.Since(start).Round(time.Second))
+		res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		for _, c := range res.Cells {
+			t.Run(strings.ReplaceAll(c.ID, "/", "_"), func(t *testing.T) { checkKindScenarioCell(t, c) })
+		}
+		if left := leftovers(t, tmp); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+		return res
+	}
 	for _, name := range []string{"kind", "kind-faults", "kind-restart-node"} {
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
 			defer cancel()
-			dir, tmp := t.TempDir(), t.TempDir()
-			start := time.Now()
-			code := runNfslab(ctx, t, bin, tmp, "run", "--scenario", name, "--report-dir", dir)
-			t.Logf("nfslab run --scenario %s: exit %d after %s", name, code, time.Since(start).Round(time.Second))
-			res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
-			if err != nil {
-				t.Fatal(err)
+			cold := run(ctx, t, name, "--no-snapshot")
+			if name == "kind-restart-node" {
+				return // its node restarts: a restored cluster would show nothing more
 			}
-			if code != 0 {
-				t.Errorf("exit code %d, want 0", code)
+			// Again with each VM restored from a snapshot of a ready cluster: the first run
+			// takes the snapshots this binary lacks.
+			warm := run(ctx, t, name)
+			if !allStarted(warm, reports.StartRestored) {
+				warm = run(ctx, t, name)
 			}
-			for _, c := range res.Cells {
-				t.Run(strings.ReplaceAll(c.ID, "/", "_"), func(t *testing.T) { checkKindScenarioCell(t, c) })
+			if !allStarted(warm, reports.StartRestored) {
+				t.Fatalf("a run after the snapshots were taken still booted cold: %v", starts(warm))
 			}
-			if left := leftovers(t, tmp); len(left) > 0 {
-				t.Errorf("left behind: %v", left)
-			}
+			checkEquivalent(t, cold, warm)
 		})
 	}
 }

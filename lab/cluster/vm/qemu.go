@@ -72,6 +72,9 @@ type Disk struct {
 	// DiskSnapshot sends them to a temporary overlay qemu deletes on exit, leaving the file as
 	// it was (a cached disk shared by runs); DiskReadOnly refuses them.
 	Mode DiskMode
+	// Qcow2 says the file is a qcow2 image, such as an overlay over a cached disk
+	// (CreateOverlay), rather than a raw one.
+	Qcow2 bool
 }
 
 // DiskMode is how a VM may change a Disk.
@@ -87,7 +90,11 @@ const (
 // driveArg is the -drive argument of disk i. A comma in the path is doubled, as qemu's option
 // syntax wants (a user's node image archive may have one).
 func (d Disk) driveArg(i int) string {
-	arg := fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", strings.ReplaceAll(d.Path, ",", ",,"), i)
+	format := "raw"
+	if d.Qcow2 {
+		format = "qcow2"
+	}
+	arg := fmt.Sprintf("file=%s,if=virtio,format=%s,index=%d", strings.ReplaceAll(d.Path, ",", ",,"), format, i)
 	switch d.Mode {
 	case DiskSnapshot:
 		return arg + ",cache=unsafe,snapshot=on"

@@ -22,9 +22,10 @@ var ErrStateRefused = errors.New("qemu refused the saved state")
 
 // SaveState pauses the VM, writes its whole state to path (zstd-compressed) and lets it run on.
 // Nothing reaches path unless the whole state was written: the compressor writes a temporary
-// file beside it that is renamed when complete. The VM must have no disks whose contents the
-// state depends on unless the caller keeps them as they are now.
-func (v *VM) SaveState(ctx context.Context, path string) error {
+// file beside it that is renamed when complete. The state refers to the VM's disks as they are
+// now: paused, when not nil, runs while the VM is paused with its disks flushed and closed by
+// qemu, to keep a copy of those the guest writes (a restore needs them as they were).
+func (v *VM) SaveState(ctx context.Context, path string, paused func(ctx context.Context) error) error {
 	if _, err := exec.LookPath("zstd"); err != nil {
 		return fmt.Errorf("save the VM's state: zstd not found (apt-get install zstd): %w", err)
 	}
@@ -55,6 +56,11 @@ func (v *VM) SaveState(ctx context.Context, path string) error {
 	// writing. The rename says it is done.
 	if err := awaitFile(ctx, path); err != nil {
 		return fmt.Errorf("save the VM's state: the compressor did not finish %s: %w", path, err)
+	}
+	if paused != nil {
+		if err := paused(ctx); err != nil {
+			return fmt.Errorf("save the VM's state: %w", err)
+		}
 	}
 	resumed = true
 	if err := v.qmp.execute(ctx, "cont", nil, nil); err != nil {
