@@ -97,7 +97,8 @@ func TestCleanupAfterKill(t *testing.T) {
 			if m := runIDLine.FindStringSubmatch(l); m != nil {
 				id = m[1]
 			}
-			booted = strings.Contains(l, "vm: booted")
+			// Booted cold, or restored from a snapshot an earlier test took.
+			booted = strings.Contains(l, "vm: booted") || strings.Contains(l, " restored from snapshot ")
 		case <-deadline:
 			cmd.Process.Kill()
 			t.Fatal("the VM did not boot within 10 minutes")
