@@ -54,7 +54,7 @@ func (v *VM) SaveState(ctx context.Context, path string, paused func(ctx context
 	}
 	// qemu reports completion when it has sent the last byte; the compressor may still be
 	// writing. The rename says it is done.
-	if err := awaitFile(ctx, path); err != nil {
+	if err := v.awaitFile(ctx, path); err != nil {
 		return fmt.Errorf("save the VM's state: the compressor did not finish %s: %w", path, err)
 	}
 	if paused != nil {
@@ -82,12 +82,8 @@ func (v *VM) awaitMigration(ctx context.Context) error {
 		case "failed", "cancelled":
 			return fmt.Errorf("migration %s: %s", m.Status, m.ErrorDesc)
 		}
-		select {
-		case <-v.exited:
-			return exitErr(v.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := v.pollWait(ctx); err != nil {
+			return err
 		}
 	}
 }
@@ -119,27 +115,34 @@ func (v *VM) awaitIncoming(ctx context.Context) error {
 		default:
 			return fmt.Errorf("after loading its state the VM is %q, not running", st)
 		}
-		select {
-		case <-v.exited:
-			return exitErr(v.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := v.pollWait(ctx); err != nil {
+			return err
 		}
 	}
 }
 
 // awaitFile waits until path exists.
-func awaitFile(ctx context.Context, path string) error {
+func (v *VM) awaitFile(ctx context.Context, path string) error {
 	for {
 		if _, err := os.Stat(path); err == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := v.pollWait(ctx); err != nil {
+			return err
 		}
+	}
+}
+
+// pollWait waits for the next round of a poll of qemu: a short while, unless qemu exits or ctx
+// ends first, which it returns as the error.
+func (v *VM) pollWait(ctx context.Context) error {
+	select {
+	case <-v.exited:
+		return exitErr(v.waitErr)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(50 * time.Millisecond):
+		return nil
 	}
 }
 
