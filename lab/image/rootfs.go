@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/hosttools"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/manifests"
 )
 

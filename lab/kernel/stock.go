@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/lab/kernel/debian"
 	"github.com/nfslab/nfslab/lab/kernel/recipe"
 )

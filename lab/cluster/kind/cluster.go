@@ -24,8 +24,8 @@ import (
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/event"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/manifests"
 )
 

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/image"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
 // Built is a kernel in the cache.

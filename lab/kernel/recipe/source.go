@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/image"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/lab/kernel/debian"
 )
 

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/image"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 	"github.com/nfslab/nfslab/manifests"
 )
 

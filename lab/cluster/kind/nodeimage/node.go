@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/internal/gomod"
-	"github.com/nfslab/nfslab/lab/internal/lines"
 )
 
 // What the node image is built from besides the binaries.

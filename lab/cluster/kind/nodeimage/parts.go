@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nfslab/nfslab/lab/internal/lines"
+	"github.com/nfslab/nfslab/internal/lines"
 )
 
 const registry = "registry.k8s.io/"
