@@ -1,6 +1,7 @@
 package nodeimage
 
 import (
+	"path"
 	"strings"
 	"testing"
 
@@ -65,6 +66,23 @@ func TestLdflagsStampVersion(t *testing.T) {
 	} {
 		if !strings.Contains(f, want) {
 			t.Errorf("ldflags lack %q: %s", want, f)
+		}
+	}
+}
+
+// TestCommandNamesMatchGoBuild: a module with several commands is built by one `go build -o
+// dir/`, which names each binary after its package's last path element; a Name that differs
+// would be missing from the cache.
+func TestCommandNamesMatchGoBuild(t *testing.T) {
+	for _, m := range wrapperModules() {
+		cs := commandsOf(m)
+		if len(cs) < 2 {
+			continue
+		}
+		for _, c := range cs {
+			if base := path.Base(c.Package); base != c.Name {
+				t.Errorf("module %s: command %s is package %s, which go build names %s", m, c.Name, c.Package, base)
+			}
 		}
 	}
 }
