@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nfslab/nfslab/internal/lines"
+)
+
+var prebuild = flag.Bool("prebuild", false, "with -e2e: build vulnerable-6.1 and the kind node image in the background, on idle CPU only, while the tests that need neither run")
+
+// TestMain starts the prebuild (-prebuild) before the tests and stops it after them.
+//
+// Two compiles dominate a cold `make test`: the vulnerable kernel and Kubernetes. Under TCG a
+// VM keeps the host's cores only partly busy (the guest waits on NFS timeouts, on kube-proxy,
+// on the fault), so the compiles run meanwhile, under SCHED_IDLE: they take only CPU time that
+// nothing else wants, and the tests beside them run as fast as alone. The tests that need
+// an artefact come later in file order and wait for it on the cache lock, the way two nfslab
+// runs share a build.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	stop := func() {}
+	if *runE2E && *prebuild {
+		stop = startPrebuild()
+	}
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// prebuildSteps are the artefacts built ahead, in order: the kernel is needed first (the
+// tests in kernel_bug_test.go), the node image later (kind_test.go).
+func prebuildSteps() [][]string {
+	return [][]string{
+		{"kernel", "build", "vulnerable-6.1"},
+		{"node-image", "build"},
+	}
+}
+
+// startPrebuild runs prebuildSteps one after the other in the background and returns a function
+// that stops them (if still running) and waits. Each step's output goes to a log file, named
+// on stderr with the step's outcome; a failed step is only reported: the test that needs the
+// artefact builds it again and fails with the build's own error.
+func startPrebuild() (stop func()) {
+	dir, err := os.MkdirTemp("", "nfslab-prebuild-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e prebuild: not started: %v\n", err)
+		return func() {}
+	}
+	bin := filepath.Join(dir, "nfslab")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "../../cmd/nfslab")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e prebuild: not started: build nfslab: %v\n%s", err, out)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, step := range prebuildSteps() {
+			if ctx.Err() != nil {
+				return
+			}
+			runPrebuildStep(ctx, bin, filepath.Join(dir, fmt.Sprintf("step%d.log", i+1)), step)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		os.RemoveAll(dir)
+	}
+}
+
+// runPrebuildStep runs one step under SCHED_IDLE (chrt -i 0, inherited by make, the compilers
+// and go build); where chrt is missing, at nice 19.
+func runPrebuildStep(ctx context.Context, bin, logFile string, step []string) {
+	args := append([]string{bin}, step...)
+	if *cacheDir != "" {
+		args = append(args, "--cache-dir", *cacheDir)
+	}
+	name := "chrt"
+	if _, err := exec.LookPath("chrt"); err == nil {
+		args = append([]string{"--idle", "0"}, args...)
+	} else {
+		name, args = "nice", append([]string{"-n", "19"}, args...)
+	}
+	out, err := os.Create(logFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e prebuild: %v: %v\n", step, err)
+		return
+	}
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	// On stop, SIGTERM first: nfslab stops make or go build and releases its cache lock.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	start := time.Now()
+	err = cmd.Run()
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintf(os.Stderr, "e2e prebuild: %v stopped after %.0f s (the tests ended first)\n", step, time.Since(start).Seconds())
+	case err != nil:
+		tail, _ := os.ReadFile(logFile)
+		fmt.Fprintf(os.Stderr, "e2e prebuild: %v failed after %.0f s: %v\n%s\n", step, time.Since(start).Seconds(), err, lines.Tail(string(tail), 15))
+	default:
+		fmt.Fprintf(os.Stderr, "e2e prebuild: %v done in %.0f s, on idle CPU\n", step, time.Since(start).Seconds())
+	}
+}
