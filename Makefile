@@ -3,15 +3,16 @@
 #   sudo make run     install what the lab needs, build nfslab, run the built-in default scenario
 #   sudo make test    install what the lab needs, run the unit tests and the end-to-end VM tests
 #   sudo make kernels the kernels scenario: every kernel line, stock and vulnerable (builds kernels)
-#   sudo make kind    the kind form in full: the machine check, then the kind, kind-faults and kind-restart-node scenarios (~1 h)
+#   sudo make kind    the kind form in full: the machine checks, then the kind, kind-faults and kind-restart-node scenarios (~2 h)
 #   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
 
 # sudo resets PATH; find the usual Go install anyway.
 export PATH := $(PATH):/usr/local/go/bin
 GO        ?= go
 BIN       := bin/nfslab
-# The binary also runs inside the VM as its init: it must be static.
-GOFLAGS_BUILD := -trimpath
+# The binary also runs inside the VM as its init: it must be static. Every go command gets the
+# same flags, so that vet, the unit tests and the e2e tests' own builds share one build cache.
+export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 export CGO_ENABLED := 0
 
 # Debian/Ubuntu packages the lab drives: qemu for the VM, mmdebstrap for the guest root
@@ -25,7 +26,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap kmod cpio e2fsprogs contai
 all: build
 
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/nfslab
+	$(GO) build -o $(BIN) ./cmd/nfslab
 
 # deps installs the system packages (as root); it is a no-op when they are all present.
 deps:
@@ -42,8 +43,8 @@ run: deps build
 
 # test: static checks, unit tests (real BPF where the host allows it), then the end-to-end tests
 # that boot VMs and assert verdicts and evidence. CI gives `bash .ci/run` 90 minutes in all. Cold
-# on the 2-core bench machine (2026-12-05) the packages, lint and unit tests took 10 of them and
-# the e2e tests 70.5 (a whole kernel and Kubernetes compiled): their timeout of 76 fires inside
+# on the 2-core bench machine (2026-12-06) the packages, lint and unit tests took 10 of them and
+# the e2e tests 61 (a whole kernel and Kubernetes compiled): their timeout of 76 fires inside
 # CI's 90 and prints which test hung and where, instead of CI killing the run without a word.
 # -prebuild compiles the vulnerable kernel and Kubernetes on idle CPU while the tests that need
 # neither run (test/e2e/main_test.go).
@@ -68,7 +69,7 @@ kernels: deps
 kind: deps build
 	$(BIN) kernel check-kind debian-stock --cluster iptables
 	$(BIN) kernel check-kind vulnerable-6.1 --cluster iptables
-	$(GO) test -count=1 -timeout 240m -v -run TestKindScenarios ./test/e2e/ -e2e -kind-scenarios
+	$(GO) test -count=1 -timeout 240m -v -run 'TestKindMachine|TestKindScenarios' ./test/e2e/ -e2e -kind-scenarios
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

@@ -11,10 +11,10 @@ import (
 	"github.com/nfslab/nfslab/reports"
 )
 
-// The tests in this file need a kernel with the bug, vulnerable-6.1 (and control-6.1, its
-// control), built from source when it is not cached. They run after the tests that need only
-// Debian's own kernel (go test runs files in name order), so that in `make test` (-prebuild)
-// that compile runs in the background on idle CPU while the earlier tests run.
+// The tests in the kernel_*_test.go files need a kernel with the bug, vulnerable-6.1 (and
+// control-6.1, its control), built from source when it is not cached. They run after the tests
+// that need only Debian's own kernel (go test runs files in name order), so that in `make test`
+// (-prebuild) that compile runs in the background on idle CPU while the earlier tests run.
 
 // TestBugClassScenarios runs the scenarios that widen the bug class beyond a hard mount and a
 // graceful pod deletion — Longhorn's soft mount options, nconnect, a node that dies without a

@@ -14,9 +14,13 @@ import (
 // TestKindMachine: `nfslab kernel check-kind` boots Debian's kernel and the vulnerable recipe as
 // the kind form's machine: Docker starts on its disk with overlay2 on ext4 under cgroup v2, and
 // a container runs the way kind runs its nodes. Nothing is left behind; bad input is refused
-// before anything boots.
+// before anything boots. With -kind-scenarios only (make kind): in make test, TestKindSuite
+// runs a whole kind cluster on the vulnerable kernel already.
 func TestKindMachine(t *testing.T) {
 	requireE2E(t)
+	if !*runKindScenarios {
+		t.Skip("the kind form's machine check: pass -kind-scenarios (make kind)")
+	}
 	bin := buildNfslab(t)
 	for _, k := range []string{"debian-stock", "vulnerable-6.1"} {
 		t.Run(k, func(t *testing.T) {

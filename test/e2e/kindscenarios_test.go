@@ -15,7 +15,7 @@ import (
 
 // runKindScenarios gates TestKindScenarios: two kind scenarios in full, three VMs and three
 // cluster creations under TCG — more than the test command can afford. `make kind` passes it.
-var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios, the first two cold and restored from snapshots of ready clusters (about two hours under TCG)")
+var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindMachine, and TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios, the first two cold and restored from snapshots of ready clusters (about two hours under TCG)")
 
 // TestKindScenarios runs the built-in kind scenarios end to end. kind: Debian's kernel recovers
 // under kube-proxy in each of its modes and under nfslab's socket-LB, and the vulnerable kernel

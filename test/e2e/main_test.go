@@ -22,8 +22,8 @@ var prebuild = flag.Bool("prebuild", false, "with -e2e: build vulnerable-6.1 and
 // VM keeps the host's cores only partly busy (the guest waits on NFS timeouts, on kube-proxy,
 // on the fault), so the compiles run meanwhile, under SCHED_IDLE: they take only CPU time that
 // nothing else wants, and the tests beside them run as fast as alone. The tests that need
-// an artefact come later in file order and wait for it on the cache lock, the way two nfslab
-// runs share a build.
+// an artefact come later in file order (kernel_*_test.go, then kind*_test.go) and wait for it
+// on the cache lock, the way two nfslab runs share a build.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	stop := func() {}
@@ -55,9 +55,7 @@ func startPrebuild() (stop func()) {
 		return func() {}
 	}
 	bin := filepath.Join(dir, "nfslab")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "../../cmd/nfslab")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := goBuildNfslab(bin); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e prebuild: not started: build nfslab: %v\n%s", err, out)
 		return func() {}
 	}
