@@ -20,10 +20,11 @@ var prebuild = flag.Bool("prebuild", false, "with -e2e: build vulnerable-6.1 and
 //
 // Two compiles dominate a cold `make test`: the vulnerable kernel and Kubernetes. Under TCG a
 // VM keeps the host's cores only partly busy (the guest waits on NFS timeouts, on kube-proxy,
-// on the fault), so the compiles run meanwhile, under SCHED_IDLE: they take only CPU time that
-// nothing else wants, and the tests beside them run as fast as alone. The tests that need
-// an artefact come later in file order (kernel_*_test.go, then kind*_test.go) and wait for it
-// on the cache lock, the way two nfslab runs share a build.
+// on the fault), so the compiles run meanwhile, under SCHED_IDLE: they get only CPU time that
+// nothing else asks for. That is not free: in the cold run of 2026-12-06 the tests beside a
+// compile ran 5-50 % slower than alone (the cores share their caches), which their deadlines
+// allow. The tests that need an artefact come later in file order (kernel_*_test.go, then
+// kind*_test.go) and wait for it on the cache lock, the way two nfslab runs share a build.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	stop := func() {}
@@ -45,9 +46,9 @@ func prebuildSteps() [][]string {
 }
 
 // startPrebuild runs prebuildSteps one after the other in the background and returns a function
-// that stops them (if still running) and waits. Each step's output goes to a log file, named
-// on stderr with the step's outcome; a failed step is only reported: the test that needs the
-// artefact builds it again and fails with the build's own error.
+// that stops them (if still running) and waits. Each step's output goes to a log file; stderr
+// gets each step's outcome, with the log's tail when it failed. A failed step is only reported:
+// the test that needs the artefact builds it again and fails with the build's own error.
 func startPrebuild() (stop func()) {
 	dir, err := os.MkdirTemp("", "nfslab-prebuild-")
 	if err != nil {
