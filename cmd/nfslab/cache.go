@@ -25,16 +25,7 @@ const cacheListFormat = "nfslab-cache/v1"
 
 func newCacheCmd(stdout io.Writer, g *globals) *cobra.Command {
 	var cacheDir, output string
-	dir := func() (string, error) {
-		if cacheDir != "" {
-			return cacheDir, nil
-		}
-		d, err := image.DefaultCacheDir()
-		if err != nil {
-			return "", &lab.LabError{Err: err}
-		}
-		return d, nil
-	}
+	dir := func() (string, error) { return cacheDirOrDefault(cacheDir) }
 	list := func(*cobra.Command, []string) error {
 		if output != "table" && output != "json" {
 			return usageError{fmt.Errorf("-o %q: want table or json", output)}

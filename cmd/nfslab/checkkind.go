@@ -12,7 +12,6 @@ import (
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
-	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/runstate"
 )
 
@@ -45,12 +44,9 @@ that cannot work); 3 the lab failed.`,
 			if output != "table" && output != "json" {
 				return usageError{fmt.Errorf("-o %q: want table or json", output)}
 			}
-			if cacheDir == "" {
-				d, err := image.DefaultCacheDir()
-				if err != nil {
-					return &lab.LabError{Err: err}
-				}
-				cacheDir = d
+			cacheDir, err := cacheDirOrDefault(cacheDir)
+			if err != nil {
+				return err
 			}
 			runID := runstate.NewID(time.Now())
 			release, err := registerRun(runID, "kernel check-kind", cacheDir, "")

@@ -33,12 +33,9 @@ is gone is removed, so a running nfslab is never disturbed. What cannot be attri
 is listed and left alone. Finished cache entries are not touched: nfslab cache prune removes those.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cacheDir == "" {
-				d, err := image.DefaultCacheDir()
-				if err != nil {
-					return &lab.LabError{Err: err}
-				}
-				cacheDir = d
+			cacheDir, err := cacheDirOrDefault(cacheDir)
+			if err != nil {
+				return err
 			}
 			c := runstate.Cleaner{
 				Registry:   runstate.Registry{Dir: runstate.DefaultDir()},

@@ -21,7 +21,6 @@ import (
 
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/agent"
-	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/kernel/recipe"
 	"github.com/nfslab/nfslab/lab/runstate"
@@ -326,10 +325,9 @@ func newKernelCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			if err := recipe.CheckBuildTools(); err != nil {
 				return &lab.LabError{Err: err}
 			}
-			if cacheDir == "" {
-				if cacheDir, err = image.DefaultCacheDir(); err != nil {
-					return &lab.LabError{Err: err}
-				}
+			cacheDir, err := cacheDirOrDefault(cacheDir)
+			if err != nil {
+				return err
 			}
 			release, err := registerRun(runstate.NewID(time.Now()), "kernel build", cacheDir, "")
 			if err != nil {

@@ -30,12 +30,9 @@ prints the cached image at once.
 Exit codes: 0 built or cached; 3 the build failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cacheDir == "" {
-				d, err := image.DefaultCacheDir()
-				if err != nil {
-					return &lab.LabError{Err: err}
-				}
-				cacheDir = d
+			cacheDir, err := cacheDirOrDefault(cacheDir)
+			if err != nil {
+				return err
 			}
 			release, err := registerRun(runstate.NewID(time.Now()), "node-image build", cacheDir, "")
 			if err != nil {

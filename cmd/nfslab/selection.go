@@ -81,8 +81,14 @@ func (s *selection) checkKernels(sc *scenario.Scenario) error {
 
 // cache is the artefact cache directory: --cache-dir, else the default.
 func (s *selection) cache() (string, error) {
-	if s.cacheDir != "" {
-		return s.cacheDir, nil
+	return cacheDirOrDefault(s.cacheDir)
+}
+
+// cacheDirOrDefault is a --cache-dir flag's value, or nfslab's default cache directory when the
+// flag is empty (an error finding it is the lab's, exit 3).
+func cacheDirOrDefault(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
 	}
 	dir, err := image.DefaultCacheDir()
 	if err != nil {
