@@ -36,10 +36,20 @@ type Command struct {
 	Name, Package, Module string
 }
 
-// Wrapper modules: a go.mod requiring the commands' module at its version (Kubernetes' with each
-// staging module replaced by its published twin) and a go.sum pinning every dependency, embedded
-// from manifests/kind as <module>.go.mod.txt and <module>.go.sum.txt (".txt": a go.mod file would
-// make that directory another module, which go:embed cannot reach).
+// Wrapper modules: a go.mod requiring the commands' module at its version and a go.sum pinning
+// every dependency, embedded from manifests/kind as <module>.go.mod.txt and <module>.go.sum.txt
+// (".txt": a go.mod file would make that directory another module, which go:embed cannot reach).
+//
+// Kubernetes' go.mod requires its staging modules (k8s.io/api, client-go, …) at v0.0.0; the k8s
+// wrapper maps exactly that version to the published twin of the same release
+// (`k8s.io/api v0.0.0 => k8s.io/api v0.37.2`) and requires the twin itself, so the build selects
+// k8s.io/api v0.37.2 unreplaced. Together with the same versions as nfslab's own go.mod for every
+// module both use (golang.org/x/sys, protobuf, …), that makes the packages nfslab and Kubernetes
+// share byte-for-byte the same compile in Go's build cache: with -trimpath, a replaced module is
+// hashed under its v0.0.0 name and would be compiled again. In `make test` nfslab's own build has
+// compiled client-go, api and apimachinery by the time Kubernetes is built: with them in the
+// cache, 2132 packages are left to compile for the seven commands instead of 2490, and the ones
+// saved are among the largest. TestWrapperSharesNfslabVersions keeps the versions in step.
 func wrapperFiles(module string) (goMod, goSum string) {
 	return "kind/" + module + ".go.mod.txt", "kind/" + module + ".go.sum.txt"
 }
@@ -61,9 +71,24 @@ func Commands() []Command {
 // warm one. progress receives a line when a module's build starts and ends, and one a minute in
 // between.
 func Binaries(ctx context.Context, cache image.Cache, log *slog.Logger, progress func(string)) (string, error) {
+	inputs, err := binariesInputs(ctx)
+	if err != nil {
+		return "", err
+	}
+	return cache.Artefact(ctx, log, binariesKind, inputs, func(ctx context.Context, dir string) error {
+		return buildBinaries(ctx, dir, progress)
+	})
+}
+
+// binariesKind is the cache's name for the binaries' artefacts.
+const binariesKind = "k8s-binaries"
+
+// binariesInputs is what the binaries are built from, as cache inputs: the versions, the Go
+// toolchain, the flags and the wrapper modules.
+func binariesInputs(ctx context.Context) (image.Inputs, error) {
 	goVersion, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
 	if err != nil {
-		return "", fmt.Errorf("the Go toolchain (needed to build Kubernetes): %w", err)
+		return nil, fmt.Errorf("the Go toolchain (needed to build Kubernetes): %w", err)
 	}
 	inputs := image.Inputs{
 		"recipe":     binariesRecipe,
@@ -78,14 +103,12 @@ func Binaries(ctx context.Context, cache image.Cache, log *slog.Logger, progress
 		for _, f := range []string{goMod, goSum} {
 			b, err := manifests.FS.ReadFile(f)
 			if err != nil {
-				return "", fmt.Errorf("read embedded %s: %w", f, err)
+				return nil, fmt.Errorf("read embedded %s: %w", f, err)
 			}
 			inputs[f] = image.Inputs{"content": string(b)}.Key()
 		}
 	}
-	return cache.Artefact(ctx, log, "k8s-binaries", inputs, func(ctx context.Context, dir string) error {
-		return buildBinaries(ctx, dir, progress)
-	})
+	return inputs, nil
 }
 
 // ldflags stamps the version the way Kubernetes' own build does; without it the commands report

@@ -1,7 +1,9 @@
 package nodeimage
 
 import (
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -84,5 +86,50 @@ func TestCommandNamesMatchGoBuild(t *testing.T) {
 				t.Errorf("module %s: command %s is package %s, which go build names %s", m, c.Name, c.Package, base)
 			}
 		}
+	}
+}
+
+// TestWrapperSharesNfslabVersions: the k8s wrapper selects the same version as nfslab's own
+// go.mod for every module both require, and selects Kubernetes' staging modules unreplaced, so
+// that the packages both build are compiled once into Go's build cache (see wrapperFiles).
+func TestWrapperSharesNfslabVersions(t *testing.T) {
+	own, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf, err := modfile.Parse("go.mod", own, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goMod, _ := wrapperFiles("k8s")
+	data, err := manifests.FS.ReadFile(goMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf, err := modfile.Parse(goMod, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selected := map[string]string{}
+	for _, r := range wf.Require {
+		selected[r.Mod.Path] = r.Mod.Version
+	}
+	for _, r := range wf.Replace {
+		// (A staging module outside the commands' build, e.g. k8s.io/sample-controller, is
+		// replaced but not required.)
+		if v := selected[r.Old.Path]; r.Old.Version != "v0.0.0" || r.New.Path != r.Old.Path || (v != "" && r.New.Version != v) {
+			t.Errorf("%s: replace %s %s => %s %s; want only v0.0.0 mapped to the version required (%q), so the build selects it unreplaced",
+				goMod, r.Old.Path, r.Old.Version, r.New.Path, r.New.Version, selected[r.Old.Path])
+		}
+	}
+	// Kubernetes' own components, at the node image's release; nfslab requires an earlier patch
+	// release of these two for its own use, and shares few packages with them.
+	differ := map[string]bool{"k8s.io/component-base": true, "k8s.io/apiextensions-apiserver": true}
+	for _, r := range nf.Require {
+		v, ok := selected[r.Mod.Path]
+		if !ok || v == r.Mod.Version || differ[r.Mod.Path] {
+			continue
+		}
+		t.Errorf("%s selects %s %s, nfslab's go.mod %s: the packages both build would be compiled twice", goMod, r.Mod.Path, v, r.Mod.Version)
 	}
 }

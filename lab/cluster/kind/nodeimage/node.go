@@ -93,13 +93,14 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 	if err := (hosttools.Set{For: "building the kind node image", AptOptions: hosttools.NoRecommends, Tools: hostTools()}).Check(); err != nil {
 		return Node{}, err
 	}
-	bins, err := Binaries(ctx, cache, log, progress)
+	binsInputs, err := binariesInputs(ctx)
 	if err != nil {
 		return Node{}, err
 	}
 	inputs := image.Inputs{
-		"recipe":      nodeRecipe,
-		"binaries":    filepath.Base(bins),
+		"recipe": nodeRecipe,
+		// The binaries' cache entry, by name: the one Binaries returns.
+		"binaries":    filepath.Base(cache.Path(binariesKind, binsInputs.Key())),
 		"kind":        KindVersion,
 		"suite":       suite,
 		"packages":    strings.Join(nodePackages(), ","),
@@ -117,7 +118,7 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 	// The tag names the node image's own inputs: two different node images never share a tag.
 	tag := "nfslab.local/kind-node:" + KubernetesVersion + "-" + inputs.Key()[:12]
 	dir, err := cache.Artefact(ctx, log, "kind-node", inputs, func(ctx context.Context, dir string) error {
-		return buildNode(ctx, log, bins, dir, tag, progress)
+		return buildNode(ctx, log, cache, dir, tag, progress)
 	})
 	if err != nil {
 		return Node{}, err
@@ -138,7 +139,10 @@ func hostTools() []hosttools.Tool {
 	}
 }
 
-func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, progress func(string)) error {
+// buildNode builds the node image into dir. The Debian userlands need no binary: they are laid
+// out while Binaries compiles Kubernetes (mmdebstrap mostly waits on downloads and dpkg, and the
+// compile is the longest step), which takes them off the critical path of a cold build.
+func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, dir, tag string, progress func(string)) error {
 	say := func(format string, a ...any) {
 		if progress != nil {
 			progress("node image: " + fmt.Sprintf(format, a...))
@@ -150,6 +154,30 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 		return err
 	}
 	defer image.RemoveTree(work)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type built struct {
+		dir string
+		err error
+	}
+	binsDone := make(chan built, 1)
+	go func() {
+		bins, err := Binaries(ctx, cache, log, progress)
+		binsDone <- built{bins, err}
+	}()
+	lands, err := makeUserlands(ctx, work, say)
+	if err != nil {
+		cancel()
+		<-binsDone
+		return err
+	}
+	b := <-binsDone
+	if b.err != nil {
+		return b.err
+	}
+	bins := b.dir
+
 	kindMod, err := gomod.Download(ctx, "sigs.k8s.io/kind", KindVersion)
 	if err != nil {
 		return err
@@ -160,7 +188,7 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 	}
 
 	say("component images")
-	comps, err := componentImages(ctx, work, bins, k8sMod.Dir)
+	comps, err := componentImages(ctx, work, bins, k8sMod.Dir, lands)
 	if err != nil {
 		return err
 	}
@@ -169,11 +197,7 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 		return fmt.Errorf("component images: %w", err)
 	}
 
-	say("node userland (mmdebstrap, %d packages)", len(nodePackages()))
-	root := filepath.Join(work, "node")
-	if err := debootstrap(ctx, root, nodePackages()); err != nil {
-		return err
-	}
+	root := lands.node
 	if err := installKindFiles(ctx, root, kindMod.Dir, bins); err != nil {
 		return err
 	}
@@ -192,6 +216,34 @@ func buildNode(ctx context.Context, log *slog.Logger, bins, dir, tag string, pro
 	}
 	say("%s built in %.0f s", tag, time.Since(start).Seconds())
 	return os.WriteFile(filepath.Join(dir, NodeTagFile), []byte(tag+"\n"), 0o644)
+}
+
+// userlands are the Debian trees of the node image: the node's own, and the userlands of the
+// kube-proxy and nfs-ganesha images.
+type userlands struct {
+	node, kubeProxy, ganesha string
+}
+
+// makeUserlands lays the userlands out under work with mmdebstrap, one after the other.
+func makeUserlands(ctx context.Context, work string, say func(string, ...any)) (userlands, error) {
+	u := userlands{
+		node:      filepath.Join(work, "node"),
+		kubeProxy: filepath.Join(work, "img-kube-proxy"),
+		ganesha:   filepath.Join(work, "img-ganesha"),
+	}
+	start := time.Now()
+	say("userlands (mmdebstrap: the node's %d packages, kube-proxy's, nfs-ganesha's), while Kubernetes compiles", len(nodePackages()))
+	if err := debootstrap(ctx, u.node, nodePackages()); err != nil {
+		return u, fmt.Errorf("node userland: %w", err)
+	}
+	if err := debootstrap(ctx, u.kubeProxy, kubeProxyPackages()); err != nil {
+		return u, fmt.Errorf("kube-proxy image: %w", err)
+	}
+	if err := debootstrap(ctx, u.ganesha, ganeshaPackages()); err != nil {
+		return u, fmt.Errorf("nfs-ganesha image: %w", err)
+	}
+	say("userlands ready in %.0f s", time.Since(start).Seconds())
+	return u, nil
 }
 
 // debootstrap installs a Debian minbase with pkgs into root (created), without documentation

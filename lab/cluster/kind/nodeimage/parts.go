@@ -17,9 +17,10 @@ import (
 const registry = "registry.k8s.io/"
 
 // componentImages lays out, under work, the images kubeadm and containerd ask for by tag: the
-// control plane's (one static binary each), etcd's, kube-proxy's (with the iptables/nft/ipset
-// userland its modes run) and pause (compiled from Kubernetes' pause.c).
-func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, error) {
+// control plane's (one static binary each), etcd's, kube-proxy's (on the iptables/nft/ipset
+// userland its modes run, lands.kubeProxy), nfs-ganesha's (on lands.ganesha) and pause
+// (compiled from Kubernetes' pause.c).
+func componentImages(ctx context.Context, work, bins, k8sDir string, lands userlands) ([]Image, error) {
 	path := imageEnv()
 	var imgs []Image
 	single := func(tag, bin string) error {
@@ -42,16 +43,13 @@ func componentImages(ctx context.Context, work, bins, k8sDir string) ([]Image, e
 		return nil, err
 	}
 
-	kp := filepath.Join(work, "img-kube-proxy")
-	if err := debootstrap(ctx, kp, kubeProxyPackages()); err != nil {
-		return nil, fmt.Errorf("kube-proxy image: %w", err)
-	}
+	kp := lands.kubeProxy
 	if err := copyExec(filepath.Join(bins, "bin", "kube-proxy"), filepath.Join(kp, "usr/local/bin/kube-proxy")); err != nil {
 		return nil, err
 	}
 	imgs = append(imgs, Image{Tag: registry + "kube-proxy:" + KubernetesVersion, Root: kp, Env: path})
 
-	ganesha, err := ganeshaImage(ctx, work)
+	ganesha, err := ganeshaImageOn(lands.ganesha)
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +76,19 @@ func imageEnv() []string {
 }
 
 // ganeshaImage lays out the NFS server's image (GaneshaImage) under work: a Debian userland
-// with nfs-ganesha and the fixups it needs. The node image preloads it; GaneshaArchive saves it
-// alone, for node images that lack it.
+// with nfs-ganesha and the fixups it needs, for GaneshaArchive, which saves it alone for node
+// images that lack it. nfslab's own node image preloads it, made the same way (makeUserlands,
+// then ganeshaImageOn).
 func ganeshaImage(ctx context.Context, work string) (Image, error) {
 	root := filepath.Join(work, "img-ganesha")
 	if err := debootstrap(ctx, root, ganeshaPackages()); err != nil {
 		return Image{}, fmt.Errorf("nfs-ganesha image: %w", err)
 	}
+	return ganeshaImageOn(root)
+}
+
+// ganeshaImageOn finishes the NFS server's image on root, a userland with ganeshaPackages.
+func ganeshaImageOn(root string) (Image, error) {
 	if err := writeFixups(root, ganeshaFixups()); err != nil {
 		return Image{}, fmt.Errorf("nfs-ganesha image: %w", err)
 	}
