@@ -23,8 +23,10 @@ var prebuild = flag.Bool("prebuild", false, "with -e2e: build vulnerable-6.1 and
 // on the fault), so the compiles run meanwhile, under SCHED_IDLE: they get only CPU time that
 // nothing else asks for. That is not free: in the cold run of 2026-12-06 the tests beside a
 // compile ran 5-50 % slower than alone (the cores share their caches), which their deadlines
-// allow. The tests that need an artefact come later in file order (kernel_*_test.go, then
-// kind*_test.go) and wait for it on the cache lock, the way two nfslab runs share a build.
+// allow. The tests that need an artefact come later in file order and wait for it on the cache
+// lock, the way two nfslab runs share a build: kernel_*_test.go need the kernel, and the kind
+// suite (suite_kind_test.go) needs the node image, built last, so it runs after every test that
+// needs neither (smb, snapshot), which thus run while Kubernetes compiles instead of after it.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	stop := func() {}
@@ -37,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // prebuildSteps are the artefacts built ahead, in order: the kernel is needed first (the
-// tests in kernel_bug_test.go), the node image later (kind_test.go).
+// tests in kernel_bug_test.go), the node image later (suite_kind_test.go).
 func prebuildSteps() [][]string {
 	return [][]string{
 		{"kernel", "build", "vulnerable-6.1"},
