@@ -11,8 +11,11 @@ export PATH := $(PATH):/usr/local/go/bin
 GO        ?= go
 BIN       := bin/nfslab
 # The binary also runs inside the VM as its init: it must be static. Every go command gets the
-# same flags, so that vet, the unit tests and the e2e tests' own builds share one build cache.
-export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
+# same flags, so that vet, the unit tests, the e2e tests' own builds and the kind node image's
+# Kubernetes (lab/cluster/kind/nodeimage) share one build cache. -ldflags=-w leaves out DWARF:
+# nfslab links in 4.1 s instead of 5.4 and is 73 MB instead of 89 (it goes into every VM's
+# initrd); stack traces do not need DWARF.
+export GOFLAGS := $(strip $(GOFLAGS) -trimpath -ldflags=-w)
 export CGO_ENABLED := 0
 
 # Debian/Ubuntu packages the lab drives: qemu for the VM, mmdebstrap for the guest root
@@ -49,9 +52,11 @@ run: deps build
 # -prebuild compiles the vulnerable kernel and Kubernetes on idle CPU while the tests that need
 # neither run (test/e2e/main_test.go).
 E2E_TIMEOUT ?= 76m
+# -vet=off: lint has run the whole of go vet; go test's own subset would analyse every
+# dependency again under another cache key.
 test: deps lint
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run Test ./test/e2e/ -e2e -prebuild
+	$(GO) test -count=1 -vet=off ./...
+	$(GO) test -count=1 -vet=off -timeout $(E2E_TIMEOUT) -v -run Test ./test/e2e/ -e2e -prebuild
 
 unit:
 	$(GO) test -count=1 ./...
