@@ -46,9 +46,10 @@ run: deps build
 
 # test: static checks, unit tests (real BPF where the host allows it), then the end-to-end tests
 # that boot VMs and assert verdicts and evidence. CI gives `bash .ci/run` 90 minutes in all. Cold
-# on the 2-core bench machine (2026-12-06) the packages, lint and unit tests took 10 of them and
-# the e2e tests 61 (a whole kernel and Kubernetes compiled): their timeout of 76 fires inside
-# CI's 90 and prints which test hung and where, instead of CI killing the run without a word.
+# on the 2-core bench machine (2026-12-06, 64.3 min in all) the packages, lint and unit tests took
+# 9 of them and the e2e tests 55 (a whole kernel and Kubernetes compiled): their timeout of 76
+# fires inside CI's 90 and prints which test hung and where, instead of CI killing the run
+# without a word.
 # -prebuild compiles the vulnerable kernel and Kubernetes on idle CPU while the tests that need
 # neither run (test/e2e/main_test.go).
 E2E_TIMEOUT ?= 76m
