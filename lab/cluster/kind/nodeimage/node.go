@@ -155,28 +155,16 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, dir, ta
 	}
 	defer image.RemoveTree(work)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type built struct {
-		dir string
-		err error
-	}
-	binsDone := make(chan built, 1)
-	go func() {
-		bins, err := Binaries(ctx, cache, log, progress)
-		binsDone <- built{bins, err}
-	}()
-	lands, err := makeUserlands(ctx, work, say)
+	var (
+		bins  string
+		lands userlands
+	)
+	err := together(ctx,
+		func(ctx context.Context) (err error) { bins, err = Binaries(ctx, cache, log, progress); return err },
+		func(ctx context.Context) (err error) { lands, err = makeUserlands(ctx, work, say); return err })
 	if err != nil {
-		cancel()
-		<-binsDone
 		return err
 	}
-	b := <-binsDone
-	if b.err != nil {
-		return b.err
-	}
-	bins := b.dir
 
 	kindMod, err := gomod.Download(ctx, "sigs.k8s.io/kind", KindVersion)
 	if err != nil {
@@ -222,6 +210,26 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, dir, ta
 // kube-proxy and nfs-ganesha images.
 type userlands struct {
 	node, kubeProxy, ganesha string
+}
+
+// together runs fs side by side and returns once all of them have returned. When one fails, the
+// context of the others is cancelled (a failed userland stops the compile) and the first error
+// is returned.
+func together(ctx context.Context, fs ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(fs))
+	for _, f := range fs {
+		go func() { errs <- f(ctx) }()
+	}
+	var first error
+	for range fs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }
 
 // makeUserlands lays the userlands out under work with mmdebstrap, one after the other.
