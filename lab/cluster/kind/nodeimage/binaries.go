@@ -75,6 +75,11 @@ func Binaries(ctx context.Context, cache image.Cache, log *slog.Logger, progress
 	if err != nil {
 		return "", err
 	}
+	return cachedBinaries(ctx, cache, log, inputs, progress)
+}
+
+// cachedBinaries is Binaries for inputs already read by binariesInputs.
+func cachedBinaries(ctx context.Context, cache image.Cache, log *slog.Logger, inputs image.Inputs, progress func(string)) (string, error) {
 	return cache.Artefact(ctx, log, binariesKind, inputs, func(ctx context.Context, dir string) error {
 		return buildBinaries(ctx, dir, progress)
 	})

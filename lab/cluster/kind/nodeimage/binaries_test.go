@@ -23,18 +23,8 @@ func TestWrapperModulesPinVersions(t *testing.T) {
 	staging := "v0." + strings.SplitN(strings.TrimPrefix(KubernetesVersion, "v1."), ".", 2)[0] + "." + strings.SplitN(KubernetesVersion, ".", 3)[2]
 	for _, m := range wrapperModules() {
 		goMod, goSum := wrapperFiles(m)
-		data, err := manifests.FS.ReadFile(goMod)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := modfile.Parse(goMod, data, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, r := range f.Require {
-			got[r.Mod.Path] = r.Mod.Version
-		}
+		f := wrapperModFile(t, m)
+		got := requiredVersions(f)
 		for path, v := range want[m] {
 			if got[path] != v {
 				t.Errorf("%s requires %s %q, want %q", goMod, path, got[path], v)
@@ -102,18 +92,8 @@ func TestWrapperSharesNfslabVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	goMod, _ := wrapperFiles("k8s")
-	data, err := manifests.FS.ReadFile(goMod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wf, err := modfile.Parse(goMod, data, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	selected := map[string]string{}
-	for _, r := range wf.Require {
-		selected[r.Mod.Path] = r.Mod.Version
-	}
+	wf := wrapperModFile(t, "k8s")
+	selected := requiredVersions(wf)
 	for _, r := range wf.Replace {
 		// (A staging module outside the commands' build, e.g. k8s.io/sample-controller, is
 		// replaced but not required.)
@@ -132,4 +112,28 @@ func TestWrapperSharesNfslabVersions(t *testing.T) {
 		}
 		t.Errorf("%s selects %s %s, nfslab's go.mod %s: the packages both build would be compiled twice", goMod, r.Mod.Path, v, r.Mod.Version)
 	}
+}
+
+// wrapperModFile parses the embedded go.mod of wrapper module m.
+func wrapperModFile(t *testing.T, m string) *modfile.File {
+	t.Helper()
+	goMod, _ := wrapperFiles(m)
+	data, err := manifests.FS.ReadFile(goMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse(goMod, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// requiredVersions maps each module f requires to its version.
+func requiredVersions(f *modfile.File) map[string]string {
+	v := map[string]string{}
+	for _, r := range f.Require {
+		v[r.Mod.Path] = r.Mod.Version
+	}
+	return v
 }

@@ -98,9 +98,8 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 		return Node{}, err
 	}
 	inputs := image.Inputs{
-		"recipe": nodeRecipe,
-		// The binaries' cache entry, by name: the one Binaries returns.
-		"binaries":    filepath.Base(cache.Path(binariesKind, binsInputs.Key())),
+		"recipe":      nodeRecipe,
+		"binaries":    binsInputs.Key(), // the name of the binaries' cache entry
 		"kind":        KindVersion,
 		"suite":       suite,
 		"packages":    strings.Join(nodePackages(), ","),
@@ -118,7 +117,7 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 	// The tag names the node image's own inputs: two different node images never share a tag.
 	tag := "nfslab.local/kind-node:" + KubernetesVersion + "-" + inputs.Key()[:12]
 	dir, err := cache.Artefact(ctx, log, "kind-node", inputs, func(ctx context.Context, dir string) error {
-		return buildNode(ctx, log, cache, dir, tag, progress)
+		return buildNode(ctx, log, cache, binsInputs, dir, tag, progress)
 	})
 	if err != nil {
 		return Node{}, err
@@ -142,7 +141,7 @@ func hostTools() []hosttools.Tool {
 // buildNode builds the node image into dir. The Debian userlands need no binary: they are laid
 // out while Binaries compiles Kubernetes (mmdebstrap mostly waits on downloads and dpkg, and the
 // compile is the longest step), which takes them off the critical path of a cold build.
-func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, dir, tag string, progress func(string)) error {
+func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInputs image.Inputs, dir, tag string, progress func(string)) error {
 	say := func(format string, a ...any) {
 		if progress != nil {
 			progress("node image: " + fmt.Sprintf(format, a...))
@@ -160,7 +159,10 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, dir, ta
 		lands userlands
 	)
 	err := together(ctx,
-		func(ctx context.Context) (err error) { bins, err = Binaries(ctx, cache, log, progress); return err },
+		func(ctx context.Context) (err error) {
+			bins, err = cachedBinaries(ctx, cache, log, binsInputs, progress)
+			return err
+		},
 		func(ctx context.Context) (err error) { lands, err = makeUserlands(ctx, work, say); return err })
 	if err != nil {
 		return err
