@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,14 +42,40 @@ func requireE2E(tb testing.TB) {
 	}
 }
 
-// buildNfslab builds the static nfslab binary into the test's temporary directory.
+// e2eBinary is the nfslab binary the tests run: built once per test process by buildNfslab (a
+// link takes seconds of CPU, and two dozen tests ask for it), in a directory that TestMain
+// makes before the tests and removes after them.
+var e2eBinary struct {
+	once sync.Once
+	dir  string
+	path string
+	out  []byte
+	err  error
+}
+
+// buildNfslab returns the static nfslab binary, building it on the first call.
 func buildNfslab(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "nfslab")
-	if out, err := goBuildNfslab(bin); err != nil {
+	bin, out, err := sharedNfslab()
+	if err != nil {
 		tb.Fatalf("build nfslab: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// sharedNfslab builds e2eBinary once and returns it, or the build's error and output.
+func sharedNfslab() (bin string, out []byte, err error) {
+	e2eBinary.once.Do(func() {
+		if e2eBinary.dir == "" {
+			e2eBinary.err = errors.New("no directory for it: TestMain did not run")
+			return
+		}
+		bin := filepath.Join(e2eBinary.dir, "nfslab")
+		if e2eBinary.out, e2eBinary.err = goBuildNfslab(bin); e2eBinary.err == nil {
+			e2eBinary.path = bin
+		}
+	})
+	return e2eBinary.path, e2eBinary.out, e2eBinary.err
 }
 
 // goBuildNfslab builds the static nfslab binary into bin with the flags of the go commands that

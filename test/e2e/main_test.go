@@ -30,12 +30,19 @@ var prebuild = flag.Bool("prebuild", false, "with -e2e: build vulnerable-6.1 and
 // needs neither (smb, snapshot), which thus run while Kubernetes compiles instead of after it.
 func TestMain(m *testing.M) {
 	flag.Parse()
+	dir, err := os.MkdirTemp("", "nfslab-e2e-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: a directory for the nfslab binary: %v\n", err)
+		os.Exit(1)
+	}
+	e2eBinary.dir = dir
 	stop := func() {}
 	if *runE2E && *prebuild {
 		stop = startPrebuild()
 	}
 	code := m.Run()
 	stop()
+	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -61,9 +68,10 @@ func startPrebuild() (stop func()) {
 		fmt.Fprintf(os.Stderr, "e2e prebuild: not started: %v\n", err)
 		return func() {}
 	}
-	bin := filepath.Join(dir, "nfslab")
-	if out, err := goBuildNfslab(bin); err != nil {
+	bin, out, err := sharedNfslab()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e prebuild: not started: build nfslab: %v\n%s", err, out)
+		os.RemoveAll(dir)
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
