@@ -43,12 +43,6 @@ type imageConfig struct {
 	} `json:"rootfs"`
 }
 
-type manifestEntry struct {
-	Config   string   `json:"Config"`
-	RepoTags []string `json:"RepoTags"`
-	Layers   []string `json:"Layers"`
-}
-
 // WriteDockerArchive writes images to out as one docker-archive. Each layer is made with GNU
 // tar (numeric owners, extended attributes: file capabilities survive) in tmp, hashed, and
 // copied in; out is written whole or not at all.
@@ -92,7 +86,7 @@ func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) er
 	}
 	defer os.Remove(out + ".tmp")
 	tw := tar.NewWriter(f)
-	var manifest []manifestEntry
+	var manifest []image.DockerManifestEntry
 	for _, p := range parts {
 		layerName := p.layerID + "/layer.tar"
 		if err := addFile(tw, layerName, p.layer); err != nil {
@@ -101,7 +95,7 @@ func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) er
 		if err := addFile(tw, p.config256+".json", p.config); err != nil {
 			return err
 		}
-		manifest = append(manifest, manifestEntry{Config: p.config256 + ".json", RepoTags: []string{p.tag}, Layers: []string{layerName}})
+		manifest = append(manifest, image.DockerManifestEntry{Config: p.config256 + ".json", RepoTags: []string{p.tag}, Layers: []string{layerName}})
 	}
 	data, err := json.Marshal(manifest)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nfslab/nfslab/lab/image"
 )
 
 // TestWriteDockerArchive: the archive has docker save's layout — manifest.json naming each
@@ -49,7 +51,7 @@ func TestWriteDockerArchive(t *testing.T) {
 		b, _ := io.ReadAll(tr)
 		files[h.Name] = b
 	}
-	var manifest []manifestEntry
+	var manifest []image.DockerManifestEntry
 	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 2 {
 		t.Fatalf("manifest.json: %v, %d entries", err, len(manifest))
 	}

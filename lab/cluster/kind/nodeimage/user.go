@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,20 +14,13 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
 )
 
-// Limits on what is read from a user's archive into memory or hashed: manifest.json, and the
-// entries that may be an image's config.
-const (
-	maxManifestBytes = 1 << 20
-	maxConfigBytes   = 4 << 20
-	savedRecipe      = "docker-save-v1"
-)
+const savedRecipe = "docker-save-v1"
 
 // UnusableError says that a node image the user named cannot be used as given: no such file,
 // not a docker-archive, an image Docker cannot find or pull, no Docker to ask. Other errors of
@@ -114,13 +106,13 @@ func ReadArchive(r io.Reader) (tag, id string, err error) {
 		name := path.Clean(h.Name)
 		switch {
 		case name == "manifest.json":
-			if h.Size > maxManifestBytes {
+			if h.Size > image.MaxDockerManifestBytes {
 				return "", "", fmt.Errorf("manifest.json is %d bytes: not a docker-archive's", h.Size)
 			}
 			if manifest, err = io.ReadAll(tr); err != nil {
 				return "", "", fmt.Errorf("read manifest.json: %w", err)
 			}
-		case h.Size <= maxConfigBytes:
+		case h.Size <= image.MaxDockerConfigBytes:
 			s := sha256.New()
 			if _, err := io.Copy(s, tr); err != nil {
 				return "", "", fmt.Errorf("read %s: %w", name, err)
@@ -131,63 +123,15 @@ func ReadArchive(r io.Reader) (tag, id string, err error) {
 	if manifest == nil {
 		return "", "", errors.New("no manifest.json: not a docker-archive (docker save -o node.tar IMAGE writes one)")
 	}
-	tag, config, err := ParseManifest(manifest)
+	e, err := image.ParseDockerManifest(manifest)
 	if err != nil {
 		return "", "", err
 	}
-	sum, ok := sums[config]
+	sum, ok := sums[e.Config]
 	if !ok {
-		return "", "", fmt.Errorf("manifest.json names the config %s, which the archive does not hold", config)
+		return "", "", fmt.Errorf("manifest.json names the config %s, which the archive does not hold", e.Config)
 	}
-	return tag, "sha256:" + sum, nil
-}
-
-// imageTag is what nfslab accepts as a node image's tag: name:tag, in the characters image
-// references use.
-func imageTag() *regexp.Regexp {
-	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-}
-
-// ParseManifest reads a docker-archive's manifest.json, which must list exactly one image
-// with a tag, and returns that tag (RepoTags[0], in Docker's short form) and the path of the
-// image's config in the archive.
-func ParseManifest(data []byte) (tag, config string, err error) {
-	var entries []manifestEntry
-	if err := json.Unmarshal(data, &entries); err != nil {
-		return "", "", fmt.Errorf("manifest.json is not a docker-archive's: %w", err)
-	}
-	switch {
-	case len(entries) == 0:
-		return "", "", errors.New("manifest.json lists no image")
-	case len(entries) > 1:
-		return "", "", fmt.Errorf("the archive holds %d images: save the node image alone (docker save -o node.tar NAME:TAG)", len(entries))
-	}
-	e := entries[0]
-	if len(e.RepoTags) == 0 {
-		return "", "", errors.New("the image has no tag (manifest.json's RepoTags is empty): save it by its name, docker save -o node.tar NAME:TAG")
-	}
-	tag = shortName(e.RepoTags[0])
-	if !imageTag().MatchString(tag) {
-		return "", "", fmt.Errorf("the image's tag %q is not NAME:TAG", e.RepoTags[0])
-	}
-	config = path.Clean(e.Config)
-	if e.Config == "" || config == "." || strings.HasPrefix(config, "../") || path.IsAbs(config) {
-		return "", "", fmt.Errorf("manifest.json names no usable config (%q)", e.Config)
-	}
-	return tag, config, nil
-}
-
-// shortName writes an image name the way Docker lists it: without Docker Hub's domain, and
-// without "library/" for its official images.
-func shortName(name string) string {
-	rest, ok := strings.CutPrefix(name, "docker.io/")
-	if !ok {
-		return name
-	}
-	if official, ok := strings.CutPrefix(rest, "library/"); ok && !strings.Contains(official, "/") {
-		return official
-	}
-	return rest
+	return e.RepoTags[0], "sha256:" + sum, nil
 }
 
 // savedNode resolves an image reference with the host's Docker — pulling the image when Docker

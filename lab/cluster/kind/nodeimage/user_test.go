@@ -54,9 +54,9 @@ func savedArchive(t testing.TB, configName string, tags ...[]string) []byte {
 	if configName == "" {
 		configName = strings.TrimPrefix(testConfigID(), "sha256:") + ".json"
 	}
-	var manifest []manifestEntry
+	var manifest []image.DockerManifestEntry
 	for _, tt := range tags {
-		manifest = append(manifest, manifestEntry{Config: configName, RepoTags: tt, Layers: []string{"l1/layer.tar"}})
+		manifest = append(manifest, image.DockerManifestEntry{Config: configName, RepoTags: tt, Layers: []string{"l1/layer.tar"}})
 	}
 	m, err := json.Marshal(manifest)
 	if err != nil {
@@ -274,34 +274,6 @@ func allLocks(paths []string) bool {
 		}
 	}
 	return true
-}
-
-// FuzzParseManifest: any manifest.json is refused or yields a NAME:TAG and a config path
-// inside the archive.
-func FuzzParseManifest(f *testing.F) {
-	for _, seed := range []string{
-		`[{"Config":"abc.json","RepoTags":["kindest/node:v1.37.0"],"Layers":["l/layer.tar"]}]`,
-		`[{"Config":"blobs/sha256/abc","RepoTags":["docker.io/library/debian:12"]}]`,
-		`[{"Config":"abc.json","RepoTags":[]}]`,
-		`[{"Config":"../x","RepoTags":["a:b"]}]`,
-		`[{"Config":"/etc/passwd","RepoTags":["a:b"]}]`,
-		`[]`, `{}`, `null`, `[null]`, ``,
-	} {
-		f.Add([]byte(seed))
-	}
-	re := imageTag()
-	f.Fuzz(func(t *testing.T, data []byte) {
-		tag, config, err := ParseManifest(data)
-		if err != nil {
-			return
-		}
-		if !re.MatchString(tag) {
-			t.Errorf("tag %q is not NAME:TAG", tag)
-		}
-		if config == "" || config == "." || strings.HasPrefix(config, "/") || config == ".." || strings.HasPrefix(config, "../") {
-			t.Errorf("config %q is not a path inside the archive", config)
-		}
-	})
 }
 
 // FuzzReadArchive: any input is refused or yields a tag and a sha256 image ID, never a panic.
