@@ -45,29 +45,30 @@ type imageConfig struct {
 
 // WriteDockerArchive writes images to out as one docker-archive. Each layer is made with GNU
 // tar (numeric owners, extended attributes: file capabilities survive) in tmp, hashed, and
-// copied in; out is written whole or not at all.
+// copied in; images with the same Root share one layer, made and stored once. out is written
+// whole or not at all.
 func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) error {
 	type built struct {
-		layer, config string // files in tmp
-		layerID       string // hex sha256 of the layer
-		config256     string
-		tag           string
+		layer     layerFile
+		config    string // file in tmp
+		config256 string
+		tag       string
 	}
+	layers := map[string]layerFile{} // by Root
 	var parts []built
 	for i, img := range images {
-		layer := filepath.Join(tmp, fmt.Sprintf("layer%d.tar", i))
-		cmd := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", img.Root, "-cf", layer, ".")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("layer of %s: tar: %w: %s", img.Tag, err, strings.TrimSpace(string(b)))
-		}
-		layerID, err := image.FileSHA256(layer)
-		if err != nil {
-			return err
+		l, ok := layers[img.Root]
+		if !ok {
+			var err error
+			if l, err = writeLayer(ctx, img, filepath.Join(tmp, fmt.Sprintf("layer%d.tar", i))); err != nil {
+				return err
+			}
+			layers[img.Root] = l
 		}
 		var c imageConfig
 		c.Architecture, c.OS = "amd64", "linux"
 		c.Config.Entrypoint, c.Config.Cmd, c.Config.Env, c.Config.StopSignal = img.Entrypoint, img.Cmd, img.Env, img.StopSignal
-		c.RootFS.Type, c.RootFS.DiffIDs = "layers", []string{"sha256:" + layerID}
+		c.RootFS.Type, c.RootFS.DiffIDs = "layers", []string{"sha256:" + l.id}
 		data, err := json.Marshal(c)
 		if err != nil {
 			return err
@@ -77,7 +78,7 @@ func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) er
 		if err := os.WriteFile(config, data, 0o644); err != nil {
 			return err
 		}
-		parts = append(parts, built{layer: layer, config: config, layerID: layerID, config256: hex.EncodeToString(sum[:]), tag: img.Tag})
+		parts = append(parts, built{layer: l, config: config, config256: hex.EncodeToString(sum[:]), tag: img.Tag})
 	}
 
 	f, err := os.Create(out + ".tmp")
@@ -87,13 +88,20 @@ func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) er
 	defer os.Remove(out + ".tmp")
 	tw := tar.NewWriter(f)
 	var manifest []image.DockerManifestEntry
+	added := map[string]bool{}
 	for _, p := range parts {
-		layerName := p.layerID + "/layer.tar"
-		if err := addFile(tw, layerName, p.layer); err != nil {
-			return err
+		layerName := p.layer.id + "/layer.tar"
+		if !added[layerName] {
+			if err := addFile(tw, layerName, p.layer.file); err != nil {
+				return err
+			}
+			added[layerName] = true
 		}
-		if err := addFile(tw, p.config256+".json", p.config); err != nil {
-			return err
+		if !added[p.config256] {
+			if err := addFile(tw, p.config256+".json", p.config); err != nil {
+				return err
+			}
+			added[p.config256] = true
 		}
 		manifest = append(manifest, image.DockerManifestEntry{Config: p.config256 + ".json", RepoTags: []string{p.tag}, Layers: []string{layerName}})
 	}
@@ -115,6 +123,25 @@ func WriteDockerArchive(ctx context.Context, out, tmp string, images []Image) er
 		return err
 	}
 	return os.Rename(out+".tmp", out)
+}
+
+// layerFile is a layer written by writeLayer.
+type layerFile struct {
+	file string
+	id   string // hex sha256 of the file
+}
+
+// writeLayer writes img's tree to file as a layer and hashes it.
+func writeLayer(ctx context.Context, img Image, file string) (layerFile, error) {
+	cmd := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", img.Root, "-cf", file, ".")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return layerFile{}, fmt.Errorf("layer of %s: tar: %w: %s", img.Tag, err, strings.TrimSpace(string(b)))
+	}
+	id, err := image.FileSHA256(file)
+	if err != nil {
+		return layerFile{}, fmt.Errorf("layer of %s: %w", img.Tag, err)
+	}
+	return layerFile{file: file, id: id}, nil
 }
 
 func addFile(tw *tar.Writer, name, path string) error {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,19 +17,24 @@ import (
 
 // TestWriteDockerArchive: the archive has docker save's layout — manifest.json naming each
 // image's config and layer, a config whose diff_id is the layer's sha256, the layer holding the
-// directory's files.
+// directory's files — and images of one tree share its layer, images of one config that config:
+// each is in the archive once.
 func TestWriteDockerArchive(t *testing.T) {
-	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "usr/local/bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "usr/local/bin/pause"), []byte("#!/bin/true\n"), 0o755); err != nil {
-		t.Fatal(err)
+	root, other := t.TempDir(), t.TempDir()
+	for i, r := range []string{root, other} {
+		if err := os.MkdirAll(filepath.Join(r, "usr/local/bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(r, "usr/local/bin/pause"), []byte(fmt.Sprintf("#!/bin/true %d\n", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out := filepath.Join(t.TempDir(), "images.tar")
 	imgs := []Image{
 		{Tag: "registry.k8s.io/pause:3.10", Root: root, Entrypoint: []string{"/usr/local/bin/pause"}},
 		{Tag: "nfslab.local/node:v1", Root: root, StopSignal: "SIGRTMIN+3", Env: []string{"container=docker"}},
+		{Tag: "registry.k8s.io/pause:3.10.2", Root: root, Entrypoint: []string{"/usr/local/bin/pause"}},
+		{Tag: "nfslab.local/other:v1", Root: other, Entrypoint: []string{"/usr/local/bin/pause"}},
 	}
 	if err := WriteDockerArchive(t.Context(), out, t.TempDir(), imgs); err != nil {
 		t.Fatal(err)
@@ -48,12 +54,23 @@ func TestWriteDockerArchive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, dup := files[h.Name]; dup {
+			t.Errorf("%s is in the archive twice", h.Name)
+		}
 		b, _ := io.ReadAll(tr)
 		files[h.Name] = b
 	}
 	var manifest []image.DockerManifestEntry
-	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != 2 {
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil || len(manifest) != len(imgs) {
 		t.Fatalf("manifest.json: %v, %d entries", err, len(manifest))
+	}
+	if l := manifest[0].Layers[0]; manifest[1].Layers[0] != l || manifest[2].Layers[0] != l || manifest[3].Layers[0] == l {
+		t.Errorf("layers %v %v %v %v: want the first three (one tree) alike, the fourth its own",
+			manifest[0].Layers, manifest[1].Layers, manifest[2].Layers, manifest[3].Layers)
+	}
+	if manifest[0].Config != manifest[2].Config || manifest[0].Config == manifest[1].Config {
+		t.Errorf("configs %s %s %s: want the first and third (one tree, one config) alike, the second its own",
+			manifest[0].Config, manifest[1].Config, manifest[2].Config)
 	}
 	for i, m := range manifest {
 		if m.RepoTags[0] != imgs[i].Tag {

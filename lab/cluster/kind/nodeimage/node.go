@@ -26,7 +26,7 @@ const (
 	etcdImageTag = "3.7.0-0"
 	suite        = "bookworm"
 
-	nodeRecipe = "kind-node-v3"
+	nodeRecipe = "kind-node-v4"
 	// GaneshaImage is the NFS server's image, preloaded in the node's containerd (pods use it
 	// with imagePullPolicy Never).
 	GaneshaImage = "nfslab.local/nfs-ganesha:v1"
@@ -208,10 +208,13 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 	return os.WriteFile(filepath.Join(dir, NodeTagFile), []byte(tag+"\n"), 0o644)
 }
 
-// userlands are the Debian trees of the node image: the node's own, and the userlands of the
-// kube-proxy and nfs-ganesha images.
+// userlands are the Debian trees of the node image: the node's own, and one userland that the
+// kube-proxy and nfs-ganesha images share. Sharing it makes them one layer, which the node's
+// containerd stores once: the node image is 160 MB smaller (a 1.2 GB image takes minutes to
+// load into Docker under TCG), and one mmdebstrap is saved. Each image carries the other's
+// files unused (kube-proxy's binary, nfs-ganesha's packages).
 type userlands struct {
-	node, kubeProxy, ganesha string
+	node, images string
 }
 
 // together runs fs side by side and returns once all of them have returned. When one fails, the
@@ -236,24 +239,22 @@ func together(ctx context.Context, fs ...func(context.Context) error) error {
 
 // makeUserlands lays the userlands out under work with mmdebstrap, one after the other.
 func makeUserlands(ctx context.Context, work string, say func(string, ...any)) (userlands, error) {
-	u := userlands{
-		node:      filepath.Join(work, "node"),
-		kubeProxy: filepath.Join(work, "img-kube-proxy"),
-		ganesha:   filepath.Join(work, "img-ganesha"),
-	}
+	u := userlands{node: filepath.Join(work, "node"), images: filepath.Join(work, "img-userland")}
 	start := time.Now()
-	say("userlands (mmdebstrap: the node's %d packages, kube-proxy's, nfs-ganesha's), while Kubernetes compiles", len(nodePackages()))
+	say("userlands (mmdebstrap: the node's %d packages, then kube-proxy's and nfs-ganesha's), while Kubernetes compiles", len(nodePackages()))
 	if err := debootstrap(ctx, u.node, nodePackages()); err != nil {
 		return u, fmt.Errorf("node userland: %w", err)
 	}
-	if err := debootstrap(ctx, u.kubeProxy, kubeProxyPackages()); err != nil {
-		return u, fmt.Errorf("kube-proxy image: %w", err)
-	}
-	if err := debootstrap(ctx, u.ganesha, ganeshaPackages()); err != nil {
-		return u, fmt.Errorf("nfs-ganesha image: %w", err)
+	if err := debootstrap(ctx, u.images, imagePackages()); err != nil {
+		return u, fmt.Errorf("kube-proxy and nfs-ganesha images: %w", err)
 	}
 	say("userlands ready in %.0f s", time.Since(start).Seconds())
 	return u, nil
+}
+
+// imagePackages are the packages of the userland the kube-proxy and nfs-ganesha images share.
+func imagePackages() []string {
+	return append(kubeProxyPackages(), ganeshaPackages()...)
 }
 
 // debootstrap installs a Debian minbase with pkgs into root (created), without documentation

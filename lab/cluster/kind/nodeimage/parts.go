@@ -17,8 +17,8 @@ import (
 const registry = "registry.k8s.io/"
 
 // componentImages lays out, under work, the images kubeadm and containerd ask for by tag: the
-// control plane's (one static binary each), etcd's, kube-proxy's (on the iptables/nft/ipset
-// userland its modes run, lands.kubeProxy), nfs-ganesha's (on lands.ganesha) and pause
+// control plane's (one static binary each), etcd's, kube-proxy's and nfs-ganesha's (both on
+// lands.images: the iptables/nft/ipset tools kube-proxy's modes run, and nfs-ganesha) and pause
 // (compiled from Kubernetes' pause.c).
 func componentImages(ctx context.Context, work, bins, k8sDir string, lands userlands) ([]Image, error) {
 	path := imageEnv()
@@ -43,13 +43,12 @@ func componentImages(ctx context.Context, work, bins, k8sDir string, lands userl
 		return nil, err
 	}
 
-	kp := lands.kubeProxy
-	if err := copyExec(filepath.Join(bins, "bin", "kube-proxy"), filepath.Join(kp, "usr/local/bin/kube-proxy")); err != nil {
+	if err := copyExec(filepath.Join(bins, "bin", "kube-proxy"), filepath.Join(lands.images, "usr/local/bin/kube-proxy")); err != nil {
 		return nil, err
 	}
-	imgs = append(imgs, Image{Tag: registry + "kube-proxy:" + KubernetesVersion, Root: kp, Env: path})
+	imgs = append(imgs, Image{Tag: registry + "kube-proxy:" + KubernetesVersion, Root: lands.images, Env: path})
 
-	ganesha, err := ganeshaImageOn(lands.ganesha)
+	ganesha, err := ganeshaImageOn(lands.images)
 	if err != nil {
 		return nil, err
 	}
@@ -77,8 +76,8 @@ func imageEnv() []string {
 
 // ganeshaImage lays out the NFS server's image (GaneshaImage) under work: a Debian userland
 // with nfs-ganesha and the fixups it needs, for GaneshaArchive, which saves it alone for node
-// images that lack it. nfslab's own node image preloads it, made the same way (makeUserlands,
-// then ganeshaImageOn).
+// images that lack it. nfslab's own node image preloads it on the userland it shares with
+// kube-proxy's image (makeUserlands, then ganeshaImageOn).
 func ganeshaImage(ctx context.Context, work string) (Image, error) {
 	root := filepath.Join(work, "img-ganesha")
 	if err := debootstrap(ctx, root, ganeshaPackages()); err != nil {
@@ -241,7 +240,8 @@ func installKindFiles(ctx context.Context, root, kindDir, bins string) error {
 			return err
 		}
 	}
-	if out, err := exec.CommandContext(ctx, "cp", "-a", filepath.Join(root, "usr/lib/cni")+"/.", filepath.Join(root, "opt/cni/bin")).CombinedOutput(); err != nil {
+	// Hard links: the plugins are stored once in the image's layer.
+	if out, err := exec.CommandContext(ctx, "cp", "-al", filepath.Join(root, "usr/lib/cni")+"/.", filepath.Join(root, "opt/cni/bin")).CombinedOutput(); err != nil {
 		return fmt.Errorf("CNI plugins: %w: %s", err, out)
 	}
 	if err := os.WriteFile(filepath.Join(root, BridgeConflist), []byte(bridgeConflist), 0o644); err != nil {
