@@ -14,6 +14,13 @@ import (
 // filesystem labelled label. mkfs.ext4 writes the file directly: no loop device, no mount, so it
 // works wherever the lab does. Only the blocks the guest writes take space on the host.
 func NewExt4Disk(ctx context.Context, path, label string, sizeMiB int) error {
+	return mkfsExt4(ctx, path, label, sizeMiB, "")
+}
+
+// mkfsExt4 creates at path (which must not exist) a sparse raw disk image of sizeMiB holding an
+// ext4 filesystem labelled label. When root is not empty, mkfs.ext4 copies the tree below it into
+// the filesystem (-d: owners, modes, symlinks, hard links, device nodes, extended attributes).
+func mkfsExt4(ctx context.Context, path, label string, sizeMiB int, root string) error {
 	mkfs, err := hosttools.Require("mkfs.ext4", "e2fsprogs")
 	if err != nil {
 		return err
@@ -32,8 +39,11 @@ func NewExt4Disk(ctx context.Context, path, label string, sizeMiB int) error {
 	}
 	// Lazy init: the inode tables and the journal are zeroed by the guest's kernel on first
 	// use instead of written out here (a 20 GiB disk would otherwise cost a few hundred MB).
-	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-L", label, "-m", "0",
-		"-E", "lazy_itable_init=1,lazy_journal_init=1", path)
+	args := []string{"-q", "-F", "-L", label, "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1"}
+	if root != "" {
+		args = append(args, "-d", root)
+	}
+	cmd := exec.CommandContext(ctx, mkfs, append(args, path)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("mkfs.ext4 %s: %w: %s", path, err, strings.TrimSpace(string(out)))
