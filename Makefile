@@ -46,9 +46,9 @@ run: deps build
 
 # test: static checks, unit tests (real BPF where the host allows it), then the end-to-end tests
 # that boot VMs and assert verdicts and evidence. CI gives `bash .ci/run` 90 minutes in all. Cold
-# on the 2-core bench machine (2026-12-06, 64.3 min in all) the packages, lint and unit tests took
-# 9 of them and the e2e tests 55 (a whole kernel and Kubernetes compiled): their timeout of 76
-# fires inside CI's 90 and prints which test hung and where, instead of CI killing the run
+# on the 2-core bench machine (2026-12-06, 57.2 min in all) the packages, lint and unit tests took
+# 10.7 of them and the e2e tests 46.5 (a whole kernel and Kubernetes compiled): their timeout of
+# 76 fires inside CI's 90 and prints which test hung and where, instead of CI killing the run
 # without a word.
 # The vulnerable kernel, the longest compile, starts first, on idle CPU (chrt --idle; nice 19
 # where chrt is missing): lint and the unit tests leave a core partly idle for minutes, which

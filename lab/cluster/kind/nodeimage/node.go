@@ -210,9 +210,9 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 
 // userlands are the Debian trees of the node image: the node's own, and one userland that the
 // kube-proxy and nfs-ganesha images share. Sharing it makes them one layer, which the node's
-// containerd stores once: the node image is 160 MB smaller (a 1.2 GB image takes minutes to
-// load into Docker under TCG), and one mmdebstrap is saved. Each image carries the other's
-// files unused (kube-proxy's binary, nfs-ganesha's packages).
+// containerd stores once: the node image is 130 MB smaller (1.10 GB instead of 1.23), and
+// one mmdebstrap is saved. Each image carries the other's files unused (kube-proxy's binary,
+// nfs-ganesha's packages).
 type userlands struct {
 	node, images string
 }
