@@ -1,0 +1,109 @@
+package gomod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nfslab/nfslab/internal/lines"
+)
+
+// Build is one `go build` of one or more main packages of the module in Dir: static
+// (CGO_ENABLED=0), reproducible paths (-trimpath), with the module graph resolved from go.mod
+// and go.sum as they are (-mod=mod, no go.work), under nice so that a lab running beside it
+// keeps its CPU.
+//
+// One invocation for several commands keeps both cores of a small machine busy: the go
+// command links one command while it compiles the next one's packages, where a build per
+// command links alone at the end of each.
+type Build struct {
+	// Dir is the main module's directory.
+	Dir string
+	// Packages are the main packages, as go build takes them (import paths or ./dir).
+	Packages []string
+	// OutDir receives the commands. go build names each after its package's last path element.
+	OutDir  string
+	Tags    []string
+	LDFlags string
+}
+
+// Progress is a build's state, reported once a minute: how many packages go build has compiled
+// so far, the latest one, and the time since the build started.
+type Progress struct {
+	Compiled int
+	Latest   string
+	Elapsed  time.Duration
+}
+
+// Run runs the build. tick, when not nil, receives a Progress once a minute. A failed build's
+// error ends with the tail of the compiler's output.
+func (b Build) Run(ctx context.Context, tick func(Progress)) error {
+	if len(b.Packages) == 0 {
+		return errors.New("go build: no packages")
+	}
+	if err := os.MkdirAll(b.OutDir, 0o755); err != nil {
+		return fmt.Errorf("go build %s: %w", strings.Join(b.Packages, " "), err)
+	}
+	start := time.Now()
+	var (
+		mu       sync.Mutex
+		compiled int
+		latest   string
+	)
+	output := &lines.Writer{Keep: 20, OnLine: func(l string) {
+		// go build -v names each package as it compiles it.
+		if l != "" && !strings.Contains(l, " ") {
+			mu.Lock()
+			compiled, latest = compiled+1, l
+			mu.Unlock()
+		}
+	}}
+	cmd := exec.CommandContext(ctx, "nice", b.args()...)
+	cmd.Dir = b.Dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Stdout, cmd.Stderr = output, output
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("go build %s: %w", strings.Join(b.Packages, " "), err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	ticker := time.NewTicker(time.Minute)
+	defer ticker.Stop()
+	for {
+		select {
+		case err := <-done:
+			output.Flush()
+			if err != nil {
+				return fmt.Errorf("go build %s: %w\n%s", strings.Join(b.Packages, " "), err, output.Tail())
+			}
+			return nil
+		case <-ticker.C:
+			if tick != nil {
+				mu.Lock()
+				p := Progress{Compiled: compiled, Latest: latest, Elapsed: time.Since(start)}
+				mu.Unlock()
+				tick(p)
+			}
+		}
+	}
+}
+
+// args is the command line run under nice.
+func (b Build) args() []string {
+	args := []string{"-n", "10", "go", "build", "-v", "-trimpath"}
+	if len(b.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(b.Tags, ","))
+	}
+	if b.LDFlags != "" {
+		args = append(args, "-ldflags", b.LDFlags)
+	}
+	// A trailing separator makes -o a directory even for one package.
+	args = append(args, "-o", filepath.Clean(b.OutDir)+string(filepath.Separator))
+	return append(args, b.Packages...)
+}
