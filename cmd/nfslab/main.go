@@ -102,7 +102,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g := &globals{}
 	g.register(root)
-	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newNodeNSCmd(stderr), newKernelCmd(stdout, stderr, g), newNodeImageCmd(stdout, stderr, g), newCleanupCmd(stdout, g), newCacheCmd(stdout, g), newDoctorCmd(stdout), newReportCmd(stdout), newMatrixCmd(stdout), newDemoCmd(stdout, stderr, g), newDemoNextCmd(stdout))
+	root.AddCommand(newRunCmd(stdout, stderr, g), newScenariosCmd(stdout), newAgentCmd(), newProbeCmd(), newPodExecCmd(), newNodeNSCmd(stderr), newKernelCmd(stdout, stderr, g), newNodeImageCmd(stdout, stderr, g), newCiliumCmd(stdout, stderr, g), newCleanupCmd(stdout, g), newCacheCmd(stdout, g), newDoctorCmd(stdout), newReportCmd(stdout), newMatrixCmd(stdout), newDemoCmd(stdout, stderr, g), newDemoNextCmd(stdout))
 	return root
 }
 

@@ -5,7 +5,8 @@
 // it and renamed into place under a lock file beside it (image.Cache.Artefact):
 //
 //	<kind>/<key>/                     rootfs, kernel, modules, sources, k8s-binaries, kind-node,
-//	                                  kind-ganesha, kind-user-node, kind-docker-disk, cilium-chart;
+//	                                  kind-ganesha, kind-user-node, kind-docker-disk, cilium-chart,
+//	                                  cilium-binaries;
 //	                                  apt/<archive>
 //	<kind>/<key>.lock                 taken by the builder (image.LockFile)
 //	<kind>/.<key>.tmp-<random>/       a build in progress, or an interrupted one
@@ -54,7 +55,7 @@ const kernelsDir = "kernels"
 func artefactKind(name string) bool {
 	switch name {
 	case "rootfs", "kernel", "modules", "sources", "apt", "k8s-binaries", "kind-node",
-		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", snapshot.Dir, kernelsDir:
+		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", "cilium-binaries", snapshot.Dir, kernelsDir:
 		return true
 	}
 	return false

@@ -18,6 +18,7 @@ type Module struct {
 	Path    string
 	Version string
 	Dir     string // the extracted tree (read-only)
+	Info    string // the proxy's .info file: the version and its time
 	Zip     string // the module zip the proxy served
 	Sum     string // its go.sum hash, checked against the checksum database
 	Error   string
