@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nfslab/nfslab/internal/lines"
@@ -269,7 +270,18 @@ func debootstrap(ctx context.Context, root string, pkgs []string) error {
 	}
 	args = append(args, suite, root)
 	cmd := exec.CommandContext(ctx, "nice", append([]string{"-n", "5", "mmdebstrap"}, args...)...)
+	// On cancellation, signal mmdebstrap's whole process group, as a terminal's ^C would: killing
+	// its main process alone left its apt and dpkg children running, and the wait for their
+	// output held an interrupted build for as long as they ran. SIGKILL (the leader only) if
+	// they have not gone after WaitDelay.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("mmdebstrap %s: interrupted: %w", root, ctx.Err())
+		}
+
 		return fmt.Errorf("mmdebstrap %s: %w\n%s", root, err, lines.Tail(string(out), 15))
 	}
 	for _, d := range []string{"var/cache/apt", "var/lib/apt/lists"} {
