@@ -184,7 +184,7 @@ func (r *runner) nodeImage(ctx context.Context) (nodeimage.Node, error) {
 		return *r.userNode, nil
 	}
 	r.p.say("node image: preparing (cache %s)", r.cache.Dir)
-	node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, func(line string) { r.p.say("%s", line) })
+	node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, nodeimage.Extras{}, func(line string) { r.p.say("%s", line) })
 	if err != nil {
 		return nodeimage.Node{}, labErr("the kind node image: %w", err)
 	}

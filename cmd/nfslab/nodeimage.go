@@ -9,6 +9,8 @@ import (
 
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
+	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/runstate"
 )
@@ -21,8 +23,9 @@ func newNodeImageCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	var (
 		cacheDir     string
 		downloadOnly bool
+		ciliums      []string
 	)
-	build := &cobra.Command{
+	buildCmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build the kind node image into the cache (compiles Kubernetes: the first build takes many minutes)",
 		Long: `Builds what a kind run would build before its first cluster: the Kubernetes commands and etcd
@@ -30,13 +33,22 @@ compiled from the Go module proxy, the node's Debian userland, the control plane
 images, written as a docker-archive. Nothing is booted. Cached by its inputs: a second build
 prints the cached image at once.
 
+--cilium VERSION (repeatable) builds that Cilium version first (as nfslab cilium build) and
+preloads its agent and operator images into the node's containerd: a node image of its own,
+for the Cilium datapaths.
+
 --download-only fetches the Go modules Kubernetes and etcd are built from into Go's module
 cache and stops: a later build starts compiling at once (make test fetches them this way while
 the kernel compiles).
 
-Exit codes: 0 built or cached; 3 the build failed.`,
+Exit codes: 0 built or cached; 2 a Cilium version nfslab cannot build; 3 the build failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, v := range ciliums {
+				if err := cilium.CheckVersion(v); err != nil {
+					return usageError{fmt.Errorf("--cilium: %w", err)}
+				}
+			}
 			if downloadOnly {
 				start := time.Now()
 				if err := nodeimage.DownloadSources(cmd.Context()); err != nil {
@@ -55,9 +67,17 @@ Exit codes: 0 built or cached; 3 the build failed.`,
 			}
 			defer release()
 			start := time.Now()
-			node, err := nodeimage.BuildNode(cmd.Context(), image.Cache{Dir: cacheDir}, g.logger(stderr), func(line string) {
-				fmt.Fprintf(stdout, "[%6.1fs] %s\n", time.Since(start).Seconds(), line)
-			})
+			progress := func(line string) { fmt.Fprintf(stdout, "[%6.1fs] %s\n", time.Since(start).Seconds(), line) }
+			cache := image.Cache{Dir: cacheDir}
+			var extras nodeimage.Extras
+			for _, v := range ciliums {
+				b, err := build.Build(cmd.Context(), cache, g.logger(stderr), v, progress)
+				if err != nil {
+					return &lab.LabError{Err: err}
+				}
+				extras.Cilium = append(extras.Cilium, b)
+			}
+			node, err := nodeimage.BuildNode(cmd.Context(), cache, g.logger(stderr), extras, progress)
 			if err != nil {
 				return &lab.LabError{Err: fmt.Errorf("build the kind node image: %w", err)}
 			}
@@ -65,8 +85,9 @@ Exit codes: 0 built or cached; 3 the build failed.`,
 			return nil
 		},
 	}
-	build.Flags().StringVar(&cacheDir, "cache-dir", "", "artefact cache (default $NFSLAB_CACHE or ~/.cache/nfslab)")
-	build.Flags().BoolVar(&downloadOnly, "download-only", false, "only download the Go modules Kubernetes and etcd are built from")
-	cmd.AddCommand(build)
+	buildCmd.Flags().StringVar(&cacheDir, "cache-dir", "", "artefact cache (default $NFSLAB_CACHE or ~/.cache/nfslab)")
+	buildCmd.Flags().StringArrayVar(&ciliums, "cilium", nil, "a Cilium version whose images the node image preloads (repeatable)")
+	buildCmd.Flags().BoolVar(&downloadOnly, "download-only", false, "only download the Go modules Kubernetes and etcd are built from")
+	cmd.AddCommand(buildCmd)
 	return cmd
 }

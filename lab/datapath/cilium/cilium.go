@@ -7,11 +7,12 @@
 //   - the Helm values nfslab owns for each datapath (Required) and a user's values file, checked
 //     against them (ParseValues) and merged under them (Merge);
 //   - in chart/, the chart of a version, fetched through the Go module proxy and cached, and
-//     rendered client-side into the manifests an install would apply.
+//     rendered client-side into the manifests an install would apply;
+//   - in build/, the agent, operator and helpers of a version compiled from its Go module; the
+//     kind node image preloads their images (lab/cluster/kind/nodeimage, Extras).
 //
-// Not yet: building Cilium's agent and operator images, preloading them into the node image,
-// installing the manifests in a cell, and reading Cilium's service maps back. Until then a
-// scenario naming one of these datapaths is refused (lab/scenario).
+// Not yet: installing the manifests in a cell and reading Cilium's service maps back. Until
+// then a scenario naming one of these datapaths is refused (lab/scenario).
 package cilium
 
 import (
@@ -90,3 +91,9 @@ func orList(vs []string) string {
 	}
 	return strings.Join(vs[:len(vs)-1], ", ") + " or " + vs[len(vs)-1]
 }
+
+// AgentImage and OperatorImage are the references of a version's images in nfslab's node
+// image, where they are preloaded (the chart's image.override and operator.image.override):
+// nothing is pulled.
+func AgentImage(version string) string    { return "nfslab.local/cilium:" + version }
+func OperatorImage(version string) string { return "nfslab.local/cilium-operator-generic:" + version }

@@ -89,8 +89,9 @@ type Node struct {
 // BuildNode returns the kind node image for KubernetesVersion, building it into the cache if
 // needed: the binaries (Binaries), Debian userlands by mmdebstrap, kind's base files from its
 // module, the control plane's component images imported into the node's containerd by a
-// throw-away containerd on the host, all written as a docker-archive without Docker.
-func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progress func(string)) (Node, error) {
+// throw-away containerd on the host, all written as a docker-archive without Docker. extras
+// adds images to the node's containerd (Extras{} is the default node image).
+func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, extras Extras, progress func(string)) (Node, error) {
 	if err := (hosttools.Set{For: "building the kind node image", AptOptions: hosttools.NoRecommends, Tools: hostTools()}).Check(); err != nil {
 		return Node{}, err
 	}
@@ -115,10 +116,11 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, progres
 		"entrypoint":  "/usr/local/bin/entrypoint /sbin/init",
 		"stop-signal": "SIGRTMIN+3",
 	}
+	extras.inputs(inputs)
 	// The tag names the node image's own inputs: two different node images never share a tag.
 	tag := "nfslab.local/kind-node:" + KubernetesVersion + "-" + inputs.Key()[:12]
 	dir, err := cache.Artefact(ctx, log, "kind-node", inputs, func(ctx context.Context, dir string) error {
-		return buildNode(ctx, log, cache, binsInputs, dir, tag, progress)
+		return buildNode(ctx, log, cache, binsInputs, extras, dir, tag, progress)
 	})
 	if err != nil {
 		return Node{}, err
@@ -142,7 +144,7 @@ func hostTools() []hosttools.Tool {
 // buildNode builds the node image into dir. The Debian userlands need no binary: they are laid
 // out while Binaries compiles Kubernetes (mmdebstrap mostly waits on downloads and dpkg, and the
 // compile is the longest step), which takes them off the critical path of a cold build.
-func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInputs image.Inputs, dir, tag string, progress func(string)) error {
+func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInputs image.Inputs, extras Extras, dir, tag string, progress func(string)) error {
 	say := func(format string, a ...any) {
 		if progress != nil {
 			progress("node image: " + fmt.Sprintf(format, a...))
@@ -164,7 +166,10 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 			bins, err = cachedBinaries(ctx, cache, log, binsInputs, progress)
 			return err
 		},
-		func(ctx context.Context) (err error) { lands, err = makeUserlands(ctx, work, say); return err })
+		func(ctx context.Context) (err error) {
+			lands, err = makeUserlands(ctx, work, len(extras.Cilium) > 0, say)
+			return err
+		})
 	if err != nil {
 		return err
 	}
@@ -182,6 +187,13 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 	comps, err := componentImages(ctx, work, bins, k8sMod.Dir, lands)
 	if err != nil {
 		return err
+	}
+	if len(extras.Cilium) > 0 {
+		imgs, err := ciliumImages(ctx, lands.cilium, extras.Cilium)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, imgs...)
 	}
 	compArchive := filepath.Join(work, "components.tar")
 	if err := WriteDockerArchive(ctx, compArchive, work, comps); err != nil {
@@ -213,9 +225,9 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 // kube-proxy and nfs-ganesha images share. Sharing it makes them one layer, which the node's
 // containerd stores once: the node image is 130 MB smaller (1.10 GB instead of 1.23), and
 // one mmdebstrap is saved. Each image carries the other's files unused (kube-proxy's binary,
-// nfs-ganesha's packages).
+// nfs-ganesha's packages). cilium is Cilium's images' userland, when the node image has them.
 type userlands struct {
-	node, images string
+	node, images, cilium string
 }
 
 // together runs fs side by side and returns once all of them have returned. When one fails, the
@@ -238,16 +250,27 @@ func together(ctx context.Context, fs ...func(context.Context) error) error {
 	return first
 }
 
-// makeUserlands lays the userlands out under work with mmdebstrap, one after the other.
-func makeUserlands(ctx context.Context, work string, say func(string, ...any)) (userlands, error) {
+// makeUserlands lays the userlands out under work with mmdebstrap, one after the other;
+// Cilium's only when withCilium.
+func makeUserlands(ctx context.Context, work string, withCilium bool, say func(string, ...any)) (userlands, error) {
 	u := userlands{node: filepath.Join(work, "node"), images: filepath.Join(work, "img-userland")}
 	start := time.Now()
-	say("userlands (mmdebstrap: the node's %d packages, then kube-proxy's and nfs-ganesha's), while Kubernetes compiles", len(nodePackages()))
+	others := "kube-proxy's and nfs-ganesha's"
+	if withCilium {
+		others += ", then Cilium's"
+	}
+	say("userlands (mmdebstrap: the node's %d packages, then %s), while Kubernetes compiles", len(nodePackages()), others)
 	if err := debootstrap(ctx, u.node, nodePackages()); err != nil {
 		return u, fmt.Errorf("node userland: %w", err)
 	}
 	if err := debootstrap(ctx, u.images, imagePackages()); err != nil {
 		return u, fmt.Errorf("kube-proxy and nfs-ganesha images: %w", err)
+	}
+	if withCilium {
+		u.cilium = filepath.Join(work, "img-cilium")
+		if err := debootstrap(ctx, u.cilium, ciliumPackages()); err != nil {
+			return u, fmt.Errorf("the userland of Cilium's images: %w", err)
+		}
 	}
 	say("userlands ready in %.0f s", time.Since(start).Seconds())
 	return u, nil
@@ -281,7 +304,6 @@ func debootstrap(ctx context.Context, root string, pkgs []string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("mmdebstrap %s: interrupted: %w", root, ctx.Err())
 		}
-
 		return fmt.Errorf("mmdebstrap %s: %w\n%s", root, err, lines.Tail(string(out), 15))
 	}
 	for _, d := range []string{"var/cache/apt", "var/lib/apt/lists"} {

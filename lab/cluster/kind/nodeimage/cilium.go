@@ -1,0 +1,117 @@
+package nodeimage
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
+	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
+	"github.com/nfslab/nfslab/lab/image"
+)
+
+// Extras is what a node image carries besides Kubernetes, kube-proxy and nfs-ganesha. The zero
+// value is nfslab's default node image.
+type Extras struct {
+	// Cilium are built Cilium versions whose agent and operator images the node's containerd
+	// holds (cilium.AgentImage, cilium.OperatorImage).
+	Cilium []build.Binaries
+}
+
+// inputs adds what the extras are made from to a node image's cache inputs. No extras add
+// nothing, so the default node image keeps its key.
+func (e Extras) inputs(in image.Inputs) {
+	if len(e.Cilium) == 0 {
+		return
+	}
+	var vs []string
+	for _, b := range e.Cilium {
+		// The binaries' artefact name is the hash of what they were built from.
+		vs = append(vs, b.Version+"="+filepath.Base(b.Dir))
+	}
+	in["cilium"] = strings.Join(vs, ",")
+	in["cilium-packages"] = strings.Join(ciliumPackages(), ",")
+	in["cilium-links"] = fmt.Sprint(ciliumLinks())
+	in["cilium-env"] = strings.Join(ciliumEnv(), ",")
+}
+
+// ciliumPackages is the userland of Cilium's images, as Cilium's runtime image has it: clang,
+// with which the agent compiles its datapath at run time (LLVM 19, the version Cilium's own
+// images ship; every version nfslab builds runs clang --target=bpf alone, no llc), and the
+// tools the agent and its init containers run.
+func ciliumPackages() []string {
+	return []string{"clang-19", "iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
+}
+
+// ciliumLinks are the unversioned names the agent runs LLVM by.
+func ciliumLinks() []fixup {
+	return []fixup{{Path: "usr/local/bin/clang", Link: "/usr/bin/clang-19"}}
+}
+
+// ciliumEnv is the images' environment: Cilium's Dockerfile sets INITSYSTEM.
+func ciliumEnv() []string { return append(imageEnv(), "INITSYSTEM=SYSTEMD") }
+
+// ciliumImages lays out the agent and operator images of each version in bins on land, a
+// userland with ciliumPackages (the first version's tree is land itself; each further one is a
+// hard-linked copy of it), one layer per version that both images share.
+func ciliumImages(ctx context.Context, land string, bins []build.Binaries) ([]Image, error) {
+	if err := writeFixups(land, ciliumLinks()); err != nil {
+		return nil, fmt.Errorf("the userland of Cilium's images: %w", err)
+	}
+	// Every copy is taken before any version's files go in.
+	roots := []string{land}
+	for i, b := range bins[1:] {
+		root := fmt.Sprintf("%s-%d", land, i+1)
+		if out, err := exec.CommandContext(ctx, "cp", "-al", land, root).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("the userland of Cilium %s: cp -al: %w: %s", b.Version, err, strings.TrimSpace(string(out)))
+		}
+		roots = append(roots, root)
+	}
+	var imgs []Image
+	for i, b := range bins {
+		root := roots[i]
+		if err := overlay(b.Root(), root); err != nil {
+			return nil, fmt.Errorf("the files of Cilium %s into its image: %w", b.Version, err)
+		}
+		for _, tag := range []string{cilium.AgentImage(b.Version), cilium.OperatorImage(b.Version)} {
+			imgs = append(imgs, Image{Tag: tag, Root: root, Env: ciliumEnv()})
+		}
+	}
+	return imgs, nil
+}
+
+// overlay copies the tree src over dst, keeping modes. A file that exists in dst is replaced,
+// never written through: dst may share its inodes with another tree (cp -al).
+func overlay(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(target, info.Mode().Perm())
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s: not a regular file", p)
+		}
+		if err := os.Remove(target); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err := image.CopyFile(p, target); err != nil {
+			return err
+		}
+		return os.Chmod(target, info.Mode().Perm())
+	})
+}

@@ -1,0 +1,100 @@
+package nodeimage
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
+	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
+	"github.com/nfslab/nfslab/lab/image"
+)
+
+func TestExtrasInputs(t *testing.T) {
+	base := func() image.Inputs { return image.Inputs{"recipe": nodeRecipe} }
+	none := base()
+	Extras{}.inputs(none)
+	if none.Key() != base().Key() {
+		t.Error("no extras changed the default node image's key")
+	}
+	one := base()
+	Extras{Cilium: []build.Binaries{{Version: "v1.19.7", Dir: "/c/cilium-binaries/aaa"}}}.inputs(one)
+	other := base()
+	Extras{Cilium: []build.Binaries{{Version: "v1.19.7", Dir: "/c/cilium-binaries/bbb"}}}.inputs(other)
+	if one.Key() == none.Key() || one.Key() == other.Key() {
+		t.Error("a node image with Cilium shares a key with one without, or with other binaries")
+	}
+}
+
+// fakeBinaries writes a built Cilium's tree with one command and one datapath source.
+func fakeBinaries(t *testing.T, version string) build.Binaries {
+	t.Helper()
+	b := build.Binaries{Version: version, Dir: t.TempDir()}
+	for path, data := range map[string]string{
+		filepath.Join(build.BinDir, "cilium-agent"): "agent " + version,
+		filepath.Join(build.BPFDir, "bpf_sock.c"):   "sock " + version,
+	} {
+		p := filepath.Join(b.Root(), path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+func TestCiliumImages(t *testing.T) {
+	land := filepath.Join(t.TempDir(), "img-cilium")
+	shared := filepath.Join(land, "usr/bin/cilium-agent") // a file of the userland the trees share
+	for _, d := range []string{filepath.Dir(shared), filepath.Join(land, "usr/local/bin")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(shared, []byte("debian's"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bins := []build.Binaries{fakeBinaries(t, "v1.19.7"), fakeBinaries(t, "v1.15.19")}
+	only := filepath.Join(bins[0].Root(), build.BPFDir, "only-in-1.19.h")
+	if err := os.WriteFile(only, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := ciliumImages(context.Background(), land, bins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 4 {
+		t.Fatalf("%d images, want an agent and an operator per version", len(imgs))
+	}
+	for i, b := range bins {
+		agent, operator := imgs[2*i], imgs[2*i+1]
+		if agent.Tag != cilium.AgentImage(b.Version) || operator.Tag != cilium.OperatorImage(b.Version) {
+			t.Errorf("tags %s, %s for %s", agent.Tag, operator.Tag, b.Version)
+		}
+		if agent.Root != operator.Root {
+			t.Errorf("%s: the agent and operator do not share a layer", b.Version)
+		}
+		got, err := os.ReadFile(filepath.Join(agent.Root, build.BinDir, "cilium-agent"))
+		if err != nil || string(got) != "agent "+b.Version {
+			t.Errorf("%s: cilium-agent = %q, %v", b.Version, got, err)
+		}
+		if st, err := os.Stat(filepath.Join(agent.Root, build.BinDir, "cilium-agent")); err != nil || st.Mode().Perm() != 0o755 {
+			t.Errorf("%s: cilium-agent's mode: %v %v", b.Version, st, err)
+		}
+		if _, err := os.Readlink(filepath.Join(agent.Root, "usr/local/bin/clang")); err != nil {
+			t.Errorf("%s: no clang link: %v", b.Version, err)
+		}
+	}
+	if imgs[0].Root == imgs[2].Root {
+		t.Fatal("two versions share one tree")
+	}
+	if _, err := os.Stat(filepath.Join(imgs[2].Root, build.BPFDir, "only-in-1.19.h")); err == nil {
+		t.Error("a file of v1.19.7 is in v1.15.19's tree")
+	}
+	if got, _ := os.ReadFile(shared); string(got) != "agent v1.19.7" {
+		t.Errorf("the first tree's cilium-agent = %q after the second version went in", got)
+	}
+}
