@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,9 +45,13 @@ the kernel compiles).
 Exit codes: 0 built or cached; 2 a Cilium version nfslab cannot build; 3 the build failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var versions []string // once each, in the order given
 			for _, v := range ciliums {
 				if err := cilium.CheckVersion(v); err != nil {
 					return usageError{fmt.Errorf("--cilium: %w", err)}
+				}
+				if !slices.Contains(versions, v) {
+					versions = append(versions, v)
 				}
 			}
 			if downloadOnly {
@@ -70,7 +75,7 @@ Exit codes: 0 built or cached; 2 a Cilium version nfslab cannot build; 3 the bui
 			progress := func(line string) { fmt.Fprintf(stdout, "[%6.1fs] %s\n", time.Since(start).Seconds(), line) }
 			cache := image.Cache{Dir: cacheDir}
 			var extras nodeimage.Extras
-			for _, v := range ciliums {
+			for _, v := range versions {
 				b, err := build.Build(cmd.Context(), cache, g.logger(stderr), v, progress)
 				if err != nil {
 					return &lab.LabError{Err: err}

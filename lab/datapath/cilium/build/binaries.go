@@ -32,7 +32,7 @@ import (
 const (
 	// Module is Cilium's Go module.
 	Module = "github.com/cilium/cilium"
-	// recipe names the way Binaries builds; bump it when that changes the result in a way the
+	// recipe names the way Build builds; bump it when that changes the result in a way the
 	// inputs do not capture.
 	recipe = "cilium-binaries-v1"
 	// cacheKind is the cache's name for the artefacts.
