@@ -28,8 +28,11 @@ type Build struct {
 	Dir string
 	// Packages are the main packages, as go build takes them (import paths or ./dir).
 	Packages []string
-	// OutDir receives the commands. go build names each after its package's last path element.
-	OutDir  string
+	// OutDir receives the commands. go build names each after its package's last path element,
+	// or the one before a major version suffix (go.etcd.io/etcd/server/v3 is "server").
+	OutDir string
+	// Name, with a single package, is its command's file name in OutDir instead.
+	Name    string
 	Tags    []string
 	LDFlags string
 }
@@ -47,6 +50,9 @@ type Progress struct {
 func (b Build) Run(ctx context.Context, tick func(Progress)) error {
 	if len(b.Packages) == 0 {
 		return errors.New("go build: no packages")
+	}
+	if b.Name != "" && len(b.Packages) != 1 {
+		return fmt.Errorf("go build %s: a Name with %d packages", strings.Join(b.Packages, " "), len(b.Packages))
 	}
 	if err := os.MkdirAll(b.OutDir, 0o755); err != nil {
 		return fmt.Errorf("go build %s: %w", strings.Join(b.Packages, " "), err)
@@ -119,7 +125,11 @@ func (b Build) args() []string {
 	if b.LDFlags != "" {
 		args = append(args, "-ldflags", b.LDFlags)
 	}
-	// A trailing separator makes -o a directory even for one package.
-	args = append(args, "-o", filepath.Clean(b.OutDir)+string(filepath.Separator))
+	if b.Name != "" {
+		args = append(args, "-o", filepath.Join(b.OutDir, b.Name))
+	} else {
+		// A trailing separator makes -o a directory even for one package.
+		args = append(args, "-o", filepath.Clean(b.OutDir)+string(filepath.Separator))
+	}
 	return append(args, b.Packages...)
 }

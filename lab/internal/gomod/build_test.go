@@ -17,6 +17,8 @@ func TestBuildArgs(t *testing.T) {
 	}{
 		{"one package, no flags", Build{Packages: []string{"./cmd/a"}, OutDir: "/out"},
 			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-o", "/out/", "./cmd/a"}},
+		{"one package named", Build{Packages: []string{"./server/v3"}, OutDir: "/out", Name: "etcd"},
+			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-o", "/out/etcd", "./server/v3"}},
 		{"tags and ldflags", Build{Packages: []string{"./a", "./b"}, OutDir: "/out/", Tags: []string{"osusergo", "x"}, LDFlags: "-s -w"},
 			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-tags", "osusergo,x", "-ldflags", "-s -w", "-o", "/out/", "./a", "./b"}},
 	}
@@ -66,6 +68,25 @@ func TestBuildRun(t *testing.T) {
 			if !strings.Contains(string(data), "stamped-by-ldflags") {
 				t.Errorf("%s: the -X value is not in the binary", name)
 			}
+		}
+	})
+	// go build names a command in a major-version directory after the element before it: etcd's
+	// go.etcd.io/etcd/server/v3 is "server". Name keeps such a command's name.
+	t.Run("a major version suffix", func(t *testing.T) {
+		dir := writeModule(t, "package main\n\nfunc main() {}\n", "server/v3")
+		for _, tt := range []struct{ name, want string }{{"", "server"}, {"etcd", "etcd"}} {
+			out := t.TempDir()
+			if err := (Build{Dir: dir, Packages: []string{"./server/v3"}, OutDir: out, Name: tt.name}).Run(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(out, tt.want)); err != nil {
+				t.Errorf("Name %q: %v", tt.name, err)
+			}
+		}
+	})
+	t.Run("a Name with two packages", func(t *testing.T) {
+		if err := (Build{Packages: []string{"./a", "./b"}, OutDir: t.TempDir(), Name: "x"}).Run(context.Background(), nil); err == nil {
+			t.Fatal("Run accepted a Name for two packages")
 		}
 	})
 	t.Run("a compile error ends the error", func(t *testing.T) {

@@ -190,7 +190,8 @@ func commandsOf(m string) []Command {
 // buildModule builds cs, the commands of one wrapper module, with one `go build` into bin (see
 // gomod.Build for why one). Warm (every package in the Go build cache) the seven link in 33 s
 // together on 2 cores; cold, one build saved under a minute of the 14 that Kubernetes takes.
-// go build names each binary after its package's last path element, so Name must be that.
+// With several commands go build names each binary after its package's last path element, so
+// Name must be that; a single command is written as Name.
 func buildModule(ctx context.Context, wdir, bin, flags string, cs []Command, progress func(string)) error {
 	if len(cs) == 0 {
 		return nil
@@ -207,6 +208,9 @@ func buildModule(ctx context.Context, wdir, bin, flags string, cs []Command, pro
 	say(fmt.Sprintf("node image: building %s (one go build; ~10 min on 2 cores with an empty Go build cache)", what))
 	start := time.Now()
 	b := gomod.Build{Dir: wdir, Packages: pkgs, OutDir: bin, LDFlags: flags}
+	if len(cs) == 1 {
+		b.Name = cs[0].Name // etcd's package, go.etcd.io/etcd/server/v3, would be "server"
+	}
 	err := b.Run(ctx, func(p gomod.Progress) {
 		say(fmt.Sprintf("node image: building %s: %d packages compiled, now %s [%.0f s]", what, p.Compiled, p.Latest, p.Elapsed.Seconds()))
 	})
