@@ -183,7 +183,9 @@ func build(ctx context.Context, dir, version string, say func(string, ...any)) e
 	src := filepath.Join(dir, "src")
 	defer image.RemoveTree(src)
 	say("copying the module to build in")
-	if err := copyWritable(m.Dir, src); err != nil {
+	// os.CopyFS makes the copy writable (files 0666 before umask): go build -mod=mod may update
+	// go.sum, and the module cache's tree is read-only.
+	if err := os.CopyFS(src, os.DirFS(m.Dir)); err != nil {
 		return fmt.Errorf("copy %s: %w", m.Dir, err)
 	}
 	say("downloading its dependencies (about 1 GB into Go's module cache the first time)")
@@ -265,29 +267,6 @@ func downloadDeps(ctx context.Context, src string) error {
 		return fmt.Errorf("download the modules Cilium needs: %w\n%s", err, lines.Tail(string(out), 15))
 	}
 	return nil
-}
-
-// copyWritable copies the module tree src (read-only in Go's module cache) to dst, writable:
-// go build -mod=mod may update go.sum.
-func copyWritable(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case d.Type().IsRegular():
-			return image.CopyFile(p, target)
-		default:
-			return nil // a module zip holds only directories and regular files
-		}
-	})
 }
 
 // copyFiles copies what the image carries besides the commands from the module copy src into
