@@ -16,11 +16,11 @@ func TestBuildArgs(t *testing.T) {
 		want []string
 	}{
 		{"one package, no flags", Build{Packages: []string{"./cmd/a"}, OutDir: "/out"},
-			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-o", "/out/", "./cmd/a"}},
+			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-gcflags=all=-dwarf=false", "-o", "/out/", "./cmd/a"}},
 		{"one package named", Build{Packages: []string{"./server/v3"}, OutDir: "/out", Name: "etcd"},
-			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-o", "/out/etcd", "./server/v3"}},
+			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-gcflags=all=-dwarf=false", "-o", "/out/etcd", "./server/v3"}},
 		{"tags and ldflags", Build{Packages: []string{"./a", "./b"}, OutDir: "/out/", Tags: []string{"osusergo", "x"}, LDFlags: "-s -w"},
-			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-tags", "osusergo,x", "-ldflags", "-s -w", "-o", "/out/", "./a", "./b"}},
+			[]string{"-n", "10", "go", "build", "-v", "-trimpath", "-gcflags=all=-dwarf=false", "-tags", "osusergo,x", "-ldflags", "-s -w", "-o", "/out/", "./a", "./b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -28,6 +28,30 @@ func TestBuildArgs(t *testing.T) {
 				t.Fatalf("args = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMakefileCompileFlags: the Makefile's GOFLAGS must compile packages as Build does, or
+// Kubernetes' build would compile client-go and the rest again instead of reusing nfslab's.
+func TestMakefileCompileFlags(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goflags []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "export GOFLAGS := "); ok {
+			v = strings.TrimSuffix(strings.TrimPrefix(v, "$(strip $(GOFLAGS) "), ")")
+			goflags = strings.Fields(v)
+		}
+	}
+	if goflags == nil {
+		t.Fatal("no `export GOFLAGS := ` line in the Makefile")
+	}
+	for _, f := range CompileFlags() {
+		if !slices.Contains(goflags, f) {
+			t.Errorf("the Makefile's GOFLAGS %q lack %s", goflags, f)
+		}
 	}
 }
 
