@@ -5,6 +5,7 @@
 #   sudo make kernels the kernels scenario: every kernel line, stock and vulnerable (builds kernels)
 #   sudo make kind    the kind form in full: the machine checks, then the kind, kind-faults and kind-restart-node scenarios (~2 h)
 #   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
+#   make lint         gofmt, go vet and staticcheck (make test runs the first two)
 
 # sudo resets PATH; find the usual Go install anyway.
 export PATH := $(PATH):/usr/local/go/bin
@@ -26,7 +27,7 @@ export CGO_ENABLED := 0
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
 	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
 
-.PHONY: all build deps run test unit e2e kernels kind bench lint fmt clean
+.PHONY: all build deps run test unit e2e kernels kind bench check lint fmt clean
 
 all: build
 
@@ -46,27 +47,27 @@ deps:
 run: deps build
 	./$(BIN) run
 
-# test: static checks, unit tests (real BPF where the host allows it), then the end-to-end tests
+# test: static checks (gofmt, go vet), unit tests (real BPF where the host allows it), then the end-to-end tests
 # that boot VMs and assert verdicts and evidence. CI gives `bash .ci/run` 90 minutes in all. Cold
-# on the 2-core bench machine (2026-12-06, 57.2 min in all) the packages, lint and unit tests took
+# on the 2-core bench machine (2026-12-06, 57.2 min in all) the packages, checks and unit tests took
 # 10.7 of them and the e2e tests 46.5 (a whole kernel and Kubernetes compiled): their timeout of
 # 76 fires inside CI's 90 and prints which test hung and where, instead of CI killing the run
 # without a word.
 # The vulnerable kernel, the longest compile, starts first, on idle CPU (chrt --idle; nice 19
-# where chrt is missing): lint and the unit tests leave a core partly idle for minutes, which
+# where chrt is missing): the checks and the unit tests leave a core partly idle for minutes, which
 # it takes. Its output goes to $(PREBUILD_LOG); it is stopped if the target ends first. Then
 # -prebuild compiles Kubernetes on idle CPU while the e2e tests that need neither run
 # (test/e2e/main_test.go); its own kernel step waits for this one on the cache's lock.
 E2E_TIMEOUT ?= 76m
 PREBUILD_LOG := bin/prebuild-vulnerable-6.1.log
-# -vet=off: lint has run the whole of go vet; go test's own subset would analyse every
+# -vet=off: check has run the whole of go vet; go test's own subset would analyse every
 # dependency again under another cache key.
 test: deps build
 	@idle=$$(command -v chrt >/dev/null && echo "chrt --idle 0" || echo "nice -n 19"); \
 	$$idle ./$(BIN) kernel build vulnerable-6.1 >$(PREBUILD_LOG) 2>&1 & pre=$$!; \
 	trap 'kill $$pre 2>/dev/null; wait $$pre 2>/dev/null' EXIT INT TERM; \
 	echo "vulnerable-6.1 compiles in the background (log: $(PREBUILD_LOG))"; \
-	$(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory check && \
 	$(GO) test -count=1 -vet=off ./... && \
 	$(GO) test -count=1 -vet=off -timeout $(E2E_TIMEOUT) -v -run Test ./test/e2e/ -e2e -prebuild
 
@@ -94,9 +95,15 @@ bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/e2e/ -e2e
 
-lint:
+# check: the static checks of `make test`, gofmt and go vet.
+check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# lint: check, then staticcheck. make test leaves staticcheck out: cold it analyses every
+# dependency again (155 s of CPU on the 2-core bench machine, 1.3 min of a cold make test that
+# must fit in 60). Run make lint before each commit.
+lint: check
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 fmt:
