@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -93,5 +94,36 @@ func TestShellQuote(t *testing.T) {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestAwaitIncomingRefused: qemu that refuses a saved state closes its monitor and exits a
+// moment later. That must read as qemu's exit (a refused state, which the caller removes), not
+// as a monitor error (which keeps the snapshot for the next run to fail on again). Seen in a
+// cold make test: "qmp query-status: ... connection reset by peer" for a corrupt state file.
+func TestAwaitIncomingRefused(t *testing.T) {
+	host, guest := net.Pipe()
+	go func() {
+		guest.Write([]byte(`{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}` + "\n"))
+		sc := bufio.NewScanner(guest)
+		sc.Scan() // qmp_capabilities
+		guest.Write([]byte(`{"return": {}}` + "\n"))
+		sc.Scan() // query-status
+		guest.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := newQMP(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &VM{qmp: q, exited: make(chan struct{})}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		v.waitErr = errors.New("exit status 1")
+		close(v.exited)
+	}()
+	if err := v.awaitIncoming(ctx); !errors.Is(err, errQEMUExited) {
+		t.Errorf("awaitIncoming = %v, want qemu's exit", err)
 	}
 }

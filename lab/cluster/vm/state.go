@@ -94,10 +94,12 @@ func (v *VM) awaitIncoming(ctx context.Context) error {
 	for {
 		st, err := v.qmp.status(ctx)
 		if err != nil {
+			// qemu that refuses the state exits, and its monitor socket closes a moment before
+			// the process is reaped: a monitor error is that exit when one follows soon.
 			select {
 			case <-v.exited:
 				return exitErr(v.waitErr)
-			default:
+			case <-time.After(exitGrace):
 				return err
 			}
 		}
@@ -120,6 +122,10 @@ func (v *VM) awaitIncoming(ctx context.Context) error {
 		}
 	}
 }
+
+// exitGrace is how long a monitor error waits for qemu's exit, which tells a refused state from
+// a broken monitor.
+const exitGrace = 5 * time.Second
 
 // awaitFile waits until path exists.
 func (v *VM) awaitFile(ctx context.Context, path string) error {
