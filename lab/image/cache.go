@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -379,6 +380,29 @@ func RemoveTree(dir string) error {
 			dir, len(mounts), mounts[0], mounts[0])
 	}
 	return os.RemoveAll(abs)
+}
+
+// UnmountBelow detaches every filesystem mounted strictly below dir, deepest first: what an
+// interrupted or failed mmdebstrap leaves in its chroot (proc, sys, devpts, a tmpfs on dev/shm
+// were seen after a node image build was interrupted mid-install). MNT_DETACH does no I/O.
+func UnmountBelow(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	mounts, err := mountsBelow(abs)
+	if err != nil {
+		return err
+	}
+	// Deeper paths sort after their parents: undo in reverse.
+	slices.Sort(mounts)
+	var errs []error
+	for _, m := range slices.Backward(mounts) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // mountsBelow lists the mount points strictly below dir, from /proc/self/mountinfo.

@@ -253,6 +253,44 @@ func TestRemoveTreeRefusesMounts(t *testing.T) {
 	}
 }
 
+// TestUnmountBelow: what an interrupted mmdebstrap leaves mounted in its chroot, nested, is
+// detached deepest first; dir itself and paths that merely share its prefix are left alone.
+func TestUnmountBelow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "chroot")
+	outer, inner, twin := filepath.Join(root, "dev"), filepath.Join(root, "dev", "shm"), filepath.Join(dir, "chroot-twin")
+	for _, m := range []string{outer, twin} {
+		if err := os.MkdirAll(m, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mount := func(p string) {
+		t.Helper()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "none", p).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", p).Run() })
+	}
+	mount(outer)
+	if err := os.MkdirAll(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount(inner)
+	mount(twin)
+	if err := UnmountBelow(root); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := mountsBelow(root); len(left) != 0 {
+		t.Errorf("still mounted below %s: %v", root, left)
+	}
+	if left, _ := mountsBelow(dir); len(left) != 1 || left[0] != twin {
+		t.Errorf("mounted below %s: %v, want only %s", dir, left, twin)
+	}
+}
+
 // TestLockFileSurvivesRemoval removes a lock file while one process holds it and another waits
 // (as nfslab cleanup may remove an unused lock): the waiter must then lock the new file, so it
 // and a newcomer never hold the lock at the same time.

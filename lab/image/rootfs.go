@@ -320,6 +320,12 @@ func buildRootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe, dir stri
 	}
 	waitErr := cmd.Wait()
 	logw.Flush()
+	if waitErr != nil {
+		// Killed mid-install, mmdebstrap leaves its chroot's mounts (proc, sys, devpts, dev/shm).
+		if err := UnmountBelow(dir); err != nil {
+			log.Warn("mmdebstrap's mounts stay", "dir", dir, "err", err)
+		}
+	}
 	switch {
 	case parent.Err() != nil:
 		return fmt.Errorf("mmdebstrap interrupted: %w", parent.Err())

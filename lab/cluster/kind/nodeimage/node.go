@@ -301,6 +301,10 @@ func debootstrap(ctx context.Context, root string, pkgs []string) error {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
 	if out, err := cmd.CombinedOutput(); err != nil {
+		// Killed mid-install, mmdebstrap leaves its chroot's mounts (proc, sys, devpts, dev/shm).
+		if uerr := image.UnmountBelow(root); uerr != nil {
+			err = fmt.Errorf("%w; and its mounts stay: %v", err, uerr)
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("mmdebstrap %s: interrupted: %w", root, ctx.Err())
 		}
