@@ -49,8 +49,8 @@ run: deps build
 
 # test: static checks (gofmt, go vet), unit tests (real BPF where the host allows it), then the end-to-end tests
 # that boot VMs and assert verdicts and evidence. CI gives `bash .ci/run` 90 minutes in all. Cold
-# on the 2-core bench machine (2026-12-06, 57.2 min in all) the packages, checks and unit tests took
-# 10.7 of them and the e2e tests 46.5 (a whole kernel and Kubernetes compiled): their timeout of
+# on the 2-core bench machine (2026-12-06, 54.7 min in all) the packages, checks and unit tests took
+# 10.0 of them and the e2e tests 44.6 (a whole kernel and Kubernetes compiled): their timeout of
 # 76 fires inside CI's 90 and prints which test hung and where, instead of CI killing the run
 # without a word.
 # The vulnerable kernel, the longest compile, starts first, on idle CPU (chrt --idle; nice 19
