@@ -4,6 +4,7 @@
 #   sudo make test    install what the lab needs, run the unit tests and the end-to-end VM tests
 #   sudo make kernels the kernels scenario: every kernel line, stock and vulnerable (builds kernels)
 #   sudo make kind    the kind form in full: the machine checks, then the kind, kind-faults and kind-restart-node scenarios (~2 h)
+#   sudo make cilium  real Cilium in a kind cluster in the VM: install, agent status, an NFS mount of a ClusterIP
 #   make bench        phase timings (image build cold/warm, VM boot, mount, failover, verdict)
 #   make lint         gofmt, go vet and staticcheck (make test runs the first two)
 
@@ -27,7 +28,7 @@ export CGO_ENABLED := 0
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
 	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
 
-.PHONY: all build deps run test unit e2e kernels kind bench check lint fmt clean
+.PHONY: all build deps run test unit e2e kernels kind cilium bench check lint fmt clean
 
 all: build
 
@@ -90,6 +91,12 @@ kind: deps build
 	$(BIN) kernel check-kind debian-stock --cluster iptables
 	$(BIN) kernel check-kind vulnerable-6.1 --cluster iptables
 	$(GO) test -count=1 -timeout 240m -v -run 'TestKindMachine|TestKindScenarios' ./test/e2e/ -e2e -kind-scenarios
+
+# cilium: real Cilium in the kind form (TestCiliumMachine): a kind cluster without kube-proxy in
+# the VM, Cilium installed from its chart, an NFS mount of a ClusterIP from the node. Not part of
+# `make test`: cold it compiles Cilium from its Go module and builds a node image with its images.
+cilium: deps build
+	$(GO) test -count=1 -timeout 150m -v -run 'TestCiliumMachine' ./test/e2e/ -e2e -cilium
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

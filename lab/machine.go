@@ -17,6 +17,7 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -41,9 +42,14 @@ const (
 // MachineCheck says how far CheckKindMachine goes beyond starting Docker: NodeImage loads the
 // node image (nfslab's own, or Options.NodeImage); ProxyMode (one of kind.ProxyModes) also
 // creates a kind cluster with that kube-proxy mode on it, waits for its node and deletes it.
+// Cilium, one of cilium.Datapaths, creates the cluster without kube-proxy and installs real
+// Cilium (CiliumVersion, the newest nfslab builds when empty) with that datapath's values
+// instead; the node image is then nfslab's own with Cilium's images in it.
 type MachineCheck struct {
-	NodeImage bool
-	ProxyMode string
+	NodeImage     bool
+	ProxyMode     string
+	Cilium        string
+	CiliumVersion string
 }
 
 // MachineReport is what CheckKindMachine found.
@@ -70,9 +76,16 @@ type MachineReport struct {
 // or nfslab's own built by nodeimage.BuildNode) and starts the engine on a Docker disk that
 // holds it (nodeDisk) instead of an empty one.
 func CheckKindMachine(ctx context.Context, opts Options, kernelName string, check MachineCheck) (MachineReport, error) {
-	withNode := check.NodeImage || check.ProxyMode != "" || opts.NodeImage != ""
+	withNode := check.NodeImage || check.ProxyMode != "" || check.Cilium != "" || opts.NodeImage != ""
 	if check.ProxyMode != "" && !slices.Contains(kind.ProxyModes(), check.ProxyMode) {
 		return MachineReport{Kernel: kernelName}, &InputError{Err: fmt.Errorf("kube-proxy mode %q: want one of %s", check.ProxyMode, strings.Join(kind.ProxyModes(), ", "))}
+	}
+	if err := check.checkCilium(opts); err != nil {
+		return MachineReport{Kernel: kernelName}, err
+	}
+	form := kindMachine()
+	if check.Cilium != "" {
+		form = ciliumMachine()
 	}
 	opts.setDefaults()
 	start := time.Now()
@@ -85,7 +98,7 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 	if err != nil {
 		return rep, err
 	}
-	r, err := newRunner(ctx, opts, p, &reports.Result{Timings: map[string]float64{}}, kindMachine())
+	r, err := newRunner(ctx, opts, p, &reports.Result{Timings: map[string]float64{}}, form)
 	if err != nil {
 		return rep, err
 	}
@@ -98,8 +111,16 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 	}
 	disks := []vm.Disk{{Path: filepath.Join(work, "docker.img")}}
 	sideLoad := ""
+	var ciliumBins []build.Binaries
+	if check.Cilium != "" {
+		bins, err := r.ciliumBinaries(ctx, check.CiliumVersion)
+		if err != nil {
+			return rep, err
+		}
+		ciliumBins = append(ciliumBins, bins)
+	}
 	if withNode {
-		node, err := r.nodeImage(ctx)
+		node, err := r.nodeImage(ctx, nodeimage.Extras{Cilium: ciliumBins})
 		if err != nil {
 			return rep, err
 		}
@@ -121,6 +142,15 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 	if check.ProxyMode != "" {
 		cfg.CheckCluster = clusterConfig(rep.NodeImage, sideLoad)
 		cfg.CheckCluster.ProxyMode = check.ProxyMode
+	}
+	if check.Cilium != "" {
+		install, err := r.ciliumInstall(ctx, check.Cilium, check.CiliumVersion)
+		if err != nil {
+			return rep, err
+		}
+		cfg.CheckCluster = clusterConfig(rep.NodeImage, sideLoad)
+		cfg.CheckCluster.ProxyMode, cfg.CheckCluster.Cilium = "none", &install
+		cfg.CheckCluster.ReadyTimeout += ciliumTimeout
 	}
 	res, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, disks, cfg)
 	rep.Release, rep.Accel, rep.BootSeconds = k.Release, machineAccel, bootTime
@@ -177,14 +207,14 @@ func userNodeImage(ctx context.Context, opts Options, p *progress) (*nodeimage.N
 	return &node, nil
 }
 
-// nodeImage is the kind form's node image: the user's, else nfslab's own, built into the cache
-// when it is not there.
-func (r *runner) nodeImage(ctx context.Context) (nodeimage.Node, error) {
+// nodeImage is the kind form's node image: the user's, else nfslab's own with extras, built into
+// the cache when it is not there.
+func (r *runner) nodeImage(ctx context.Context, extras nodeimage.Extras) (nodeimage.Node, error) {
 	if r.userNode != nil {
 		return *r.userNode, nil
 	}
 	r.p.say("node image: preparing (cache %s)", r.cache.Dir)
-	node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, nodeimage.Extras{}, func(line string) { r.p.say("%s", line) })
+	node, err := nodeimage.BuildNode(ctx, r.cache, r.opts.Log, extras, func(line string) { r.p.say("%s", line) })
 	if err != nil {
 		return nodeimage.Node{}, labErr("the kind node image: %w", err)
 	}
@@ -250,7 +280,7 @@ func (r *runner) runEngine(ctx context.Context, k kernel.Kernel, initrd, work st
 	}
 	budget := engineTimeout + loadTimeout
 	if cfg.CheckCluster != nil {
-		budget += clusterTimeout
+		budget += cfg.CheckCluster.ReadyTimeout
 	}
 	vctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
@@ -403,7 +433,7 @@ func (r *runner) kindMachineSetup(ctx context.Context, k kernel.Kernel, initrd, 
 	r.kindOnce.Lock()
 	defer r.kindOnce.Unlock()
 	if r.kindDisk == "" {
-		node, err := r.nodeImage(ctx)
+		node, err := r.nodeImage(ctx, nodeimage.Extras{})
 		if err != nil {
 			return machineSetup{}, err
 		}

@@ -257,8 +257,27 @@ type ClusterObs struct {
 	SwitchedFrom  string  `json:"switched_from,omitempty"`
 	SwitchSeconds float64 `json:"switch_seconds,omitempty"`
 	// NFS is the NFS smoke test run on the cluster, when it was asked for.
-	NFS   *NFSCheckObs `json:"nfs,omitempty"`
-	Error string       `json:"error,omitempty"`
+	NFS *NFSCheckObs `json:"nfs,omitempty"`
+	// Cilium is real Cilium, when the cluster runs it instead of kube-proxy.
+	Cilium *CiliumObs `json:"cilium,omitempty"`
+	Error  string     `json:"error,omitempty"`
+}
+
+// CiliumObs is real Cilium installed in a kind cluster from its rendered chart.
+type CiliumObs struct {
+	Version  string `json:"version"`
+	Datapath string `json:"datapath"`
+	Objects  int    `json:"objects"` // the chart's objects applied
+	// ReadySeconds counts from the apply until the agents were ready on every node and the
+	// operator available (the agent compiles its datapath first).
+	ReadySeconds float64 `json:"ready_seconds"`
+	// KubeProxyReplacement is the agent's own status line about it (cilium-dbg status);
+	// Status is that command's whole output.
+	KubeProxyReplacement string `json:"kube_proxy_replacement,omitempty"`
+	Status               string `json:"status,omitempty"`
+	// RootPrograms are the sock_addr programs effective at the VM's root cgroup once Cilium was
+	// ready: where the kernel's own NFS sockets are.
+	RootPrograms string `json:"root_programs,omitempty"`
 }
 
 // NFSCheckObs is the kind form's NFS smoke test: nfs-ganesha behind a ClusterIP, mounted from
@@ -274,7 +293,10 @@ type NFSCheckObs struct {
 	ReadBack         bool    `json:"read_back"`
 	MountSource      string  `json:"mount_source,omitempty"` // the node's /proc/mounts
 	MountAddr        string  `json:"mount_addr,omitempty"`   // its addr= option
-	Error            string  `json:"error,omitempty"`
+	// CiliumBackends, on a Cilium cluster, are the backends Cilium's agent had programmed for the
+	// VIP once the mount was made (cilium-dbg service list).
+	CiliumBackends string `json:"cilium_backends,omitempty"`
+	Error          string `json:"error,omitempty"`
 }
 
 // LoadedObs is one docker-archive loaded into a kind-form machine's engine.

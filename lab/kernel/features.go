@@ -60,6 +60,19 @@ func KindFeatures() []Feature {
 	}
 }
 
+// CiliumFeatures are what real Cilium's agent needs on top of KindFeatures, as Cilium documents
+// its base requirements and checks some at start: tc's ingress/clsact qdisc, BPF classifier and
+// actions (its programs on each device), the BPF JIT, and AF_ALG hashing.
+func CiliumFeatures() []Feature {
+	return []Feature{
+		{"tc ingress/clsact qdisc (Cilium's device programs)", []string{"CONFIG_NET_SCH_INGRESS"}},
+		{"tc BPF classifier (Cilium's device programs)", []string{"CONFIG_NET_CLS_BPF"}},
+		{"tc actions (Cilium's device programs)", []string{"CONFIG_NET_CLS_ACT"}},
+		{"BPF JIT (Cilium)", []string{"CONFIG_BPF_JIT"}},
+		{"AF_ALG hashes (Cilium)", []string{"CONFIG_CRYPTO_USER_API_HASH"}},
+	}
+}
+
 // MissingFeaturesError names what a kernel lacks.
 type MissingFeaturesError struct {
 	Kernel  string

@@ -70,6 +70,9 @@ func KindModules() []string {
 		// nft_reject_inet): without it every sync fails with ENOENT and no rule is written.
 		"nft_reject_ipv4", "nft_reject_ipv6",
 		"virtio_net", // nfslab run --keep: the VM's network, for the API server's forward
+		// Real Cilium (CiliumFeatures): clsact and the BPF classifier for its device programs,
+		// AF_ALG hashing.
+		"sch_ingress", "cls_bpf", "algif_hash",
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
@@ -25,6 +26,7 @@ import (
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
 	"github.com/nfslab/nfslab/internal/lines"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/manifests"
 )
@@ -36,6 +38,8 @@ const (
 	exportDir = clusterDir + "/export"
 	// ClusterName is the lab's kind cluster's name.
 	ClusterName = "nfslab"
+	// PodCIDR is the cluster's pod network: kind's default podSubnet, which the config keeps.
+	PodCIDR = "10.244.0.0/16"
 	// controlPlaneNode is its first node's container: the node that mounts. A second node
 	// (ClusterConfig.Nodes) is <name>-worker, where the NFS server runs.
 	controlPlaneNode = ClusterName + "-control-plane"
@@ -70,6 +74,12 @@ type ClusterConfig struct {
 	KindCNI bool `json:"kind_cni,omitempty"`
 	// Nodes is the cluster's node count: 1 (0 means 1) or 2, a control-plane node and a worker.
 	Nodes int `json:"nodes,omitempty"`
+	// Cilium, when set, makes the cluster Cilium's: created without kube-proxy (ProxyMode
+	// "none"), with the node IPAM controller (Cilium's ipam.mode=kubernetes reads each node's
+	// pod range) and, for the datapaths that attach at the VM's root cgroup, the VM's cgroup2
+	// root mounted into the control-plane node at cilium.NodeCgroupRoot; its objects are applied
+	// once the cluster exists and CreateCluster waits for the agent.
+	Cilium *cilium.Install `json:"cilium,omitempty"`
 }
 
 // nodes is the cluster's node count.
@@ -90,6 +100,7 @@ type Cluster struct {
 	ServerNode string
 	provider   *cluster.Provider
 	kindCNI    bool // kind's own pod network (kindnetd), not nfslab's static bridges
+	cilium     bool // Cilium's pod network and service datapath
 }
 
 // CreateCluster creates the lab's kind cluster with kind's Go library (never the kind binary),
@@ -149,9 +160,16 @@ wait:
 		}
 		return nil, obs, fmt.Errorf("create the kind cluster: %w", err)
 	}
-	c := &Cluster{Kubeconfig: kubeconfig, ProxyMode: cfg.ProxyMode, Nodes: cfg.nodes(), provider: p, kindCNI: cfg.KindCNI}
+	c := &Cluster{Kubeconfig: kubeconfig, ProxyMode: cfg.ProxyMode, Nodes: cfg.nodes(), provider: p,
+		kindCNI: cfg.KindCNI, cilium: cfg.Cilium != nil}
 	if c.Client, err = newClient(kubeconfig); err != nil {
 		return c, obs, err
+	}
+	if cfg.Cilium != nil {
+		obs.Cilium = &event.CiliumObs{Version: cfg.Cilium.Version, Datapath: cfg.Cilium.Datapath}
+		if err := installCilium(ctx, kubeconfig, c.Client, *cfg.Cilium, obs.Cilium, say); err != nil {
+			return c, obs, err
+		}
 	}
 	if c.Nodes > 1 {
 		if err := c.placeServer(ctx, say); err != nil {
@@ -234,6 +252,9 @@ func renderConfig(cfg ClusterConfig) ([]byte, error) {
 	if cfg.Nodes < 0 || cfg.nodes() > MaxNodes {
 		return nil, fmt.Errorf("%d nodes: a lab cluster has 1 or %d", cfg.Nodes, MaxNodes)
 	}
+	if err := checkCilium(cfg); err != nil {
+		return nil, err
+	}
 	patchDir := filepath.Join(clusterDir, "patches")
 	if err := os.MkdirAll(patchDir, 0o755); err != nil {
 		return nil, err
@@ -284,21 +305,35 @@ func configText(cfg ClusterConfig, patchDir string) ([]byte, error) {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	var b bytes.Buffer
+	vmCgroup := ""
+	if cfg.Cilium != nil && cilium.VMRoot(cfg.Cilium.Datapath) {
+		vmCgroup = cilium.NodeCgroupRoot
+	}
 	if err := t.Execute(&b, map[string]any{"ProxyMode": cfg.ProxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath,
-		"APIServerPort": cfg.APIServerPort, "KindCNI": cfg.KindCNI, "Workers": make([]struct{}, cfg.nodes()-1)}); err != nil {
+		"APIServerPort": cfg.APIServerPort, "KindCNI": cfg.KindCNI, "Workers": make([]struct{}, cfg.nodes()-1),
+		"NodeIPAM": cfg.KindCNI || cfg.Cilium != nil, "VMCgroup": vmCgroup}); err != nil {
 		return nil, fmt.Errorf("kind cluster template: %w", err)
 	}
 	return b.Bytes(), nil
 }
 
 func newClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// restConfig is the API client's configuration from the cluster's kubeconfig.
+func restConfig(kubeconfig string) (*rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	// Under TCG one API call can take seconds.
 	cfg.Timeout = time.Minute
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // placeServer prepares a cluster of several nodes for the lab: each node gets a pod range of
@@ -313,7 +348,7 @@ func (c *Cluster) placeServer(ctx context.Context, say func(string)) error {
 		return fmt.Errorf("the cluster has nodes %v, want %d", names, c.Nodes)
 	}
 	c.ServerNode = names[1]
-	if c.kindCNI {
+	if c.kindCNI || c.cilium {
 		return nil
 	}
 	nets, err := splitPodNetwork(ctx, names)

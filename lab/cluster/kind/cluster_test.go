@@ -7,6 +7,8 @@ import (
 
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/yaml"
+
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 )
 
 // TestConfigText: the embedded cluster config renders for every kube-proxy mode into a valid
@@ -114,5 +116,58 @@ func TestOrderNodes(t *testing.T) {
 		if (err != nil) != tt.err || !slices.Equal(got, tt.want) {
 			t.Errorf("orderNodes(%v) = %v, %v; want %v (error %v)", tt.in, got, err, tt.want, tt.err)
 		}
+	}
+}
+
+// TestConfigTextCilium: a Cilium cluster has the node IPAM controller (Cilium's IPAM reads the
+// node's pod range); the datapaths that attach at the VM's root cgroup get that root mounted
+// into the control-plane node where the chart's values say, the others do not.
+func TestConfigTextCilium(t *testing.T) {
+	for _, d := range cilium.Datapaths() {
+		t.Run(d, func(t *testing.T) {
+			cfg := ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: d, Version: "v1.19.7", Objects: []map[string]any{{}}}}
+			text, err := configText(cfg, "/p")
+			var c v1alpha4.Cluster
+			if err != nil || yaml.UnmarshalStrict(text, &c) != nil {
+				t.Fatalf("%v\n%s", err, text)
+			}
+			if !strings.Contains(strings.Join(c.KubeadmConfigPatches, "\n"), ",node-ipam-controller") {
+				t.Error("no node IPAM controller")
+			}
+			var vmRoot bool
+			for _, m := range c.Nodes[0].ExtraMounts {
+				if m.HostPath == "/sys/fs/cgroup" && m.ContainerPath == cilium.NodeCgroupRoot {
+					vmRoot = true
+				}
+			}
+			if vmRoot != cilium.VMRoot(d) {
+				t.Errorf("the VM's cgroup root mounted into the node: %v, want %v (%+v)", vmRoot, cilium.VMRoot(d), c.Nodes[0].ExtraMounts)
+			}
+		})
+	}
+}
+
+func TestCheckCilium(t *testing.T) {
+	objs := []map[string]any{{"kind": "DaemonSet"}}
+	tests := []struct {
+		name string
+		cfg  ClusterConfig
+		want string // "" for no error
+	}{
+		{"no Cilium", ClusterConfig{ProxyMode: "iptables"}, ""},
+		{"ok", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: cilium.VMRootSocketLB, Objects: objs}}, ""},
+		{"kind cgroup on two nodes", ClusterConfig{ProxyMode: "none", Nodes: 2, Cilium: &cilium.Install{Datapath: cilium.KindCgroup, Objects: objs}}, ""},
+		{"kube-proxy beside it", ClusterConfig{ProxyMode: "iptables", Cilium: &cilium.Install{Datapath: cilium.VMRootSocketLB, Objects: objs}}, "must be none"},
+		{"no objects", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: cilium.NoSocketLB}}, "no objects"},
+		{"unknown datapath", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: "socket-lb", Objects: objs}}, "socket-lb"},
+		{"root cgroup on two nodes", ClusterConfig{ProxyMode: "none", Nodes: 2, Cilium: &cilium.Install{Datapath: cilium.HostNSOnly, Objects: objs}}, "one node only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkCilium(tt.cfg)
+			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("checkCilium = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/nfs"
 )
@@ -103,8 +104,13 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 		}
 		obs.MountAttempts++
 		if mctx.Err() != nil {
+			route := lastOf(string(bestEffort(InNode(ctx, pid, "ip", "route", "get", vip.String()))), 1)
+			if c.cilium {
+				return obs, fmt.Errorf("%w (after %d attempts; the node's route to %s: %s; Cilium's service table: %s)", err,
+					obs.MountAttempts, vip, route, ciliumServices(ctx))
+			}
 			return obs, fmt.Errorf("%w (after %d attempts; the node's route to %s: %s; kube-proxy's rules for it: %s; kube-proxy said: %s)", err,
-				obs.MountAttempts, vip, lastOf(string(bestEffort(InNode(ctx, pid, "ip", "route", "get", vip.String()))), 1),
+				obs.MountAttempts, vip, route,
 				lastOf(string(bestEffort(InNode(ctx, pid, "sh", "-c", "iptables-save -t nat | grep -c "+vip.String()+"; nft list ruleset 2>/dev/null | grep -c "+vip.String()))), 2),
 				lastOf(string(bestEffort(InNode(ctx, pid, "sh", "-c", "tail -n 4 /var/log/pods/kube-system_kube-proxy*/*/*.log | cut -c1-300"))), 4))
 		}
@@ -145,5 +151,16 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	}
 	obs.MountSource = m.Source
 	obs.MountAddr, _ = m.Option("addr")
+	if c.cilium {
+		bs, ok, err := cilium.ServiceBackends(ctx, nodeExec(controlPlaneNode), netip.AddrPortFrom(vip, nfs.DefaultNFSPort))
+		switch {
+		case err != nil:
+			return obs, fmt.Errorf("read Cilium's service table: %w", err)
+		case !ok:
+			obs.CiliumBackends = "not in Cilium's service table"
+		default:
+			obs.CiliumBackends = cilium.FormatBackends(bs)
+		}
+	}
 	return obs, nil
 }

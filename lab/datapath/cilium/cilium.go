@@ -9,10 +9,15 @@
 //   - in chart/, the chart of a version, fetched through the Go module proxy and cached, and
 //     rendered client-side into the manifests an install would apply;
 //   - in build/, the agent, operator and helpers of a version compiled from its Go module; the
-//     kind node image preloads their images (lab/cluster/kind/nodeimage, Extras).
+//     kind node image preloads their images (lab/cluster/kind/nodeimage, Extras);
+//   - the install, run by the agent in the VM on a new kind cluster (lab/cluster/kind): the
+//     rendered objects applied with server-side apply (Apply), the wait for the agent to compile
+//     its datapath and come up (WaitReady), and what it then says of itself and of a service
+//     (AgentStatus, ServiceBackends). `nfslab kernel check-kind KERNEL --cluster cilium` runs
+//     that with an NFS mount of a ClusterIP from the node.
 //
-// Not yet: installing the manifests in a cell and reading Cilium's service maps back. Until
-// then a scenario naming one of these datapaths is refused (lab/scenario).
+// Not yet: a scenario's cells on such a cluster. Until then a scenario naming one of these
+// datapaths is refused (lab/scenario).
 package cilium
 
 import (

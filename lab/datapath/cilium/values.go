@@ -55,6 +55,9 @@ func Required(datapath string, s Setup) (map[string]any, error) {
 		"image":                  image(s.AgentImage),
 		"operator":               map[string]any{"replicas": 1, "image": image(s.OperatorImage)},
 		"socketLB":               socketLB,
+		// Under TCG the agent compiles its datapath with clang for minutes before its health
+		// endpoint answers: 30 minutes instead of Cilium's 10 before the kubelet restarts it.
+		"startupProbe": map[string]any{"failureThreshold": 900, "periodSeconds": 2},
 	}
 	if VMRoot(datapath) {
 		v["cgroup"] = map[string]any{"autoMount": map[string]any{"enabled": false}, "hostRoot": s.CgroupRoot}

@@ -11,6 +11,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -23,8 +24,9 @@ const (
 
 // Render renders the chart in dir with values (Helm's values: the chart's own, then these on
 // top, checked against the chart's schema) for a cluster of the given Kubernetes version
-// ("v1.37.2"), and returns the objects in the order of their templates' names. Templates that use
-// lookup (Hubble's TLS) get nothing from it: there is no cluster.
+// ("v1.37.2"), and returns the objects in the order Helm installs them (by kind: namespaces,
+// service accounts and config before the workloads that use them; within a kind, by template
+// name). Templates that use lookup (Hubble's TLS) get nothing from it: there is no cluster.
 func Render(dir string, values map[string]any, kubeVersion string) ([]*unstructured.Unstructured, error) {
 	ch, err := loader.Load(dir)
 	if err != nil {
@@ -58,7 +60,18 @@ func Render(dir string, values map[string]any, kubeVersion string) ([]*unstructu
 		}
 		out = append(out, objs...)
 	}
+	slices.SortStableFunc(out, func(a, b *unstructured.Unstructured) int {
+		return installRank(a.GetKind()) - installRank(b.GetKind())
+	})
 	return out, nil
+}
+
+// installRank is a kind's place in Helm's install order; kinds Helm does not list go last.
+func installRank(kind string) int {
+	if i := slices.Index(releaseutil.InstallOrder, kind); i >= 0 {
+		return i
+	}
+	return len(releaseutil.InstallOrder)
 }
 
 // decode splits a rendered template into its objects, skipping empty documents.

@@ -76,6 +76,22 @@ func TestRenderCarriesNfslabsValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("rendered %d objects in %.2f s", len(objs), time.Since(start).Seconds())
+			// Applied in this order: a namespace before what lives in it, a service account and
+			// the config before the workloads that use them.
+			first := map[string]int{}
+			for i, o := range objs {
+				if _, ok := first[o.GetKind()]; !ok {
+					first[o.GetKind()] = i
+				}
+				if ns := o.GetNamespace(); ns != "" && ns != "kube-system" {
+					if j, ok := first["Namespace"]; !ok || j > i {
+						t.Errorf("%s %s/%s comes before its namespace", o.GetKind(), ns, o.GetName())
+					}
+				}
+			}
+			if first["ServiceAccount"] > first["DaemonSet"] || first["ConfigMap"] > first["DaemonSet"] || first["DaemonSet"] > first["Deployment"] {
+				t.Errorf("not in Helm's install order: %v", first)
+			}
 
 			cm := configMap(t, objs, "cilium-config")
 			for key, want := range map[string]string{

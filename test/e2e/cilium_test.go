@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/nfslab/nfslab/lab"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
+)
+
+var runCilium = flag.Bool("cilium", false, "TestCiliumMachine: real Cilium in a kind cluster in the VM (builds Cilium and its node image the first time: well over half an hour cold on 2 cores)")
+
+// TestCiliumMachine installs real Cilium (the default version) in a kind cluster on Debian's
+// kernel with each datapath that must serve the node's ClusterIP mount, and checks what it
+// says against what it is: the agent ready and replacing kube-proxy, socket-LB's programs
+// at the VM's root cgroup for the datapaths that put them there and nowhere else, and an NFS
+// mount of a ClusterIP from the node that reads back what it wrote, with Cilium's own service
+// table pointing the VIP at the server's pod.
+func TestCiliumMachine(t *testing.T) {
+	requireE2E(t)
+	if !*runCilium {
+		t.Skip("real Cilium in the kind form: pass -cilium (make cilium)")
+	}
+	bin := buildNfslab(t)
+	for _, d := range []string{cilium.VMRootSocketLB} {
+		t.Run(d, func(t *testing.T) {
+			tmp := t.TempDir()
+			args := []string{"kernel", "check-kind", "debian-stock", "--cluster", d, "-o", "json"}
+			if *cacheDir != "" {
+				args = append(args, "--cache-dir", *cacheDir)
+			}
+			cmd := exec.CommandContext(t.Context(), bin, args...)
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			t.Log(stderr.String())
+			if err != nil {
+				t.Fatalf("nfslab %s: %v", strings.Join(args, " "), err)
+			}
+			var rep lab.MachineReport
+			if err := json.Unmarshal(out, &rep); err != nil {
+				t.Fatalf("decode the report: %v\n%s", err, out)
+			}
+			c := rep.Cluster
+			if c == nil || c.Cilium == nil || c.NFS == nil {
+				t.Fatalf("no cluster, Cilium or NFS check in the report: %s", out)
+			}
+			ci, n := c.Cilium, c.NFS
+			t.Logf("Cilium %s (%s): ready in %.0f s; KubeProxyReplacement %s; %s; NFS %s → %s, Cilium's table: %s",
+				ci.Version, ci.Datapath, ci.ReadySeconds, ci.KubeProxyReplacement, ci.RootPrograms, n.VIP, n.PodIP, n.CiliumBackends)
+			if c.ProxyMode != "none" || ci.Version != cilium.DefaultVersion() || ci.Datapath != d {
+				t.Errorf("cluster %s with kube-proxy %s, Cilium %s %s", c.Name, c.ProxyMode, ci.Version, ci.Datapath)
+			}
+			if !strings.HasPrefix(ci.KubeProxyReplacement, "True") {
+				t.Errorf("KubeProxyReplacement %q, want True", ci.KubeProxyReplacement)
+			}
+			atRoot := strings.Contains(ci.RootPrograms, "CGroupInet4Connect cil_sock4_conn") // the kernel keeps 15 characters of a name
+			if atRoot != cilium.VMRoot(d) {
+				t.Errorf("Cilium's connect4 program at the VM's root cgroup: %v, want %v (%s)", atRoot, cilium.VMRoot(d), ci.RootPrograms)
+			}
+			if strings.Contains(ci.RootPrograms, "nfslab_") {
+				t.Errorf("nfslab's own socket-LB is attached beside Cilium: %s", ci.RootPrograms)
+			}
+			if !n.ReadBack || n.MountAddr != n.VIP {
+				t.Errorf("NFS through %s: read back %v, mount addr %q", n.VIP, n.ReadBack, n.MountAddr)
+			}
+			if !strings.Contains(n.CiliumBackends, n.PodIP+":2049 (active)") {
+				t.Errorf("Cilium's service table has %s → %s, want the server's pod %s", n.VIP, n.CiliumBackends, n.PodIP)
+			}
+			if left := leftovers(t, tmp); len(left) > 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
+	}
+}
