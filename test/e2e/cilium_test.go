@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"encoding/json"
 	"flag"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
 )
 
@@ -29,23 +25,7 @@ func TestCiliumMachine(t *testing.T) {
 	for _, d := range []string{cilium.VMRootSocketLB} {
 		t.Run(d, func(t *testing.T) {
 			tmp := t.TempDir()
-			args := []string{"kernel", "check-kind", "debian-stock", "--cluster", d, "-o", "json"}
-			if *cacheDir != "" {
-				args = append(args, "--cache-dir", *cacheDir)
-			}
-			cmd := exec.CommandContext(t.Context(), bin, args...)
-			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			t.Log(stderr.String())
-			if err != nil {
-				t.Fatalf("nfslab %s: %v", strings.Join(args, " "), err)
-			}
-			var rep lab.MachineReport
-			if err := json.Unmarshal(out, &rep); err != nil {
-				t.Fatalf("decode the report: %v\n%s", err, out)
-			}
+			rep, out := checkKind(t, bin, tmp, "debian-stock", "--cluster", d)
 			c := rep.Cluster
 			if c == nil || c.Cilium == nil || c.NFS == nil {
 				t.Fatalf("no cluster, Cilium or NFS check in the report: %s", out)

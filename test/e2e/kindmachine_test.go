@@ -11,6 +11,30 @@ import (
 	"github.com/nfslab/nfslab/lab"
 )
 
+// checkKind runs `nfslab kernel check-kind KERNEL extra... -o json` with TMPDIR=tmp, fails the
+// test when it fails, and returns its report and the JSON it printed.
+func checkKind(t *testing.T, bin, tmp, kernel string, extra ...string) (lab.MachineReport, []byte) {
+	t.Helper()
+	args := append([]string{"kernel", "check-kind", kernel, "-o", "json"}, extra...)
+	if *cacheDir != "" {
+		args = append(args, "--cache-dir", *cacheDir)
+	}
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Log(stderr.String())
+	if err != nil {
+		t.Fatalf("nfslab %s: %v", strings.Join(args, " "), err)
+	}
+	var rep lab.MachineReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("decode the report: %v\n%s", err, out)
+	}
+	return rep, out
+}
+
 // TestKindMachine: `nfslab kernel check-kind` boots Debian's kernel and the vulnerable recipe as
 // the kind form's machine: Docker starts on its disk with overlay2 on ext4 under cgroup v2, and
 // a container runs the way kind runs its nodes. Nothing is left behind; bad input is refused
@@ -25,23 +49,7 @@ func TestKindMachine(t *testing.T) {
 	for _, k := range []string{"debian-stock", "vulnerable-6.1"} {
 		t.Run(k, func(t *testing.T) {
 			tmp := t.TempDir()
-			args := []string{"kernel", "check-kind", k, "-o", "json"}
-			if *cacheDir != "" {
-				args = append(args, "--cache-dir", *cacheDir)
-			}
-			cmd := exec.CommandContext(t.Context(), bin, args...)
-			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			t.Log(stderr.String())
-			if err != nil {
-				t.Fatalf("nfslab %s: %v", strings.Join(args, " "), err)
-			}
-			var rep lab.MachineReport
-			if err := json.Unmarshal(out, &rep); err != nil {
-				t.Fatalf("decode the report: %v\n%s", err, out)
-			}
+			rep, _ := checkKind(t, bin, tmp, k)
 			e := rep.Engine
 			if e.ServerVersion == "" || e.Driver != "overlay2" || e.BackingFS != "extfs" || e.CgroupVersion != "2" {
 				t.Errorf("engine %+v: want a server version, overlay2 on extfs, cgroup v2", e)
