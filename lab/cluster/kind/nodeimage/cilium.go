@@ -37,6 +37,7 @@ func (e Extras) inputs(in image.Inputs) {
 	in["cilium-packages"] = strings.Join(ciliumPackages(), ",")
 	in["cilium-links"] = fmt.Sprint(ciliumLinks())
 	in["cilium-env"] = strings.Join(ciliumEnv(), ",")
+	in["cilium-store"] = "unpacked-overlayfs" // containerdImport.Unpack
 }
 
 // ciliumPackages is the userland of Cilium's images, as Cilium's runtime image has it: clang,

@@ -188,16 +188,20 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 	if err != nil {
 		return err
 	}
+	imports := []containerdImport{{Archive: filepath.Join(work, "components.tar")}}
+	if err := WriteDockerArchive(ctx, imports[0].Archive, work, comps); err != nil {
+		return fmt.Errorf("component images: %w", err)
+	}
 	if len(extras.Cilium) > 0 {
 		imgs, err := ciliumImages(ctx, lands.cilium, extras.Cilium)
 		if err != nil {
 			return err
 		}
-		comps = append(comps, imgs...)
-	}
-	compArchive := filepath.Join(work, "components.tar")
-	if err := WriteDockerArchive(ctx, compArchive, work, comps); err != nil {
-		return fmt.Errorf("component images: %w", err)
+		ci := containerdImport{Archive: filepath.Join(work, "cilium.tar"), Unpack: true}
+		if err := WriteDockerArchive(ctx, ci.Archive, work, imgs); err != nil {
+			return fmt.Errorf("Cilium's images: %w", err)
+		}
+		imports = append(imports, ci)
 	}
 
 	root := lands.node
@@ -205,7 +209,7 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 		return err
 	}
 	say("component images into the node's containerd")
-	if err := importIntoContainerd(ctx, log, root, work, compArchive); err != nil {
+	if err := importIntoContainerd(ctx, log, root, work, imports); err != nil {
 		return err
 	}
 	say("writing the node image")

@@ -298,10 +298,22 @@ func writeCRIBaseSpec(ctx context.Context, dst string) error {
 	return os.WriteFile(dst, data, 0o644)
 }
 
-// importIntoContainerd imports the component images of archive into the containerd store of
-// the node at root (so the node never pulls), with a containerd of the host's own that only
+// containerdImport is one docker-archive for the node's containerd store.
+type containerdImport struct {
+	Archive string
+	// Unpack also unpacks the images into the store's overlayfs snapshots, as the node's
+	// containerd (kind's config: the overlayfs snapshotter) would before their first container.
+	// Under TCG that unpack is minutes for Cilium's image of about a gigabyte, long enough for
+	// the kubelet's runtime request to time out; on the host it is seconds. The node image then
+	// holds the image twice (blob and snapshot). Every image of nfslab's own is one layer, so a
+	// snapshot has no overlayfs whiteouts that Docker's own layers would misread.
+	Unpack bool
+}
+
+// importIntoContainerd imports the component images of each archive into the containerd store
+// of the node at root (so the node never pulls), with a containerd of the host's own that only
 // lives for this (CRI disabled, its own root, state and socket under work).
-func importIntoContainerd(ctx context.Context, log *slog.Logger, root, work, archive string) error {
+func importIntoContainerd(ctx context.Context, log *slog.Logger, root, work string, imports []containerdImport) error {
 	state := filepath.Join(work, "containerd-state")
 	sock := filepath.Join(work, "c.sock")
 	if len(sock) > 100 {
@@ -341,22 +353,38 @@ func importIntoContainerd(ctx context.Context, log *slog.Logger, root, work, arc
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	f, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	// (Debian 12's ctr cannot label what it imports, so the images are not pinned against the
-	// kubelet's image garbage collection; it only collects under disk pressure.)
-	imp := exec.CommandContext(ctx, "ctr", "-a", sock, "-n", "k8s.io", "images", "import", "--no-unpack", "--all-platforms", "-")
-	imp.Stdin = f
-	if out, err := imp.CombinedOutput(); err != nil {
-		return fmt.Errorf("ctr images import: %w: %s", err, lines.Tail(string(out), 10))
+	for _, im := range imports {
+		if err := ctrImport(ctx, sock, im); err != nil {
+			return err
+		}
 	}
 	out, err := exec.CommandContext(ctx, "ctr", "-a", sock, "-n", "k8s.io", "images", "ls", "-q").Output()
 	if err != nil {
 		return fmt.Errorf("ctr images ls: %w", err)
 	}
 	log.Info("node image: imported component images", "images", strings.Fields(string(out)))
+	return nil
+}
+
+// ctrImport imports one archive into the containerd at sock.
+func ctrImport(ctx context.Context, sock string, im containerdImport) error {
+	f, err := os.Open(im.Archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// (Debian 12's ctr cannot label what it imports, so the images are not pinned against the
+	// kubelet's image garbage collection; it only collects under disk pressure.)
+	args := []string{"-a", sock, "-n", "k8s.io", "images", "import", "--all-platforms"}
+	if im.Unpack {
+		args = append(args, "--snapshotter", "overlayfs")
+	} else {
+		args = append(args, "--no-unpack")
+	}
+	imp := exec.CommandContext(ctx, "ctr", append(args, "-")...)
+	imp.Stdin = f
+	if out, err := imp.CombinedOutput(); err != nil {
+		return fmt.Errorf("ctr images import %s: %w: %s", filepath.Base(im.Archive), err, lines.Tail(string(out), 10))
+	}
 	return nil
 }
