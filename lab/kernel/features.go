@@ -70,6 +70,7 @@ func CiliumFeatures() []Feature {
 		{"tc actions (Cilium's device programs)", []string{"CONFIG_NET_CLS_ACT"}},
 		{"BPF JIT (Cilium)", []string{"CONFIG_BPF_JIT"}},
 		{"AF_ALG hashes (Cilium)", []string{"CONFIG_CRYPTO_USER_API_HASH"}},
+		{"XFRM netlink family (every netlink handle of Cilium's agent opens it)", []string{"CONFIG_XFRM_USER"}},
 	}
 }
 

@@ -71,8 +71,9 @@ func KindModules() []string {
 		"nft_reject_ipv4", "nft_reject_ipv6",
 		"virtio_net", // nfslab run --keep: the VM's network, for the API server's forward
 		// Real Cilium (CiliumFeatures): clsact and the BPF classifier for its device programs,
-		// AF_ALG hashing.
-		"sch_ingress", "cls_bpf", "algif_hash",
+		// AF_ALG hashing, and the XFRM netlink family, which every netlink handle of the agent
+		// opens (without it the agent exits at start: "protocol not supported").
+		"sch_ingress", "cls_bpf", "algif_hash", "xfrm_user",
 	}
 }
 
