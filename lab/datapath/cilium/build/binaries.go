@@ -34,7 +34,7 @@ const (
 	Module = "github.com/cilium/cilium"
 	// recipe names the way Build builds; bump it when that changes the result in a way the
 	// inputs do not capture.
-	recipe = "cilium-binaries-v1"
+	recipe = "cilium-binaries-v2"
 	// cacheKind is the cache's name for the artefacts.
 	cacheKind = "cilium-binaries"
 	// RootDir is the tree in an artefact that goes over the image's userland as it is:
@@ -157,6 +157,7 @@ func buildInputs(ctx context.Context, version string) (image.Inputs, error) {
 		"scripts":  strings.Join(scripts(), ","),
 		"bpf-skip": strings.Join(bpfSkipped(), ","),
 		"ldflags":  ldflags(version, "<time>"),
+		"patches":  fmt.Sprint(timeoutPatches()),
 	}, nil
 }
 
@@ -187,6 +188,9 @@ func build(ctx context.Context, dir, version string, say func(string, ...any)) e
 	// go.sum, and the module cache's tree is read-only.
 	if err := os.CopyFS(src, os.DirFS(m.Dir)); err != nil {
 		return fmt.Errorf("copy %s: %w", m.Dir, err)
+	}
+	if err := patchTimeouts(src); err != nil {
+		return err
 	}
 	say("downloading its dependencies (about 1 GB into Go's module cache the first time)")
 	if err := downloadDeps(ctx, src); err != nil {
