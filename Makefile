@@ -92,11 +92,12 @@ kind: deps build
 	$(BIN) kernel check-kind vulnerable-6.1 --cluster iptables
 	$(GO) test -count=1 -timeout 240m -v -run 'TestKindMachine|TestKindScenarios' ./test/e2e/ -e2e -kind-scenarios
 
-# cilium: real Cilium in the kind form (TestCiliumMachine): a kind cluster without kube-proxy in
-# the VM, Cilium installed from its chart, an NFS mount of a ClusterIP from the node. Not part of
+# cilium: real Cilium in the kind form: a kind cluster without kube-proxy in the VM, Cilium
+# installed from its chart, an NFS mount of a ClusterIP from the node (TestCiliumMachine), then
+# the cilium scenario (TestCiliumScenario; one cluster per cell, hours under TCG). Not part of
 # `make test`: cold it compiles Cilium from its Go module and builds a node image with its images.
 cilium: deps build
-	$(GO) test -count=1 -timeout 150m -v -run 'TestCiliumMachine' ./test/e2e/ -e2e -cilium
+	$(GO) test -count=1 -timeout 300m -v -run 'TestCiliumMachine|TestCiliumScenario' ./test/e2e/ -e2e -cilium
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

@@ -213,8 +213,9 @@ func sendJob(machine *vm.VM, job agent.Job) error {
 // finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
-	if setup.kind != nil && !setup.keep && len(cells) > 0 {
+	if setup.kind != nil && !setup.keep && len(cells) > 0 && cells[0].Cilium == "" {
 		// Where it is snapshotted, the VM creates the cluster of its first cell before the cells.
+		// (Not yet a Cilium cluster: its VM starts cold.)
 		mode, _ := datapath.ProxyMode(cells[0].Datapath)
 		setup.prepare = &agent.Prepare{ProxyMode: mode, Nodes: max(cells[0].Nodes, 1)}
 	}
@@ -225,7 +226,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	defer machine.release()
 	start := machine.start
 
-	job := agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Keep: setup.keep, SetClock: setup.kind == nil}
+	job := agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Cilium: setup.cilium, Keep: setup.keep, SetClock: setup.kind == nil}
 	if machine.prepared {
 		job = agent.Job{Cells: cells}
 	}

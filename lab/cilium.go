@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nfslab/nfslab/lab/cluster/kind"
@@ -12,6 +13,7 @@ import (
 	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
 	"github.com/nfslab/nfslab/lab/datapath/cilium/chart"
 	"github.com/nfslab/nfslab/lab/kernel"
+	"github.com/nfslab/nfslab/lab/scenario"
 )
 
 // ciliumTimeout bounds Cilium's install in a new cluster, on top of clusterTimeout: under TCG
@@ -86,14 +88,56 @@ func (r *runner) ciliumInstall(ctx context.Context, datapath, version string) (c
 	if err != nil {
 		return cilium.Install{}, &InputError{Err: err}
 	}
+	values = cilium.Merge(r.opts.CiliumValues, values)
 	objs, err := chart.Render(dir, values, nodeimage.KubernetesVersion)
 	if err != nil {
 		return cilium.Install{}, labErr("Cilium %s (%s): %w", version, datapath, err)
 	}
-	in := cilium.Install{Datapath: datapath, Version: version}
+	in := cilium.Install{Datapath: datapath, Version: version, Values: values}
 	for _, o := range objs {
 		in.Objects = append(in.Objects, o.Object)
 	}
 	r.p.say("cilium: chart %s rendered for %s: %d objects", version, datapath, len(in.Objects))
 	return in, nil
+}
+
+// ciliumWant is a Cilium datapath and version that kind cells of a run install.
+type ciliumWant struct{ datapath, version string }
+
+// ciliumWants lists the Cilium datapaths and versions of the cells, each once, in cell order.
+func ciliumWants(groups [][]scenario.Cell) []ciliumWant {
+	var out []ciliumWant
+	for _, g := range groups {
+		for _, c := range g {
+			w := ciliumWant{c.Datapath, c.Cilium}
+			if cilium.IsDatapath(c.Datapath) && !slices.Contains(out, w) {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// ciliumSetup builds the binaries of every Cilium version the run's cells install (node image
+// extras) and renders the chart for every datapath and version (the agent's installs).
+func (r *runner) ciliumSetup(ctx context.Context) (nodeimage.Extras, []cilium.Install, error) {
+	var extras nodeimage.Extras
+	var installs []cilium.Install
+	var built []string
+	for _, w := range r.cilium {
+		if !slices.Contains(built, w.version) {
+			bins, err := r.ciliumBinaries(ctx, w.version)
+			if err != nil {
+				return extras, nil, err
+			}
+			extras.Cilium = append(extras.Cilium, bins)
+			built = append(built, w.version)
+		}
+		in, err := r.ciliumInstall(ctx, w.datapath, w.version)
+		if err != nil {
+			return extras, nil, err
+		}
+		installs = append(installs, in)
+	}
+	return extras, installs, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
@@ -405,6 +406,7 @@ type machineSetup struct {
 	forwards []vm.Forward
 	engine   *kind.EngineConfig
 	kind     *kind.ClusterConfig
+	cilium   []cilium.Install // the Cilium cells' installs (agent.Job.Cilium)
 	keep     bool
 	// prepare is the cluster the VM creates before its cells where it is snapshotted at
 	// snapshot.ClusterReady (warm.go).
@@ -417,12 +419,20 @@ func (m machineSetup) budget(cells []scenario.Cell) time.Duration {
 	if m.kind == nil {
 		return 0
 	}
-	modes := map[string]bool{}
+	clusters := map[string]bool{}
+	var extra time.Duration
 	for _, c := range cells {
 		mode, _ := datapath.ProxyMode(c.Datapath)
-		modes[mode] = true
+		key := mode
+		if cilium.IsDatapath(c.Datapath) {
+			key = mode + "/" + c.Datapath + "@" + c.Cilium
+			if !clusters[key] {
+				extra += ciliumTimeout
+			}
+		}
+		clusters[key] = true
 	}
-	return engineTimeout + time.Duration(len(modes))*clusterTimeout
+	return engineTimeout + time.Duration(len(clusters))*clusterTimeout + extra
 }
 
 // kindMachineSetup prepares, once per run, the kind form's node image, the Docker disk that
@@ -433,7 +443,12 @@ func (r *runner) kindMachineSetup(ctx context.Context, k kernel.Kernel, initrd, 
 	r.kindOnce.Lock()
 	defer r.kindOnce.Unlock()
 	if r.kindDisk == "" {
-		node, err := r.nodeImage(ctx, nodeimage.Extras{})
+		extras, installs, err := r.ciliumSetup(ctx)
+		if err != nil {
+			return machineSetup{}, err
+		}
+		r.ciliumInstalls = installs
+		node, err := r.nodeImage(ctx, extras)
 		if err != nil {
 			return machineSetup{}, err
 		}
@@ -451,6 +466,11 @@ func (r *runner) kindMachineSetup(ctx context.Context, k kernel.Kernel, initrd, 
 		disks:  kindDisks(r.kindDisk, r.kindSideLoad),
 		engine: &kind.EngineConfig{Disk: "/dev/vda", ReadyTimeout: engineTimeout},
 		kind:   clusterConfig(r.kindNode, r.kindSideLoad),
+		cilium: r.ciliumInstalls,
+	}
+	if len(r.ciliumInstalls) > 0 {
+		// A Cilium cluster's creation waits for its agent, which compiles its datapath first.
+		m.kind.ReadyTimeout += ciliumTimeout
 	}
 	if r.opts.Keep {
 		port, err := freeLoopbackPort()

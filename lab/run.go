@@ -16,6 +16,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/cluster/kind/nodeimage"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -52,6 +53,9 @@ type Options struct {
 	NodeImage string
 	// NoSnapshot boots every VM cold: no snapshot is restored or taken (--no-snapshot).
 	NoSnapshot bool
+	// CiliumValues are a user's Helm values for the Cilium datapaths' chart (--cilium-values,
+	// checked by cilium.ParseValues): nfslab's own values are merged over them.
+	CiliumValues map[string]any
 }
 
 // setDefaults fills the fields whose zero value means "the default": a discarding logger, a new
@@ -125,12 +129,21 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 		if len(mine) == 0 {
 			continue
 		}
+		var wants []ciliumWant
+		if form.kind {
+			if wants = ciliumWants(mine); len(wants) > 0 {
+				if userNode != nil {
+					return res, &InputError{Err: fmt.Errorf("--node-image %q: real Cilium (%s) runs from nfslab's own node image, which carries its images", opts.NodeImage, wants[0].datapath)}
+				}
+				form = ciliumMachine()
+			}
+		}
 		r, err := newRunner(ctx, opts, p, res, form)
 		if err != nil {
 			return res, err
 		}
 		if form.kind {
-			r.userNode = userNode
+			r.userNode, r.cilium = userNode, wants
 		}
 		errs = append(errs, r.runGroups(ctx, mine)...)
 		os.RemoveAll(r.work)
@@ -257,6 +270,10 @@ type runner struct {
 	kindDisk     string
 	kindNode     string
 	kindSideLoad string
+	// cilium are the Cilium datapaths and versions the run's kind cells install (ciliumWants),
+	// and ciliumInstalls their charts rendered, once per run (kindMachineSetup).
+	cilium         []ciliumWant
+	ciliumInstalls []cilium.Install
 }
 
 // runGroups runs the kernel groups, Options.Parallel (or Parallelism()) at a time, and returns

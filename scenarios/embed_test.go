@@ -142,7 +142,7 @@ func TestBuiltinsList(t *testing.T) {
 	for _, s := range sums {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "control,default,failover,fidelity,kernels,kind,kind-faults,kind-restart-node,longhorn,namelen,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
+	if got := strings.Join(names, ","); got != "cilium,control,default,failover,fidelity,kernels,kind,kind-faults,kind-restart-node,longhorn,namelen,nconnect,nfs-versions,no-endpoints,node-crash,smb,stale-endpoint" {
 		t.Errorf("builtins %s", got)
 	}
 }

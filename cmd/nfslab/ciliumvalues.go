@@ -10,14 +10,14 @@ import (
 	"github.com/nfslab/nfslab/lab/scenario"
 )
 
-// checkCiliumValues checks --cilium-values FILE before anything is created: a YAML mapping of
-// Helm values that sets none of those nfslab owns for the run's Cilium datapaths, and a run
-// that has a Cilium datapath for it to apply to. Every problem is bad input (exit 2). As no
-// scenario may name a Cilium datapath yet (issue #16), a file that passes is still refused.
-func checkCiliumValues(file string, s *scenario.Scenario) error {
+// checkCiliumValues checks --cilium-values FILE before anything is created, and returns its
+// values: a YAML mapping of Helm values that sets none of those nfslab owns for the run's Cilium
+// datapaths, and a run that has a Cilium datapath for it to apply to. Every problem is bad input
+// (exit 2).
+func checkCiliumValues(file string, s *scenario.Scenario) (map[string]any, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return usageError{fmt.Errorf("--cilium-values: %w", err)}
+		return nil, usageError{fmt.Errorf("--cilium-values: %w", err)}
 	}
 	var datapaths []string
 	for _, c := range s.Cells() {
@@ -25,12 +25,13 @@ func checkCiliumValues(file string, s *scenario.Scenario) error {
 			datapaths = append(datapaths, c.Datapath)
 		}
 	}
-	if _, err := cilium.ParseValues(file, data, datapaths); err != nil {
-		return usageError{err}
+	vals, err := cilium.ParseValues(file, data, datapaths)
+	if err != nil {
+		return nil, usageError{err}
 	}
 	if len(datapaths) == 0 {
-		return usageError{fmt.Errorf("--cilium-values %s: the run has no Cilium datapath (%s), so no values apply; remove the flag",
+		return nil, usageError{fmt.Errorf("--cilium-values %s: the run has no Cilium datapath (%s), so no values apply; remove the flag",
 			file, strings.Join(cilium.Datapaths(), ", "))}
 	}
-	return nil
+	return vals, nil
 }

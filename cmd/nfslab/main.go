@@ -137,8 +137,9 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			if err := sel.checkKernels(s); err != nil {
 				return err
 			}
+			var userValues map[string]any
 			if ciliumValues != "" {
-				if err := checkCiliumValues(ciliumValues, s); err != nil {
+				if userValues, err = checkCiliumValues(ciliumValues, s); err != nil {
 					return err
 				}
 			}
@@ -161,7 +162,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 				Scenario: s, CacheDir: cacheDir, Accel: sel.accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
 				ArtifactDir: reportDir, Parallel: parallel, RunID: runID,
 				Keep: keep, Kept: func(k lab.KeptCluster) { sayKept(stdout, reportDir, runID, k) },
-				NodeImage: nodeImage, NoSnapshot: noSnapshot,
+				NodeImage: nodeImage, NoSnapshot: noSnapshot, CiliumValues: userValues,
 			})
 			res.RunID = runID
 			var inputErr *lab.InputError
@@ -188,7 +189,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
 	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
 	f.BoolVar(&noSnapshot, "no-snapshot", false, "boot every VM cold: restore no snapshot of a booted VM and take none (under TCG, a netns-form VM is otherwise restored from the cache's snapshot of the same kernel and machine, or booted and snapshotted)")
-	f.StringVar(&ciliumValues, "cilium-values", "", "a Helm values file for the Cilium datapaths' chart, under nfslab's own values (it may not set those); checked before anything starts. The Cilium datapaths are not implemented yet, so a run refuses it")
+	f.StringVar(&ciliumValues, "cilium-values", "", "a Helm values file for the Cilium datapaths' chart, under nfslab's own values (it may not set those); checked before anything starts")
 	return cmd
 }
 

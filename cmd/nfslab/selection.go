@@ -10,6 +10,7 @@ import (
 	"github.com/nfslab/nfslab/lab"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
 	"github.com/nfslab/nfslab/lab/scenario"
@@ -26,8 +27,9 @@ type selection struct {
 
 func (s *selection) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.ref, "scenario", "default", "built-in scenario name or path to a scenario file")
-	f.StringSliceVar(&s.datapaths, "datapath", nil, "only these datapaths ("+strings.Join(datapath.Names(), ", ")+"; "+
-		strings.Join(kindOnly(datapath.Names(), datapath.NetnsNames()), " and ")+" on a kind cluster only); replaces the scenario's list")
+	all := append(datapath.Names(), cilium.Datapaths()...)
+	f.StringSliceVar(&s.datapaths, "datapath", nil, "only these datapaths ("+strings.Join(all, ", ")+"; "+
+		strings.Join(kindOnly(all, datapath.NetnsNames()), ", ")+" on a kind cluster only); replaces the scenario's list")
 	f.StringSliceVar(&s.clusters, "cluster", nil, "only these cluster forms ("+strings.Join(scenario.Clusters(), ", ")+"); replaces the scenario's list")
 	f.StringSliceVar(&s.kernels, "kernel", nil, "only these kernels (debian-stock, a recipe name, or a bzImage path); replaces the scenario's list")
 	f.StringVar(&s.cacheDir, "cache-dir", "", "artefact cache for root filesystems and kernels (default $NFSLAB_CACHE or ~/.cache/nfslab)")

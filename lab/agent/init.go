@@ -109,7 +109,7 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 
 	var session *kindSession
 	if job.Kind != nil {
-		session = &kindSession{cfg: *job.Kind, log: log, em: em, keep: job.Keep}
+		session = &kindSession{cfg: *job.Kind, ciliums: job.Cilium, log: log, em: em, keep: job.Keep}
 		defer session.close()
 	}
 	if job.Keep {
@@ -165,7 +165,7 @@ func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Pr
 	if session == nil {
 		return nil, errors.New("prepare a kind cluster: the job has no kind cluster settings")
 	}
-	kc, err := session.cluster(ctx, p.ProxyMode, p.Nodes)
+	kc, err := session.cluster(ctx, clusterWant{mode: p.ProxyMode, nodes: p.Nodes})
 	if err != nil {
 		return nil, err
 	}

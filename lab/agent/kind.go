@@ -15,39 +15,78 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/observe/connecttrace"
 	"github.com/nfslab/nfslab/lab/scenario"
 )
 
 // kindSession is the kind cluster the kind form's cells share in this VM. Consecutive cells that
-// want the same kube-proxy mode share it as it is; for another mode its kube-proxy is switched
+// want the same cluster share it as it is; for another kube-proxy mode its kube-proxy is switched
 // (kind.Cluster.SwitchProxyMode), and only a cluster without kube-proxy, or one whose switch
-// failed, is replaced by a new one. The host orders a VM's cells by mode, "none" last. Creating a
-// cluster takes minutes under TCG, a switch and a cell's workload well under one.
+// failed, is replaced by a new one. A cluster with real Cilium serves the cells of its Cilium
+// datapath and version only. The host orders a VM's cells by mode, "none" last (then by Cilium
+// datapath). Creating a cluster takes minutes under TCG (Cilium's many more), a switch and a
+// cell's workload well under one.
 type kindSession struct {
-	cfg kind.ClusterConfig // NodeImage, GaneshaImage, SideLoad, KindCNI, ReadyTimeout; ProxyMode and Nodes per cluster
-	log *slog.Logger
-	em  *emitter
-	cur *kind.Cluster
-	// failed remembers a mode whose cluster could not be created: its other cells fail at once
+	cfg kind.ClusterConfig // NodeImage, GaneshaImage, SideLoad, KindCNI, ReadyTimeout; ProxyMode, Nodes and Cilium per cluster
+	// ciliums are the Cilium installs the cells' Cilium datapaths use (Job.Cilium).
+	ciliums []cilium.Install
+	log     *slog.Logger
+	em      *emitter
+	cur     *kind.Cluster
+	// failed remembers a cluster that could not be created: its other cells fail at once
 	// instead of waiting out another creation.
 	failed map[string]error
 	keep   bool // the cells' workloads stay, and the cluster after them (serveKept)
 }
 
-// cluster returns the session's cluster of nodes nodes with kube-proxy in mode, creating it (and
-// deleting the previous one) when needed. Its creation is reported outside any cell.
-func (s *kindSession) cluster(ctx context.Context, mode string, nodes int) (*kind.Cluster, error) {
-	nodes = max(nodes, 1)
-	if s.cur != nil && s.cur.ProxyMode == mode && s.cur.Nodes == nodes {
+// clusterWant is the cluster a cell needs.
+type clusterWant struct {
+	mode   string          // the kube-proxy mode
+	nodes  int             // the node count (0 means 1)
+	cilium *cilium.Install // real Cilium, for a Cilium datapath
+}
+
+// want is the cluster the cell c needs.
+func (s *kindSession) want(c scenario.Cell) (clusterWant, error) {
+	mode, ok := datapath.ProxyMode(c.Datapath)
+	if !ok {
+		return clusterWant{}, fmt.Errorf("datapath %q has no kube-proxy mode", c.Datapath)
+	}
+	w := clusterWant{mode: mode, nodes: max(c.Nodes, 1)}
+	if !cilium.IsDatapath(c.Datapath) {
+		return w, nil
+	}
+	for i, in := range s.ciliums {
+		if in.Datapath == c.Datapath && in.Version == c.Cilium {
+			w.cilium = &s.ciliums[i]
+			return w, nil
+		}
+	}
+	return clusterWant{}, fmt.Errorf("no Cilium %s install for datapath %s in the job", c.Cilium, c.Datapath)
+}
+
+// ciliumKey names a cluster's Cilium as kind.Cluster.Cilium does ("" for none).
+func ciliumKey(in *cilium.Install) string {
+	if in == nil {
+		return ""
+	}
+	return in.Key()
+}
+
+// cluster returns the session's cluster as w wants it, creating it (and deleting the previous
+// one) when needed. Its creation is reported outside any cell.
+func (s *kindSession) cluster(ctx context.Context, w clusterWant) (*kind.Cluster, error) {
+	mode, nodes, ck := w.mode, max(w.nodes, 1), ciliumKey(w.cilium)
+	if s.cur != nil && s.cur.ProxyMode == mode && s.cur.Nodes == nodes && s.cur.Cilium == ck {
 		return s.cur, nil
 	}
-	key := fmt.Sprintf("%s/%d", mode, nodes)
+	key := fmt.Sprintf("%s/%d/%s", mode, nodes, ck)
 	if err := s.failed[key]; err != nil {
-		return nil, fmt.Errorf("no kind cluster of %d node(s) with kube-proxy mode %s (its creation failed earlier in this VM): %w", nodes, mode, err)
+		return nil, fmt.Errorf("no kind cluster of %d node(s) with kube-proxy mode %s %s(its creation failed earlier in this VM): %w", nodes, mode, withCilium(ck), err)
 	}
-	if s.cur != nil && s.cur.ProxyMode != "none" && s.cur.Nodes == nodes {
+	if s.cur != nil && s.cur.ProxyMode != "none" && s.cur.Nodes == nodes && ck == "" {
 		// Switching kube-proxy takes seconds; a new cluster minutes.
 		from, start := s.cur.ProxyMode, time.Now()
 		err := s.cur.SwitchProxyMode(ctx, mode)
@@ -62,7 +101,7 @@ func (s *kindSession) cluster(ctx context.Context, mode string, nodes int) (*kin
 	}
 	s.close()
 	cfg := s.cfg
-	cfg.ProxyMode, cfg.Nodes = mode, nodes
+	cfg.ProxyMode, cfg.Nodes, cfg.Cilium = mode, nodes, w.cilium
 	say := func(line string) {
 		if line = strings.TrimSpace(line); line != "" {
 			s.em.emit(event.Event{Kind: event.KindProgress, Msg: "kind: " + line})
@@ -74,6 +113,13 @@ func (s *kindSession) cluster(ctx context.Context, mode string, nodes int) (*kin
 	}
 	s.em.emit(event.Event{Kind: event.KindObserve, Cluster: &obs})
 	if err != nil {
+		if c != nil {
+			// Created but not usable (Cilium or the node never became ready): the next
+			// cluster needs its name.
+			if derr := c.Delete(); derr != nil {
+				s.log.Warn("delete the kind cluster that did not come up", "err", derr)
+			}
+		}
 		if s.failed == nil {
 			s.failed = map[string]error{}
 		}
@@ -82,6 +128,14 @@ func (s *kindSession) cluster(ctx context.Context, mode string, nodes int) (*kin
 	}
 	s.cur = c
 	return c, nil
+}
+
+// withCilium renders a Cilium key for a message: "and Cilium cilium@v1.19.7 ", or nothing.
+func withCilium(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "and Cilium " + key + " "
 }
 
 // close deletes the session's cluster, if any and unless it is kept.
@@ -95,16 +149,16 @@ func (s *kindSession) close() {
 	s.cur = nil
 }
 
-// kindParts wires a kind cell: the session's cluster with the cell's kube-proxy mode, the cell's
-// workload on it, the kind node, and the datapath — the cluster's kube-proxy, or nfslab's
+// kindParts wires a kind cell: the session's cluster as the cell needs it, the cell's workload
+// on it, the kind node, and the datapath — the cluster's kube-proxy, real Cilium, or nfslab's
 // socket-LB at the VM's root cgroup (which every kind node's sockets, and the kernel's own, pass
 // through) fed by an EndpointSlice informer.
 func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession) (parts, error) {
-	mode, ok := datapath.ProxyMode(c.Datapath)
-	if !ok {
-		return parts{}, fmt.Errorf("datapath %q has no kube-proxy mode", c.Datapath)
+	w, err := s.want(c)
+	if err != nil {
+		return parts{}, err
 	}
-	kc, err := s.cluster(ctx, mode, c.Nodes)
+	kc, err := s.cluster(ctx, w)
 	if err != nil {
 		return parts{}, err
 	}
@@ -112,9 +166,13 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 	if err != nil {
 		return parts{}, err
 	}
-	cfg := kind.CellConfig{Index: c.Index, NFS: c.NFS, Port: uint16(c.Port), Image: s.cfg.GaneshaImage, ProxyMode: mode, NodePID: pid, Keep: s.keep}
+	cfg := kind.CellConfig{Index: c.Index, NFS: c.NFS, Port: uint16(c.Port), Image: s.cfg.GaneshaImage, ProxyMode: w.mode, NodePID: pid, Keep: s.keep}
 	var dp Datapath
-	if mode == "none" {
+	switch {
+	case w.cilium != nil:
+		cfg.Cilium = true
+		dp = kindCilium{datapath: w.cilium.Datapath}
+	case w.mode == "none":
 		lb, err := datapath.New(datapath.SocketLB, datapath.Config{
 			CgroupRoot: CgroupRoot, WatchPort: uint16(c.Port),
 			RefuseWithoutBackend: c.SocketLBNoBackend == scenario.NoBackendRefuse,
@@ -123,8 +181,8 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 			return parts{}, err
 		}
 		dp, cfg.Feed = lb, lb
-	} else {
-		dp = kindKubeProxy{kind.NewKubeProxy(kc, mode)}
+	default:
+		dp = kindKubeProxy{kind.NewKubeProxy(kc, w.mode)}
 	}
 	cl, err := kind.NewCellCluster(kc, cfg, em.emit)
 	if err != nil {
@@ -151,6 +209,28 @@ type kindKubeProxy struct{ *kind.KubeProxy }
 func (kindKubeProxy) Verify(netip.Addr, []datapath.Port) error {
 	return datapath.NoSocketLB(CgroupRoot)
 }
+
+// kindCilium is the cluster's real Cilium as a cell's datapath. The agent installed itself with
+// the cluster and follows the Service on its own, so a cell installs and removes nothing; it
+// verifies that Cilium's programs are where the datapath wants them and that the agent serves
+// the service (kind.VerifyCilium).
+type kindCilium struct{ datapath string }
+
+func (kindCilium) Install(context.Context) error { return nil }
+func (kindCilium) Close(context.Context) error   { return nil }
+
+func (k kindCilium) Verify(vip netip.Addr, ports []datapath.Port) error {
+	if len(ports) == 0 {
+		return fmt.Errorf("the service %s has no port", vip)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
+	defer cancel()
+	return kind.VerifyCilium(ctx, k.datapath, CgroupRoot, netip.AddrPortFrom(vip, ports[0].Port))
+}
+
+// verifyTimeout bounds a datapath check that asks the cluster (a command in Cilium's agent
+// container, slow under TCG).
+const verifyTimeout = 2 * time.Minute
 
 // serveKept says the session's cluster is kept — its kubeconfig, for the host to rewrite to its
 // forward — and waits until the host sends anything (Stop) or closes the port. The VM then

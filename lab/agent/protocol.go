@@ -6,6 +6,7 @@ package agent
 
 import (
 	"github.com/nfslab/nfslab/lab/cluster/kind"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/scenario"
 )
 
@@ -37,6 +38,9 @@ type Job struct {
 	// Kind, with Engine, is what the kind form's cells create their clusters with (the node
 	// and nfs-ganesha images, the creation's deadline; the kube-proxy mode is each cell's).
 	Kind *kind.ClusterConfig `json:"kind,omitempty"`
+	// Cilium, with Kind, are the Cilium installs (the chart rendered on the host) that the
+	// cells' Cilium datapaths create their clusters with, one per datapath and version.
+	Cilium []cilium.Install `json:"cilium,omitempty"`
 	// Keep, with Kind, keeps the kind cluster and the cells' workloads after the cells, and the
 	// VM up until the host says stop (nfslab run --keep); the VM's network is then up, for the
 	// host's forward to the API server.

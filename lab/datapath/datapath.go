@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/datapath/kubeproxy"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/socklb"
@@ -41,8 +42,12 @@ func Names() []string { return []string{KubeProxy, KubeProxyIPVS, KubeProxyNFTab
 func NetnsNames() []string { return []string{KubeProxy, SocketLB} }
 
 // ProxyMode is the kube-proxy mode a kind cluster runs for the datapath: "none" for socket-LB
-// (kube-proxy is left out); ok is false for an unknown datapath.
+// and for real Cilium, which replaces kube-proxy (kube-proxy is left out); ok is false for an
+// unknown datapath.
 func ProxyMode(name string) (mode string, ok bool) {
+	if cilium.IsDatapath(name) {
+		return "none", true
+	}
 	switch name {
 	case KubeProxy:
 		return "iptables", true

@@ -194,6 +194,9 @@ type ServiceObs struct {
 	// the datapath, recorded after the read. False for the cluster's own view alone (a watched
 	// EndpointSlice update), which says nothing about when the datapath changed.
 	Datapath bool `json:"datapath,omitempty"`
+	// Cilium, on a cluster with real Cilium, is the agent's own service table entry for the
+	// VIP when it was read back ("10.244.0.5:2049 (active)", …).
+	Cilium string `json:"cilium,omitempty"`
 }
 
 // BackendObs is a backend pod's life as the cluster reports it.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/smb"
 )
 
@@ -139,13 +140,19 @@ func (s *Scenario) AllCells() []Cell {
 		if c.cluster == ClusterKind {
 			cell.Nodes = s.kindNodes()
 		}
+		if cilium.IsDatapath(c.datapath) {
+			cell.Cilium = s.CiliumVersion()
+		}
 		if c.protocol == ProtocolSMB {
 			cell.MountOptions = slices.Clone(s.Mount.SMBOptions)
 			cell.Port = smb.Port
 		}
 		if cell.Timeouts.Setup.Duration == 0 {
 			cell.Timeouts.Setup.Duration = DefaultSetup
-			if c.cluster == ClusterKind {
+			switch {
+			case cilium.IsDatapath(c.datapath):
+				cell.Timeouts.Setup.Duration = DefaultCiliumSetup
+			case c.cluster == ClusterKind:
 				cell.Timeouts.Setup.Duration = DefaultKindSetup
 			}
 		}

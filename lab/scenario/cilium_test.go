@@ -7,31 +7,24 @@ import (
 )
 
 // TestParseCilium: a Cilium datapath is checked as it will run — in the kind form only, the
-// VM-root socket-LB ones on one node, a version nfslab can build — and, until the agent installs
-// Cilium, refused as not implemented.
+// VM-root socket-LB ones on one node, a version nfslab can build.
 func TestParseCilium(t *testing.T) {
 	const kind = "name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: "
-	notYet := `"cilium" is not implemented yet`
 	tests := []struct {
 		name   string
 		file   string
 		fields []string // the fields the problems are about, in order
 		msgs   []string // a piece of each problem's message, in order
 	}{
-		{"each Cilium datapath on kind: not implemented yet", kind + "[kube-proxy, cilium, cilium-kind-cgroup, cilium-no-socket-lb, cilium-hostns-only]}\n",
-			[]string{"matrix.datapaths[1]", "matrix.datapaths[2]", "matrix.datapaths[3]", "matrix.datapaths[4]"},
-			[]string{notYet + " (issue #16): nfslab renders Cilium's Helm chart but does not install Cilium in a cell", `"cilium-kind-cgroup" is not implemented yet`,
-				`"cilium-no-socket-lb" is not implemented yet`, `"cilium-hostns-only" is not implemented yet`}},
 		{"in the netns form", "name: t\nmatrix: {kernels: [debian-stock], datapaths: [cilium]}\n",
-			[]string{"matrix.datapaths[0]", "matrix.datapaths[0]"},
-			[]string{`"cilium" runs only on a kind cluster`, notYet}},
+			[]string{"matrix.datapaths[0]"}, []string{`"cilium" runs only on a kind cluster`}},
 		{"the VM-root socket-LB on two nodes", kind + "[cilium, cilium-hostns-only, cilium-no-socket-lb, cilium-kind-cgroup]}\nkind: {nodes: 2}\n",
-			[]string{"kind.nodes", "kind.nodes", "matrix.datapaths[0]", "matrix.datapaths[1]", "matrix.datapaths[2]", "matrix.datapaths[3]"},
+			[]string{"kind.nodes", "kind.nodes"},
 			[]string{"2: matrix.datapaths[0] \"cilium\" attaches Cilium's socket-LB at the VM's root cgroup, which every node shares: two agents there would stack their programs",
-				`"cilium-hostns-only" attaches`, notYet, "", "", ""}},
+				`"cilium-hostns-only" attaches`}},
 		{"a version nfslab cannot build", kind + "[cilium]}\ncilium: {version: v1.20.2}\n",
-			[]string{"cilium.version", "matrix.datapaths[0]"},
-			[]string{`"v1.20.2" is not a Cilium version nfslab can build: want v1.19.7, v1.18.3, v1.17.8 or v1.15.19`, notYet}},
+			[]string{"cilium.version"},
+			[]string{`"v1.20.2" is not a Cilium version nfslab can build: want v1.19.7, v1.18.3, v1.17.8 or v1.15.19`}},
 		{"a version without a Cilium datapath", kind + "[socket-lb]}\ncilium: {version: v1.19.7}\n",
 			[]string{"cilium.version"}, []string{"applies to Cilium datapaths, and matrix.datapaths is [socket-lb]"}},
 		{"an unknown field of cilium", kind + "[socket-lb]}\ncilium: {versions: [v1.19.7]}\n",
@@ -52,18 +45,21 @@ func TestParseCilium(t *testing.T) {
 	}
 }
 
-// TestFilterCilium: --datapath cilium is refused like the file's, naming the flag's value.
-func TestFilterCilium(t *testing.T) {
-	s, err := Parse("t.yaml", []byte("name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb]}\n"))
+// TestCiliumCells: every Cilium datapath runs on kind, and its cells carry the Cilium version
+// they install; the other datapaths' cells carry none.
+func TestCiliumCells(t *testing.T) {
+	s, err := Parse("t.yaml", []byte("name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [kube-proxy, cilium, cilium-kind-cgroup, cilium-no-socket-lb, cilium-hostns-only]}\ncilium: {version: v1.15.19}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Filter(Override{Datapaths: []string{"cilium"}})
-	if err == nil || !strings.Contains(err.Error(), `"cilium" is not implemented yet`) {
-		t.Fatalf("Filter(--datapath cilium) = %v, want the not-implemented refusal", err)
-	}
-	if s.Matrix.Datapaths[0] != "socket-lb" {
-		t.Errorf("a refused Filter changed the scenario: %v", s.Matrix.Datapaths)
+	for _, c := range s.AllCells() {
+		want := "v1.15.19"
+		if c.Datapath == "kube-proxy" {
+			want = ""
+		}
+		if c.Cilium != want {
+			t.Errorf("cell %s: Cilium %q, want %q", c.ID, c.Cilium, want)
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ type Kind struct {
 	Nodes int `json:"nodes,omitempty"`
 }
 
-// Cilium shapes the Cilium datapaths' cells (cilium.Datapaths; not implemented yet).
+// Cilium shapes the Cilium datapaths' cells (cilium.Datapaths).
 type Cilium struct {
 	// Version is the Cilium release the cells install, one nfslab can build (cilium.Versions);
 	// default the newest (CiliumVersion).
@@ -159,4 +159,7 @@ type Cell struct {
 	NoEndpointWindow  Duration `json:"no_endpoint_window"`
 	StaleEndpoint     Duration `json:"stale_endpoint"`
 	SocketLBNoBackend string   `json:"socket_lb_no_backend"`
+	// Cilium is the Cilium release a Cilium datapath's cell installs (CiliumVersion); "" for
+	// any other datapath.
+	Cilium string `json:"cilium,omitempty"`
 }

@@ -66,6 +66,9 @@ const (
 	// DefaultKindSetup is the setup default of kind cells: under TCG emulation a pod takes 45–85 s
 	// to start.
 	DefaultKindSetup = 4 * time.Minute
+	// DefaultCiliumSetup is the setup default of real Cilium's cells: before the first pod starts
+	// the agent compiles that pod's datapath with clang, many minutes under TCG.
+	DefaultCiliumSetup = 15 * time.Minute
 )
 
 // KnownKernels returns the kernel names a scenario may use besides a path to a kernel image:

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"flag"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
+	"github.com/nfslab/nfslab/reports"
 )
 
 var runCilium = flag.Bool("cilium", false, "TestCiliumMachine: real Cilium in a kind cluster in the VM (builds Cilium and its node image the first time: well over half an hour cold on 2 cores)")
@@ -40,8 +45,8 @@ func TestCiliumMachine(t *testing.T) {
 				t.Errorf("KubeProxyReplacement %q, want True", ci.KubeProxyReplacement)
 			}
 			atRoot := strings.Contains(ci.RootPrograms, "CGroupInet4Connect cil_sock4_conn") // the kernel keeps 15 characters of a name
-			if atRoot != cilium.VMRoot(d) {
-				t.Errorf("Cilium's connect4 program at the VM's root cgroup: %v, want %v (%s)", atRoot, cilium.VMRoot(d), ci.RootPrograms)
+			if atRoot != cilium.SharesRootCgroup(d) {
+				t.Errorf("Cilium's connect4 program at the VM's root cgroup: %v, want %v (%s)", atRoot, cilium.SharesRootCgroup(d), ci.RootPrograms)
 			}
 			if strings.Contains(ci.RootPrograms, "nfslab_") {
 				t.Errorf("nfslab's own socket-LB is attached beside Cilium: %s", ci.RootPrograms)
@@ -56,5 +61,45 @@ func TestCiliumMachine(t *testing.T) {
 				t.Errorf("left behind: %v", left)
 			}
 		})
+	}
+}
+
+// TestCiliumScenario runs the built-in cilium scenario: Debian's kernel recovers under Cilium's
+// socket-LB at the VM's root cgroup, with and without hostNamespaceOnly, and the vulnerable
+// kernel hangs under both, its kernel_connect handed the dead pod by Cilium's connect hook;
+// each cell records Cilium's own service table pointing the VIP at the replacement pod.
+func TestCiliumScenario(t *testing.T) {
+	requireE2E(t)
+	if !*runCilium {
+		t.Skip("real Cilium in the kind form: pass -cilium (make cilium)")
+	}
+	bin := buildNfslab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Minute)
+	defer cancel()
+	dir, tmp := t.TempDir(), t.TempDir()
+	start := time.Now()
+	code := runNfslab(ctx, t, bin, tmp, "run", "--scenario", "cilium", "--report-dir", dir)
+	t.Logf("nfslab run --scenario cilium: exit %d after %s", code, time.Since(start).Round(time.Second))
+	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	for _, c := range res.Cells {
+		t.Run(strings.ReplaceAll(c.ID, "/", "_"), func(t *testing.T) {
+			checkVerdict(t, c)
+			checkKindCell(t, c)
+			if c.Verdict == "bug-reproduced" && (!slices.Contains(c.ReconnectTargets, c.BackendA) || len(c.AskedOld) == 0) {
+				t.Errorf("bug-reproduced without the evidence: reconnect targets %v, asked old %v (dead pod %s)", c.ReconnectTargets, c.AskedOld, c.BackendA)
+			}
+			if !hasProgress(c, "Cilium forwards "+c.VIP) {
+				t.Errorf("no record of Cilium's service table forwarding %s", c.VIP)
+			}
+		})
+	}
+	if left := leftovers(t, tmp); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }

@@ -65,6 +65,22 @@ func groundTruthRules() []truthRule {
 		// even the vulnerable kernel's overwritten address is right again (docs/kind-under-tcg.md).
 		{fault: "kill-container", verdict: "recovered", why: "the pod keeps its IP"},
 	}
+	// Real Cilium (scenario cilium). Its socket-LB at the VM's root cgroup is the #21541 setup:
+	// its connect hook rewrites SUNRPC's address as nfslab's own socket-LB does, so a vulnerable
+	// kernel hangs there; hostNamespaceOnly does not help, as the kernel's NFS sockets live in the
+	// node's network namespace, Cilium's host namespace. Without socket-LB, or with socket-LB at
+	// the node container's cgroup (below the VM's root, where the kernel's sockets are not),
+	// nothing is established yet: whether the node's ClusterIP mount works there at all is what
+	// those cells measure.
+	rules = append(rules,
+		truthRule{datapath: "cilium-no-socket-lb", why: "Cilium without socket-LB: the node's ClusterIP mount has not been measured"},
+		truthRule{datapath: "cilium-kind-cgroup", why: "Cilium's socket-LB below the VM's root cgroup: not measured"},
+	)
+	for _, k := range vulnerableKernels() {
+		for _, d := range []string{"cilium", "cilium-hostns-only"} {
+			rules = append(rules, truthRule{kernel: k, datapath: d, verdict: "bug-reproduced", why: "Cilium's connect hook at the VM's root cgroup overwrites SUNRPC's only copy of the address"})
+		}
+	}
 	// NFS over TCP, every other fault (delete-pod, force-delete, node-crash, restart-node, with or
 	// without a stale endpoint or a window without endpoints, hard or soft mounts, nconnect): the
 	// fixed kernels recover on every datapath, the vulnerable ones under kube-proxy in any mode;
@@ -152,7 +168,12 @@ func TestGroundTruth(t *testing.T) {
 		{"vulnerable-6.1", "socket-lb", "4.1", "kill-container", "recovered"},
 		{"vulnerable-6.1", "socket-lb", "4.1", "restart-node", "bug-reproduced"},
 		{"vulnerable-6.1", "kube-proxy", "4.1", "restart-node", "recovered"},
+		{"vulnerable-6.1", "cilium", "4.1", "delete-pod", "bug-reproduced"},
+		{"vulnerable-6.1", "cilium-hostns-only", "4.1", "delete-pod", "bug-reproduced"},
+		{"debian-stock", "cilium", "4.1", "delete-pod", "recovered"},
 		// Not established: the table must not guess.
+		{"debian-stock", "cilium-kind-cgroup", "4.1", "delete-pod", ""},
+		{"vulnerable-6.1", "cilium-no-socket-lb", "4.1", "delete-pod", ""},
 		{"debian-stock-6.12", "kube-proxy", "3-udp", "delete-pod", ""},
 		{"vulnerable-5.10", "socket-lb", "smb3", "delete-pod", ""},
 		{"debian-stock", "kube-proxy", "3", "delete-pod-abrupt", ""},

@@ -42,6 +42,9 @@ type CellConfig struct {
 	NodePID   int    // the node container's init, for kube-proxy's rules
 	// Feed, on a cluster without kube-proxy, is the datapath the informer programs.
 	Feed Endpoints
+	// Cilium says the cluster's real Cilium serves the service (no Feed): its agent watches
+	// the EndpointSlices itself, and its service table is read back.
+	Cilium bool
 	// Keep leaves the workload in place at teardown (nfslab run --keep).
 	Keep bool
 }
@@ -65,8 +68,8 @@ type CellCluster struct {
 // NewCellCluster returns the cell's cluster on c, not set up yet. record puts its observations
 // on the timeline.
 func NewCellCluster(c *Cluster, cfg CellConfig, record func(event.Event) event.Event) (*CellCluster, error) {
-	if cfg.ProxyMode == "none" && cfg.Feed == nil {
-		return nil, errors.New("a cluster without kube-proxy needs a datapath to feed endpoints to")
+	if cfg.ProxyMode == "none" && cfg.Feed == nil && !cfg.Cilium {
+		return nil, errors.New("a cluster without kube-proxy needs a datapath to feed endpoints to, or Cilium")
 	}
 	ports, err := nfs.ServicePorts(cfg.NFS, cfg.Port)
 	if err != nil {
@@ -105,7 +108,11 @@ func (c *CellCluster) Setup(ctx context.Context) (string, error) {
 		return "", err
 	}
 	c.svc.VIP = vip
-	return fmt.Sprintf("namespace %s, Service %s with ClusterIP %s (%s), kube-proxy mode %s", c.w.Namespace(), c.svc.Name, vip, c.svc.PortList(), c.cfg.ProxyMode), nil
+	served := "kube-proxy mode " + c.cfg.ProxyMode
+	if c.cfg.Cilium {
+		served = "served by Cilium, no kube-proxy"
+	}
+	return fmt.Sprintf("namespace %s, Service %s with ClusterIP %s (%s), %s", c.w.Namespace(), c.svc.Name, vip, c.svc.PortList(), served), nil
 }
 
 // StartBackend waits for the next Ready pod of the nfs-ganesha Deployment, creating the
@@ -165,7 +172,7 @@ func (c *CellCluster) Publish(ctx context.Context, b cluster.Backend) error {
 		if err != nil {
 			return fmt.Errorf("wait for %s to leave the Service's endpoints: %w", gone, err)
 		}
-		c.recordService(eps, false)
+		c.recordService(eps, false, "")
 		return nil
 	}
 	want := b.Addr()
@@ -173,22 +180,26 @@ func (c *CellCluster) Publish(ctx context.Context, b cluster.Backend) error {
 	if err != nil {
 		return fmt.Errorf("wait for the Service's EndpointSlice to list %s: %w", want, err)
 	}
-	c.recordService(eps, false)
+	c.recordService(eps, false, "")
 	c.last = want
-	if c.cfg.Feed != nil {
+	switch {
+	case c.cfg.Feed != nil:
 		return c.waitFed(ctx, want)
+	case c.cfg.Cilium:
+		return c.waitCilium(ctx, want)
 	}
 	return c.waitKubeProxy(ctx, want)
 }
 
-// recordService records the Service's endpoints; datapath says the datapath now forwards to them.
-func (c *CellCluster) recordService(eps []netip.Addr, datapath bool) {
+// recordService records the Service's endpoints; datapath says the datapath now forwards to them,
+// and table, on a cluster with Cilium, is its agent's service table entry read back.
+func (c *CellCluster) recordService(eps []netip.Addr, datapath bool, table string) {
 	list := make([]string, len(eps))
 	for i, a := range eps {
 		list[i] = a.String()
 	}
 	c.record(event.Event{Kind: event.KindObserve, Service: &event.ServiceObs{
-		Name: c.svc.Name, VIP: c.svc.VIP.String(), Ports: c.svc.PortNames(), Endpoints: list, Datapath: datapath,
+		Name: c.svc.Name, VIP: c.svc.VIP.String(), Ports: c.svc.PortNames(), Endpoints: list, Datapath: datapath, Cilium: table,
 	}})
 }
 
@@ -201,7 +212,7 @@ func (c *CellCluster) waitKubeProxy(ctx context.Context, want netip.Addr) error 
 	for {
 		rules, err := ProxyRules(ctx, c.cfg.NodePID, c.cfg.ProxyMode, c.svc.VIP, want, port)
 		if err == nil && Forwards(c.cfg.ProxyMode, rules, want, port) {
-			c.recordService([]netip.Addr{want}, true)
+			c.recordService([]netip.Addr{want}, true, "")
 			c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("kube-proxy (%s) forwards %s: %s", c.cfg.ProxyMode, c.svc.VIP, strings.Join(rules, " | "))})
 			return nil
 		}
@@ -242,7 +253,7 @@ func (c *CellCluster) startFeed(ctx context.Context) error {
 		if fwd.IsValid() {
 			programmed = []netip.Addr{fwd}
 		}
-		c.recordService(programmed, true)
+		c.recordService(programmed, true, "")
 		c.fedMu.Lock()
 		c.fedNow = programmed
 		c.fedMu.Unlock()

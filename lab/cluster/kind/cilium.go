@@ -3,6 +3,7 @@ package kind
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -10,6 +11,7 @@ import (
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/socklb"
 )
 
 // checkCilium refuses a Cilium cluster that cannot be one: kube-proxy beside Cilium's
@@ -55,6 +57,12 @@ func installCilium(ctx context.Context, kubeconfig string, c kubernetes.Interfac
 	if err := cilium.WaitReady(ctx, c, say); err != nil {
 		return fmt.Errorf("%w; the agent's log ended: %s", err, agentLogTail(ctx))
 	}
+	dctx, cancel := context.WithTimeout(ctx, datapathTimeout)
+	err = cilium.WaitDatapath(dctx, nodeExec(controlPlaneNode), say)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w; the agent's log ended: %s", err, agentLogTail(ctx))
+	}
 	obs.ReadySeconds = time.Since(start).Seconds()
 	st, err := cilium.AgentStatus(ctx, nodeExec(controlPlaneNode))
 	if err != nil {
@@ -70,6 +78,10 @@ func installCilium(ctx context.Context, kubeconfig string, c kubernetes.Interfac
 	return nil
 }
 
+// datapathTimeout bounds the wait for the agent's datapath once the agent says it is ready:
+// under TCG clang compiles its host programs for minutes.
+const datapathTimeout = 15 * time.Minute
+
 // vmCgroupRoot is the VM's cgroup2 root, as the agent in the VM sees it.
 const vmCgroupRoot = "/sys/fs/cgroup"
 
@@ -80,16 +92,31 @@ func nodeExec(node string) cilium.NodeExec {
 	}
 }
 
-// agentLogTail is the end of the Cilium agent's log on the control-plane node, for an error.
+// agentLogTail is what the Cilium agent container's logs on the control-plane node say on an
+// error: their last error and fatal lines (which name why the agent exited), then the last lines
+// of its newest log (kubelet keeps the previous run's log beside the current one).
 func agentLogTail(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	const logs = "/var/log/pods/kube-system_cilium-*/cilium-agent/*.log"
 	out, err := Docker(ctx, "exec", controlPlaneNode, "sh", "-c",
-		"tail -n 15 /var/log/pods/kube-system_cilium-*/*/*.log 2>&1 | cut -c1-400")
+		"grep -h -i -E 'level=(error|fatal)|compil|timeout' "+logs+" 2>/dev/null | tail -n 10 | cut -c1-600; "+
+			"echo ...; tail -q -n 6 $(ls -t "+logs+" 2>/dev/null | head -1) 2>&1 | cut -c1-400")
 	if err != nil {
 		return err.Error()
 	}
-	return lastOf(string(out), 20)
+	return lastOf(string(out), 16)
+}
+
+// ciliumEndpoints is the Cilium agent's endpoint list (cilium-dbg endpoint list), for an error.
+func ciliumEndpoints(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	out, err := cilium.AgentExec(ctx, nodeExec(controlPlaneNode), "cilium-dbg", "endpoint", "list")
+	if err != nil {
+		return err.Error()
+	}
+	return lastOf(out, 12)
 }
 
 // ciliumServices is the Cilium agent's service table (cilium-dbg service list), for an error.
@@ -101,4 +128,61 @@ func ciliumServices(ctx context.Context) string {
 		return err.Error()
 	}
 	return lastOf(out, 20)
+}
+
+// waitCilium polls the Cilium agent's service table until it forwards the service's NFS port to
+// want alone, as an active backend, and records that moment with the table's entry.
+func (c *CellCluster) waitCilium(ctx context.Context, want netip.Addr) error {
+	port := c.svc.NFSPort()
+	frontend := netip.AddrPortFrom(c.svc.VIP, port)
+	target := netip.AddrPortFrom(want, port)
+	var last string
+	for {
+		bs, ok, err := cilium.ServiceBackends(ctx, nodeExec(controlPlaneNode), frontend)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case !ok:
+			last = "not in the table"
+		default:
+			last = cilium.FormatBackends(bs)
+			if len(bs) == 1 && bs[0].Addr == target && bs[0].State == "active" {
+				c.recordService([]netip.Addr{want}, true, last)
+				c.record(event.Event{Kind: event.KindProgress, Msg: fmt.Sprintf("Cilium forwards %s: %s", frontend, last)})
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for Cilium to forward %s to %s: %w (its service table: %s; the agent's log: %s)",
+				frontend, target, ctx.Err(), last, agentLogTail(ctx))
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// VerifyCilium checks, right before a cell's fault, that the cluster's Cilium is the datapath
+// in effect as the cell's Cilium datapath wants it: the sock_addr programs effective at the
+// VM's root cgroup are Cilium's socket-LB, or none (cilium.CheckRootPrograms), and the agent has
+// the service's frontend in its table.
+func VerifyCilium(ctx context.Context, dp string, root string, frontend netip.AddrPort) error {
+	progs, err := socklb.EffectiveSockAddrPrograms(root)
+	if err != nil {
+		return fmt.Errorf("read the programs at the VM's root cgroup: %w", err)
+	}
+	names := make([]string, len(progs))
+	for i, p := range progs {
+		names[i] = p.Name
+	}
+	if err := cilium.CheckRootPrograms(dp, names); err != nil {
+		return err
+	}
+	_, ok, err := cilium.ServiceBackends(ctx, nodeExec(controlPlaneNode), frontend)
+	if err != nil {
+		return fmt.Errorf("read Cilium's service table: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("Cilium's agent has no service %s in its table", frontend)
+	}
+	return nil
 }

@@ -100,7 +100,9 @@ type Cluster struct {
 	ServerNode string
 	provider   *cluster.Provider
 	kindCNI    bool // kind's own pod network (kindnetd), not nfslab's static bridges
-	cilium     bool // Cilium's pod network and service datapath
+	// Cilium names the cluster's real Cilium, "datapath@version" (cilium.Install.Key), which
+	// serves its pod network and its services; "" for none.
+	Cilium string
 }
 
 // CreateCluster creates the lab's kind cluster with kind's Go library (never the kind binary),
@@ -161,7 +163,10 @@ wait:
 		return nil, obs, fmt.Errorf("create the kind cluster: %w", err)
 	}
 	c := &Cluster{Kubeconfig: kubeconfig, ProxyMode: cfg.ProxyMode, Nodes: cfg.nodes(), provider: p,
-		kindCNI: cfg.KindCNI, cilium: cfg.Cilium != nil}
+		kindCNI: cfg.KindCNI}
+	if cfg.Cilium != nil {
+		c.Cilium = cfg.Cilium.Key()
+	}
 	if c.Client, err = newClient(kubeconfig); err != nil {
 		return c, obs, err
 	}
@@ -348,7 +353,7 @@ func (c *Cluster) placeServer(ctx context.Context, say func(string)) error {
 		return fmt.Errorf("the cluster has nodes %v, want %d", names, c.Nodes)
 	}
 	c.ServerNode = names[1]
-	if c.kindCNI || c.cilium {
+	if c.kindCNI || c.Cilium != "" {
 		return nil
 	}
 	nets, err := splitPodNetwork(ctx, names)

@@ -49,6 +49,9 @@ func InNode(ctx context.Context, pid int, args ...string) ([]byte, error) {
 // bestEffort returns out whatever err says: for diagnostics.
 func bestEffort(out []byte, _ error) []byte { return out }
 
+// podReadyTimeout bounds the wait for the smoke test's server pod.
+const podReadyTimeout = 10 * time.Minute
+
 // CheckNFS is the kind form's NFS smoke test on a running cluster: nfs-ganesha (image) as a
 // Deployment behind a ClusterIP Service, its pod Ready and listed in the Service's
 // EndpointSlice, the VIP mounted from the node by the VM kernel's NFS client (soft, so nothing
@@ -73,8 +76,15 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 		return obs, err
 	}
 	obs.VIP = vip.String()
-	pod, err := w.WaitReadyPod(ctx, nil)
+	// The pod's first start is a few seconds with kube-proxy; with Cilium its endpoint is
+	// compiled first (minutes under TCG).
+	pctx, cancel := context.WithTimeout(ctx, podReadyTimeout)
+	pod, err := w.WaitReadyPod(pctx, nil)
+	cancel()
 	if err != nil {
+		if c.Cilium != "" {
+			err = fmt.Errorf("%w; Cilium's endpoints: %s; the agent's log: %s", err, ciliumEndpoints(ctx), agentLogTail(ctx))
+		}
 		return obs, err
 	}
 	obs.Pod, obs.PodIP, obs.PodReadySeconds = pod.Name, pod.IP.String(), time.Since(start).Seconds()
@@ -105,7 +115,7 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 		obs.MountAttempts++
 		if mctx.Err() != nil {
 			route := lastOf(string(bestEffort(InNode(ctx, pid, "ip", "route", "get", vip.String()))), 1)
-			if c.cilium {
+			if c.Cilium != "" {
 				return obs, fmt.Errorf("%w (after %d attempts; the node's route to %s: %s; Cilium's service table: %s)", err,
 					obs.MountAttempts, vip, route, ciliumServices(ctx))
 			}
@@ -151,7 +161,7 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	}
 	obs.MountSource = m.Source
 	obs.MountAddr, _ = m.Option("addr")
-	if c.cilium {
+	if c.Cilium != "" {
 		bs, ok, err := cilium.ServiceBackends(ctx, nodeExec(controlPlaneNode), netip.AddrPortFrom(vip, nfs.DefaultNFSPort))
 		switch {
 		case err != nil:

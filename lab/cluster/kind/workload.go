@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 )
 
 // The NFS server's objects in the cluster.
@@ -165,9 +167,17 @@ type Pod struct {
 // in place since, or one the kubelet gave a new sandbox (a new IP) since — after its node
 // restarted.
 func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]Pod) (Pod, error) {
+	last := "none listed"
 	for {
 		pods, err := w.c.CoreV1().Pods(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
 		if err == nil {
+			var states []string
+			for _, p := range pods.Items {
+				states = append(states, p.Name+" "+cilium.PodState(p))
+			}
+			if len(states) > 0 {
+				last = strings.Join(states, "; ")
+			}
 			for _, p := range pods.Items {
 				_, restarts := serverContainer(p)
 				ip, err := netip.ParseAddr(p.Status.PodIP)
@@ -182,7 +192,7 @@ func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]Pod) (Pod, 
 		}
 		select {
 		case <-ctx.Done():
-			return Pod{}, fmt.Errorf("wait for a new ready nfs-ganesha pod: %w", ctx.Err())
+			return Pod{}, fmt.Errorf("wait for a new ready nfs-ganesha pod: %w (its pods: %s)", ctx.Err(), last)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

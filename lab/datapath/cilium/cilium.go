@@ -102,3 +102,31 @@ func orList(vs []string) string {
 // nothing is pulled.
 func AgentImage(version string) string    { return "nfslab.local/cilium:" + version }
 func OperatorImage(version string) string { return "nfslab.local/cilium-operator-generic:" + version }
+
+// rootProgramPrefix begins the names of Cilium's socket-LB programs as the kernel reports them
+// (cil_sock4_connect, cil_sock4_sendmsg, …; truncated to 15 characters).
+const rootProgramPrefix = "cil_sock"
+
+// CheckRootPrograms checks the names of the sock_addr programs effective at the VM's root cgroup
+// against the datapath: Cilium's socket-LB there alone for the datapaths that attach it there
+// (SharesRootCgroup), and no program at all for the others — socket-LB off, or attached at the
+// node container's cgroup (KindCgroup), below the root, where the kernel's own sockets are not.
+func CheckRootPrograms(datapath string, names []string) error {
+	var cil, other []string
+	for _, n := range names {
+		if strings.HasPrefix(n, rootProgramPrefix) {
+			cil = append(cil, n)
+		} else {
+			other = append(other, n)
+		}
+	}
+	switch {
+	case len(other) > 0:
+		return fmt.Errorf("programs other than Cilium's are in effect at the VM's root cgroup: %s", strings.Join(other, ", "))
+	case SharesRootCgroup(datapath) && len(cil) == 0:
+		return fmt.Errorf("%s attaches Cilium's socket-LB at the VM's root cgroup, and no program of Cilium's is in effect there", datapath)
+	case !SharesRootCgroup(datapath) && len(cil) > 0:
+		return fmt.Errorf("%s must leave the VM's root cgroup alone, and Cilium's %s are in effect there", datapath, strings.Join(cil, ", "))
+	}
+	return nil
+}

@@ -26,9 +26,15 @@ import (
 type Install struct {
 	Datapath string `json:"datapath"`
 	Version  string `json:"version"`
+	// Values are the effective Helm values the chart was rendered with: a user's
+	// (--cilium-values) under nfslab's (Required).
+	Values map[string]any `json:"values"`
 	// Objects are the rendered manifests, in the chart's order.
 	Objects []map[string]any `json:"objects"`
 }
+
+// Key names the install: "datapath@version".
+func (in Install) Key() string { return in.Datapath + "@" + in.Version }
 
 // NodeCgroupRoot is where a kind node sees the VM's cgroup2 root (an extraMount of the VM's
 // /sys/fs/cgroup): cgroup.hostRoot for the datapaths that attach there (VMRoot).

@@ -137,3 +137,30 @@ func TestRootCgroup(t *testing.T) {
 		t.Errorf("datapaths sharing the root cgroup: %v, want %v", shares, want)
 	}
 }
+
+// TestCheckRootPrograms: Cilium's socket-LB at the VM's root cgroup is required where the datapath
+// attaches it there and refused elsewhere; nobody else's program is ever accepted there.
+func TestCheckRootPrograms(t *testing.T) {
+	cil := []string{"cil_sock4_conne", "cil_sock4_sendm", "cil_sock4_recvm"}
+	tests := []struct {
+		datapath string
+		names    []string
+		err      string // "" for none
+	}{
+		{VMRootSocketLB, cil, ""},
+		{HostNSOnly, cil, ""},
+		{VMRootSocketLB, nil, "no program of Cilium's is in effect there"},
+		{NoSocketLB, nil, ""},
+		{KindCgroup, nil, ""},
+		{NoSocketLB, cil[:1], "must leave the VM's root cgroup alone, and Cilium's cil_sock4_conne are in effect there"},
+		{KindCgroup, cil, "must leave the VM's root cgroup alone"},
+		{VMRootSocketLB, append([]string{"nfslab_connect4"}, cil...), "programs other than Cilium's are in effect at the VM's root cgroup: nfslab_connect4"},
+		{NoSocketLB, []string{""}, "programs other than Cilium's"},
+	}
+	for _, tt := range tests {
+		err := CheckRootPrograms(tt.datapath, tt.names)
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("CheckRootPrograms(%s, %q) = %v, want %q", tt.datapath, tt.names, err, tt.err)
+		}
+	}
+}
