@@ -1,23 +1,22 @@
-// Package cilium is the beginning of real Cilium as a datapath of the kind form (issue #16):
-// Cilium's own agent in the kind cluster, installed from its Helm chart, in place of nfslab's
-// socket-LB. What exists so far is what can be checked without a VM:
+// Package cilium is real Cilium as a datapath of the kind form (issue #16): Cilium's own agent in
+// the kind cluster, installed from its Helm chart, in place of kube-proxy or nfslab's socket-LB.
 //
-//   - the datapaths' names and what each one means (Datapaths, VMRoot, SharesRootCgroup);
+//   - the datapaths' names and what each one means (Datapaths, VMRoot, SharesRootCgroup), and
+//     which programs each must leave at the VM's root cgroup (CheckRootPrograms);
 //   - the Cilium versions nfslab can build (Versions, CheckVersion), kept here and nowhere else;
 //   - the Helm values nfslab owns for each datapath (Required) and a user's values file, checked
 //     against them (ParseValues) and merged under them (Merge);
 //   - in chart/, the chart of a version, fetched through the Go module proxy and cached, and
-//     rendered client-side into the manifests an install would apply;
+//     rendered client-side into the manifests an install applies;
 //   - in build/, the agent, operator and helpers of a version compiled from its Go module; the
 //     kind node image preloads their images (lab/cluster/kind/nodeimage, Extras);
 //   - the install, run by the agent in the VM on a new kind cluster (lab/cluster/kind): the
-//     rendered objects applied with server-side apply (Apply), the wait for the agent to compile
-//     its datapath and come up (WaitReady), and what it then says of itself and of a service
-//     (AgentStatus, ServiceBackends). `nfslab kernel check-kind KERNEL --cluster cilium` runs
-//     that with an NFS mount of a ClusterIP from the node.
+//     rendered objects applied with server-side apply (Apply), the wait for the agent to come up
+//     (WaitReady) and for its datapath (WaitDatapath), and what it then says of itself and of a
+//     service (AgentStatus, ServiceBackends).
 //
-// Not yet: a scenario's cells on such a cluster. Until then a scenario naming one of these
-// datapaths is refused (lab/scenario).
+// A scenario's kind cells with one of these datapaths run on such a cluster, one cluster per
+// datapath and version (lab/agent).
 package cilium
 
 import (
