@@ -71,6 +71,8 @@ func CiliumFeatures() []Feature {
 		{"BPF JIT (Cilium)", []string{"CONFIG_BPF_JIT"}},
 		{"AF_ALG hashes (Cilium)", []string{"CONFIG_CRYPTO_USER_API_HASH"}},
 		{"XFRM netlink family (every netlink handle of Cilium's agent opens it)", []string{"CONFIG_XFRM_USER"}},
+		{"iptables socket match (Cilium's static proxy rules)", []string{"CONFIG_NETFILTER_XT_MATCH_SOCKET"}},
+		{"iptables TPROXY target (Cilium's static proxy rules)", []string{"CONFIG_NETFILTER_XT_TARGET_TPROXY"}},
 	}
 }
 

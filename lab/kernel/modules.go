@@ -71,9 +71,11 @@ func KindModules() []string {
 		"nft_reject_ipv4", "nft_reject_ipv6",
 		"virtio_net", // nfslab run --keep: the VM's network, for the API server's forward
 		// Real Cilium (CiliumFeatures): clsact and the BPF classifier for its device programs,
-		// AF_ALG hashing, and the XFRM netlink family, which every netlink handle of the agent
-		// opens (without it the agent exits at start: "protocol not supported").
-		"sch_ingress", "cls_bpf", "algif_hash", "xfrm_user",
+		// AF_ALG hashing, the XFRM netlink family, which every netlink handle of the agent
+		// opens (without it the agent exits at start: "protocol not supported"), and the socket
+		// match and TPROXY target of its static proxy rules, which it installs even without
+		// its L7 proxy (without them every iptables reconciliation fails).
+		"sch_ingress", "cls_bpf", "algif_hash", "xfrm_user", "xt_socket", "xt_TPROXY",
 	}
 }
 

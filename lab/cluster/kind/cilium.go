@@ -100,12 +100,12 @@ func agentLogTail(ctx context.Context) string {
 	defer cancel()
 	const logs = "/var/log/pods/kube-system_cilium-*/cilium-agent/*.log"
 	out, err := Docker(ctx, "exec", controlPlaneNode, "sh", "-c",
-		"grep -h -i -E 'level=(error|fatal)|compil|timeout' "+logs+" 2>/dev/null | tail -n 10 | cut -c1-600; "+
-			"echo ...; tail -q -n 6 $(ls -t "+logs+" 2>/dev/null | head -1) 2>&1 | cut -c1-400")
+		"grep -h -i -E 'level=(error|fatal)|compiled|timeout' "+logs+" 2>/dev/null | tail -n 5 | cut -c1-400; "+
+			"echo ...; tail -q -n 3 $(ls -t "+logs+" 2>/dev/null | head -1) 2>&1 | cut -c1-300")
 	if err != nil {
 		return err.Error()
 	}
-	return lastOf(string(out), 16)
+	return lastOf(string(out), 9)
 }
 
 // ciliumEndpoints is the Cilium agent's endpoint list (cilium-dbg endpoint list), for an error.
