@@ -79,8 +79,8 @@ func installCilium(ctx context.Context, kubeconfig string, c kubernetes.Interfac
 }
 
 // datapathTimeout bounds the wait for the agent's datapath once the agent says it is ready:
-// under TCG clang compiles its host programs for minutes.
-const datapathTimeout = 15 * time.Minute
+// under TCG clang compiles its host programs for minutes (bpf_host alone took 6 min 14 s).
+const datapathTimeout = 25 * time.Minute
 
 // vmCgroupRoot is the VM's cgroup2 root, as the agent in the VM sees it.
 const vmCgroupRoot = "/sys/fs/cgroup"
