@@ -182,7 +182,7 @@ func VerifyCilium(ctx context.Context, dp string, root string, frontend netip.Ad
 		return fmt.Errorf("read Cilium's service table: %w", err)
 	}
 	if !ok {
-		return fmt.Errorf("Cilium's agent has no service %s in its table", frontend)
+		return fmt.Errorf("the Cilium agent has no service %s in its table", frontend)
 	}
 	return nil
 }

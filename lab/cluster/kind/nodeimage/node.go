@@ -199,7 +199,7 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 		}
 		ci := containerdImport{Archive: filepath.Join(work, "cilium.tar"), Unpack: true}
 		if err := WriteDockerArchive(ctx, ci.Archive, work, imgs); err != nil {
-			return fmt.Errorf("Cilium's images: %w", err)
+			return fmt.Errorf("the images of Cilium: %w", err)
 		}
 		imports = append(imports, ci)
 	}
