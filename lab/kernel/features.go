@@ -62,7 +62,8 @@ func KindFeatures() []Feature {
 
 // CiliumFeatures are what real Cilium's agent needs on top of KindFeatures, as Cilium documents
 // its base requirements and checks some at start: tc's ingress/clsact qdisc, BPF classifier and
-// actions (its programs on each device), the BPF JIT, and AF_ALG hashing.
+// actions (its programs on each device), the BPF JIT and AF_ALG hashing; and what it was seen
+// failing without in the VM: the XFRM netlink family, iptables' socket match and TPROXY target.
 func CiliumFeatures() []Feature {
 	return []Feature{
 		{"tc ingress/clsact qdisc (Cilium's device programs)", []string{"CONFIG_NET_SCH_INGRESS"}},
