@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"flag"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
-	"github.com/nfslab/nfslab/reports"
 )
 
 var runCilium = flag.Bool("cilium", false, "TestCiliumMachine: real Cilium in a kind cluster in the VM (builds Cilium and its node image the first time: well over half an hour cold on 2 cores)")
@@ -76,17 +74,7 @@ func TestCiliumScenario(t *testing.T) {
 	bin := buildNfslab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Minute)
 	defer cancel()
-	dir, tmp := t.TempDir(), t.TempDir()
-	start := time.Now()
-	code := runNfslab(ctx, t, bin, tmp, "run", "--scenario", "cilium", "--report-dir", dir)
-	t.Logf("nfslab run --scenario cilium: exit %d after %s", code, time.Since(start).Round(time.Second))
-	res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
+	res := runScenario(ctx, t, bin, "cilium", 4)
 	for _, c := range res.Cells {
 		t.Run(strings.ReplaceAll(c.ID, "/", "_"), func(t *testing.T) {
 			checkVerdict(t, c)
@@ -98,8 +86,5 @@ func TestCiliumScenario(t *testing.T) {
 				t.Errorf("no record of Cilium's service table forwarding %s", c.VIP)
 			}
 		})
-	}
-	if left := leftovers(t, tmp); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
 	}
 }
