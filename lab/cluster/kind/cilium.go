@@ -108,26 +108,16 @@ func agentLogTail(ctx context.Context) string {
 	return lastOf(string(out), 9)
 }
 
-// ciliumEndpoints is the Cilium agent's endpoint list (cilium-dbg endpoint list), for an error.
-func ciliumEndpoints(ctx context.Context) string {
+// agentSays is the end of what a cilium-dbg command in the Cilium agent prints (its endpoint
+// list, its service table), for an error.
+func agentSays(ctx context.Context, lines int, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	out, err := cilium.AgentExec(ctx, nodeExec(controlPlaneNode), "cilium-dbg", "endpoint", "list")
+	out, err := cilium.AgentExec(ctx, nodeExec(controlPlaneNode), append([]string{"cilium-dbg"}, args...)...)
 	if err != nil {
 		return err.Error()
 	}
-	return lastOf(out, 12)
-}
-
-// ciliumServices is the Cilium agent's service table (cilium-dbg service list), for an error.
-func ciliumServices(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	out, err := cilium.AgentExec(ctx, nodeExec(controlPlaneNode), "cilium-dbg", "service", "list")
-	if err != nil {
-		return err.Error()
-	}
-	return lastOf(out, 20)
+	return lastOf(out, lines)
 }
 
 // waitCilium polls the Cilium agent's service table until it forwards the service's NFS port to

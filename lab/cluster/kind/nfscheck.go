@@ -83,7 +83,7 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	cancel()
 	if err != nil {
 		if c.Cilium != "" {
-			err = fmt.Errorf("%w; Cilium's endpoints: %s; the agent's log: %s", err, ciliumEndpoints(ctx), agentLogTail(ctx))
+			err = fmt.Errorf("%w; Cilium's endpoints: %s; the agent's log: %s", err, agentSays(ctx, 12, "endpoint", "list"), agentLogTail(ctx))
 		}
 		return obs, err
 	}
@@ -117,7 +117,7 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 			route := lastOf(string(bestEffort(InNode(ctx, pid, "ip", "route", "get", vip.String()))), 1)
 			if c.Cilium != "" {
 				return obs, fmt.Errorf("%w (after %d attempts; the node's route to %s: %s; Cilium's service table: %s)", err,
-					obs.MountAttempts, vip, route, ciliumServices(ctx))
+					obs.MountAttempts, vip, route, agentSays(ctx, 20, "service", "list"))
 			}
 			return obs, fmt.Errorf("%w (after %d attempts; the node's route to %s: %s; kube-proxy's rules for it: %s; kube-proxy said: %s)", err,
 				obs.MountAttempts, vip, route,
