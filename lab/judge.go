@@ -103,7 +103,7 @@ func NewResult(s *scenario.Scenario) *reports.Result {
 
 func pendingCell(c scenario.Cell) reports.Cell {
 	return reports.Cell{
-		ID: c.ID, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
+		ID: c.ID, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, Cilium: c.Cilium, Protocol: c.Protocol, NFS: c.NFS, Fault: c.Fault,
 		Verdict: string(verdict.Inconclusive), Expected: c.Expected, ExpectedReason: c.ExpectedReason, Reason: "not run", ReasonCode: string(verdict.CodeNotRun),
 		ProbeTimeout:     c.Timeouts.Probe.Seconds(),
 		ReconnectTargets: []string{}, KernelLog: []string{}, Phases: map[string]float64{}, Events: []event.Event{},

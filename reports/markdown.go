@@ -279,11 +279,17 @@ func startText(c Cell) string {
 	return s
 }
 
+// datapathText is the cell's datapath as the tables show it: with its cluster form when that is
+// not netns, and with its Cilium version when it is real Cilium ("kind: cilium@v1.19.7").
 func datapathText(c Cell) string {
-	if c.Cluster != "" && c.Cluster != "netns" {
-		return c.Cluster + ": " + c.Datapath
+	d := c.Datapath
+	if c.Cilium != "" {
+		d += "@" + c.Cilium
 	}
-	return c.Datapath
+	if c.Cluster != "" && c.Cluster != "netns" {
+		return c.Cluster + ": " + d
+	}
+	return d
 }
 
 func recovery(c Cell) string {

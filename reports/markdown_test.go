@@ -47,9 +47,14 @@ func TestMarkdownForGitHub(t *testing.T) {
 }
 
 func TestDatapathText(t *testing.T) {
-	for _, tt := range []struct{ cluster, want string }{{"", "socket-lb"}, {"netns", "socket-lb"}, {"kind", "kind: socket-lb"}} {
-		if got := datapathText(Cell{Cluster: tt.cluster, Datapath: "socket-lb"}); got != tt.want {
-			t.Errorf("datapathText(cluster %q) = %q, want %q", tt.cluster, got, tt.want)
+	for _, tt := range []struct{ cluster, datapath, cilium, want string }{
+		{"", "socket-lb", "", "socket-lb"},
+		{"netns", "socket-lb", "", "socket-lb"},
+		{"kind", "socket-lb", "", "kind: socket-lb"},
+		{"kind", "cilium", "v1.19.7", "kind: cilium@v1.19.7"},
+	} {
+		if got := datapathText(Cell{Cluster: tt.cluster, Datapath: tt.datapath, Cilium: tt.cilium}); got != tt.want {
+			t.Errorf("datapathText(%q, %q, %q) = %q, want %q", tt.cluster, tt.datapath, tt.cilium, got, tt.want)
 		}
 	}
 }

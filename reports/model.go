@@ -73,6 +73,7 @@ type Cell struct {
 	KernelBuild      string   `json:"kernel_build"`      // exactly what was booted: Debian package + version, recipe + cache key, or image sha256
 	Cluster          string   `json:"cluster,omitempty"` // netns or kind
 	Datapath         string   `json:"datapath"`
+	Cilium           string   `json:"cilium,omitempty"`   // a real Cilium datapath's Cilium version
 	Protocol         string   `json:"protocol,omitempty"` // nfs or smb
 	NFS              string   `json:"nfs"`                // the protocol's version: 4.1, …, or smb3
 	Fault            string   `json:"fault"`

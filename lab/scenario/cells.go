@@ -14,7 +14,7 @@ import (
 )
 
 // Cells expands the matrix into its cells, in a stable order: kernel outermost, then cluster,
-// datapath, protocol, version and fault; a combination its cluster form lacks is left out. Each cell expects the verdict (and the reason, if the rule names one) of the first rule that matches it, else
+// datapath, Cilium version, protocol, version and fault; a combination its cluster form lacks is left out. Each cell expects the verdict (and the reason, if the rule names one) of the first rule that matches it, else
 // expect.default. After SelectCell, only the selected cell is returned, with Index 0 and the
 // ID and expectation it has in the whole matrix. Call it on a validated scenario.
 func (s *Scenario) Cells() []Cell {
@@ -71,21 +71,28 @@ func (s *Scenario) Hash() string {
 // combo is one combination of the matrix's axes.
 type combo struct {
 	kernel, label, cluster, datapath, protocol, version, fault string
+	cilium                                                     string // a Cilium datapath's version
 }
 
 // id is kernel/datapath/version/fault for a netns cell (as before kind cells existed), and
-// kernel/kind/datapath/version/fault for a kind cell.
+// kernel/kind/datapath/version/fault for a kind cell; a Cilium datapath is written with its
+// Cilium version, as cilium@v1.19.7.
 func (c combo) id() string {
 	id := c.label + "/"
 	if c.cluster != ClusterNetns {
 		id += c.cluster + "/"
 	}
-	return id + c.datapath + "/" + c.version + "/" + c.fault
+	d := c.datapath
+	if c.cilium != "" {
+		d += "@" + c.cilium
+	}
+	return id + d + "/" + c.version + "/" + c.fault
 }
 
 // combos lists the matrix's combinations in cell order: kernel outermost, then cluster,
-// datapath, protocol, its versions (NFS cells: matrix.nfs; an SMB cell: smb3) and fault, each
-// axis narrowed to the values the cluster's form has.
+// datapath, its Cilium versions (a Cilium datapath), protocol, its versions (NFS cells:
+// matrix.nfs; an SMB cell: smb3) and fault, each axis narrowed to the values the cluster's form
+// has.
 func (s *Scenario) combos() []combo {
 	labels, _ := kernelLabels(s.Matrix.Kernels)
 	var out []combo
@@ -93,14 +100,16 @@ func (s *Scenario) combos() []combo {
 		for _, cl := range s.Matrix.Clusters {
 			m := formOf(cl).keep(s.Matrix)
 			for _, d := range m.Datapaths {
-				for _, proto := range m.Protocols {
-					versions := m.NFS
-					if proto == ProtocolSMB {
-						versions = []string{smb.Dialect}
-					}
-					for _, v := range versions {
-						for _, f := range m.Faults {
-							out = append(out, combo{kernel: k, label: labels[ki], cluster: cl, datapath: d, protocol: proto, version: v, fault: f})
+				for _, cv := range s.ciliumVersionsOf(d) {
+					for _, proto := range m.Protocols {
+						versions := m.NFS
+						if proto == ProtocolSMB {
+							versions = []string{smb.Dialect}
+						}
+						for _, v := range versions {
+							for _, f := range m.Faults {
+								out = append(out, combo{kernel: k, label: labels[ki], cluster: cl, datapath: d, cilium: cv, protocol: proto, version: v, fault: f})
+							}
 						}
 					}
 				}
@@ -140,9 +149,7 @@ func (s *Scenario) AllCells() []Cell {
 		if c.cluster == ClusterKind {
 			cell.Nodes = s.kindNodes()
 		}
-		if cilium.IsDatapath(c.datapath) {
-			cell.Cilium = s.CiliumVersion()
-		}
+		cell.Cilium = c.cilium
 		if c.protocol == ProtocolSMB {
 			cell.MountOptions = slices.Clone(s.Mount.SMBOptions)
 			cell.Port = smb.Port
@@ -182,7 +189,8 @@ func (m Match) matches(c combo) bool {
 		(m.Datapath == "" || m.Datapath == c.datapath) &&
 		(m.Protocol == "" || m.Protocol == c.protocol) &&
 		(m.NFS == "" || m.NFS == c.version) &&
-		(m.Fault == "" || m.Fault == c.fault)
+		(m.Fault == "" || m.Fault == c.fault) &&
+		(m.Cilium == "" || m.Cilium == c.cilium)
 }
 
 // Warnings lists things that are valid but probably not meant: rules that match no cell of

@@ -7,18 +7,18 @@ import (
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
 )
 
-// CiliumVersion is the Cilium release the scenario's Cilium cells install: cilium.version, else
-// the newest nfslab can build.
-func (s *Scenario) CiliumVersion() string {
-	if s.Cilium.Version != "" {
-		return s.Cilium.Version
+// CiliumVersions are the Cilium releases the scenario's Cilium cells install, one cell each:
+// cilium.versions, else the newest nfslab can build.
+func (s *Scenario) CiliumVersions() []string {
+	if len(s.Cilium.Versions) > 0 {
+		return s.Cilium.Versions
 	}
-	return cilium.DefaultVersion()
+	return []string{cilium.DefaultVersion()}
 }
 
-// validateCilium checks the Cilium datapaths as they will run: a version nfslab can build, and
-// the ones whose socket-LB attaches at the VM's root cgroup on a one-node cluster (the kind form
-// alone is validateForms').
+// validateCilium checks the Cilium datapaths as they will run: versions nfslab can build, each
+// once, and the datapaths whose socket-LB attaches at the VM's root cgroup on a one-node
+// cluster (the kind form alone is validateForms').
 func (s *Scenario) validateCilium(p *problems) {
 	var used []int
 	for i, d := range s.Matrix.Datapaths {
@@ -26,13 +26,12 @@ func (s *Scenario) validateCilium(p *problems) {
 			used = append(used, i)
 		}
 	}
-	if v := s.Cilium.Version; v != "" {
-		if len(used) == 0 {
-			p.add("cilium.version", fmt.Sprintf("applies to Cilium datapaths, and matrix.datapaths is %v: add one (%s), or remove cilium.version",
-				s.Matrix.Datapaths, orList(cilium.Datapaths())))
-		} else if err := cilium.CheckVersion(v); err != nil {
-			p.add("cilium.version", err.Error())
-		}
+	if len(s.Cilium.Versions) > 0 && len(used) == 0 {
+		p.add("cilium.versions", fmt.Sprintf("apply to Cilium datapaths, and matrix.datapaths is %v: add one (%s), or remove cilium.versions",
+			s.Matrix.Datapaths, orList(cilium.Datapaths())))
+	}
+	if len(s.Cilium.Versions) > 0 {
+		axis(p, "cilium.versions", s.Cilium.Versions, ciliumVersionProblem)
 	}
 	if n := s.kindNodes(); n > 1 && slices.Contains(s.Matrix.Clusters, ClusterKind) {
 		for _, i := range used {
@@ -42,4 +41,21 @@ func (s *Scenario) validateCilium(p *problems) {
 			}
 		}
 	}
+}
+
+// ciliumVersionProblem describes why v is not a Cilium version nfslab can build ("" if it is).
+func ciliumVersionProblem(v string) string {
+	if err := cilium.CheckVersion(v); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// ciliumVersionsOf are the Cilium versions a cell of datapath d takes: the scenario's, for a
+// Cilium datapath; one empty version for any other.
+func (s *Scenario) ciliumVersionsOf(d string) []string {
+	if cilium.IsDatapath(d) {
+		return s.CiliumVersions()
+	}
+	return []string{""}
 }

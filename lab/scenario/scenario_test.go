@@ -555,8 +555,8 @@ func FuzzParse(f *testing.F) {
 		"name: t\nmatrix: {kernels: [debian-stock], clusters: [netns, kind], datapaths: [kube-proxy-ipvs], faults: [node-crash]}\n",
 		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [socket-lb]}\nexpect: {rules: [{match: {cluster: kind}, verdict: failed}]}\ntimeouts: {setup: 0s}\n",
 		minimal + "expect: {rules: [{match: {datapath: socket-lb}, verdict: failed, reason: \"mount-refused: EINVAL\"}]}\n",
-		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [cilium, cilium-kind-cgroup]}\nkind: {nodes: 2}\ncilium: {version: v1.19.7}\n",
-		minimal + "cilium: {version: v1.20.2}\nexpect: {rules: [{match: {datapath: cilium-hostns-only}, verdict: failed}]}\n",
+		"name: t\nmatrix: {kernels: [debian-stock], clusters: [kind], datapaths: [cilium, cilium-kind-cgroup]}\nkind: {nodes: 2}\ncilium: {versions: [v1.19.7, v1.15.19]}\n",
+		minimal + "cilium: {versions: [v1.20.2]}\nexpect: {rules: [{match: {datapath: cilium-hostns-only}, verdict: failed}]}\n",
 		minimal + "expect: {rules: [{match: {}, verdict: failed, reason: \"setup-error: x\"}, {match: {}, verdict: bug-reproduced, reason: [a]}]}\n",
 	} {
 		f.Add([]byte(s))

@@ -47,9 +47,10 @@ type Kind struct {
 
 // Cilium shapes the Cilium datapaths' cells (cilium.Datapaths).
 type Cilium struct {
-	// Version is the Cilium release the cells install, one nfslab can build (cilium.Versions);
-	// default the newest (CiliumVersion).
-	Version string `json:"version,omitempty"`
+	// Versions are the Cilium releases the cells install, an axis of the matrix for the Cilium
+	// datapaths: each a release nfslab can build (cilium.Versions); default the newest
+	// (CiliumVersions).
+	Versions []string `json:"versions,omitempty"`
 }
 
 // Matrix holds the axes; every combination that its cluster form has is one cell.
@@ -96,6 +97,7 @@ type Match struct {
 	Protocol string `json:"protocol,omitempty"`
 	NFS      string `json:"nfs,omitempty"` // the version: "4.1", … or "smb3"
 	Fault    string `json:"fault,omitempty"`
+	Cilium   string `json:"cilium,omitempty"` // the Cilium version of a Cilium datapath's cell
 }
 
 // Mount says how the node mounts the service.
@@ -159,7 +161,7 @@ type Cell struct {
 	NoEndpointWindow  Duration `json:"no_endpoint_window"`
 	StaleEndpoint     Duration `json:"stale_endpoint"`
 	SocketLBNoBackend string   `json:"socket_lb_no_backend"`
-	// Cilium is the Cilium release a Cilium datapath's cell installs (CiliumVersion); "" for
+	// Cilium is the Cilium release a Cilium datapath's cell installs (cilium.versions); "" for
 	// any other datapath.
 	Cilium string `json:"cilium,omitempty"`
 }

@@ -230,6 +230,7 @@ func (s *Scenario) validateExpect(p *problems) {
 			{"protocol", m.Protocol, protocolProblem},
 			{"nfs", m.NFS, versionProblem},
 			{"fault", m.Fault, faultProblem},
+			{"cilium", m.Cilium, ciliumVersionProblem},
 		} {
 			if c.value != "" {
 				if msg := c.check(c.value); msg != "" {
