@@ -28,7 +28,7 @@ export CGO_ENABLED := 0
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
 	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
 
-.PHONY: all build deps run test unit e2e kernels kind cilium bench check lint fmt clean
+.PHONY: all build deps run test unit e2e kernels kind cilium bench bench-cilium check lint fmt clean
 
 all: build
 
@@ -98,6 +98,11 @@ kind: deps build
 # `make test`: cold it compiles Cilium from its Go module and builds a node image with its images.
 cilium: deps build
 	$(GO) test -count=1 -timeout 300m -v -run 'TestCiliumMachine|TestCiliumScenario' ./test/e2e/ -e2e -cilium
+
+# bench-cilium: make bench's figures for real Cilium (BenchmarkCilium): its cached build and one
+# cell of the cilium scenario, cluster and agent included. Hours cold, like make cilium.
+bench-cilium: deps
+	$(GO) test -run '^$$' -bench Cilium -benchtime 1x -timeout 180m ./test/e2e/ -e2e -cilium
 
 bench: deps
 	$(GO) test -run '^$$' -bench . ./lab/...

@@ -17,6 +17,7 @@ import (
 	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
 	"github.com/nfslab/nfslab/lab/datapath"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -213,11 +214,14 @@ func sendJob(machine *vm.VM, job agent.Job) error {
 // finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
 	p := r.p
-	if setup.kind != nil && !setup.keep && len(cells) > 0 && cells[0].Cilium == "" {
-		// Where it is snapshotted, the VM creates the cluster of its first cell before the cells.
-		// (Not yet a Cilium cluster: its VM starts cold.)
+	if setup.kind != nil && !setup.keep && len(cells) > 0 {
+		// Where it is snapshotted, the VM creates the cluster of its first cell before the
+		// cells: with its Cilium, ready and its datapath compiled, for a Cilium datapath.
 		mode, _ := datapath.ProxyMode(cells[0].Datapath)
 		setup.prepare = &agent.Prepare{ProxyMode: mode, Nodes: max(cells[0].Nodes, 1)}
+		if cells[0].Cilium != "" {
+			setup.prepare.Cilium = cilium.Key(cells[0].Datapath, cells[0].Cilium)
+		}
 	}
 	machine, err := r.boot(ctx, k, initrd, work, setup)
 	if err != nil {
@@ -228,7 +232,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 
 	job := agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Cilium: setup.cilium, Keep: setup.keep, SetClock: setup.kind == nil}
 	if machine.prepared {
-		job = agent.Job{Cells: cells}
+		job = agent.Job{Cells: cells, Cilium: setup.cilium}
 	}
 	if err := sendJob(machine.VM, job); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)

@@ -17,9 +17,10 @@ import (
 )
 
 // ciliumTimeout bounds Cilium's install in a new cluster, on top of clusterTimeout: under TCG
-// the agent compiles its datapath with clang before it is ready, and Cilium itself gives one
-// compile 300 s.
-const ciliumTimeout = 20 * time.Minute
+// the agent compiles its datapath with clang before it is ready (bpf_host alone took 6 min),
+// the agent in the VM waits up to 25 minutes for that datapath, and the first pod's endpoint
+// is compiled next (kind.WarmUp, or the first cell's server).
+const ciliumTimeout = 45 * time.Minute
 
 // ciliumMachine is the kind form for real Cilium: its kernel must also have what Cilium's agent
 // needs.

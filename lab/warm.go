@@ -4,7 +4,8 @@ package lab
 // at the same point when the cache has one, else boot it, bring it to that point and take the
 // snapshot for the VMs after it. The netns form's VMs are snapshotted booted (the agent waiting
 // for its job); the kind form's with their Docker engine up and a kind cluster created in the
-// kube-proxy mode of their first cell (the agent waiting for the cells).
+// kube-proxy mode of their first cell, or with its real Cilium ready (the agent waiting for the
+// cells).
 
 import (
 	"context"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel"
@@ -41,8 +43,8 @@ type warmPlan struct {
 // image is loaded into, cannot be kept as it was). The key covers everything that shapes the VM
 // at its point: qemu's whole command line but for the names of this boot's files and sockets, the
 // contents of the kernel and the initramfs (root filesystem, modules, the agent binary), and for
-// the kind form the cached disks attached, the engine's and the cluster's settings and the
-// cluster's kube-proxy mode and node count.
+// the kind form the cached disks attached, the engine's and the cluster's settings, the
+// cluster's kube-proxy mode and node count, and its Cilium install (the rendered chart) if any.
 func (r *runner) warmPlan(cfg vm.Config, setup machineSetup) (warmPlan, bool, error) {
 	if r.opts.NoSnapshot || len(cfg.Forwards) > 0 || len(cfg.Ports) > 0 {
 		return warmPlan{}, false, nil
@@ -81,7 +83,16 @@ func (r *runner) warmPlan(cfg vm.Config, setup machineSetup) (warmPlan, bool, er
 	inputs["machine"] = strings.Join(vm.Args(shape, vm.AccelTCG, "TAG", "CONSOLE"), " ")
 	plan := warmPlan{spec: snapshot.Spec{Point: snapshot.Booted, Inputs: inputs, QEMU: r.qemu}}
 	if setup.prepare != nil {
-		for name, v := range map[string]any{"prepare": setup.prepare, "engine": setup.engine, "kind": setup.kind} {
+		parts := map[string]any{"prepare": setup.prepare, "engine": setup.engine, "kind": setup.kind}
+		if key := setup.prepare.Cilium; key != "" {
+			// The prepared cluster's Cilium: the chart rendered with its effective values.
+			i := slices.IndexFunc(setup.cilium, func(in cilium.Install) bool { return in.Key() == key })
+			if i < 0 {
+				return warmPlan{}, false, fmt.Errorf("key a snapshot: no Cilium install %s", key)
+			}
+			parts["cilium"] = setup.cilium[i]
+		}
+		for name, v := range parts {
 			b, err := json.Marshal(v)
 			if err != nil {
 				return warmPlan{}, false, fmt.Errorf("key a snapshot: %w", err)
@@ -224,10 +235,14 @@ func overlayDisks(ctx context.Context, cfg vm.Config, work string) (vm.Config, m
 // the cluster of setup.prepare and waits until its agent says it is ready for the cells; the engine's and the cluster's
 // events are shown and recorded as bootAndRun does.
 func (r *runner) prepareKind(ctx context.Context, k kernel.Kernel, machine *vm.VM, setup machineSetup) error {
-	if err := sendJob(machine, agent.Job{Engine: setup.engine, Kind: setup.kind, Prepare: setup.prepare}); err != nil {
+	if err := sendJob(machine, agent.Job{Engine: setup.engine, Kind: setup.kind, Cilium: setup.cilium, Prepare: setup.prepare}); err != nil {
 		return labErr("kernel %s: %w", k.Name, err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, engineTimeout+clusterTimeout)
+	budget := engineTimeout + clusterTimeout
+	if setup.prepare.Cilium != "" {
+		budget += ciliumTimeout
+	}
+	pctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	agentErr := ""
 	for {

@@ -9,6 +9,7 @@ import (
 	"github.com/nfslab/nfslab/lab/agent"
 	"github.com/nfslab/nfslab/lab/cluster/kind"
 	"github.com/nfslab/nfslab/lab/cluster/vm"
+	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/snapshot"
 )
 
@@ -120,6 +121,28 @@ func TestWarmPlanKind(t *testing.T) {
 	}
 	if p, _, _ := r.warmPlan(cfg, setup("iptables")); p.spec.Key() == plan.spec.Key() {
 		t.Error("the key did not change with a Docker disk built again")
+	}
+	// A cluster with real Cilium: keyed by its install, the chart as rendered with its values.
+	withCilium := func(values map[string]any) machineSetup {
+		m := setup("none")
+		m.prepare.Cilium = "cilium@v1.19.7"
+		m.cilium = []cilium.Install{
+			{Datapath: "cilium-no-socket-lb", Version: "v1.19.7"},
+			{Datapath: "cilium", Version: "v1.19.7", Values: values},
+		}
+		return m
+	}
+	c1, ok, err := r.warmPlan(cfg, withCilium(map[string]any{"debug": map[string]any{"enabled": false}}))
+	if err != nil || !ok || c1.spec.Point != snapshot.ClusterReady || c1.prepare.Cilium != "cilium@v1.19.7" {
+		t.Fatalf("warmPlan(Cilium) = %+v, %v, %v; want a cluster-ready snapshot", c1, ok, err)
+	}
+	if c2, _, _ := r.warmPlan(cfg, withCilium(map[string]any{"debug": map[string]any{"enabled": true}})); c2.spec.Key() == c1.spec.Key() {
+		t.Error("the key did not change with the Cilium install's values")
+	}
+	noSuch := withCilium(nil)
+	noSuch.prepare.Cilium = "cilium@v1.15.19"
+	if _, ok, err := r.warmPlan(cfg, noSuch); ok || err == nil {
+		t.Errorf("warmPlan(a Cilium install the job lacks) = %v, %v; want an error", ok, err)
 	}
 	// A disk written in place (the node image's load) cannot be kept as it was.
 	written := cfg

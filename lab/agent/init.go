@@ -158,14 +158,21 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 	return em.err
 }
 
-// prepareCluster creates the session's kind cluster as p says and warms it up (kind.WarmUp),
+// prepareCluster creates the session's kind cluster as p says (with real Cilium when it names an
+// install) and warms it up (kind.WarmUp),
 // says the machine is ready (the host may save its state here: snapshot.ClusterReady) and reads
 // the job that follows, whose cells it returns.
 func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Prepare, lines *bufio.Scanner) ([]scenario.Cell, error) {
 	if session == nil {
 		return nil, errors.New("prepare a kind cluster: the job has no kind cluster settings")
 	}
-	kc, err := session.cluster(ctx, clusterWant{mode: p.ProxyMode, nodes: p.Nodes})
+	w := clusterWant{mode: p.ProxyMode, nodes: p.Nodes}
+	if p.Cilium != "" {
+		if w.cilium = session.install(p.Cilium); w.cilium == nil {
+			return nil, fmt.Errorf("prepare a kind cluster: no Cilium install %s in the job", p.Cilium)
+		}
+	}
+	kc, err := session.cluster(ctx, w)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +187,12 @@ func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Pr
 		return nil, err
 	}
 	em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Sync: syncWithHost(next, sysClock{})})
+	if len(next.Cilium) > 0 {
+		// Restored, the session holds the installs of the job it was snapshotted with; the
+		// run's own decide the clusters created after this one (this one's is in the
+		// snapshot's key).
+		session.ciliums = next.Cilium
+	}
 	return next.Cells, nil
 }
 

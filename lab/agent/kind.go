@@ -58,13 +58,20 @@ func (s *kindSession) want(c scenario.Cell) (clusterWant, error) {
 	if !cilium.IsDatapath(c.Datapath) {
 		return w, nil
 	}
+	if w.cilium = s.install(cilium.Key(c.Datapath, c.Cilium)); w.cilium == nil {
+		return clusterWant{}, fmt.Errorf("no Cilium %s install for datapath %s in the job", c.Cilium, c.Datapath)
+	}
+	return w, nil
+}
+
+// install is the job's Cilium install named key (cilium.Install.Key), nil if it has none.
+func (s *kindSession) install(key string) *cilium.Install {
 	for i, in := range s.ciliums {
-		if in.Datapath == c.Datapath && in.Version == c.Cilium {
-			w.cilium = &s.ciliums[i]
-			return w, nil
+		if in.Key() == key {
+			return &s.ciliums[i]
 		}
 	}
-	return clusterWant{}, fmt.Errorf("no Cilium %s install for datapath %s in the job", c.Cilium, c.Datapath)
+	return nil
 }
 
 // ciliumKey names a cluster's Cilium as kind.Cluster.Cilium does ("" for none).

@@ -51,4 +51,7 @@ type Job struct {
 type Prepare struct {
 	ProxyMode string `json:"proxy_mode"`
 	Nodes     int    `json:"nodes"`
+	// Cilium names the install of Job.Cilium the cluster gets (cilium.Install.Key), for a
+	// Cilium datapath's cells.
+	Cilium string `json:"cilium,omitempty"`
 }

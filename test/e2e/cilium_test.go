@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
+	"github.com/nfslab/nfslab/reports"
 )
 
 var runCilium = flag.Bool("cilium", false, "TestCiliumMachine: real Cilium in a kind cluster in the VM (builds Cilium and its node image the first time: well over half an hour cold on 2 cores)")
@@ -87,4 +88,62 @@ func TestCiliumScenario(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkCilium measures real Cilium under TCG, with -cilium (make bench-cilium): the cached
+// build of its binaries (`nfslab cilium build`, after a first build that may compile for many
+// minutes), then one cell of the cilium scenario on Debian's kernel — the whole run, kind's
+// Create, the agent ready after the apply (its datapath compiled: Cilium's own readiness is
+// not enough) and the cell itself.
+func BenchmarkCilium(b *testing.B) {
+	requireE2E(b)
+	if !*runCilium {
+		b.Skip("real Cilium in the kind form: pass -cilium (make bench-cilium)")
+	}
+	bin := buildNfslab(b)
+	ctx := context.Background()
+	build := []string{"cilium", "build", "--version", cilium.DefaultVersion()}
+	if code := runNfslab(ctx, b, bin, b.TempDir(), build...); code != 0 {
+		b.Fatalf("nfslab %s: exit code %d", strings.Join(build, " "), code)
+	}
+	b.Run("build-cached", func(b *testing.B) {
+		for b.Loop() {
+			start := time.Now()
+			if code := runNfslab(ctx, b, bin, b.TempDir(), build...); code != 0 {
+				b.Fatalf("nfslab %s: exit code %d", strings.Join(build, " "), code)
+			}
+			b.ReportMetric(time.Since(start).Seconds(), "s")
+		}
+	})
+	b.Run("cell", func(b *testing.B) {
+		for b.Loop() {
+			res, took := warmRun(b, bin, "cilium", "--kernel", "debian-stock", "--datapath", cilium.VMRootSocketLB)
+			b.ReportMetric(took, "wall-s")
+			for k, v := range res.Timings {
+				if strings.HasPrefix(k, "kind_create:") {
+					b.ReportMetric(v, "kind-create-s")
+				}
+			}
+			for _, c := range res.Cells {
+				checkVerdict(b, c)
+				if ready, ok := ciliumReady(c); ok {
+					b.ReportMetric(ready, "agent-ready-s")
+				} else {
+					b.Errorf("%s: no record of Cilium's install", c.ID)
+				}
+				b.ReportMetric(cellPhases(c)["cell"], "cell-s")
+			}
+		}
+	})
+}
+
+// ciliumReady is how long Cilium took from the apply to its datapath in place, as the cell's
+// cluster record says.
+func ciliumReady(c reports.Cell) (float64, bool) {
+	for _, e := range c.Events {
+		if e.Cluster != nil && e.Cluster.Cilium != nil {
+			return e.Cluster.Cilium.ReadySeconds, true
+		}
+	}
+	return 0, false
 }

@@ -34,7 +34,10 @@ type Install struct {
 }
 
 // Key names the install: "datapath@version".
-func (in Install) Key() string { return in.Datapath + "@" + in.Version }
+func (in Install) Key() string { return Key(in.Datapath, in.Version) }
+
+// Key names the install of a Cilium datapath and version: "datapath@version".
+func Key(datapath, version string) string { return datapath + "@" + version }
 
 // NodeCgroupRoot is where a kind node sees the VM's cgroup2 root (an extraMount of the VM's
 // /sys/fs/cgroup): cgroup.hostRoot for the datapaths that attach there (VMRoot).
