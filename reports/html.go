@@ -208,6 +208,9 @@ func reconnectAttempts(events []event.Event, roles addrRoles) []attemptRow {
 			}
 			detail := strings.TrimSpace(c.Action + " by " + c.Caller())
 			rows = append(rows, attemptRow{At: fmt.Sprintf("%.3f", at), SecondsOffset: at, SeenBy: c.Source, HandedIn: c.Input, WentTo: roles.of(to), Detail: detail})
+		case e.Failed != nil && e.Phase == event.PhaseAfter:
+			f := e.Failed
+			rows = append(rows, attemptRow{At: fmt.Sprintf("%.3f", at), SecondsOffset: at, SeenBy: f.Source, HandedIn: f.Input, WentTo: htmlAddr{Addr: "—", Role: "refused: " + f.Errno, Class: "none"}, Detail: "failed with " + f.Errno + " by " + f.Caller()})
 		case e.Sockets != nil:
 			seen := map[string]bool{}
 			for _, s := range e.Sockets.Sockets {

@@ -340,15 +340,24 @@ func callerOf(c *event.ConnectObs) string {
 
 // connectSummary counts the connect records after the fault by what was seen and who made the
 // call, in first-seen order: on the vulnerable kernel, kernel_connect() handed the dead pod's IP.
-// Only the kernel's own connects are evidence; a process's are listed as such.
+// Only the kernel's own connects are evidence; a process's are listed as such. A kernel connect
+// that failed at once is a row of its own ("failed: EPERM": a connect hook refused it).
 func connectSummary(events []event.Event) []connectRow {
 	var rows []connectRow
 	idx := map[connectRow]int{}
 	for _, e := range events {
-		if e.Connect == nil || e.Phase != event.PhaseAfter {
+		if e.Phase != event.PhaseAfter {
 			continue
 		}
-		k := connectRow{source: e.Connect.Source, caller: callerOf(e.Connect), in: e.Connect.Input, out: e.Connect.Output, action: e.Connect.Action}
+		var k connectRow
+		switch {
+		case e.Connect != nil:
+			k = connectRow{source: e.Connect.Source, caller: callerOf(e.Connect), in: e.Connect.Input, out: e.Connect.Output, action: e.Connect.Action}
+		case e.Failed != nil:
+			k = connectRow{source: e.Failed.Source, caller: e.Failed.Caller(), in: e.Failed.Input, action: "failed: " + e.Failed.Errno}
+		default:
+			continue
+		}
 		i, ok := idx[k]
 		if !ok {
 			i = len(rows)

@@ -245,11 +245,14 @@ func TestConnectSummary(t *testing.T) {
 		c(event.PhaseAfter, "kprobe:kernel_connect", "10.0.0.11:2049", "", ""),
 		{Kind: event.KindStep, Step: event.StepIOStuck, Phase: event.PhaseAfter},
 	}
+	refused := event.Event{Kind: event.KindObserve, Phase: event.PhaseAfter, Failed: &event.ConnectFailed{Source: "kretprobe:kernel_connect", Input: "10.96.0.50:2049", Errno: "EPERM", Comm: "kworker/u4:1"}}
+	events = append(events, refused, refused)
 	got := connectSummary(events)
 	want := []connectRow{
 		{source: "kprobe:kernel_connect", caller: "the kernel", in: "10.0.0.11:2049", n: 2},
 		{source: "socket-lb", caller: "the kernel", in: "10.0.0.11:2049", out: "10.0.0.11:2049", action: "non-vip", n: 1},
 		{source: "socket-lb", caller: "process 812 (curl)", in: "10.0.0.11:2049", out: "10.0.0.11:2049", action: "non-vip", n: 1},
+		{source: "kretprobe:kernel_connect", caller: "the kernel (kworker/u4:1)", in: "10.96.0.50:2049", action: "failed: EPERM", n: 2},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("connectSummary = %+v, want %+v", got, want)

@@ -233,6 +233,7 @@ func (t fakeTracer) Read(ctx context.Context, out func(connecttrace.Connect)) er
 	}
 }
 func (t fakeTracer) Lost() (uint64, error) { return t.w.tracerLost, t.w.lostErr }
+func (t fakeTracer) ReturnsTraced() error  { return nil }
 func (t fakeTracer) Close() error          { t.w.called("tracer.Close"); return nil }
 
 func testCell() scenario.Cell {

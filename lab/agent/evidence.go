@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
 	"github.com/nfslab/nfslab/lab/nfs"
@@ -18,16 +20,20 @@ import (
 // records or cannot see the client's connects says so on the timeline (event.InstrumentObs), so
 // no verdict rests on its silence.
 
-// ConnectTracer streams the addresses handed to a kernel connect function (connecttrace.Tracer).
+// ConnectTracer streams the addresses handed to a kernel connect function, and its calls that
+// failed (connecttrace.Tracer).
 type ConnectTracer interface {
 	Read(ctx context.Context, out func(connecttrace.Connect)) error
 	Lost() (uint64, error)
+	// ReturnsTraced is why the failed calls are not traced, nil when they are.
+	ReturnsTraced() error
 	Close() error
 }
 
 // Instrument names on the timeline.
 const (
 	instrKprobe     = "kprobe:" + connecttrace.DefaultFunction
+	instrKretprobe  = "kretprobe:" + connecttrace.DefaultFunction
 	instrHookEvents = "socket-lb:hook-events"
 	instrHookStats  = "socket-lb:counters"
 	instrSockets    = "sockets"
@@ -120,6 +126,10 @@ func (r *cellRun) startTracing() string {
 	go func() {
 		defer r.traceWG.Done()
 		err := tr.Read(ctx, func(x connecttrace.Connect) {
+			if x.Returned {
+				r.emitFailed(event.Mono(x.Mono), &event.ConnectFailed{Source: instrKretprobe, Input: x.Addr.String(), Errno: unix.ErrnoName(x.Errno), Comm: x.Comm})
+				return
+			}
 			r.kprobeSeen.Add(1)
 			// kernel_connect() has in-kernel callers only: connect(2) does not go through it.
 			r.emitConnect(event.Mono(x.Mono), &event.ConnectObs{Source: instrKprobe, Input: x.Addr.String(), Kernel: true, Comm: x.Comm})
@@ -128,7 +138,11 @@ func (r *cellRun) startTracing() string {
 			r.instrument(instrKprobe, err)
 		}
 	}()
-	return fmt.Sprintf("tracing the addresses handed to %s for port %d", connecttrace.DefaultFunction, r.cell.Port)
+	what := fmt.Sprintf("tracing the addresses handed to %s for port %d", connecttrace.DefaultFunction, r.cell.Port)
+	if err := tr.ReturnsTraced(); err != nil {
+		return what + fmt.Sprintf(" (not its failed calls: %v)", err)
+	}
+	return what + " and its calls that fail"
 }
 
 // traceHook streams the socket-LB hook's connect events, when the datapath has them.
@@ -162,6 +176,15 @@ func (r *cellRun) emitConnect(at event.Mono, obs *event.ConnectObs) {
 		return
 	}
 	r.em.emit(event.Event{Mono: at, Kind: event.KindObserve, Connect: obs})
+}
+
+// emitFailed puts a failed kernel connect call on the timeline, within the connect records'
+// bound.
+func (r *cellRun) emitFailed(at event.Mono, obs *event.ConnectFailed) {
+	if r.traced.Add(1) > maxConnectEvents {
+		return
+	}
+	r.em.emit(event.Event{Mono: at, Kind: event.KindObserve, Failed: obs})
 }
 
 // stopTracing stops the readers, records the records they lost and detaches the tracer.

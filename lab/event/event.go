@@ -88,6 +88,7 @@ type Event struct {
 	Kernel  *KernelLogObs  `json:"kernel_log,omitempty"`
 	Hook    *HookObs       `json:"hook,omitempty"`
 	Connect *ConnectObs    `json:"connect,omitempty"`
+	Failed  *ConnectFailed `json:"connect_failed,omitempty"`
 	Window  *WindowObs     `json:"window,omitempty"`
 	Service *ServiceObs    `json:"service,omitempty"`
 	Backend *BackendObs    `json:"backend,omitempty"`
@@ -348,6 +349,25 @@ type ConnectObs struct {
 	// process's own connect names the process. PID is 0 when the tracer does not report it.
 	PID  uint32 `json:"pid,omitempty"`
 	Comm string `json:"comm,omitempty"`
+}
+
+// ConnectFailed is a kernel connect call (kernel_connect) that failed at once, from the
+// function's return: EPERM when a BPF connect hook refused the address, as Cilium's socket-LB
+// does for a service without a backend (cilium/cilium#33395). SUNRPC turns that EPERM into
+// ECONNREFUSED and retries, without a word in the kernel log: this record is the only trace.
+type ConnectFailed struct {
+	Source string `json:"source"` // "kretprobe:kernel_connect"
+	Input  string `json:"input"`  // the address the call was handed
+	Errno  string `json:"errno"`  // EPERM, ENETUNREACH, …
+	Comm   string `json:"comm,omitempty"`
+}
+
+// Caller renders who made the call: the kernel, with its task ("the kernel (kworker/u4:2)").
+func (f *ConnectFailed) Caller() string {
+	if f.Comm == "" {
+		return "the kernel"
+	}
+	return "the kernel (" + f.Comm + ")"
 }
 
 // Caller renders who made the call: "the kernel (kworker/u4:2)", "process 812 (curl)".

@@ -15,6 +15,10 @@
 // BTF) reads the function's second argument, a struct sockaddr *, keeps
 // AF_INET addresses whose port is Config.WatchPort, and sends them with the
 // time and the current task's comm to user space through a BPF ring buffer.
+// A return probe adds a record for each such call that failed, with its
+// error: EPERM when a BPF connect hook refused the address (Cilium's
+// socket-LB does so for a service without a backend), which SUNRPC turns
+// into ECONNREFUSED without a word in the kernel log.
 // It needs Linux 6.1 or newer built with CONFIG_KPROBES, CONFIG_KPROBE_EVENTS,
 // CONFIG_BPF_EVENTS and CONFIG_PERF_EVENTS (the BPF interpreter is enough),
 // on x86-64.
@@ -26,6 +30,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -48,7 +53,8 @@ type Config struct {
 	WatchPort uint16
 }
 
-// Connect is one call of the traced function with an AF_INET address.
+// Connect is one call of the traced function with an AF_INET address: its
+// entry, or its failed return.
 type Connect struct {
 	// Mono is when the function was entered: CLOCK_MONOTONIC in
 	// nanoseconds (bpf_ktime_get_ns), the clock of the agent's events.
@@ -58,17 +64,27 @@ type Connect struct {
 	// Comm is the calling task's name, e.g. "kworker/u4:2" for SUNRPC's
 	// reconnect worker.
 	Comm string
+	// Returned marks the record of the call's return, when it failed: Mono
+	// is then when it returned, and Errno why (EPERM: a BPF connect hook
+	// refused the address, as Cilium's does for a service without a
+	// backend). A call that succeeds or is under way (EINPROGRESS) has its
+	// entry record only.
+	Returned bool
+	Errno    syscall.Errno
 }
 
 // Tracer is an attached connect tracer. Its methods are safe for concurrent
 // use, but Read must be called from one goroutine at a time. Close must be
 // called on every exit path.
 type Tracer struct {
-	mu     sync.Mutex
-	coll   *ebpf.Collection
-	link   link.Link
-	rd     *ringbuf.Reader // its own locking
-	closed bool
+	mu    sync.Mutex
+	coll  *ebpf.Collection
+	links []link.Link     // the kprobe, then the return probe
+	rd    *ringbuf.Reader // its own locking
+	// noReturns is why the return probe could not be attached: the entries
+	// are traced all the same (ReturnsTraced).
+	noReturns error
+	closed    bool
 }
 
 // ErrClosed is returned (wrapped) by methods called after Close.
@@ -104,8 +120,18 @@ func Start(cfg Config) (*Tracer, error) {
 		coll.Close()
 		return nil, fmt.Errorf("attach connect tracer kprobe to %s: %w", cfg.Function, err)
 	}
-	return &Tracer{coll: coll, link: l, rd: rd}, nil
+	t := &Tracer{coll: coll, links: []link.Link{l}, rd: rd}
+	if rl, err := link.Kretprobe(cfg.Function, coll.Programs[progRetName], nil); err != nil {
+		t.noReturns = fmt.Errorf("attach connect tracer return probe to %s: %w", cfg.Function, err)
+	} else {
+		t.links = append(t.links, rl)
+	}
+	return t, nil
 }
+
+// ReturnsTraced returns nil when the tracer records the function's failed
+// returns, else why it does not (its entries are traced either way).
+func (t *Tracer) ReturnsTraced() error { return t.noReturns }
 
 // Read calls out for each record, in the order the function was called,
 // until ctx ends or the tracer is closed. When ctx ends, the records already
@@ -146,8 +172,10 @@ func (t *Tracer) Close() error {
 	}
 	t.closed = true
 	var errs []error
-	if err := t.link.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("detach connect tracer: %w", err))
+	for _, l := range t.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach connect tracer: %w", err))
+		}
 	}
 	if err := t.rd.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close connect tracer ring buffer: %w", err))

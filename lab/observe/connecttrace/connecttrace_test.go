@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nfslab/nfslab/lab/internal/bpftest"
 )
@@ -181,6 +184,39 @@ func TestTrace(t *testing.T) {
 	}
 }
 
+// TestTraceReturns: a call that fails at once has its return recorded after
+// its entry, with the error; one under way (EINPROGRESS) has no return record.
+func TestTraceReturns(t *testing.T) {
+	watched := bpftest.TCPServer(t, "tcp4", "127.0.0.1:0", "")
+	tr := startOrSkip(t, Config{Function: testFunction, WatchPort: watched.Port()})
+	if err := tr.ReturnsTraced(); err != nil {
+		t.Skipf("no return probe: %v", err)
+	}
+	r := startReader(t, tr)
+	comm := ownComm(t)
+	// TCP refuses a broadcast destination in connect() itself.
+	broadcast := netip.AddrPortFrom(netip.MustParseAddr("255.255.255.255"), watched.Port())
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(broadcast.Port()), Addr: broadcast.Addr().As4()})
+	if !errors.Is(err, unix.ENETUNREACH) {
+		t.Fatalf("connect to %v = %v, want ENETUNREACH", broadcast, err)
+	}
+	sentinel := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), watched.Port())
+	dial(t, "tcp4", sentinel)
+	got := r.until(t, sentinel)
+	for i := range got {
+		got[i].Mono = 0
+	}
+	want := []Connect{{Addr: broadcast, Comm: comm}, {Addr: broadcast, Comm: comm, Returned: true, Errno: syscall.ENETUNREACH}}
+	if !slices.Equal(got, want) {
+		t.Errorf("records = %+v, want %+v", got, want)
+	}
+}
+
 func TestReadStops(t *testing.T) {
 	bpftest.CheckReadStops(t, func(t *testing.T) (func(context.Context) error, func() error) {
 		tr := startOrSkip(t, Config{Function: testFunction, WatchPort: 1})
@@ -190,22 +226,28 @@ func TestReadStops(t *testing.T) {
 
 func TestCloseDetaches(t *testing.T) {
 	tr := startOrSkip(t, Config{Function: testFunction})
-	linkInfo, err := tr.link.Info()
-	if err != nil {
-		t.Fatalf("link info: %v", err)
+	var linkIDs []link.ID
+	for _, l := range tr.links {
+		info, err := l.Info()
+		if err != nil {
+			t.Fatalf("link info: %v", err)
+		}
+		if err := openLink(info.ID); err != nil {
+			t.Fatalf("open link %d while attached: %v", info.ID, err)
+		}
+		linkIDs = append(linkIDs, info.ID)
 	}
-	progInfo, err := tr.coll.Programs[progName].Info()
-	if err != nil {
-		t.Fatalf("program info: %v", err)
-	}
-	progID, ok := progInfo.ID()
-	if !ok {
-		t.Fatal("kernel did not report the program ID")
-	}
-	if l, err := link.NewFromID(linkInfo.ID); err != nil {
-		t.Fatalf("open link %d while attached: %v", linkInfo.ID, err)
-	} else {
-		l.Close()
+	var progIDs []ebpf.ProgramID
+	for _, name := range []string{progName, progRetName} {
+		info, err := tr.coll.Programs[name].Info()
+		if err != nil {
+			t.Fatalf("program %s info: %v", name, err)
+		}
+		id, ok := info.ID()
+		if !ok {
+			t.Fatal("kernel did not report the program ID")
+		}
+		progIDs = append(progIDs, id)
 	}
 
 	if err := tr.Close(); err != nil {
@@ -218,13 +260,22 @@ func TestCloseDetaches(t *testing.T) {
 	// for deferred work.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		lerr := openLink(linkInfo.ID)
-		perr := openProgram(progID)
-		if errors.Is(lerr, os.ErrNotExist) && errors.Is(perr, os.ErrNotExist) {
+		var left []error
+		for _, id := range linkIDs {
+			if err := openLink(id); !errors.Is(err, os.ErrNotExist) {
+				left = append(left, fmt.Errorf("link %d: %v", id, err))
+			}
+		}
+		for _, id := range progIDs {
+			if err := openProgram(id); !errors.Is(err, os.ErrNotExist) {
+				left = append(left, fmt.Errorf("program %d: %v", id, err))
+			}
+		}
+		if len(left) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after Close: link %d: %v, program %d: %v; want both gone", linkInfo.ID, lerr, progID, perr)
+			t.Fatalf("after Close: %v; want all gone", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -325,6 +376,7 @@ func TestPtRegsOffset(t *testing.T) {
 		want   uint32
 	}{
 		{"si", ptRegsSIAMD64}, // 2nd argument: what the program reads
+		{"ax", ptRegsAXAMD64}, // the return value: what the return probe reads
 		{"di", 112},           // 1st argument
 	} {
 		if got, ok := offsets[tc.member]; !ok || got != tc.want {
@@ -343,8 +395,9 @@ func TestRecordLayout(t *testing.T) {
 		{"binary size", uintptr(binary.Size(r)), recordSize},
 		{"IP", unsafe.Offsetof(r.IP), recordIPOff},
 		{"Port", unsafe.Offsetof(r.Port), recordPortOff},
-		{"Pad", unsafe.Offsetof(r.Pad), recordPadOff},
+		{"Kind", unsafe.Offsetof(r.Kind), recordKindOff},
 		{"Comm", unsafe.Offsetof(r.Comm), recordCommOff},
+		{"Ret", unsafe.Offsetof(r.Ret), recordRetOff},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("record %s = %d, want %d", tc.name, tc.got, tc.want)
@@ -353,14 +406,19 @@ func TestRecordLayout(t *testing.T) {
 }
 
 func TestDecodeRecord(t *testing.T) {
-	raw := func(mono uint64, ip [4]byte, port [2]byte, comm string) []byte {
+	rec := func(mono uint64, ip [4]byte, port [2]byte, kind uint16, comm string, ret int32) []byte {
 		b := binary.NativeEndian.AppendUint64(nil, mono)
 		b = append(b, ip[:]...)
 		b = append(b, port[:]...)
-		b = append(b, 0, 0)
+		b = binary.NativeEndian.AppendUint16(b, kind)
 		var c [commLen]byte
 		copy(c[:], comm)
-		return append(b, c[:]...)
+		b = append(b, c[:]...)
+		b = binary.NativeEndian.AppendUint32(b, uint32(ret))
+		return append(b, 0, 0, 0, 0)
+	}
+	raw := func(mono uint64, ip [4]byte, port [2]byte, comm string) []byte {
+		return rec(mono, ip, port, kindEntry, comm, 0)
 	}
 	tests := []struct {
 		name    string
@@ -378,7 +436,14 @@ func TestDecodeRecord(t *testing.T) {
 			raw:  raw(1, [4]byte{127, 0, 0, 1}, [2]byte{0xff, 0xfe}, "connecttrace.te"),
 			want: Connect{Mono: 1, Addr: netip.MustParseAddrPort("127.0.0.1:65534"), Comm: "connecttrace.te"},
 		},
-		{name: "short", raw: make([]byte, recordSize-1), wantErr: "31 bytes"},
+		{
+			name: "a reconnect refused by a connect hook",
+			raw:  rec(5, [4]byte{10, 96, 0, 50}, [2]byte{0x08, 0x01}, kindReturn, "kworker/u4:2", -1),
+			want: Connect{Mono: 5, Addr: netip.MustParseAddrPort("10.96.0.50:2049"), Comm: "kworker/u4:2", Returned: true, Errno: syscall.EPERM},
+		},
+		{name: "a return without an error", raw: rec(5, [4]byte{}, [2]byte{}, kindReturn, "x", 0), wantErr: "result 0"},
+		{name: "an unknown kind", raw: rec(5, [4]byte{}, [2]byte{}, 7, "x", 0), wantErr: "kind 7"},
+		{name: "short", raw: make([]byte, recordSize-1), wantErr: "39 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
