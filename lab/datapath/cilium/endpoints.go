@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -24,23 +25,54 @@ type endpointJSON struct {
 		Identity *struct {
 			Labels []string `json:"labels"`
 		} `json:"identity"`
+		// Log is the endpoint's recent state changes, each with the agent's message.
+		Log []struct {
+			Message   string `json:"message"`
+			State     string `json:"state"`
+			Timestamp string `json:"timestamp"`
+		} `json:"log"`
 	} `json:"status"`
 }
 
-// ParseHostEndpointState reads `cilium-dbg endpoint list -o json` and returns the state of the
-// node's own endpoint ("ready", "regenerating", …); ok is false when the list has none yet.
-func ParseHostEndpointState(out []byte) (state string, ok bool, err error) {
+// HostEndpoint is the node's own endpoint as the agent lists it.
+type HostEndpoint struct {
+	State string // "ready", "regenerating", "waiting-to-regenerate", …
+	// Last is the newest entry of its status log ("Regenerating endpoint: …", or why its
+	// regeneration failed), "" if it has none.
+	Last string
+}
+
+// String renders it for progress lines: "host endpoint regenerating (last: …)".
+func (h HostEndpoint) String() string {
+	if h.Last == "" {
+		return "host endpoint " + h.State
+	}
+	return fmt.Sprintf("host endpoint %s (last: %s)", h.State, h.Last)
+}
+
+// ParseHostEndpoint reads `cilium-dbg endpoint list -o json` and returns the node's own
+// endpoint; ok is false when the list has none yet.
+func ParseHostEndpoint(out []byte) (ep HostEndpoint, ok bool, err error) {
 	var eps []endpointJSON
 	if err := json.Unmarshal(out, &eps); err != nil {
-		return "", false, fmt.Errorf("the Cilium agent's endpoint list: %w", err)
+		return HostEndpoint{}, false, fmt.Errorf("the Cilium agent's endpoint list: %w", err)
 	}
-	for _, ep := range eps {
-		if ep.Status == nil || ep.Status.Identity == nil || !slices.Contains(ep.Status.Identity.Labels, hostLabel) {
+	for _, e := range eps {
+		if e.Status == nil || e.Status.Identity == nil || !slices.Contains(e.Status.Identity.Labels, hostLabel) {
 			continue
 		}
-		return ep.Status.State, true, nil
+		h := HostEndpoint{State: e.Status.State}
+		newest := ""
+		for _, l := range e.Status.Log {
+			// RFC 3339 times of one clock and format order as strings do.
+			if l.Timestamp >= newest {
+				newest = l.Timestamp
+				h.Last = strings.TrimSpace(l.State + ": " + l.Message)
+			}
+		}
+		return h, true, nil
 	}
-	return "", false, nil
+	return HostEndpoint{}, false, nil
 }
 
 // WaitDatapath waits until the agent on the node has its datapath in place (its host endpoint
@@ -53,7 +85,7 @@ func WaitDatapath(ctx context.Context, node NodeExec, say func(string)) error {
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		out, err := AgentExec(cctx, node, "cilium-dbg", "endpoint", "list", "-o", "json")
 		cancel()
-		state, ok, perr := ParseHostEndpointState([]byte(out))
+		ep, ok, perr := ParseHostEndpoint([]byte(out))
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -61,10 +93,10 @@ func WaitDatapath(ctx context.Context, node NodeExec, say func(string)) error {
 			last = perr.Error()
 		case !ok:
 			last = "no host endpoint yet"
-		case state == "ready":
+		case ep.State == "ready":
 			return nil
 		default:
-			last = "host endpoint " + state
+			last = ep.String()
 		}
 		if say != nil && time.Since(lastSaid) >= 30*time.Second {
 			say(fmt.Sprintf("cilium: (%.0f s) waiting for the agent's datapath: %s", time.Since(start).Seconds(), last))
