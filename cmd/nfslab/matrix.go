@@ -26,6 +26,7 @@ type matrixEntry struct {
 	Kernel   string `json:"kernel"`
 	Cluster  string `json:"cluster"` // netns or kind: a kind cell takes minutes, not seconds
 	Datapath string `json:"datapath"`
+	Cilium   string `json:"cilium,omitempty"` // a real Cilium datapath's version
 	NFS      string `json:"nfs"`
 	Fault    string `json:"fault"`
 	Expected string `json:"expected"`
@@ -43,7 +44,7 @@ report directories with ` + "`nfslab report merge`" + `.
 -o github prints one line, {"include":[{…},…]}, for a GitHub Actions strategy.matrix
 (fromJSON of a job output); -o json prints {"scenario":…,"cells":[{…},…]}, indented. Each
 cell has id, slug (the ID safe for artifact names), scenario, kernel, cluster (netns or
-kind), datapath, nfs, fault and expected.`,
+kind), datapath, cilium (a real Cilium datapath's version), nfs, fault and expected.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if output != "github" && output != "json" {
@@ -101,7 +102,7 @@ func matrixEntries(ref string, cells []scenario.Cell) []matrixEntry {
 			sl += "-" + strconv.Itoa(i)
 		}
 		entries = append(entries, matrixEntry{
-			ID: c.ID, Slug: sl, Scenario: ref, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, NFS: c.NFS, Fault: c.Fault, Expected: c.Expected,
+			ID: c.ID, Slug: sl, Scenario: ref, Kernel: c.Kernel, Cluster: c.Cluster, Datapath: c.Datapath, Cilium: c.Cilium, NFS: c.NFS, Fault: c.Fault, Expected: c.Expected,
 		})
 	}
 	return entries
