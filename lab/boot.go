@@ -324,8 +324,8 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 // reports one.
 func (r *runner) recordCluster(k kernel.Kernel, ev event.Event) {
 	c := ev.Cluster
-	if c == nil || c.Error != "" {
-		return
+	if c == nil || c.Error != "" || ev.Cell >= 0 {
+		return // a cell's copy of its cluster's record is no creation of this run
 	}
 	r.record(func(res *reports.Result) {
 		if c.SwitchedFrom != "" {

@@ -93,7 +93,7 @@ func (p *progress) event(cell string, ev event.Event) {
 			p.say("  %s: kernel: %s", name, ev.Kernel.Line)
 		case ev.Engine != nil:
 			p.engine(ev.Engine)
-		case ev.Cluster != nil:
+		case ev.Cluster != nil && ev.Cell < 0: // a cell's copy of its cluster's record was said at its creation
 			p.cluster(ev.Cluster)
 		}
 	}

@@ -75,6 +75,7 @@ type htmlCell struct {
 	KernelLog                          []string
 	KernelBuild, KernelRelease, Source string
 	Start                              string
+	Cilium                             []ciliumFact
 }
 
 // htmlAddr is an address with the role it plays in the cell (backend A, backend B, the VIP).
@@ -143,7 +144,7 @@ func newHTMLCell(i int, c Cell) htmlCell {
 		KernelLog: c.KernelLog,
 		AskedOld:  c.AskedOld, InstrumentFailures: c.InstrumentFailures,
 		KernelBuild: c.KernelBuild, KernelRelease: c.KernelRelease, Source: c.Kernel,
-		Start: startText(c),
+		Start: startText(c), Cilium: ciliumFacts(c.Events),
 	}
 	for _, t := range c.ReconnectTargets {
 		hc.ReconnectTargets = append(hc.ReconnectTargets, roles.of(t))

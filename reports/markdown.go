@@ -91,6 +91,9 @@ func markdown(w *bytes.Buffer, r *Result) {
 		if st := startText(c); st != "" {
 			fmt.Fprintf(w, "\nVM: %s.\n", md(st))
 		}
+		for _, f := range ciliumFacts(c.Events) {
+			fmt.Fprintf(w, "\n%s: %s.\n", f.Name, md(f.Text))
+		}
 		if rows := connectSummary(c.Events); len(rows) > 0 {
 			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | caller | handed in | returned | action | count |\n|---|---|---|---|---|---:|")
 			for _, r := range rows {
@@ -277,6 +280,43 @@ func startText(c Cell) string {
 		s += "; guest RNG reseeded"
 	}
 	return s
+}
+
+// ciliumFact is one line about real Cilium in a cell's report: its install, or its own service
+// table for the VIP.
+type ciliumFact struct{ Name, Text string }
+
+// ciliumFacts describes real Cilium from a cell's events: the install of the cluster it ran on
+// (version, datapath, how long after the apply its datapath was ready, what the agent says of its
+// kube-proxy replacement, its programs at the VM's root cgroup), and the service table the agent
+// had for the VIP before and after the fault. None for a cell without Cilium.
+func ciliumFacts(events []event.Event) []ciliumFact {
+	var out []ciliumFact
+	var before, after string
+	for _, e := range events {
+		switch {
+		case e.Cluster != nil && e.Cluster.Cilium != nil:
+			ci := e.Cluster.Cilium
+			text := fmt.Sprintf("%s (%s), its datapath ready %.0f s after the apply", ci.Version, ci.Datapath, ci.ReadySeconds)
+			if ci.KubeProxyReplacement != "" {
+				text += "; KubeProxyReplacement: " + strings.Join(strings.Fields(ci.KubeProxyReplacement), " ")
+			}
+			if ci.RootPrograms != "" {
+				text += "; " + ci.RootPrograms
+			}
+			out = append(out, ciliumFact{"Cilium", text})
+		case e.Service != nil && e.Service.Cilium != "":
+			if e.Phase == event.PhaseAfter {
+				after = e.Service.Cilium
+			} else {
+				before = e.Service.Cilium
+			}
+		}
+	}
+	if before != "" || after != "" {
+		out = append(out, ciliumFact{"Cilium's service table for the VIP", fmt.Sprintf("%s before the fault, %s after", or(before, "not read"), or(after, "not read"))})
+	}
+	return out
 }
 
 // datapathText is the cell's datapath as the tables show it: with its cluster form when that is

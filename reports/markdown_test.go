@@ -3,8 +3,11 @@ package reports
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nfslab/nfslab/lab/event"
 )
 
 // TestMarkdownForGitHub checks what makes summary.md fit for $GITHUB_STEP_SUMMARY: long parts
@@ -76,5 +79,40 @@ func TestMarkdownReasonCode(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestCiliumFacts: a Cilium cell's report says which Cilium it ran on and what Cilium's own
+// service table held for the VIP on each side of the fault; a cell without Cilium says nothing.
+func TestCiliumFacts(t *testing.T) {
+	svc := func(ph event.Phase, cilium string) event.Event {
+		return event.Event{Kind: event.KindObserve, Phase: ph, Service: &event.ServiceObs{VIP: "10.96.234.207", Cilium: cilium}}
+	}
+	cluster := event.Event{Kind: event.KindObserve, Phase: event.PhaseBefore, Cluster: &event.ClusterObs{Cilium: &event.CiliumObs{
+		Version: "v1.19.7", Datapath: "cilium", ReadySeconds: 964.6,
+		KubeProxyReplacement: "True   [eth0    172.18.0.2 (Direct Routing)]",
+		RootPrograms:         "effective at /sys/fs/cgroup: CGroupInet4Connect cil_sock4_connect",
+	}}}
+	tests := []struct {
+		name   string
+		events []event.Event
+		want   []ciliumFact
+	}{
+		{"no Cilium", []event.Event{svc(event.PhaseBefore, ""), {Kind: event.KindObserve, Cluster: &event.ClusterObs{ProxyMode: "iptables"}}}, nil},
+		{"a Cilium cell", []event.Event{cluster, svc(event.PhaseBefore, ""), svc(event.PhaseBefore, "10.244.0.26:2049 (active)"),
+			svc(event.PhaseAfter, ""), svc(event.PhaseAfter, "10.244.0.141:2049 (active)")},
+			[]ciliumFact{
+				{"Cilium", "v1.19.7 (cilium), its datapath ready 965 s after the apply; KubeProxyReplacement: True [eth0 172.18.0.2 (Direct Routing)]; effective at /sys/fs/cgroup: CGroupInet4Connect cil_sock4_connect"},
+				{"Cilium's service table for the VIP", "10.244.0.26:2049 (active) before the fault, 10.244.0.141:2049 (active) after"},
+			}},
+		{"never read after the fault", []event.Event{svc(event.PhaseBefore, "10.244.0.26:2049 (active)")},
+			[]ciliumFact{{"Cilium's service table for the VIP", "10.244.0.26:2049 (active) before the fault, not read after"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ciliumFacts(tt.events); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ciliumFacts = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

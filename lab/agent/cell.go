@@ -69,6 +69,9 @@ type parts struct {
 	node     Node
 	datapath Datapath
 	tracer   func(port uint16) (ConnectTracer, error)
+	// clusterObs, in the kind form, is the record of the kind cluster the cell runs on (its
+	// creation, its Cilium), put on the cell's own timeline as the cell begins.
+	clusterObs *event.ClusterObs
 }
 
 // sampleEvery is how often sockets and hook counters are sampled while waiting for recovery; it
@@ -125,6 +128,9 @@ func newCellRun(c scenario.Cell, em *emitter, log *slog.Logger, p parts) *cellRu
 func (r *cellRun) run(ctx context.Context) (tainted bool) {
 	r.em.beginCell(r.cell.Index)
 	defer r.em.endCell()
+	if r.clusterObs != nil {
+		r.em.emit(event.Event{Kind: event.KindObserve, Cluster: r.clusterObs})
+	}
 
 	decision := r.execute(ctx)
 	r.em.emit(event.Event{Kind: event.KindCellDone, Verdict: &event.VerdictRecord{Verdict: string(decision.Verdict), Reason: decision.Reason}})

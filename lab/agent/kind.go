@@ -35,6 +35,9 @@ type kindSession struct {
 	log     *slog.Logger
 	em      *emitter
 	cur     *kind.Cluster
+	// curObs is cur's record: its creation, or the switch of its kube-proxy (kept in a
+	// snapshot of the VM with the rest of the agent, so that a restored VM's cells have it).
+	curObs *event.ClusterObs
 	// failed remembers a cluster that could not be created: its other cells fail at once
 	// instead of waiting out another creation.
 	failed map[string]error
@@ -100,6 +103,7 @@ func (s *kindSession) cluster(ctx context.Context, w clusterWant) (*kind.Cluster
 		obs := event.ClusterObs{Name: kind.ClusterName, NodeImage: s.cfg.NodeImage, ProxyMode: mode, SwitchedFrom: from, SwitchSeconds: time.Since(start).Seconds()}
 		if err == nil {
 			s.em.emit(event.Event{Kind: event.KindObserve, Cluster: &obs})
+			s.curObs = &obs
 			return s.cur, nil
 		}
 		obs.Error = err.Error()
@@ -133,7 +137,7 @@ func (s *kindSession) cluster(ctx context.Context, w clusterWant) (*kind.Cluster
 		s.failed[key] = err
 		return nil, err
 	}
-	s.cur = c
+	s.cur, s.curObs = c, &obs
 	return c, nil
 }
 
@@ -153,7 +157,7 @@ func (s *kindSession) close() {
 	if err := s.cur.Delete(); err != nil {
 		s.log.Warn("delete the kind cluster", "err", err)
 	}
-	s.cur = nil
+	s.cur, s.curObs = nil, nil
 }
 
 // kindParts wires a kind cell: the session's cluster as the cell needs it, the cell's workload
@@ -196,7 +200,8 @@ func kindParts(ctx context.Context, c scenario.Cell, em *emitter, s *kindSession
 		return parts{}, err
 	}
 	return parts{
-		cluster: cl,
+		cluster:    cl,
+		clusterObs: s.curObs,
 		node: &kindNode{
 			pid: pid, mountDir: mountDir(c), clientAddr: kc.NodeIP,
 			nfsVersion: c.NFS, mountOptions: c.MountOptions,

@@ -271,7 +271,10 @@ type ClusterObs struct {
 type CiliumObs struct {
 	Version  string `json:"version"`
 	Datapath string `json:"datapath"`
-	Objects  int    `json:"objects"` // the chart's objects applied
+	// Values are the effective Helm values the chart was rendered with: a user's
+	// (--cilium-values) under nfslab's own.
+	Values  map[string]any `json:"values,omitempty"`
+	Objects int            `json:"objects"` // the chart's objects applied
 	// ReadySeconds counts from the apply until the agents were ready on every node and the
 	// operator available (the agent compiles its datapath first).
 	ReadySeconds float64 `json:"ready_seconds"`

@@ -171,7 +171,7 @@ wait:
 		return c, obs, err
 	}
 	if cfg.Cilium != nil {
-		obs.Cilium = &event.CiliumObs{Version: cfg.Cilium.Version, Datapath: cfg.Cilium.Datapath}
+		obs.Cilium = &event.CiliumObs{Version: cfg.Cilium.Version, Datapath: cfg.Cilium.Datapath, Values: cfg.Cilium.Values}
 		if err := installCilium(ctx, kubeconfig, c.Client, *cfg.Cilium, obs.Cilium, say); err != nil {
 			return c, obs, err
 		}
