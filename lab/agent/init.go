@@ -177,7 +177,8 @@ func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Pr
 		return nil, err
 	}
 	t0 := time.Now()
-	if err := kc.WarmUp(ctx, session.cfg.GaneshaImage, nfs.DefaultNFSPort); err != nil {
+	say := func(line string) { em.emit(event.Event{Kind: event.KindProgress, Cell: -1, Msg: "kind: " + line}) }
+	if err := kc.WarmUp(ctx, session.cfg.GaneshaImage, nfs.DefaultNFSPort, say); err != nil {
 		return nil, err
 	}
 	em.emit(event.Event{Kind: event.KindProgress, Cell: -1, Msg: fmt.Sprintf("kind: cluster warmed up in %.1f s (kube-proxy ready, the NFS server's image started once)", time.Since(t0).Seconds())})

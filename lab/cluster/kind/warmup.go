@@ -21,8 +21,10 @@ const warmUpNamespace = "nfslab-warmup"
 // in a namespace of its own that it deletes and waits out. The server image's layers are then
 // unpacked on the node and the kubelet has made a pod sandbox once: under TCG the first cell's
 // server started in 50 s on a new cluster, a replacement in 8 s. It is run before a ready
-// cluster is snapshotted, so that every cell restored from it starts its server as fast.
-func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16) error {
+// cluster is snapshotted, so that every cell restored from it starts its server as fast. With
+// real Cilium the first pod waits for its endpoint's program, compiled by the agent (minutes
+// under TCG): say hears how long it has waited, every 30 s.
+func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16, say func(string)) error {
 	if c.ProxyMode != "none" {
 		if err := NewKubeProxy(c, c.ProxyMode).Install(ctx); err != nil {
 			return fmt.Errorf("warm the cluster up: %w", err)
@@ -42,7 +44,10 @@ func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16) error {
 	if err := w.CreateServer(ctx, int32(port)); err != nil {
 		return fmt.Errorf("warm the cluster up: %w", err)
 	}
-	if _, err := w.WaitReadyPod(ctx, nil); err != nil {
+	if err := waitSaying(ctx, say, 30*time.Second, "warm-up: the NFS server's first pod not ready yet", func(ctx context.Context) error {
+		_, err := w.WaitReadyPod(ctx, nil)
+		return err
+	}); err != nil {
 		return fmt.Errorf("warm the cluster up: %w", err)
 	}
 	if err := w.Delete(ctx); err != nil {
@@ -57,6 +62,25 @@ func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16) error {
 		case <-ctx.Done():
 			return fmt.Errorf("warm the cluster up: wait for namespace %s to be gone: %w", warmUpNamespace, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// waitSaying runs wait, and while it runs says what, with how long it has run, every period.
+func waitSaying(ctx context.Context, say func(string), every time.Duration, what string, wait func(context.Context) error) error {
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- wait(ctx) }()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if say != nil {
+				say(fmt.Sprintf("%s (%.0f s)", what, time.Since(start).Seconds()))
+			}
 		}
 	}
 }
