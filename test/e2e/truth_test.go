@@ -65,7 +65,10 @@ func groundTruthRules() []truthRule {
 		// even the vulnerable kernel's overwritten address is right again (docs/kind-under-tcg.md).
 		{fault: "kill-container", verdict: "recovered", why: "the pod keeps its IP"},
 	}
-	// Real Cilium (scenario cilium). Its socket-LB at the VM's root cgroup is the #21541 setup:
+	// Real Cilium (scenario cilium). Measured (v1.19.7, 2026-12-06): debian-stock × cilium
+	// recovered, every kernel_connect() after the fault handed the VIP; vulnerable-6.1 × cilium
+	// bug-reproduced, kernel_connect() handed the deleted pod's IP 12 times by kworkers. Its
+	// socket-LB at the VM's root cgroup is the #21541 setup:
 	// its connect hook rewrites SUNRPC's address as nfslab's own socket-LB does, so a vulnerable
 	// kernel hangs there; hostNamespaceOnly does not help, as the kernel's NFS sockets live in the
 	// node's network namespace, Cilium's host namespace. Without socket-LB, or with socket-LB at
