@@ -102,8 +102,14 @@ func Start(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("connect tracer for %s: %w", cfg.Function, err)
 	}
 	coll, err := ebpf.NewCollection(spec)
+	var noReturns error
 	if err != nil {
-		return nil, fmt.Errorf("load connect tracer for %s: %w", cfg.Function, err)
+		// The entries are the instrument; the return probe only adds to it.
+		noReturns = fmt.Errorf("load the return probe: %w", err)
+		delete(spec.Programs, progRetName)
+		if coll, err = ebpf.NewCollection(spec); err != nil {
+			return nil, fmt.Errorf("load connect tracer for %s: %w", cfg.Function, err)
+		}
 	}
 	if err := coll.Maps[mapCfg].Update(uint32(0), encodeConfig(cfg), ebpf.UpdateAny); err != nil {
 		coll.Close()
@@ -120,11 +126,13 @@ func Start(cfg Config) (*Tracer, error) {
 		coll.Close()
 		return nil, fmt.Errorf("attach connect tracer kprobe to %s: %w", cfg.Function, err)
 	}
-	t := &Tracer{coll: coll, links: []link.Link{l}, rd: rd}
-	if rl, err := link.Kretprobe(cfg.Function, coll.Programs[progRetName], nil); err != nil {
-		t.noReturns = fmt.Errorf("attach connect tracer return probe to %s: %w", cfg.Function, err)
-	} else {
-		t.links = append(t.links, rl)
+	t := &Tracer{coll: coll, links: []link.Link{l}, rd: rd, noReturns: noReturns}
+	if ret := coll.Programs[progRetName]; ret != nil {
+		if rl, err := link.Kretprobe(cfg.Function, ret, nil); err != nil {
+			t.noReturns = fmt.Errorf("attach connect tracer return probe to %s: %w", cfg.Function, err)
+		} else {
+			t.links = append(t.links, rl)
+		}
 	}
 	return t, nil
 }
