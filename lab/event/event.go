@@ -418,7 +418,7 @@ func (e *Event) Validate() error {
 		}
 	case KindObserve:
 		n := 0
-		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil, e.Cluster != nil, e.Sync != nil} {
+		for _, set := range []bool{e.Mount != nil, e.Probe != nil, e.Sockets != nil, e.Kernel != nil, e.Hook != nil, e.Connect != nil, e.Failed != nil, e.Window != nil, e.Service != nil, e.Backend != nil, e.Instr != nil, e.Engine != nil, e.Cluster != nil, e.Sync != nil} {
 			if set {
 				n++
 			}
