@@ -44,7 +44,10 @@ func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16, say fun
 	if err := w.CreateServer(ctx, int32(port)); err != nil {
 		return fmt.Errorf("warm the cluster up: %w", err)
 	}
-	if err := waitSaying(ctx, say, 30*time.Second, "warm-up: the NFS server's first pod not ready yet", func(ctx context.Context) error {
+	waiting := func() string {
+		return "warm-up: the NFS server's first pod not ready yet: " + w.PodStates(ctx)
+	}
+	if err := waitSaying(ctx, say, 30*time.Second, waiting, func(ctx context.Context) error {
 		_, err := w.WaitReadyPod(ctx, nil)
 		return err
 	}); err != nil {
@@ -66,8 +69,9 @@ func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16, say fun
 	}
 }
 
-// waitSaying runs wait, and while it runs says what, with how long it has run, every period.
-func waitSaying(ctx context.Context, say func(string), every time.Duration, what string, wait func(context.Context) error) error {
+// waitSaying runs wait, and while it runs says what it waits for (what()), with how long it has
+// run, every period.
+func waitSaying(ctx context.Context, say func(string), every time.Duration, what func() string, wait func(context.Context) error) error {
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- wait(ctx) }()
@@ -79,7 +83,7 @@ func waitSaying(ctx context.Context, say func(string), every time.Duration, what
 			return err
 		case <-tick.C:
 			if say != nil {
-				say(fmt.Sprintf("%s (%.0f s)", what, time.Since(start).Seconds()))
+				say(fmt.Sprintf("%s (%.0f s)", what(), time.Since(start).Seconds()))
 			}
 		}
 	}

@@ -27,7 +27,7 @@ func TestWaitSaying(t *testing.T) {
 			var mu sync.Mutex
 			var said []string
 			say := func(s string) { mu.Lock(); said = append(said, s); mu.Unlock() }
-			err := waitSaying(context.Background(), say, 20*time.Millisecond, "waiting", func(context.Context) error {
+			err := waitSaying(context.Background(), say, 20*time.Millisecond, func() string { return "waiting" }, func(context.Context) error {
 				time.Sleep(tt.lasts)
 				return tt.err
 			})

@@ -171,12 +171,8 @@ func (w *Workload) WaitReadyPod(ctx context.Context, seen map[string]Pod) (Pod, 
 	for {
 		pods, err := w.c.CoreV1().Pods(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
 		if err == nil {
-			var states []string
-			for _, p := range pods.Items {
-				states = append(states, p.Name+" "+cilium.PodState(p))
-			}
-			if len(states) > 0 {
-				last = strings.Join(states, "; ")
+			if len(pods.Items) > 0 {
+				last = podStates(pods.Items)
 			}
 			for _, p := range pods.Items {
 				_, restarts := serverContainer(p)
@@ -338,4 +334,26 @@ func (w *Workload) Delete(ctx context.Context) error {
 		return fmt.Errorf("delete namespace %s: %w", w.namespace, err)
 	}
 	return nil
+}
+
+// PodStates describes the server's pods as the cluster lists them ("name Pending, …; …"), or
+// why they could not be listed.
+func (w *Workload) PodStates(ctx context.Context) string {
+	pods, err := w.c.CoreV1().Pods(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appLabel})
+	switch {
+	case err != nil:
+		return "list its pods: " + err.Error()
+	case len(pods.Items) == 0:
+		return "none listed"
+	}
+	return podStates(pods.Items)
+}
+
+// podStates renders pods' states for a message.
+func podStates(pods []corev1.Pod) string {
+	states := make([]string, 0, len(pods))
+	for _, p := range pods {
+		states = append(states, p.Name+" "+cilium.PodState(p))
+	}
+	return strings.Join(states, "; ")
 }
