@@ -165,12 +165,6 @@ func program(argOff int16) asm.Instructions {
 		asm.Add.Imm(asm.R3, stackRec+recordIPOff),
 		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
 		asm.FnMapUpdateElem.Call(),
-		asm.Mov.Reg(asm.R1, asm.RFP),
-		asm.Add.Imm(asm.R1, stackRec+recordCommOff),
-		asm.Mov.Imm(asm.R2, commLen),
-		asm.FnGetCurrentComm.Call(),
-		asm.FnKtimeGetNs.Call(),
-		asm.StoreMem(asm.RFP, stackRec, asm.R0, asm.DWord),
 	}, output()...)
 }
 
@@ -207,20 +201,22 @@ func returnProgram(retOff int16) asm.Instructions {
 		asm.StoreImm(asm.RFP, stackRec+recordKindOff, kindReturn, asm.Half),
 		asm.StoreMem(asm.RFP, stackRec+recordRetOff, asm.R8, asm.Word),
 		asm.StoreImm(asm.RFP, stackRec+recordRetOff+4, 0, asm.Word),
+	}, output()...)
+}
+
+// output ends both programs: it stamps the record on the stack with the
+// task's comm and the time, sends it to the ring buffer, or counts it lost
+// when the ring is full, and returns 0; "out"
+// is its return.
+func output() asm.Instructions {
+	return asm.Instructions{
 		asm.Mov.Reg(asm.R1, asm.RFP),
 		asm.Add.Imm(asm.R1, stackRec+recordCommOff),
 		asm.Mov.Imm(asm.R2, commLen),
 		asm.FnGetCurrentComm.Call(),
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, stackRec, asm.R0, asm.DWord),
-	}, output()...)
-}
 
-// output ends both programs: it sends the record on the stack to the ring
-// buffer, or counts it lost when the ring is full, and returns 0; "out"
-// is its return.
-func output() asm.Instructions {
-	return asm.Instructions{
 		asm.LoadMapPtr(asm.R1, 0).WithReference(mapRing),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stackRec),
