@@ -115,6 +115,11 @@ func (c *CellCluster) Setup(ctx context.Context) (string, error) {
 	return fmt.Sprintf("namespace %s, Service %s with ClusterIP %s (%s), %s", c.w.Namespace(), c.svc.Name, vip, c.svc.PortList(), served), nil
 }
 
+// backendProgress is how often a cell waiting for its NFS server's pod says what the pod is
+// doing: under TCG a pod can take minutes (real Cilium compiles each new endpoint's datapath
+// before the pod gets its network).
+const backendProgress = time.Minute
+
 // StartBackend waits for the next Ready pod of the nfs-ganesha Deployment, creating the
 // Deployment the first time; later pods are the ReplicaSet's replacements.
 func (c *CellCluster) StartBackend(ctx context.Context) (cluster.Backend, error) {
@@ -123,7 +128,16 @@ func (c *CellCluster) StartBackend(ctx context.Context) (cluster.Backend, error)
 			return nil, err
 		}
 	}
-	p, err := c.w.WaitReadyPod(ctx, c.seen)
+	var p Pod
+	waiting := func() string { return "waiting for the NFS server's pod to be ready: " + c.w.PodStates(ctx) }
+	say := func(msg string) { c.record(event.Event{Kind: event.KindProgress, Msg: msg}) }
+	err := waitSaying(ctx, say, backendProgress, waiting, func(ctx context.Context) (err error) {
+		p, err = c.w.WaitReadyPod(ctx, c.seen)
+		return err
+	})
+	if err != nil && c.cfg.Cilium {
+		return nil, ciliumPodWhy(ctx, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -100,12 +100,19 @@ func agentLogTail(ctx context.Context) string {
 	defer cancel()
 	const logs = "/var/log/pods/kube-system_cilium-*/cilium-agent/*.log"
 	out, err := Docker(ctx, "exec", controlPlaneNode, "sh", "-c",
-		"grep -h -i -E 'level=(error|fatal)|compiled|timeout' "+logs+" 2>/dev/null | tail -n 5 | cut -c1-400; "+
+		"grep -h -i -E 'level=(error|fatal)|compiled|timeout|deadline' "+logs+" 2>/dev/null | tail -n 5 | cut -c1-400; "+
 			"echo ...; tail -q -n 3 $(ls -t "+logs+" 2>/dev/null | head -1) 2>&1 | cut -c1-300")
 	if err != nil {
 		return err.Error()
 	}
 	return lastOf(string(out), 9)
+}
+
+// ciliumPodWhy adds to err, about a pod that did not get ready under real Cilium, what the
+// agent says: its endpoints (a pod's network is its endpoint's program, compiled by the agent
+// when the pod starts) and the end of its log.
+func ciliumPodWhy(ctx context.Context, err error) error {
+	return fmt.Errorf("%w; Cilium's endpoints: %s; the agent's log: %s", err, agentSays(ctx, 12, "endpoint", "list"), agentLogTail(ctx))
 }
 
 // agentSays is the end of what a cilium-dbg command in the Cilium agent prints (its endpoint

@@ -83,7 +83,7 @@ func CheckNFS(ctx context.Context, c *Cluster, image string) (event.NFSCheckObs,
 	cancel()
 	if err != nil {
 		if c.Cilium != "" {
-			err = fmt.Errorf("%w; Cilium's endpoints: %s; the agent's log: %s", err, agentSays(ctx, 12, "endpoint", "list"), agentLogTail(ctx))
+			err = ciliumPodWhy(ctx, err)
 		}
 		return obs, err
 	}

@@ -51,6 +51,9 @@ func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16, say fun
 		_, err := w.WaitReadyPod(ctx, nil)
 		return err
 	}); err != nil {
+		if c.Cilium != "" {
+			err = ciliumPodWhy(ctx, err)
+		}
 		return fmt.Errorf("warm the cluster up: %w", err)
 	}
 	if err := w.Delete(ctx); err != nil {

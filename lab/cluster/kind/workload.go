@@ -346,7 +346,43 @@ func (w *Workload) PodStates(ctx context.Context) string {
 	case len(pods.Items) == 0:
 		return "none listed"
 	}
-	return podStates(pods.Items)
+	out := podStates(pods.Items)
+	for _, p := range pods.Items {
+		if !podReady(p) {
+			if e := w.lastEvent(ctx, p.Name); e != "" {
+				out += fmt.Sprintf(" (%s, last event: %s)", p.Name, e)
+			}
+		}
+	}
+	return out
+}
+
+// lastEvent is the newest event the cluster recorded about the pod ("Reason: message"), or ""
+// when there is none or the events cannot be listed: a pod stuck creating says why only there
+// (a CNI plugin that failed or waits, an image that cannot be found).
+func (w *Workload) lastEvent(ctx context.Context, pod string) string {
+	evs, err := w.c.CoreV1().Events(w.namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
+	if err != nil || len(evs.Items) == 0 {
+		return ""
+	}
+	last := evs.Items[0]
+	for _, e := range evs.Items[1:] {
+		if eventTime(e).After(eventTime(last)) {
+			last = e
+		}
+	}
+	return fmt.Sprintf("%s: %.200s", last.Reason, last.Message)
+}
+
+// eventTime is when an event last happened, whichever of its clocks the recorder set.
+func eventTime(e corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }
 
 // podStates renders pods' states for a message.

@@ -3,6 +3,7 @@ package kind
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +103,54 @@ func TestDeploymentPlacement(t *testing.T) {
 	}
 	if sel := NewWorkload(nil, testNS, "img", "conf", "").deployment(2049).Spec.Template.Spec.NodeSelector; sel != nil {
 		t.Errorf("node selector %v without a node", sel)
+	}
+}
+
+// TestPodStatesLastEvent: a pod that is not ready is described with the newest event about it,
+// whichever timestamp its recorder set; a ready pod with nothing more.
+func TestPodStatesLastEvent(t *testing.T) {
+	at := func(min int) metav1.Time { return metav1.NewTime(time.Date(2026, 12, 6, 21, min, 0, 0, time.UTC)) }
+	ev := func(name, reason, msg string, last metav1.Time, micro bool) *corev1.Event {
+		e := &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: testNS},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "nfs-a", Namespace: testNS},
+			Reason:         reason, Message: msg,
+		}
+		if micro {
+			e.EventTime = metav1.NewMicroTime(last.Time)
+		} else {
+			e.LastTimestamp = last
+		}
+		return e
+	}
+	tests := []struct {
+		name string
+		objs []runtime.Object
+		want string
+	}{
+		{"no events", []runtime.Object{pod("nfs-a", "", false, false)}, ""},
+		{"newest by last timestamp", []runtime.Object{pod("nfs-a", "", false, false),
+			ev("e1", "Scheduled", "assigned", at(1), false),
+			ev("e2", "FailedCreatePodSandBox", "plugin type=cilium-cni failed", at(3), false),
+			ev("e3", "Pulled", "image present", at(2), true)},
+			"(nfs-a, last event: FailedCreatePodSandBox: plugin type=cilium-cni failed)"},
+		{"newest by event time", []runtime.Object{pod("nfs-a", "", false, false),
+			ev("e1", "Scheduled", "assigned", at(1), false),
+			ev("e3", "Pulled", "image present", at(4), true)},
+			"(nfs-a, last event: Pulled: image present)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &Workload{c: fake.NewClientset(tt.objs...), namespace: testNS}
+			got := w.PodStates(context.Background())
+			if tt.want == "" && strings.Contains(got, "last event") || !strings.Contains(got, tt.want) {
+				t.Errorf("PodStates = %q, want it to contain %q (no event when empty)", got, tt.want)
+			}
+		})
+	}
+	ready := &Workload{c: fake.NewClientset(pod("nfs-a", "10.244.0.5", true, false),
+		ev("e1", "Started", "started", at(1), false)), namespace: testNS}
+	if got := ready.PodStates(context.Background()); strings.Contains(got, "last event") {
+		t.Errorf("a ready pod: PodStates = %q, want no event", got)
 	}
 }
