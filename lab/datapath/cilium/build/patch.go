@@ -7,13 +7,19 @@ import (
 	"path/filepath"
 )
 
-// The one way nfslab's Cilium differs from a release: two of the agent's fixed time limits.
-// The agent compiles its datapath with clang when it starts and when an endpoint (a pod, the
-// node itself) is regenerated, and bounds each: 300 s for the host's programs (ExecTimeout) and
-// 330 s for an endpoint's regeneration, its compile included (EndpointGenerationTimeout). Under
-// TCG a compile takes longer than that, so the regeneration failed and started over without
-// end: the node's own endpoint stayed "waiting-to-regenerate" and no pod ever got its
-// network. The datapath itself is untouched.
+// The one way nfslab's Cilium differs from a release: four fixed time limits. The agent compiles
+// its datapath with clang when it starts and when an endpoint (a pod, the node itself) is
+// regenerated, and bounds each: 300 s for the host's programs (ExecTimeout) and 330 s for an
+// endpoint's regeneration, its compile included (EndpointGenerationTimeout). Under TCG a compile
+// takes longer than that, so the regeneration failed and started over without end: the node's
+// own endpoint stayed "waiting-to-regenerate" and no pod ever got its network.
+//
+// A pod's endpoint is created by cilium-cni through the agent's API, which waits for the
+// endpoint's first build, compile included: the client gives up after 90 s (api.ClientTimeout)
+// and the agent's API server stops writing after 60 s (apiTimeout). The agent then deletes the
+// half-made endpoint, its compile is killed, the kubelet tries the pod's sandbox again and the
+// compile starts over: a first pod whose program takes longer than that to compile never
+// starts (seen: 15 minutes ContainerCreating). The datapath itself is untouched.
 
 // patch replaces one constant's definition in a file of the module, which must have it exactly
 // once.
@@ -26,6 +32,8 @@ func timeoutPatches() []patch {
 	return []patch{
 		{"pkg/defaults/defaults.go", "ExecTimeout = 300 * time.Second", "ExecTimeout = 1800 * time.Second"},
 		{"pkg/endpoint/bpf.go", "EndpointGenerationTimeout = 330 * time.Second", "EndpointGenerationTimeout = 1800 * time.Second"},
+		{"pkg/api/const.go", "ClientTimeout = 90 * time.Second", "ClientTimeout = 1800 * time.Second"},
+		{"daemon/cmd/daemon_main.go", "apiTimeout   = 60 * time.Second", "apiTimeout   = 1800 * time.Second"},
 	}
 }
 

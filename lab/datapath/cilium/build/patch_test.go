@@ -18,14 +18,26 @@ func TestPatchTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Run("both limits raised", func(t *testing.T) {
+	release := map[string]string{
+		"pkg/defaults/defaults.go":  "const (\n\tExecTimeout = 300 * time.Second\n)\n",
+		"pkg/endpoint/bpf.go":       "const (\n\tEndpointGenerationTimeout = 330 * time.Second\n)\n",
+		"pkg/api/const.go":          "const (\n\tClientTimeout = 90 * time.Second\n)\n",
+		"daemon/cmd/daemon_main.go": "const (\n\tapiTimeout   = 60 * time.Second\n\tdaemonSubsys = \"daemon\"\n)\n",
+	}
+	t.Run("every limit raised", func(t *testing.T) {
 		src := t.TempDir()
-		write(t, src, "pkg/defaults/defaults.go", "const (\n\tExecTimeout = 300 * time.Second\n)\n")
-		write(t, src, "pkg/endpoint/bpf.go", "const (\n\tEndpointGenerationTimeout = 330 * time.Second\n)\n")
+		for file, text := range release {
+			write(t, src, file, text)
+		}
 		if err := patchTimeouts(src); err != nil {
 			t.Fatal(err)
 		}
-		for file, want := range map[string]string{"pkg/defaults/defaults.go": "ExecTimeout = 1800 * time.Second", "pkg/endpoint/bpf.go": "EndpointGenerationTimeout = 1800 * time.Second"} {
+		for file, want := range map[string]string{
+			"pkg/defaults/defaults.go":  "ExecTimeout = 1800 * time.Second",
+			"pkg/endpoint/bpf.go":       "EndpointGenerationTimeout = 1800 * time.Second",
+			"pkg/api/const.go":          "ClientTimeout = 1800 * time.Second",
+			"daemon/cmd/daemon_main.go": "apiTimeout   = 1800 * time.Second",
+		} {
 			b, _ := os.ReadFile(filepath.Join(src, file))
 			if !strings.Contains(string(b), want) {
 				t.Errorf("%s: %q, want %q", file, b, want)
