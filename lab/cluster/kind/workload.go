@@ -371,7 +371,7 @@ func (w *Workload) lastEvent(ctx context.Context, pod string) string {
 			last = e
 		}
 	}
-	return fmt.Sprintf("%s: %.200s", last.Reason, last.Message)
+	return fmt.Sprintf("%s: %.600s", last.Reason, last.Message)
 }
 
 // eventTime is when an event last happened, whichever of its clocks the recorder set.
