@@ -22,10 +22,10 @@ import (
 // imported, so that this package does not pull in the node image's builder).
 const kubeVersion = "v1.37.2"
 
-// chartOf fetches the chart of the default version into the user's nfslab cache (NFSLAB_CACHE,
-// …), so that repeated runs are warm. Cold, it downloads Cilium's module zip (47 MB for
-// v1.19.7, about 5 s here) through the Go module proxy.
-func chartOf(t *testing.T) string {
+// chartOf fetches the chart of a Cilium version into the user's nfslab cache (NFSLAB_CACHE, …),
+// so that repeated runs are warm. Cold, it downloads Cilium's module zip (47 MB for v1.19.7,
+// about 5 s here) through the Go module proxy.
+func chartOf(t *testing.T, version string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("downloads Cilium's Go module (47 MB) through the Go module proxy when the nfslab cache lacks its chart: skipped with -short")
@@ -37,11 +37,11 @@ func chartOf(t *testing.T) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	chart, err := Fetch(ctx, slog.New(slog.DiscardHandler), image.Cache{Dir: dir}, cilium.DefaultVersion())
+	chart, err := Fetch(ctx, slog.New(slog.DiscardHandler), image.Cache{Dir: dir}, version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("chart of Cilium %s in %s (%.1f s)", cilium.DefaultVersion(), chart, time.Since(start).Seconds())
+	t.Logf("chart of Cilium %s in %s (%.1f s)", version, chart, time.Since(start).Seconds())
 	return chart
 }
 
@@ -50,10 +50,16 @@ func setup() cilium.Setup {
 		OperatorImage: "localhost/nfslab/cilium-operator-generic:test", CgroupRoot: "/run/nfslab/vm-cgroup"}
 }
 
-// TestRenderCarriesNfslabsValues renders the chart of the default version for each datapath and
-// checks the objects carry what nfslab relies on.
+// TestRenderCarriesNfslabsValues renders the chart of every version nfslab builds for each
+// datapath and checks the objects carry what nfslab relies on: the values are the same for all
+// of them, and a chart that renamed one would not run the cell its datapath names.
 func TestRenderCarriesNfslabsValues(t *testing.T) {
-	dir := chartOf(t)
+	for _, v := range cilium.Versions() {
+		t.Run(v, func(t *testing.T) { checkRender(t, chartOf(t, v)) })
+	}
+}
+
+func checkRender(t *testing.T, dir string) {
 	tests := []struct {
 		datapath         string
 		sock, hostnsOnly string // cilium-config's bpf-lb-sock, bpf-lb-sock-hostns-only ("" absent)
@@ -97,11 +103,15 @@ func TestRenderCarriesNfslabsValues(t *testing.T) {
 			for key, want := range map[string]string{
 				"kube-proxy-replacement": "true", "bpf-lb-sock": tt.sock, "bpf-lb-sock-hostns-only": tt.hostnsOnly,
 				"routing-mode": "native", "ipv4-native-routing-cidr": "10.244.0.0/16", "ipam": "kubernetes",
-				"enable-hubble": "false", "enable-l7-proxy": "false",
+				"enable-l7-proxy": "false",
 			} {
 				if got, ok := cm.Data[key]; got != want || ok != (want != "") {
 					t.Errorf("cilium-config %s = %q (present %t), want %q", key, got, ok, want)
 				}
+			}
+			// v1.15's chart leaves the key out when Hubble is off (the agent's default is off).
+			if got := cm.Data["enable-hubble"]; got == "true" {
+				t.Errorf("cilium-config enable-hubble = %q, want false or absent", got)
 			}
 
 			ds := daemonSet(t, objs, "cilium")
@@ -145,7 +155,7 @@ func TestRenderCarriesNfslabsValues(t *testing.T) {
 // TestRenderRefusesWhatTheSchemaRefuses: the chart's values.schema.json is checked, so a value
 // of the wrong type fails here rather than in a cluster.
 func TestRenderRefusesWhatTheSchemaRefuses(t *testing.T) {
-	dir := chartOf(t)
+	dir := chartOf(t, cilium.DefaultVersion())
 	vals, err := cilium.Required(cilium.VMRootSocketLB, setup())
 	if err != nil {
 		t.Fatal(err)
