@@ -154,7 +154,7 @@ func newHTMLCell(i int, c Cell) htmlCell {
 		hc.MoreAttempts = len(hc.Attempts) - maxAttemptRows
 		hc.Attempts = hc.Attempts[:maxAttemptRows]
 	}
-	for _, r := range connectSummary(c.Events) {
+	for _, r := range connectSummary(c.Events, event.PhaseAfter) {
 		hc.Connects = append(hc.Connects, connectCount{Source: r.source, Caller: r.caller, In: r.in, Out: r.out, Action: r.action, N: r.n})
 	}
 	return hc

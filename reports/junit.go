@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nfslab/nfslab/lab/event"
 )
 
 // JUnitFile is the name of the JUnit XML report inside a run directory.
@@ -187,7 +189,7 @@ func evidenceText(c Cell) string {
 	} else {
 		line("recovery", "I/O did not recover")
 	}
-	for _, r := range connectSummary(c.Events) {
+	for _, r := range connectSummary(c.Events, event.PhaseAfter) {
 		what := r.source + " handed " + r.in + " by " + r.caller
 		if r.out != "" {
 			what += ", returned " + r.out

@@ -94,8 +94,8 @@ func markdown(w *bytes.Buffer, r *Result) {
 		for _, f := range ciliumFacts(c.Events) {
 			fmt.Fprintf(w, "\n%s: %s.\n", f.Name, md(f.Text))
 		}
-		if rows := connectSummary(c.Events); len(rows) > 0 {
-			fmt.Fprintln(w, "\nConnect attempts after the fault (what the tracers saw):\n\n| seen by | caller | handed in | returned | action | count |\n|---|---|---|---|---|---:|")
+		if rows, when := connectEvidence(c.Events); len(rows) > 0 {
+			fmt.Fprintf(w, "\nConnect attempts %s (what the tracers saw):\n\n| seen by | caller | handed in | returned | action | count |\n|---|---|---|---|---|---:|\n", when)
 			for _, r := range rows {
 				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d |\n", md(r.source), md(r.caller), md(r.in), md(or(r.out, "—")), md(or(r.action, "—")), r.n)
 			}
@@ -378,15 +378,27 @@ func callerOf(c *event.ConnectObs) string {
 	return c.Caller()
 }
 
-// connectSummary counts the connect records after the fault by what was seen and who made the
-// call, in first-seen order: on the vulnerable kernel, kernel_connect() handed the dead pod's IP.
-// Only the kernel's own connects are evidence; a process's are listed as such. A kernel connect
-// that failed at once is a row of its own ("failed: EPERM": a connect hook refused it).
-func connectSummary(events []event.Event) []connectRow {
+// connectEvidence is the connect attempts a cell's report shows, and when they were made: those
+// after the fault, or, in a cell that ended before its fault (a mount of the ClusterIP that
+// timed out), those before it — the kernel's connects to the VIP that nothing rewrote.
+func connectEvidence(events []event.Event) ([]connectRow, string) {
+	for _, e := range events {
+		if e.Phase == event.PhaseAfter {
+			return connectSummary(events, event.PhaseAfter), "after the fault"
+		}
+	}
+	return connectSummary(events, event.PhaseBefore), "before the fault (the cell ended before it)"
+}
+
+// connectSummary counts a phase's connect records by what was seen and who made the call, in
+// first-seen order: after the fault on the vulnerable kernel, kernel_connect() handed the dead
+// pod's IP. Only the kernel's own connects are evidence; a process's are listed as such. A kernel
+// connect that failed at once is a row of its own ("failed: EPERM": a connect hook refused it).
+func connectSummary(events []event.Event, phase event.Phase) []connectRow {
 	var rows []connectRow
 	idx := map[connectRow]int{}
 	for _, e := range events {
-		if e.Phase != event.PhaseAfter {
+		if e.Phase != phase {
 			continue
 		}
 		var k connectRow

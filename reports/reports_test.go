@@ -247,7 +247,7 @@ func TestConnectSummary(t *testing.T) {
 	}
 	refused := event.Event{Kind: event.KindObserve, Phase: event.PhaseAfter, Failed: &event.ConnectFailed{Source: "kretprobe:kernel_connect", Input: "10.96.0.50:2049", Errno: "EPERM", Comm: "kworker/u4:1"}}
 	events = append(events, refused, refused)
-	got := connectSummary(events)
+	got := connectSummary(events, event.PhaseAfter)
 	want := []connectRow{
 		{source: "kprobe:kernel_connect", caller: "the kernel", in: "10.0.0.11:2049", n: 2},
 		{source: "socket-lb", caller: "the kernel", in: "10.0.0.11:2049", out: "10.0.0.11:2049", action: "non-vip", n: 1},
@@ -256,5 +256,33 @@ func TestConnectSummary(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("connectSummary = %+v, want %+v", got, want)
+	}
+}
+
+// TestConnectEvidence: a cell that reached its fault shows the connects after it; one that ended
+// before it (its mount of the VIP timed out) shows those before it.
+func TestConnectEvidence(t *testing.T) {
+	connect := func(phase event.Phase, in string) event.Event {
+		return event.Event{Kind: event.KindObserve, Phase: phase, Connect: &event.ConnectObs{Source: "kprobe:kernel_connect", Input: in, Kernel: true, Comm: "kworker/u4:0"}}
+	}
+	tests := []struct {
+		name     string
+		events   []event.Event
+		wantIn   string
+		wantN    int
+		wantWhen string
+	}{
+		{"after the fault", []event.Event{connect(event.PhaseBefore, "10.96.0.50:2049"), connect(event.PhaseAfter, "10.244.0.1:2049")},
+			"10.244.0.1:2049", 1, "after the fault"},
+		{"the cell ended before its fault", []event.Event{connect(event.PhaseBefore, "10.96.0.50:2049"), connect(event.PhaseBefore, "10.96.0.50:2049")},
+			"10.96.0.50:2049", 2, "before the fault (the cell ended before it)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, when := connectEvidence(tt.events)
+			if len(rows) != 1 || rows[0].in != tt.wantIn || rows[0].n != tt.wantN || when != tt.wantWhen {
+				t.Errorf("connectEvidence = %+v, %q; want one row of %s ×%d, %q", rows, when, tt.wantIn, tt.wantN, tt.wantWhen)
+			}
+		})
 	}
 }
