@@ -43,9 +43,11 @@ func (e Extras) inputs(in image.Inputs) {
 // ciliumPackages is the userland of Cilium's images, as Cilium's runtime image has it: clang,
 // with which the agent compiles its datapath at run time (LLVM 19, the version Cilium's own
 // images ship; every version nfslab builds runs clang --target=bpf alone, no llc), and the
-// tools the agent and its init containers run.
+// tools the agent and its init containers run. bpftool: v1.15's agent probes the kernel with
+// `bpftool -j feature probe` when it starts and exits without it ("could not run bpftool");
+// later versions probe in Go.
 func ciliumPackages() []string {
-	return []string{"clang-19", "iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
+	return []string{"clang-19", "bpftool", "iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
 }
 
 // ciliumLinks are the unversioned names the agent runs LLVM by.
