@@ -14,6 +14,7 @@ import (
 	"github.com/nfslab/nfslab/lab/cluster"
 	"github.com/nfslab/nfslab/lab/datapath"
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/internal/ticking"
 	"github.com/nfslab/nfslab/lab/nfs"
 	"github.com/nfslab/nfslab/lab/scenario"
 	"github.com/nfslab/nfslab/lab/verdict"
@@ -146,18 +147,7 @@ func (r *cellRun) wait(ctx context.Context, s event.Step) error {
 	if r.gate == nil {
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.gate(ctx, s) }()
-	tick := time.NewTicker(sampleEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-			r.sample()
-		}
-	}
+	return ticking.While(ctx, sampleEvery, func(ctx context.Context) error { return r.gate(ctx, s) }, r.sample)
 }
 
 func (r *cellRun) decide(final bool) verdict.Decision {

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nfslab/nfslab/lab/internal/ticking"
 	"github.com/nfslab/nfslab/lab/nfs"
 )
 
@@ -76,18 +77,9 @@ func (c *Cluster) WarmUp(ctx context.Context, image string, port uint16, say fun
 // run, every period.
 func waitSaying(ctx context.Context, say func(string), every time.Duration, what func() string, wait func(context.Context) error) error {
 	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- wait(ctx) }()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-			if say != nil {
-				say(fmt.Sprintf("%s (%.0f s)", what(), time.Since(start).Seconds()))
-			}
+	return ticking.While(ctx, every, wait, func() {
+		if say != nil {
+			say(fmt.Sprintf("%s (%.0f s)", what(), time.Since(start).Seconds()))
 		}
-	}
+	})
 }
