@@ -89,10 +89,7 @@ func (r *runner) ciliumInstall(ctx context.Context, datapath, version string) (c
 	if err != nil {
 		return cilium.Install{}, &InputError{Err: err}
 	}
-	values, err = chart.Values(dir, version, values, r.opts.CiliumValues)
-	if err != nil {
-		return cilium.Install{}, labErr("Cilium %s (%s): %w", version, datapath, err)
-	}
+	values = cilium.Merge(r.opts.CiliumValues, values)
 	objs, err := chart.Render(dir, values, nodeimage.KubernetesVersion)
 	if err != nil {
 		return cilium.Install{}, labErr("Cilium %s (%s): %w", version, datapath, err)

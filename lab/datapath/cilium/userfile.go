@@ -114,9 +114,13 @@ func whyOwned(key string, datapaths []string) string {
 }
 
 func isMapping(v map[string]any, key string) bool {
-	x, _ := get(v, key)
-	_, ok := x.(map[string]any)
-	return ok
+	head, rest, nested := strings.Cut(key, ".")
+	x := v[head]
+	m, ok := x.(map[string]any)
+	if !nested {
+		return ok
+	}
+	return ok && isMapping(m, rest)
 }
 
 // numbersToGo turns the decoder's json.Number into int64 or float64, as Helm's own YAML

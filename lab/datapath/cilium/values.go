@@ -102,20 +102,11 @@ func leaves(v map[string]any, prefix string) []string {
 
 // lookup reports whether the dotted key is set in v.
 func lookup(v map[string]any, key string) bool {
-	_, ok := get(v, key)
-	return ok
-}
-
-// get returns the value at the dotted key of v, and whether it is set.
-func get(v map[string]any, key string) (any, bool) {
 	head, rest, nested := strings.Cut(key, ".")
 	x, ok := v[head]
 	if !ok || !nested {
-		return x, ok
+		return ok
 	}
 	m, ok := x.(map[string]any)
-	if !ok {
-		return nil, false
-	}
-	return get(m, rest)
+	return ok && lookup(m, rest)
 }

@@ -14,8 +14,6 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
-
-	"github.com/nfslab/nfslab/lab/datapath/cilium"
 )
 
 // Release is how the chart is installed.
@@ -23,21 +21,6 @@ const (
 	ReleaseName = "cilium"
 	Namespace   = "kube-system"
 )
-
-// Values returns the values to render the chart in dir with for a Cilium version: nfslab's
-// required ones on top of the user's (nil when none), with what the version's agent needs
-// besides in nfslab's images (cilium.WithBpftoolCapabilities, which reads the chart's defaults).
-func Values(dir, version string, required, user map[string]any) (map[string]any, error) {
-	ch, err := loader.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("loading the chart in %s: %w", dir, err)
-	}
-	v, err := cilium.WithBpftoolCapabilities(version, cilium.Merge(user, required), ch.Values)
-	if err != nil {
-		return nil, fmt.Errorf("values for chart %s %s: %w", ch.Name(), ch.Metadata.Version, err)
-	}
-	return v, nil
-}
 
 // Render renders the chart in dir with values (Helm's values: the chart's own, then these on
 // top, checked against the chart's schema) for a cluster of the given Kubernetes version

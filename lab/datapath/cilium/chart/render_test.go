@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,11 +55,11 @@ func setup() cilium.Setup {
 // of them, and a chart that renamed one would not run the cell its datapath names.
 func TestRenderCarriesNfslabsValues(t *testing.T) {
 	for _, v := range cilium.Versions() {
-		t.Run(v, func(t *testing.T) { checkRender(t, v, chartOf(t, v)) })
+		t.Run(v, func(t *testing.T) { checkRender(t, chartOf(t, v)) })
 	}
 }
 
-func checkRender(t *testing.T, version, dir string) {
+func checkRender(t *testing.T, dir string) {
 	tests := []struct {
 		datapath         string
 		sock, hostnsOnly string // cilium-config's bpf-lb-sock, bpf-lb-sock-hostns-only ("" absent)
@@ -73,11 +72,7 @@ func checkRender(t *testing.T, version, dir string) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.datapath, func(t *testing.T) {
-			required, err := cilium.Required(tt.datapath, setup())
-			if err != nil {
-				t.Fatal(err)
-			}
-			vals, err := Values(dir, version, required, nil)
+			vals, err := cilium.Required(tt.datapath, setup())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +119,6 @@ func checkRender(t *testing.T, version, dir string) {
 			if agent.Image != "localhost/nfslab/cilium:test" || agent.ImagePullPolicy != corev1.PullNever {
 				t.Errorf("cilium-agent image %s (pull %s), want localhost/nfslab/cilium:test (pull Never)", agent.Image, agent.ImagePullPolicy)
 			}
-			checkAgentCapabilities(t, version, agent)
 			for _, c := range ds.Spec.Template.Spec.InitContainers {
 				if c.Image != "localhost/nfslab/cilium:test" || c.ImagePullPolicy != corev1.PullNever {
 					t.Errorf("init container %s: image %s (pull %s), want nfslab's (pull Never)", c.Name, c.Image, c.ImagePullPolicy)
@@ -155,27 +149,6 @@ func checkRender(t *testing.T, version, dir string) {
 				}
 			}
 		})
-	}
-}
-
-// checkAgentCapabilities: an agent that probes the kernel with bpftool gets CAP_BPF and
-// CAP_PERFMON besides the chart's own list (which keeps SYS_ADMIN and NET_ADMIN); a newer one
-// gets the chart's list as it is.
-func checkAgentCapabilities(t *testing.T, version string, agent corev1.Container) {
-	t.Helper()
-	if agent.SecurityContext == nil || agent.SecurityContext.Capabilities == nil {
-		t.Fatalf("cilium-agent has no capabilities in its securityContext")
-	}
-	var got []string
-	for _, c := range agent.SecurityContext.Capabilities.Add {
-		got = append(got, string(c))
-	}
-	bpftool := cilium.ProbesWithBpftool(version)
-	for _, c := range []string{"SYS_ADMIN", "NET_ADMIN", "BPF", "PERFMON"} {
-		want := bpftool || (c != "BPF" && c != "PERFMON")
-		if slices.Contains(got, c) != want {
-			t.Errorf("cilium-agent capabilities %v: %s present %t, want %t (agent runs bpftool: %t)", got, c, !want, want, bpftool)
-		}
 	}
 }
 
