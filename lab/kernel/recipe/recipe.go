@@ -270,6 +270,4 @@ func (r Recipe) Key(sourceVersion string) string {
 
 // Tarball is where the source package installs the kernel source on the host (for a recipe
 // from the host's archive; see findSource for the others).
-func (r Recipe) Tarball() string {
-	return "/usr/src/" + r.SourcePackage + ".tar.xz"
-}
+func (r Recipe) Tarball() string { return debian.HostSourceTarball(r.SourcePackage) }

@@ -3,6 +3,7 @@ package recipe
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/hosttools"
+	"github.com/nfslab/nfslab/lab/kernel/debian"
 )
 
 func TestNames(t *testing.T) {
@@ -468,7 +470,7 @@ func TestBuildCached(t *testing.T) {
 	if _, err := os.Stat(r.Tarball()); err != nil {
 		t.Skipf("%s not installed", r.Tarball())
 	}
-	version, err := sourceVersion(t.Context(), r.SourcePackage)
+	_, version, err := debian.HostSource(t.Context(), slog.New(slog.DiscardHandler), r.SourcePackage, "TestBuildCached", func(string) {})
 	if err != nil {
 		t.Skip(err)
 	}

@@ -2,15 +2,11 @@ package recipe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
-	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/kernel/debian"
 )
@@ -37,14 +33,11 @@ func findSource(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger
 		return source{}, fmt.Errorf("kernel recipe %s: %w", r.Name, err)
 	}
 	if archive.Host() {
-		if err := ensureSource(ctx, r, log, progress); err != nil {
-			return source{}, err
-		}
-		v, err := sourceVersion(ctx, r.SourcePackage)
+		tarball, v, err := debian.HostSource(ctx, log, r.SourcePackage, "kernel recipe "+r.Name, progress)
 		if err != nil {
 			return source{}, err
 		}
-		return source{Tarball: r.Tarball(), Version: v}, nil
+		return source{Tarball: tarball, Version: v}, nil
 	}
 	apt, err := debian.Open(ctx, log, archive, cacheDir)
 	if err != nil {
@@ -78,42 +71,4 @@ func findSource(ctx context.Context, r Recipe, cacheDir string, log *slog.Logger
 		return source{}, fmt.Errorf("kernel recipe %s: source %s %s: %w", r.Name, r.SourcePackage, v, err)
 	}
 	return source{Tarball: filepath.Join(dir, r.SourcePackage+".tar.xz"), Version: v}, nil
-}
-
-// ensureSource installs the recipe's source package from the host's archive when its tarball
-// is missing.
-func ensureSource(ctx context.Context, r Recipe, log *slog.Logger, progress func(string)) error {
-	if _, err := os.Stat(r.Tarball()); err == nil {
-		return nil
-	}
-	install := "apt-get install -y " + r.SourcePackage
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("kernel recipe %s needs %s; install it with: %s", r.Name, r.Tarball(), install)
-	}
-	log.Info("installing kernel source package", "package", r.SourcePackage)
-	progress("installing " + r.SourcePackage + " (apt-get)")
-	cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", r.SourcePackage)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("installing the kernel source (%s): %w: %s", install, err, lines.Tail(string(out), 10))
-	}
-	if _, err := os.Stat(r.Tarball()); err != nil {
-		return fmt.Errorf("installed %s but %s is still missing: %w", r.SourcePackage, r.Tarball(), err)
-	}
-	return nil
-}
-
-// sourceVersion is the installed version of a Debian package.
-func sourceVersion(ctx context.Context, pkg string) (string, error) {
-	out, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Version}", pkg).Output()
-	v := strings.TrimSpace(string(out))
-	if err != nil || v == "" {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", fmt.Errorf("finding the installed version of %s (dpkg-query): %v", pkg, err)
-	}
-	return v, nil
 }
