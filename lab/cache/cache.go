@@ -55,7 +55,7 @@ const kernelsDir = "kernels"
 func artefactKind(name string) bool {
 	switch name {
 	case "rootfs", "kernel", "modules", "sources", "apt", "k8s-binaries", "kind-node",
-		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", "cilium-binaries", snapshot.Dir, kernelsDir:
+		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", "cilium-binaries", "cilium-bpftool", snapshot.Dir, kernelsDir:
 		return true
 	}
 	return false

@@ -20,6 +20,9 @@ type Extras struct {
 	// Cilium are built Cilium versions whose agent and operator images the node's containerd
 	// holds (cilium.AgentImage, cilium.OperatorImage).
 	Cilium []build.Binaries
+	// bpftool is the directory of the bpftool every Cilium image gets (ciliumBpftool), set
+	// by BuildNode when there are Cilium images.
+	bpftool string
 }
 
 // inputs adds what the extras are made from to a node image's cache inputs. No extras add
@@ -35,6 +38,7 @@ func (e Extras) inputs(in image.Inputs) {
 	}
 	in["cilium"] = strings.Join(vs, ",")
 	in["cilium-packages"] = strings.Join(ciliumPackages(), ",")
+	in["cilium-bpftool"] = filepath.Base(e.bpftool) // the artefact's name is the hash of its inputs
 	in["cilium-links"] = fmt.Sprint(ciliumLinks())
 	in["cilium-env"] = strings.Join(ciliumEnv(), ",")
 	in["cilium-store"] = "unpacked-overlayfs" // containerdImport.Unpack
@@ -43,11 +47,10 @@ func (e Extras) inputs(in image.Inputs) {
 // ciliumPackages is the userland of Cilium's images, as Cilium's runtime image has it: clang,
 // with which the agent compiles its datapath at run time (LLVM 19, the version Cilium's own
 // images ship; every version nfslab builds runs clang --target=bpf alone, no llc), and the
-// tools the agent and its init containers run. bpftool: v1.15's agent probes the kernel with
-// `bpftool -j feature probe` when it starts and exits without it ("could not run bpftool");
-// later versions probe in Go.
+// tools the agent and its init containers run. Not Debian's bpftool: the images get one built
+// without libcap (ciliumBpftool).
 func ciliumPackages() []string {
-	return []string{"clang-19", "bpftool", "iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
+	return []string{"clang-19", "iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
 }
 
 // ciliumLinks are the unversioned names the agent runs LLVM by.
@@ -59,11 +62,14 @@ func ciliumLinks() []fixup {
 func ciliumEnv() []string { return append(imageEnv(), "INITSYSTEM=SYSTEMD") }
 
 // ciliumImages lays out the agent and operator images of each version in bins on land, a
-// userland with ciliumPackages (the first version's tree is land itself; each further one is a
+// userland with ciliumPackages and bpftool (the first version's tree is land itself; each further one is a
 // hard-linked copy of it), one layer per version that both images share.
-func ciliumImages(ctx context.Context, land string, bins []build.Binaries) ([]Image, error) {
+func ciliumImages(ctx context.Context, land, bpftool string, bins []build.Binaries) ([]Image, error) {
 	if err := writeFixups(land, ciliumLinks()); err != nil {
 		return nil, fmt.Errorf("the userland of Cilium's images: %w", err)
+	}
+	if err := overlay(filepath.Join(bpftool, "usr"), filepath.Join(land, "usr")); err != nil {
+		return nil, fmt.Errorf("bpftool into the userland of Cilium's images: %w", err)
 	}
 	// Every copy is taken before any version's files go in.
 	roots := []string{land}

@@ -25,6 +25,11 @@ func TestExtrasInputs(t *testing.T) {
 	if one.Key() == none.Key() || one.Key() == other.Key() {
 		t.Error("a node image with Cilium shares a key with one without, or with other binaries")
 	}
+	withTool := base()
+	Extras{Cilium: []build.Binaries{{Version: "v1.19.7", Dir: "/c/cilium-binaries/aaa"}}, bpftool: "/c/cilium-bpftool/ccc"}.inputs(withTool)
+	if withTool.Key() == one.Key() {
+		t.Error("another bpftool does not change the node image's key")
+	}
 }
 
 // fakeBinaries writes a built Cilium's tree with one command and one datapath source.
@@ -62,7 +67,14 @@ func TestCiliumImages(t *testing.T) {
 	if err := os.WriteFile(only, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	imgs, err := ciliumImages(context.Background(), land, bins)
+	bpftool := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(bpftool, filepath.Dir(bpftoolPath)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bpftool, bpftoolPath), []byte("nfslab's bpftool"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := ciliumImages(context.Background(), land, bpftool, bins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +95,9 @@ func TestCiliumImages(t *testing.T) {
 		}
 		if st, err := os.Stat(filepath.Join(agent.Root, build.BinDir, "cilium-agent")); err != nil || st.Mode().Perm() != 0o755 {
 			t.Errorf("%s: cilium-agent's mode: %v %v", b.Version, st, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(agent.Root, bpftoolPath)); err != nil || string(got) != "nfslab's bpftool" {
+			t.Errorf("%s: %s = %q, %v: want nfslab's", b.Version, bpftoolPath, got, err)
 		}
 		if _, err := os.Readlink(filepath.Join(agent.Root, "usr/local/bin/clang")); err != nil {
 			t.Errorf("%s: no clang link: %v", b.Version, err)

@@ -116,6 +116,11 @@ func BuildNode(ctx context.Context, cache image.Cache, log *slog.Logger, extras 
 		"entrypoint":  "/usr/local/bin/entrypoint /sbin/init",
 		"stop-signal": "SIGRTMIN+3",
 	}
+	if len(extras.Cilium) > 0 {
+		if extras.bpftool, err = ciliumBpftool(ctx, cache, log, progress); err != nil {
+			return Node{}, err
+		}
+	}
 	extras.inputs(inputs)
 	// The tag names the node image's own inputs: two different node images never share a tag.
 	tag := "nfslab.local/kind-node:" + KubernetesVersion + "-" + inputs.Key()[:12]
@@ -193,7 +198,7 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 		return fmt.Errorf("component images: %w", err)
 	}
 	if len(extras.Cilium) > 0 {
-		imgs, err := ciliumImages(ctx, lands.cilium, extras.Cilium)
+		imgs, err := ciliumImages(ctx, lands.cilium, extras.bpftool, extras.Cilium)
 		if err != nil {
 			return err
 		}
