@@ -24,9 +24,9 @@ export CGO_ENABLED := 0
 
 # Debian/Ubuntu packages the lab drives: qemu for the VM, mmdebstrap for the guest root
 # filesystem, e2fsprogs and containerd for the kind form (its Docker disk, its node image), apt/dpkg for the stock kernel, kmod for depmod, cpio for the tests' cross-check,
-# the source and toolchain of the kernel recipes (vulnerable-6.1, …), and tmux for the demo's e2e test.
+# the source and toolchain of the kernel recipes (vulnerable-6.1, …) and of the Cilium images' bpftool, and tmux for the demo's e2e test.
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap kmod cpio e2fsprogs containerd ca-certificates iptables iproute2 xz-utils zstd \
-	linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev dwarves rsync patch tmux
+	linux-source-6.1 build-essential bc bison flex libelf-dev zlib1g-dev python3 libssl-dev dwarves rsync patch tmux
 
 .PHONY: all build deps run test unit e2e kernels kind cilium bench bench-cilium check lint fmt clean
 
