@@ -150,7 +150,7 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 			return rep, err
 		}
 		cfg.CheckCluster = clusterConfig(rep.NodeImage, sideLoad)
-		cfg.CheckCluster.ProxyMode, cfg.CheckCluster.Cilium = "none", &install
+		cfg.CheckCluster.ProxyMode, cfg.CheckCluster.Cilium = cilium.KubeProxyMode(check.Cilium), &install
 		cfg.CheckCluster.ReadyTimeout += ciliumTimeout
 	}
 	res, bootTime, machineAccel, err := r.runEngine(ctx, k, initrd, work, disks, cfg)

@@ -96,7 +96,7 @@ func (s *kindSession) cluster(ctx context.Context, w clusterWant) (*kind.Cluster
 	if err := s.failed[key]; err != nil {
 		return nil, fmt.Errorf("no kind cluster of %d node(s) with kube-proxy mode %s %s(its creation failed earlier in this VM): %w", nodes, mode, withCilium(ck), err)
 	}
-	if s.cur != nil && s.cur.ProxyMode != "none" && s.cur.Nodes == nodes && ck == "" {
+	if s.cur != nil && s.cur.ProxyMode != "none" && s.cur.Nodes == nodes && ck == "" && s.cur.Cilium == "" {
 		// Switching kube-proxy takes seconds; a new cluster minutes.
 		from, start := s.cur.ProxyMode, time.Now()
 		err := s.cur.SwitchProxyMode(ctx, mode)

@@ -42,11 +42,11 @@ func Names() []string { return []string{KubeProxy, KubeProxyIPVS, KubeProxyNFTab
 func NetnsNames() []string { return []string{KubeProxy, SocketLB} }
 
 // ProxyMode is the kube-proxy mode a kind cluster runs for the datapath: "none" for socket-LB
-// and for real Cilium, which replaces kube-proxy (kube-proxy is left out); ok is false for an
-// unknown datapath.
+// and for real Cilium where it replaces kube-proxy (kube-proxy is left out; cilium.KubeProxyMode);
+// ok is false for an unknown datapath.
 func ProxyMode(name string) (mode string, ok bool) {
 	if cilium.IsDatapath(name) {
-		return "none", true
+		return cilium.KubeProxyMode(name), true
 	}
 	switch name {
 	case KubeProxy:

@@ -208,3 +208,25 @@ func TestSocketLBForwarding(t *testing.T) {
 		t.Errorf("a port never programmed: Forwarding = %v, %v; want none", got, err)
 	}
 }
+
+func TestProxyMode(t *testing.T) {
+	tests := []struct{ datapath, want string }{
+		{KubeProxy, "iptables"},
+		{KubeProxyIPVS, "ipvs"},
+		{KubeProxyNFTables, "nftables"},
+		{SocketLB, "none"},
+		{"cilium", "none"},
+		{"cilium-kind-cgroup", "none"},
+		{"cilium-hostns-only", "none"},
+		// Cilium without socket-LB runs beside kube-proxy: its replacement would turn socket-LB on.
+		{"cilium-no-socket-lb", "iptables"},
+	}
+	for _, tt := range tests {
+		if got, ok := ProxyMode(tt.datapath); !ok || got != tt.want {
+			t.Errorf("ProxyMode(%s) = %q, %t; want %q", tt.datapath, got, ok, tt.want)
+		}
+	}
+	if _, ok := ProxyMode("kube-proxy-userspace"); ok {
+		t.Error("ProxyMode of an unknown datapath is ok")
+	}
+}

@@ -109,8 +109,11 @@ func (c *CellCluster) Setup(ctx context.Context) (string, error) {
 	}
 	c.svc.VIP = vip
 	served := "kube-proxy mode " + c.cfg.ProxyMode
-	if c.cfg.Cilium {
+	switch {
+	case c.cfg.Cilium && c.cfg.ProxyMode == "none":
 		served = "served by Cilium, no kube-proxy"
+	case c.cfg.Cilium:
+		served = "kube-proxy mode " + c.cfg.ProxyMode + " beside Cilium"
 	}
 	return fmt.Sprintf("namespace %s, Service %s with ClusterIP %s (%s), %s", c.w.Namespace(), c.svc.Name, vip, c.svc.PortList(), served), nil
 }
@@ -199,7 +202,14 @@ func (c *CellCluster) Publish(ctx context.Context, b cluster.Backend) error {
 	switch {
 	case c.cfg.Feed != nil:
 		return c.waitFed(ctx, want)
+	case c.cfg.Cilium && c.cfg.ProxyMode == "none":
+		return c.waitCilium(ctx, want)
 	case c.cfg.Cilium:
+		// The node's own traffic to the VIP is kube-proxy's to translate; Cilium's table is
+		// what its pods' traffic would get, recorded too.
+		if err := c.waitKubeProxy(ctx, want); err != nil {
+			return err
+		}
 		return c.waitCilium(ctx, want)
 	}
 	return c.waitKubeProxy(ctx, want)

@@ -15,7 +15,7 @@ import (
 )
 
 // checkCilium refuses a Cilium cluster that cannot be one: kube-proxy beside Cilium's
-// replacement, no objects to apply, or an agent at the VM's root cgroup on several nodes (their
+// replacement (or none where Cilium runs beside it), no objects to apply, or an agent at the VM's root cgroup on several nodes (their
 // programs would stack there).
 func checkCilium(cfg ClusterConfig) error {
 	ci := cfg.Cilium
@@ -25,8 +25,8 @@ func checkCilium(cfg ClusterConfig) error {
 	if !cilium.IsDatapath(ci.Datapath) {
 		return fmt.Errorf("unknown Cilium datapath %q: want one of %v", ci.Datapath, cilium.Datapaths())
 	}
-	if cfg.ProxyMode != "none" {
-		return fmt.Errorf("real Cilium (%s) replaces kube-proxy: the cluster's kube-proxy mode must be none, not %q", ci.Datapath, cfg.ProxyMode)
+	if want := cilium.KubeProxyMode(ci.Datapath); cfg.ProxyMode != want {
+		return fmt.Errorf("real Cilium (%s): the cluster's kube-proxy mode must be %s, not %q", ci.Datapath, want, cfg.ProxyMode)
 	}
 	if len(ci.Objects) == 0 {
 		return fmt.Errorf("real Cilium %s (%s): no objects to apply", ci.Version, ci.Datapath)

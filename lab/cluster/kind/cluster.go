@@ -75,7 +75,7 @@ type ClusterConfig struct {
 	// Nodes is the cluster's node count: 1 (0 means 1) or 2, a control-plane node and a worker.
 	Nodes int `json:"nodes,omitempty"`
 	// Cilium, when set, makes the cluster Cilium's: created without kube-proxy (ProxyMode
-	// "none"), with the node IPAM controller (Cilium's ipam.mode=kubernetes reads each node's
+	// "none") unless Cilium runs beside it (cilium.KubeProxyMode), with the node IPAM controller (Cilium's ipam.mode=kubernetes reads each node's
 	// pod range) and, for the datapaths that attach at the VM's root cgroup, the VM's cgroup2
 	// root mounted into the control-plane node at cilium.NodeCgroupRoot; its objects are applied
 	// once the cluster exists and CreateCluster waits for the agent.

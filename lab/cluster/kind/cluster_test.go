@@ -158,7 +158,9 @@ func TestCheckCilium(t *testing.T) {
 		{"ok", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: cilium.VMRootSocketLB, Objects: objs}}, ""},
 		{"kind cgroup on two nodes", ClusterConfig{ProxyMode: "none", Nodes: 2, Cilium: &cilium.Install{Datapath: cilium.KindCgroup, Objects: objs}}, ""},
 		{"kube-proxy beside it", ClusterConfig{ProxyMode: "iptables", Cilium: &cilium.Install{Datapath: cilium.VMRootSocketLB, Objects: objs}}, "must be none"},
-		{"no objects", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: cilium.NoSocketLB}}, "no objects"},
+		{"no objects", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: cilium.KindCgroup}}, "no objects"},
+		{"beside kube-proxy", ClusterConfig{ProxyMode: "iptables", Cilium: &cilium.Install{Datapath: cilium.NoSocketLB, Objects: objs}}, ""},
+		{"beside no kube-proxy", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: cilium.NoSocketLB, Objects: objs}}, "must be iptables"},
 		{"unknown datapath", ClusterConfig{ProxyMode: "none", Cilium: &cilium.Install{Datapath: "socket-lb", Objects: objs}}, "socket-lb"},
 		{"root cgroup on two nodes", ClusterConfig{ProxyMode: "none", Nodes: 2, Cilium: &cilium.Install{Datapath: cilium.HostNSOnly, Objects: objs}}, "one node only"},
 	}

@@ -25,7 +25,9 @@ import (
 	"strings"
 )
 
-// The Cilium datapaths. All four replace kube-proxy with Cilium's (kubeProxyReplacement).
+// The Cilium datapaths. Three replace kube-proxy with Cilium's (kubeProxyReplacement), which
+// always turns socket-LB on (Cilium's agent sets bpf-lb-sock whatever socketLB.enabled says);
+// the fourth, Cilium without socket-LB, is Cilium beside kube-proxy.
 const (
 	// VMRootSocketLB is the cilium/cilium#21541 setup: socket-LB attached at the VM's root
 	// cgroup (cgroup.hostRoot is the VM's cgroup2 root, mounted into the node), so that it sees
@@ -34,8 +36,10 @@ const (
 	// KindCgroup is Cilium's own cgroup handling in kind: the agent mounts cgroup2 itself
 	// (cgroup.autoMount) inside the node container, below the VM's root.
 	KindCgroup = "cilium-kind-cgroup"
-	// NoSocketLB is kube-proxy replacement without socket-LB (socketLB.enabled=false): the
-	// service is translated per packet, as by kube-proxy.
+	// NoSocketLB is Cilium as the cluster's network beside kube-proxy (iptables mode), without
+	// its kube-proxy replacement and socket-LB (kubeProxyReplacement=false,
+	// socketLB.enabled=false): the node's traffic to a ClusterIP is translated per packet by
+	// kube-proxy, as in the setups where #21541's NFS mounts worked.
 	NoSocketLB = "cilium-no-socket-lb"
 	// HostNSOnly is socket-LB in the host network namespace only
 	// (socketLB.hostNamespaceOnly=true, as for Istio), at the VM's root cgroup.
@@ -47,6 +51,19 @@ func Datapaths() []string { return []string{VMRootSocketLB, KindCgroup, NoSocket
 
 // IsDatapath reports whether name is one of the Cilium datapaths.
 func IsDatapath(name string) bool { return slices.Contains(Datapaths(), name) }
+
+// ReplacesKubeProxy reports whether the datapath's Cilium replaces kube-proxy (the cluster has
+// none); the others run beside kube-proxy in iptables mode.
+func ReplacesKubeProxy(datapath string) bool { return IsDatapath(datapath) && datapath != NoSocketLB }
+
+// KubeProxyMode is the kube-proxy mode of a cluster with the Cilium datapath: "none" where
+// Cilium replaces it, else "iptables" (kube-proxy's default).
+func KubeProxyMode(datapath string) string {
+	if ReplacesKubeProxy(datapath) {
+		return "none"
+	}
+	return "iptables"
+}
 
 // VMRoot reports whether the datapath's agent is given the VM's cgroup2 root
 // (cgroup.hostRoot) rather than mounting cgroup2 itself.

@@ -40,7 +40,7 @@ func Required(datapath string, s Setup) (map[string]any, error) {
 		socketLB["hostNamespaceOnly"] = true
 	}
 	v := map[string]any{
-		"kubeProxyReplacement":   "true",
+		"kubeProxyReplacement":   fmt.Sprint(ReplacesKubeProxy(datapath)),
 		"k8sServiceHost":         s.Cluster + "-control-plane",
 		"k8sServicePort":         APIServerPort,
 		"ipam":                   map[string]any{"mode": "kubernetes"},

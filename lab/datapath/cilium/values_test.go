@@ -51,13 +51,15 @@ func TestRequiredGolden(t *testing.T) {
 func TestRequiredPerDatapath(t *testing.T) {
 	tests := []struct {
 		datapath              string
+		kpr                   string
 		socketLB, hostnsOnly  any
 		autoMount, cgroupRoot any
 	}{
-		{VMRootSocketLB, true, nil, false, "/run/nfslab/vm-cgroup"},
-		{KindCgroup, true, nil, nil, nil},
-		{NoSocketLB, false, nil, false, "/run/nfslab/vm-cgroup"},
-		{HostNSOnly, true, true, false, "/run/nfslab/vm-cgroup"},
+		{VMRootSocketLB, "true", true, nil, false, "/run/nfslab/vm-cgroup"},
+		{KindCgroup, "true", true, nil, nil, nil},
+		// Cilium's kube-proxy replacement turns socket-LB on whatever socketLB.enabled says.
+		{NoSocketLB, "false", false, nil, false, "/run/nfslab/vm-cgroup"},
+		{HostNSOnly, "true", true, true, false, "/run/nfslab/vm-cgroup"},
 	}
 	for _, tt := range tests {
 		v, err := Required(tt.datapath, testSetup())
@@ -76,7 +78,7 @@ func TestRequiredPerDatapath(t *testing.T) {
 			return x
 		}
 		for key, want := range map[string]any{
-			"kubeProxyReplacement": "true", "socketLB.enabled": tt.socketLB, "socketLB.hostNamespaceOnly": tt.hostnsOnly,
+			"kubeProxyReplacement": tt.kpr, "socketLB.enabled": tt.socketLB, "socketLB.hostNamespaceOnly": tt.hostnsOnly,
 			"cgroup.autoMount.enabled": tt.autoMount, "cgroup.hostRoot": tt.cgroupRoot,
 			"image.pullPolicy": "Never", "operator.image.override": "localhost/nfslab/cilium-operator-generic:v1.19.7",
 			"k8sServiceHost": "nfslab-control-plane",

@@ -61,14 +61,14 @@ func TestRenderCarriesNfslabsValues(t *testing.T) {
 
 func checkRender(t *testing.T, dir string) {
 	tests := []struct {
-		datapath         string
-		sock, hostnsOnly string // cilium-config's bpf-lb-sock, bpf-lb-sock-hostns-only ("" absent)
-		vmRoot           bool
+		datapath              string
+		kpr, sock, hostnsOnly string // cilium-config's kube-proxy-replacement, bpf-lb-sock, bpf-lb-sock-hostns-only ("" absent)
+		vmRoot                bool
 	}{
-		{cilium.VMRootSocketLB, "true", "", true},
-		{cilium.KindCgroup, "true", "", false},
-		{cilium.NoSocketLB, "false", "", true},
-		{cilium.HostNSOnly, "true", "true", true},
+		{cilium.VMRootSocketLB, "true", "true", "", true},
+		{cilium.KindCgroup, "true", "true", "", false},
+		{cilium.NoSocketLB, "false", "false", "", true},
+		{cilium.HostNSOnly, "true", "true", "true", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.datapath, func(t *testing.T) {
@@ -101,7 +101,7 @@ func checkRender(t *testing.T, dir string) {
 
 			cm := configMap(t, objs, "cilium-config")
 			for key, want := range map[string]string{
-				"kube-proxy-replacement": "true", "bpf-lb-sock": tt.sock, "bpf-lb-sock-hostns-only": tt.hostnsOnly,
+				"kube-proxy-replacement": tt.kpr, "bpf-lb-sock": tt.sock, "bpf-lb-sock-hostns-only": tt.hostnsOnly,
 				"routing-mode": "native", "ipv4-native-routing-cidr": "10.244.0.0/16", "ipam": "kubernetes",
 				"enable-l7-proxy": "false",
 			} {
