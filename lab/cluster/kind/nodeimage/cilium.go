@@ -7,7 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"golang.org/x/mod/semver"
 
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/datapath/cilium/build"
@@ -37,25 +40,49 @@ func (e Extras) inputs(in image.Inputs) {
 		vs = append(vs, b.Version+"="+filepath.Base(b.Dir))
 	}
 	in["cilium"] = strings.Join(vs, ",")
-	in["cilium-packages"] = strings.Join(ciliumPackages(), ",")
+	in["cilium-packages"] = strings.Join(e.ciliumPackages(), ",")
 	in["cilium-bpftool"] = filepath.Base(e.bpftool) // the artefact's name is the hash of its inputs
-	in["cilium-links"] = fmt.Sprint(ciliumLinks())
+	var links []string
+	for _, b := range e.Cilium {
+		links = append(links, b.Version+"="+fmt.Sprint(ciliumLinks(b.Version)))
+	}
+	in["cilium-links"] = strings.Join(links, ",")
 	in["cilium-env"] = strings.Join(ciliumEnv(), ",")
 	in["cilium-store"] = "unpacked-overlayfs" // containerdImport.Unpack
 }
 
 // ciliumPackages is the userland of Cilium's images, as Cilium's runtime image has it: clang,
-// with which the agent compiles its datapath at run time (LLVM 19, the version Cilium's own
-// images ship; every version nfslab builds runs clang --target=bpf alone, no llc), and the
-// tools the agent and its init containers run. Not Debian's bpftool: the images get one built
-// without libcap (ciliumBpftool).
-func ciliumPackages() []string {
-	return []string{"clang-19", "iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
+// with which the agent compiles its datapath at run time (every version nfslab builds runs
+// clang --target=bpf alone, no llc), each version's (ciliumClang), and the tools the agent and
+// its init containers run. Not Debian's bpftool: the images get one built without libcap
+// (ciliumBpftool). None without Cilium.
+func (e Extras) ciliumPackages() []string {
+	if len(e.Cilium) == 0 {
+		return nil
+	}
+	pkgs := []string{"iproute2", "iptables", "ipset", "kmod", "ca-certificates", "util-linux", "bash"}
+	for _, b := range e.Cilium {
+		if c := ciliumClang(b.Version); !slices.Contains(pkgs, c) {
+			pkgs = append(pkgs, c)
+		}
+	}
+	return pkgs
 }
 
-// ciliumLinks are the unversioned names the agent runs LLVM by.
-func ciliumLinks() []fixup {
-	return []fixup{{Path: "usr/local/bin/clang", Link: "/usr/bin/clang-19"}}
+// ciliumClang is the clang package a Cilium version's agent compiles its datapath with: LLVM
+// 19, the version Cilium's own images ship, from v1.17 on (which want LLVM 18 or later); LLVM
+// 16 before, whose datapath LLVM 19 refuses (v1.15.19: "17 errors generated" compiling
+// bpf_alignchecker.c, and the agent exits; clang-16 compiles it).
+func ciliumClang(version string) string {
+	if semver.Compare(version, "v1.17.0") < 0 {
+		return "clang-16"
+	}
+	return "clang-19"
+}
+
+// ciliumLinks are the unversioned names a version's agent runs LLVM by.
+func ciliumLinks(version string) []fixup {
+	return []fixup{{Path: "usr/local/bin/clang", Link: "/usr/bin/" + ciliumClang(version)}}
 }
 
 // ciliumEnv is the images' environment: Cilium's Dockerfile sets INITSYSTEM.
@@ -65,9 +92,6 @@ func ciliumEnv() []string { return append(imageEnv(), "INITSYSTEM=SYSTEMD") }
 // userland with ciliumPackages and bpftool (the first version's tree is land itself; each further one is a
 // hard-linked copy of it), one layer per version that both images share.
 func ciliumImages(ctx context.Context, land, bpftool string, bins []build.Binaries) ([]Image, error) {
-	if err := writeFixups(land, ciliumLinks()); err != nil {
-		return nil, fmt.Errorf("the userland of Cilium's images: %w", err)
-	}
 	if err := overlay(filepath.Join(bpftool, "usr"), filepath.Join(land, "usr")); err != nil {
 		return nil, fmt.Errorf("bpftool into the userland of Cilium's images: %w", err)
 	}
@@ -83,6 +107,9 @@ func ciliumImages(ctx context.Context, land, bpftool string, bins []build.Binari
 	var imgs []Image
 	for i, b := range bins {
 		root := roots[i]
+		if err := writeFixups(root, ciliumLinks(b.Version)); err != nil {
+			return nil, fmt.Errorf("the userland of Cilium %s: %w", b.Version, err)
+		}
 		if err := overlay(b.Root(), root); err != nil {
 			return nil, fmt.Errorf("the files of Cilium %s into its image: %w", b.Version, err)
 		}

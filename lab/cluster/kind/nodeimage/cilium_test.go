@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
@@ -99,8 +100,8 @@ func TestCiliumImages(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(agent.Root, bpftoolPath)); err != nil || string(got) != "nfslab's bpftool" {
 			t.Errorf("%s: %s = %q, %v: want nfslab's", b.Version, bpftoolPath, got, err)
 		}
-		if _, err := os.Readlink(filepath.Join(agent.Root, "usr/local/bin/clang")); err != nil {
-			t.Errorf("%s: no clang link: %v", b.Version, err)
+		if got, err := os.Readlink(filepath.Join(agent.Root, "usr/local/bin/clang")); err != nil || got != "/usr/bin/"+ciliumClang(b.Version) {
+			t.Errorf("%s: clang links to %q (%v), want its own %s", b.Version, got, err, ciliumClang(b.Version))
 		}
 	}
 	if imgs[0].Root == imgs[2].Root {
@@ -111,5 +112,23 @@ func TestCiliumImages(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(shared); string(got) != "agent v1.19.7" {
 		t.Errorf("the first tree's cilium-agent = %q after the second version went in", got)
+	}
+}
+
+func TestCiliumClang(t *testing.T) {
+	for v, want := range map[string]string{"v1.19.7": "clang-19", "v1.18.3": "clang-19", "v1.17.8": "clang-19", "v1.15.19": "clang-16"} {
+		if got := ciliumClang(v); got != want {
+			t.Errorf("ciliumClang(%s) = %s, want %s", v, got, want)
+		}
+	}
+	both := Extras{Cilium: []build.Binaries{{Version: "v1.19.7"}, {Version: "v1.15.19"}}}.ciliumPackages()
+	if !slices.Contains(both, "clang-19") || !slices.Contains(both, "clang-16") || slices.Contains(both, "bpftool") {
+		t.Errorf("packages for v1.19.7 and v1.15.19: %v, want both clangs and no Debian bpftool", both)
+	}
+	if one := (Extras{Cilium: []build.Binaries{{Version: "v1.19.7"}}}).ciliumPackages(); slices.Contains(one, "clang-16") {
+		t.Errorf("packages for v1.19.7 alone: %v, want no clang-16", one)
+	}
+	if none := (Extras{}).ciliumPackages(); none != nil {
+		t.Errorf("packages without Cilium: %v", none)
 	}
 }

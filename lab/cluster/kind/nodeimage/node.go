@@ -172,7 +172,7 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 			return err
 		},
 		func(ctx context.Context) (err error) {
-			lands, err = makeUserlands(ctx, work, len(extras.Cilium) > 0, say)
+			lands, err = makeUserlands(ctx, work, extras.ciliumPackages(), say)
 			return err
 		})
 	if err != nil {
@@ -260,8 +260,9 @@ func together(ctx context.Context, fs ...func(context.Context) error) error {
 }
 
 // makeUserlands lays the userlands out under work with mmdebstrap, one after the other;
-// Cilium's only when withCilium.
-func makeUserlands(ctx context.Context, work string, withCilium bool, say func(string, ...any)) (userlands, error) {
+// Cilium's (of the packages cilium) only when there are any.
+func makeUserlands(ctx context.Context, work string, cilium []string, say func(string, ...any)) (userlands, error) {
+	withCilium := len(cilium) > 0
 	u := userlands{node: filepath.Join(work, "node"), images: filepath.Join(work, "img-userland")}
 	start := time.Now()
 	others := "kube-proxy's and nfs-ganesha's"
@@ -277,7 +278,7 @@ func makeUserlands(ctx context.Context, work string, withCilium bool, say func(s
 	}
 	if withCilium {
 		u.cilium = filepath.Join(work, "img-cilium")
-		if err := debootstrap(ctx, u.cilium, ciliumPackages()); err != nil {
+		if err := debootstrap(ctx, u.cilium, cilium); err != nil {
 			return u, fmt.Errorf("the userland of Cilium's images: %w", err)
 		}
 	}
