@@ -97,7 +97,7 @@ kind: deps build
 # the cilium scenario (TestCiliumScenario; one cluster per cell, hours under TCG). Not part of
 # `make test`: cold it compiles Cilium from its Go module and builds a node image with its images.
 cilium: deps build
-	$(GO) test -count=1 -timeout 420m -v -run 'TestCiliumMachine|TestCiliumScenario' ./test/e2e/ -e2e -cilium
+	$(GO) test -count=1 -timeout 680m -v -run 'TestCiliumMachine|TestCiliumScenario' ./test/e2e/ -e2e -cilium
 
 # bench-cilium: make bench's figures for real Cilium (BenchmarkCilium): its cached build and one
 # cell of the cilium scenario, cluster and agent included. Hours cold, like make cilium.

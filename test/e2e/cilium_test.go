@@ -76,10 +76,10 @@ func TestCiliumScenario(t *testing.T) {
 		t.Skip("real Cilium in the kind form: pass -cilium (make cilium)")
 	}
 	bin := buildNfslab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 380*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 640*time.Minute)
 	defer cancel()
 	// Cold: the snapshot of a Cilium-ready VM stalled in its warm-up once (README).
-	res := runScenario(ctx, t, bin, "cilium", 8, "--no-snapshot")
+	res := runScenario(ctx, t, bin, "cilium", 16, "--no-snapshot")
 	for _, c := range res.Cells {
 		t.Run(strings.ReplaceAll(c.ID, "/", "_"), func(t *testing.T) {
 			checkVerdict(t, c)
