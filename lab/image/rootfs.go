@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/hosttools"
+	"github.com/nfslab/nfslab/lab/internal/procgroup"
 	"github.com/nfslab/nfslab/manifests"
 )
 
@@ -290,17 +290,14 @@ func buildRootfs(ctx context.Context, log *slog.Logger, r rootfsRecipe, dir stri
 	start := time.Now()
 	args := r.mmdebstrapArgs()
 	log.Info("building rootfs with mmdebstrap", "suite", r.Suite, "packages", len(r.Packages))
-	cmd := exec.CommandContext(ctx, mmdebstrap, args...)
-	// Its temporary chroot goes into our build directory, so that whatever an interrupted run
-	// leaves behind is removed with it (and RemoveTree refuses if mounts were left).
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	// On cancellation, signal the whole process group as a terminal's ^C would: mmdebstrap's
 	// main process only waits for its current step, which ends when the apt/dpkg children
 	// die; it then unmounts and removes its chroot. SIGKILL (the leader only) if that takes
-	// longer than WaitDelay.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = time.Minute
+	// longer than a minute.
+	cmd := procgroup.Command(ctx, syscall.SIGTERM, time.Minute, mmdebstrap, args...)
+	// Its temporary chroot goes into our build directory, so that whatever an interrupted run
+	// leaves behind is removed with it (and RemoveTree refuses if mounts were left).
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	logw := &lines.Writer{OnLine: mmdebstrapLogger(log, start), Keep: 30}
 	cmd.Stderr = logw
 	stdout, err := cmd.StdoutPipe()

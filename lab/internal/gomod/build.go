@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/internal/lines"
+	"github.com/nfslab/nfslab/lab/internal/procgroup"
 )
 
 // Build is one `go build` of one or more main packages of the module in Dir: static
@@ -80,14 +80,11 @@ func (b Build) Run(ctx context.Context, tick func(Progress)) error {
 			mu.Unlock()
 		}
 	}}
-	cmd := exec.CommandContext(ctx, "nice", b.args()...)
 	// On cancellation, interrupt the whole process group as a terminal's ^C would, so that no
-	// compile or link goes on; SIGKILL (the go command only) if that takes longer than
-	// WaitDelay. An interrupted go build leaves its work directory (126 MB of a Cilium build
-	// seen in $TMPDIR): it goes into one of ours, removed whatever happens.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
-	cmd.WaitDelay = 30 * time.Second
+	// compile or link goes on; SIGKILL (the go command only) if that takes longer than 30 s.
+	// An interrupted go build leaves its work directory (126 MB of a Cilium build seen in
+	// $TMPDIR): it goes into one of ours, removed whatever happens.
+	cmd := procgroup.Command(ctx, syscall.SIGINT, 30*time.Second, "nice", b.args()...)
 	work, err := os.MkdirTemp("", "nfslab-gobuild-")
 	if err != nil {
 		return fmt.Errorf("go build %s: %w", strings.Join(b.Packages, " "), err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/procgroup"
 )
 
 // Built is a kernel in the cache.
@@ -429,14 +430,9 @@ func (b *builder) output(ctx context.Context, name string, args ...string) (stri
 }
 
 func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, name, args...)
+	// On cancellation the whole group: make, its sub-makes and the compilers.
+	cmd := procgroup.Command(ctx, syscall.SIGKILL, 10*time.Second, name, args...)
 	cmd.Dir = dir
 	cmd.Env = makeEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// The whole group: make, its sub-makes and the compilers.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }

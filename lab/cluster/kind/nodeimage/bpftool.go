@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
+	"github.com/nfslab/nfslab/lab/internal/procgroup"
 	"github.com/nfslab/nfslab/lab/kernel/debian"
 )
 
@@ -135,11 +135,8 @@ func buildBpftool(ctx context.Context, tarball, dir string) error {
 // run runs a command in dir in a process group of its own, its output kept for the error. On
 // cancellation the whole group is killed: make, its sub-makes and the compilers.
 func run(ctx context.Context, dir, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := procgroup.Command(ctx, syscall.SIGKILL, 10*time.Second, name, args...)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 10 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: interrupted: %w", name, ctx.Err())

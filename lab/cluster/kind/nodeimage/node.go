@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/nfslab/nfslab/lab/hosttools"
 	"github.com/nfslab/nfslab/lab/image"
 	"github.com/nfslab/nfslab/lab/internal/gomod"
+	"github.com/nfslab/nfslab/lab/internal/procgroup"
 )
 
 // What the node image is built from besides the binaries.
@@ -302,14 +302,11 @@ func debootstrap(ctx context.Context, root string, pkgs []string) error {
 		args = append(args, "--hook-dir="+h)
 	}
 	args = append(args, suite, root)
-	cmd := exec.CommandContext(ctx, "nice", append([]string{"-n", "5", "mmdebstrap"}, args...)...)
 	// On cancellation, signal mmdebstrap's whole process group, as a terminal's ^C would: killing
 	// its main process alone left its apt and dpkg children running, and the wait for their
 	// output held an interrupted build for as long as they ran. SIGKILL (the leader only) if
-	// they have not gone after WaitDelay.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = time.Minute
+	// they have not gone a minute later.
+	cmd := procgroup.Command(ctx, syscall.SIGTERM, time.Minute, "nice", append([]string{"-n", "5", "mmdebstrap"}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		// Killed mid-install, mmdebstrap leaves its chroot's mounts (proc, sys, devpts, dev/shm).
 		if uerr := image.UnmountBelow(root); uerr != nil {
