@@ -89,7 +89,7 @@ type Apt struct {
 // is logged and the old lists are used.
 func Open(ctx context.Context, log *slog.Logger, a Archive, cacheDir string) (*Apt, error) {
 	if a.Host() {
-		return &Apt{archive: a}, nil
+		return openHost(log, a, cacheDir), nil
 	}
 	if cacheDir == "" {
 		return nil, fmt.Errorf("%s: no cache directory for its apt lists", a)
@@ -126,6 +126,34 @@ func Open(ctx context.Context, log *slog.Logger, a Archive, cacheDir string) (*A
 	return apt, nil
 }
 
+// hostState names the directory under <cacheDir>/apt/ that keeps apt's package cache for the
+// host's archive: no suite is called that.
+const hostState = "host"
+
+// openHost returns apt for the host's own sources, with its binary package cache
+// (pkgcache.bin) kept under <cacheDir>/apt/host/ when there is a cache directory. Container
+// images of Debian and Ubuntu switch that cache off (Dir::Cache::pkgcache ""), and then every
+// apt-cache query parses all the package lists again: about a second each on the 2-core bench
+// machine, against 0.07 s from the cache. apt itself checks the cache against the lists and
+// dpkg's status before it uses it, and rebuilds it when they changed.
+func openHost(log *slog.Logger, a Archive, cacheDir string) *Apt {
+	apt := &Apt{archive: a}
+	if cacheDir == "" {
+		return apt
+	}
+	dir := filepath.Join(cacheDir, "apt", hostState)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Debug("apt queries go without a package cache", "err", err)
+		return apt
+	}
+	image.MarkUsed(log, dir)
+	apt.opts = []string{"-o", "Dir::Cache::pkgcache=" + filepath.Join(dir, pkgCache)}
+	return apt
+}
+
+// pkgCache is the file name of apt's binary package cache.
+const pkgCache = "pkgcache.bin"
+
 // writeIfChanged replaces the file atomically when its content differs, so that an apt
 // reading it at the same time never sees half of it.
 func writeIfChanged(path string, data []byte) error {
@@ -145,6 +173,7 @@ func privateOptions(dir, sources string) []string {
 		{"Dir::Etc::SourceParts", filepath.Join(dir, "sources.list.d")},
 		{"Dir::State::Lists", filepath.Join(dir, "lists")},
 		{"Dir::Cache", filepath.Join(dir, "cache")},
+		{"Dir::Cache::pkgcache", filepath.Join(dir, "cache", pkgCache)}, // see openHost
 		{"Dir::State::status", "/dev/null"},
 	} {
 		out = append(out, "-o", kv[0]+"="+kv[1])

@@ -3,6 +3,7 @@ package debian
 import (
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,7 @@ func TestPrivateOptions(t *testing.T) {
 		"-o Dir::Etc::SourceParts=/c/apt/bullseye/sources.list.d",
 		"-o Dir::State::Lists=/c/apt/bullseye/lists",
 		"-o Dir::Cache=/c/apt/bullseye/cache",
+		"-o Dir::Cache::pkgcache=/c/apt/bullseye/cache/pkgcache.bin",
 		"-o Dir::State::status=/dev/null",
 	} {
 		if !strings.Contains(got, want) {
@@ -138,5 +140,31 @@ func TestIntegrationPrivateArchive(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("second Open took %s: it downloaded the lists again?", d)
+	}
+}
+
+func TestOpenHostKeepsPackageCache(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if apt, err := Open(t.Context(), log, Archive{}, ""); err != nil || len(apt.opts) != 0 {
+		t.Errorf("Open(host, no cache dir) = %v, %v; want apt's own settings", apt, err)
+	}
+	cache := t.TempDir()
+	apt, err := Open(t.Context(), log, Archive{}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(cache, "apt", "host", "pkgcache.bin")
+	if got := strings.Join(apt.opts, " "); got != "-o Dir::Cache::pkgcache="+file {
+		t.Errorf("options %q, want the package cache in %s", got, file)
+	}
+	if _, err := exec.LookPath("apt-cache"); err != nil {
+		t.Skip("no apt-cache")
+	}
+	// apt itself: every Debian or Ubuntu host's lists know it.
+	if v, err := apt.Candidate(t.Context(), "apt"); err != nil || v == "" {
+		t.Skipf("the host's apt lists do not answer (%q, %v): run apt-get update", v, err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("apt-cache kept no package cache: %v", err)
 	}
 }
