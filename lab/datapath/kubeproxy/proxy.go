@@ -53,8 +53,10 @@ func New(iptables string) *Proxy { return &Proxy{IPTables: iptables} }
 
 // Install creates empty KUBE-SERVICES chains in the nat and filter tables and the jumps to them
 // that kube-proxy adds: from nat OUTPUT and PREROUTING ("kubernetes service portals"), and from
-// filter OUTPUT and FORWARD for conntrack state NEW. Each jump is added only if it is not there
-// yet, so calling Install again is harmless. No Service is configured yet: see SetBackend.
+// filter OUTPUT and FORWARD for conntrack state NEW. The first Install does it with one
+// iptables-restore (no jump can exist before its target chain does: under TCG every iptables
+// run costs a tenth of a second or more); a later one adds each jump only if it is not there
+// any more, so calling Install again is harmless. No Service is configured yet: see SetBackend.
 func (p *Proxy) Install(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -66,6 +68,8 @@ func (p *Proxy) Install(ctx context.Context) error {
 		if err := p.restore(ctx, skeleton()); err != nil {
 			return fmt.Errorf("install kube-proxy rules: %w", err)
 		}
+		p.installed = true
+		return nil
 	}
 	for _, j := range jumps() {
 		if err := p.ensureJump(ctx, j); err != nil {
@@ -186,21 +190,26 @@ func (f staleUDP) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 // Close removes everything Install and SetBackend created: the jumps, KUBE-SERVICES in both
 // tables and the KUBE-SVC/KUBE-SEP chains, leaving the tables as they were before Install. It
 // is best effort (it goes on after a failure and reports all failures) and safe to call more
-// than once or after a failed Install.
+// than once or after a failed Install. After a whole Install, one iptables-restore deletes the
+// jumps and the chains; when that fails (a jump was deleted or added twice by someone else),
+// each jump is looked for and deleted on its own, then the chains.
 func (p *Proxy) Close(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.touched {
 		return nil
 	}
+	chains := slices.Sorted(maps.Keys(p.owned))
 	var errs []error
-	for _, j := range jumps() {
-		if err := p.removeJump(ctx, j); err != nil {
+	if !p.installed || p.restore(ctx, teardown(chains, true)) != nil {
+		for _, j := range jumps() {
+			if err := p.removeJump(ctx, j); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := p.restore(ctx, teardown(chains, false)); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := p.restore(ctx, teardown(slices.Sorted(maps.Keys(p.owned)))); err != nil {
-		errs = append(errs, err)
 	}
 	// The Service is gone: so are its UDP flows (kube-proxy clears them when a Service is
 	// deleted).

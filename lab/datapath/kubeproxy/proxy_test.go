@@ -78,17 +78,11 @@ exit 0
 	}
 	tcpA, tcpB := Chains(nfsSvc, podA), Chains(nfsSvc, podB)
 	udpA, udpB := Chains(v3UDPSvc, podA), Chains(v3UDPSvc, podB)
-	nat := "-m comment --comment kubernetes service portals -j KUBE-SERVICES"
-	filter := "-m conntrack --ctstate NEW " + nat
 	want := []string{
 		"fake-iptables -w -t nat -S KUBE-SERVICES",
 		"fake-iptables-restore -w --noflush",
 	}
 	want = append(want, prefixLines(skeleton())...)
-	for _, j := range []string{"nat -C OUTPUT " + nat, "nat -I OUTPUT " + nat, "nat -C PREROUTING " + nat, "nat -I PREROUTING " + nat,
-		"filter -C OUTPUT " + filter, "filter -I OUTPUT " + filter, "filter -C FORWARD " + filter, "filter -I FORWARD " + filter} {
-		want = append(want, "fake-iptables -w -t "+j)
-	}
 	restore := func(text string) {
 		want = append(want, "fake-iptables-restore -w --noflush")
 		want = append(want, prefixLines(text)...)
@@ -100,10 +94,7 @@ exit 0
 	restore(render(v3UDPSvc, podB, sorted(udpA[1:2], udpA[3:]))) // A's two endpoint chains go
 	restore(render(v3UDPSvc, netip.Addr{}, sorted(udpB)))        // no endpoints: everything goes
 	restore(Rules(v3UDPSvc, podB))
-	for _, j := range []string{"nat -C OUTPUT " + nat, "nat -C PREROUTING " + nat, "filter -C OUTPUT " + filter, "filter -C FORWARD " + filter} {
-		want = append(want, "fake-iptables -w -t "+j)
-	}
-	restore(teardown(sorted(udpB)))
+	restore(teardown(sorted(udpB), true))
 	got := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
 	if !slices.Equal(got, want) {
 		t.Fatalf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -124,6 +115,51 @@ exit 0
 	}
 	if !slices.Equal(cleared, wantCleared) {
 		t.Errorf("conntrack cleanups:\n%s\nwant:\n%s", strings.Join(cleared, "\n"), strings.Join(wantCleared, "\n"))
+	}
+}
+
+// TestCloseLooksForEachJumpWhenOneIsGone: when the one restore that deletes the jumps and the
+// chains fails (here: a fake iptables-restore that refuses every -D, as one does for a rule
+// that is not there), Close looks for each jump on its own and then deletes the chains.
+func TestCloseLooksForEachJumpWhenOneIsGone(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "log")
+	script := `#!/bin/sh
+echo "$(basename "$0") $*" >> ` + logPath + `
+case "$*" in *--noflush*) in=$(cat); case "$in" in *"-D "*) exit 1;; esac;; esac
+case "$*" in *" -S "*|*" -C "*) exit 1;; esac
+exit 0
+`
+	for _, name := range []string{"fake-iptables", "fake-iptables-restore"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &Proxy{IPTables: filepath.Join(dir, "fake-iptables")}
+	if err := p.Install(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nat := "-m comment --comment kubernetes service portals -j KUBE-SERVICES"
+	filter := "-m conntrack --ctstate NEW " + nat
+	want := []string{
+		"fake-iptables -w -t nat -S KUBE-SERVICES",
+		"fake-iptables-restore -w --noflush", // the skeleton
+		"fake-iptables-restore -w --noflush", // jumps and chains: refused
+		"fake-iptables -w -t nat -C OUTPUT " + nat,
+		"fake-iptables -w -t nat -C PREROUTING " + nat,
+		"fake-iptables -w -t filter -C OUTPUT " + filter,
+		"fake-iptables -w -t filter -C FORWARD " + filter,
+		"fake-iptables-restore -w --noflush", // the chains
+	}
+	if got := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

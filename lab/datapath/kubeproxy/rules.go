@@ -318,13 +318,21 @@ func forwardedTo(rules string, svc Service, port ServicePort) (ep netip.AddrPort
 }
 
 // teardown returns restore input that flushes and deletes KUBE-SERVICES in both tables and the
-// given nat chains. The jumps to KUBE-SERVICES must be gone first.
-func teardown(natChains []string) string {
+// given nat chains. With withJumps it deletes kube-proxy's jumps to KUBE-SERVICES first (one
+// copy of each: the input fails as a whole where one is missing); without, they must be gone.
+func teardown(natChains []string, withJumps bool) string {
 	var b strings.Builder
-	b.WriteString("*filter\n:" + ServicesChain + " - [0:0]\n-X " + ServicesChain + "\nCOMMIT\n")
+	b.WriteString("*filter\n:" + ServicesChain + " - [0:0]\n")
+	if withJumps {
+		b.WriteString(jumpLines("filter", "-D"))
+	}
+	b.WriteString("-X " + ServicesChain + "\nCOMMIT\n")
 	b.WriteString("*nat\n:" + ServicesChain + " - [0:0]\n")
 	for _, c := range natChains {
 		b.WriteString(":" + c + " - [0:0]\n")
+	}
+	if withJumps {
+		b.WriteString(jumpLines("nat", "-D"))
 	}
 	b.WriteString("-X " + ServicesChain + "\n")
 	for _, c := range natChains {
@@ -334,9 +342,28 @@ func teardown(natChains []string) string {
 	return b.String()
 }
 
-// skeleton is the restore input Install applies: empty KUBE-SERVICES chains in both tables.
+// skeleton is the restore input Install applies first: empty KUBE-SERVICES chains in both
+// tables and kube-proxy's jumps to them.
 func skeleton() string {
-	return "*filter\n:" + ServicesChain + " - [0:0]\nCOMMIT\n*nat\n:" + ServicesChain + " - [0:0]\nCOMMIT\n"
+	return "*filter\n:" + ServicesChain + " - [0:0]\n" + jumpLines("filter", "-I") + "COMMIT\n" +
+		"*nat\n:" + ServicesChain + " - [0:0]\n" + jumpLines("nat", "-I") + "COMMIT\n"
+}
+
+// jumpLines renders the jumps of table as restore input lines of op: "-I" (insert at the top,
+// as kube-proxy does) or "-D".
+func jumpLines(table, op string) string {
+	var b strings.Builder
+	for _, j := range jumps() {
+		if j.table != table {
+			continue
+		}
+		b.WriteString(op + " " + j.chain)
+		for _, a := range j.args {
+			b.WriteString(" " + quote(a))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // quote renders a comment the way iptables-save does (xtables_save_string): bare when it is

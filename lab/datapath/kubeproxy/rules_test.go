@@ -321,11 +321,43 @@ COMMIT
 -X KUBE-SVC-BJPYFQOCKVBGHBMJ
 COMMIT
 `
-	if got := teardown([]string{"KUBE-SEP-WNUY4VVRICJ4GIAX", "KUBE-SVC-BJPYFQOCKVBGHBMJ"}); got != want {
+	chains := []string{"KUBE-SEP-WNUY4VVRICJ4GIAX", "KUBE-SVC-BJPYFQOCKVBGHBMJ"}
+	if got := teardown(chains, false); got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
 	}
-	if got := skeleton(); got != "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n" {
-		t.Fatalf("skeleton:\n%s", got)
+	want = `*filter
+:KUBE-SERVICES - [0:0]
+-D OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-D FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-X KUBE-SERVICES
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-SEP-WNUY4VVRICJ4GIAX - [0:0]
+:KUBE-SVC-BJPYFQOCKVBGHBMJ - [0:0]
+-D OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-X KUBE-SERVICES
+-X KUBE-SEP-WNUY4VVRICJ4GIAX
+-X KUBE-SVC-BJPYFQOCKVBGHBMJ
+COMMIT
+`
+	if got := teardown(chains, true); got != want {
+		t.Fatalf("with jumps, got:\n%s\nwant:\n%s", got, want)
+	}
+	want = `*filter
+:KUBE-SERVICES - [0:0]
+-I OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+-I OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+COMMIT
+`
+	if got := skeleton(); got != want {
+		t.Fatalf("skeleton:\n%s\nwant:\n%s", got, want)
 	}
 }
 
