@@ -24,11 +24,17 @@ import (
 func BootModules() []string { return []string{"virtio_pci", "virtio_console"} }
 
 // PreloadModules are what the agent loads right after saying hello, so that a missing one fails
-// loudly at boot, not mid-cell: the NFS clients, the pod topology, and conntrack's netlink
-// interface (each cell flushes the table). The rest of LabModules is loaded on demand by the
-// kernel.
+// loudly at boot, not mid-cell: the NFS clients, the pod topology, conntrack's netlink
+// interface (each cell flushes the table), and what the kube-proxy datapath's iptables rules
+// use, which a VM restored from a snapshot then has loaded already (under TCG the first
+// kube-proxy cell of a VM otherwise waits for the kernel to load them). The rest of LabModules
+// is loaded on demand by the kernel.
 func PreloadModules() []string {
-	return []string{"nfsv4", "nfsv3", "veth", "bridge", "dummy", "nf_conntrack_netlink"}
+	return []string{
+		"nfsv4", "nfsv3", "veth", "bridge", "dummy", "nf_conntrack_netlink",
+		"nf_tables", "nft_compat", "nft_chain_nat", "xt_comment", "xt_conntrack", "xt_tcpudp",
+		"xt_nat", "xt_mark", "xt_addrtype", "xt_MASQUERADE",
+	}
 }
 
 // LabModules are the modules the lab packs for the guest: the NFS client, the pod topology
