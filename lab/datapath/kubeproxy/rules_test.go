@@ -308,7 +308,11 @@ func TestRenderDeletesOnlyWhatItDoesNotCreate(t *testing.T) {
 }
 
 func TestTeardownAndSkeleton(t *testing.T) {
-	want := `*filter
+	chains := []string{"KUBE-SEP-WNUY4VVRICJ4GIAX", "KUBE-SVC-BJPYFQOCKVBGHBMJ"}
+	for _, tc := range []struct {
+		name, got, want string
+	}{
+		{"teardown", teardown(chains, false), `*filter
 :KUBE-SERVICES - [0:0]
 -X KUBE-SERVICES
 COMMIT
@@ -320,12 +324,8 @@ COMMIT
 -X KUBE-SEP-WNUY4VVRICJ4GIAX
 -X KUBE-SVC-BJPYFQOCKVBGHBMJ
 COMMIT
-`
-	chains := []string{"KUBE-SEP-WNUY4VVRICJ4GIAX", "KUBE-SVC-BJPYFQOCKVBGHBMJ"}
-	if got := teardown(chains, false); got != want {
-		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
-	}
-	want = `*filter
+`},
+		{"teardown with jumps", teardown(chains, true), `*filter
 :KUBE-SERVICES - [0:0]
 -D OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 -D FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
@@ -341,11 +341,8 @@ COMMIT
 -X KUBE-SEP-WNUY4VVRICJ4GIAX
 -X KUBE-SVC-BJPYFQOCKVBGHBMJ
 COMMIT
-`
-	if got := teardown(chains, true); got != want {
-		t.Fatalf("with jumps, got:\n%s\nwant:\n%s", got, want)
-	}
-	want = `*filter
+`},
+		{"skeleton", skeleton(), `*filter
 :KUBE-SERVICES - [0:0]
 -I OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 -I FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
@@ -355,9 +352,11 @@ COMMIT
 -I OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 -I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 COMMIT
-`
-	if got := skeleton(); got != want {
-		t.Fatalf("skeleton:\n%s\nwant:\n%s", got, want)
+`},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s, got:\n%s\nwant:\n%s", tc.name, tc.got, tc.want)
+		}
 	}
 }
 
