@@ -3,7 +3,8 @@
 // exercise is the kernel under test's).
 //
 // This file is the guest side's first part: the Docker engine the agent starts on the
-// machine's Docker disk. machine.go is the host side that boots such a machine.
+// machine's Docker disk. lab/machine.go and lab/nodedisk.go are the host side that sets such a
+// machine up.
 package kind
 
 import (
