@@ -99,8 +99,9 @@ kind: deps build
 cilium: deps build
 	$(GO) test -count=1 -timeout 680m -v -run 'TestCiliumMachine|TestCiliumScenario' ./test/e2e/ -e2e -cilium
 
-# bench-cilium: make bench's figures for real Cilium (BenchmarkCilium): its cached build and one
-# cell of the cilium scenario, cluster and agent included. Hours cold, like make cilium.
+# bench-cilium: make bench's figures for real Cilium (BenchmarkCilium): its cached build, and one
+# cell of the cilium scenario run twice: cold (cluster, agent and the VM's snapshot) and then
+# restored from that snapshot. Hours cold, like make cilium.
 bench-cilium: deps
 	$(GO) test -run '^$$' -bench Cilium -benchtime 1x -timeout 180m ./test/e2e/ -e2e -cilium
 
