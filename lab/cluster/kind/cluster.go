@@ -1,21 +1,16 @@
 package kind
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"text/template"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -23,12 +18,9 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
-	kindlog "sigs.k8s.io/kind/pkg/log"
 
-	"github.com/nfslab/nfslab/internal/lines"
 	"github.com/nfslab/nfslab/lab/datapath/cilium"
 	"github.com/nfslab/nfslab/lab/event"
-	"github.com/nfslab/nfslab/manifests"
 )
 
 // Where a cluster's files live in the guest.
@@ -245,83 +237,6 @@ func loadOnNode(n nodes.Node, dev string) error {
 	return nodeutils.LoadImageArchive(n, f)
 }
 
-// renderConfig writes kind's config for the cluster, and the kubeadm patches it mounts.
-func renderConfig(cfg ClusterConfig) ([]byte, error) {
-	known := false
-	for _, m := range ProxyModes() {
-		known = known || m == cfg.ProxyMode
-	}
-	if !known {
-		return nil, fmt.Errorf("kube-proxy mode %q: want one of %v", cfg.ProxyMode, ProxyModes())
-	}
-	if cfg.Nodes < 0 || cfg.nodes() > MaxNodes {
-		return nil, fmt.Errorf("%d nodes: a lab cluster has 1 or %d", cfg.Nodes, MaxNodes)
-	}
-	if err := checkCilium(cfg); err != nil {
-		return nil, err
-	}
-	patchDir := filepath.Join(clusterDir, "patches")
-	if err := os.MkdirAll(patchDir, 0o755); err != nil {
-		return nil, err
-	}
-	patches, err := fs.Glob(manifests.FS, "kind/patches/*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range patches {
-		b, err := manifests.FS.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(patchDir, filepath.Base(p)), b, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if err := mountExport(); err != nil {
-		return nil, err
-	}
-	return configText(cfg, patchDir)
-}
-
-// mountExport mounts a tmpfs on exportDir (once): the export every backend pod serves.
-func mountExport() error {
-	if err := os.MkdirAll(exportDir, 0o755); err != nil {
-		return err
-	}
-	var st, parent unix.Stat_t
-	if unix.Stat(exportDir, &st) == nil && unix.Stat(clusterDir, &parent) == nil && st.Dev != parent.Dev {
-		return nil // already a mount point
-	}
-	if err := unix.Mount("tmpfs", exportDir, "tmpfs", 0, "mode=0777"); err != nil {
-		return fmt.Errorf("mount the export's tmpfs on %s: %w", exportDir, err)
-	}
-	return nil
-}
-
-// configText renders manifests/kind/cluster.yaml.tmpl for cfg (its kube-proxy mode, API server
-// port and pod network), with the kubeadm patches in patchDir.
-func configText(cfg ClusterConfig, patchDir string) ([]byte, error) {
-	text, err := manifests.FS.ReadFile("kind/cluster.yaml.tmpl")
-	if err != nil {
-		return nil, err
-	}
-	t, err := template.New("cluster").Option("missingkey=error").Parse(string(text))
-	if err != nil {
-		return nil, fmt.Errorf("kind cluster template: %w", err)
-	}
-	var b bytes.Buffer
-	vmCgroup := ""
-	if cfg.Cilium != nil && cilium.VMRoot(cfg.Cilium.Datapath) {
-		vmCgroup = cilium.NodeCgroupRoot
-	}
-	if err := t.Execute(&b, map[string]any{"ProxyMode": cfg.ProxyMode, "PatchDir": patchDir, "ExportDir": exportDir, "ExportPath": ExportHostPath,
-		"APIServerPort": cfg.APIServerPort, "KindCNI": cfg.KindCNI, "Workers": make([]struct{}, cfg.nodes()-1),
-		"NodeIPAM": cfg.KindCNI || cfg.Cilium != nil, "VMCgroup": vmCgroup}); err != nil {
-		return nil, fmt.Errorf("kind cluster template: %w", err)
-	}
-	return b.Bytes(), nil
-}
-
 func newClient(kubeconfig string) (kubernetes.Interface, error) {
 	cfg, err := restConfig(kubeconfig)
 	if err != nil {
@@ -369,109 +284,6 @@ func (c *Cluster) placeServer(ctx context.Context, say func(string)) error {
 	}
 	return nil
 }
-
-// waitNodesReady polls until want nodes are Ready or ctx ends, and returns the control-plane
-// node.
-func waitNodesReady(ctx context.Context, c kubernetes.Interface, want int) (corev1.Node, error) {
-	var last error
-	for {
-		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			var ready []string
-			var first corev1.Node
-			for _, n := range nodes.Items {
-				for _, cond := range n.Status.Conditions {
-					if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-						ready = append(ready, n.Name)
-						if n.Name == controlPlaneNode || first.Name == "" {
-							first = n
-						}
-					}
-				}
-			}
-			if len(ready) >= want {
-				return first, nil
-			}
-			last = fmt.Errorf("%d node(s), Ready: %v", len(nodes.Items), ready)
-		} else {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return corev1.Node{}, fmt.Errorf("wait for %d Ready node(s): %w (last: %v)", want, ctx.Err(), last)
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// nodeStatus is one line about a node being created: its containerd's images and tasks, and
-// the kubelet's last complaints.
-func nodeStatus(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := Docker(ctx, "exec", controlPlaneNode, "sh", "-c",
-		"echo images: $(ctr -n k8s.io images ls -q | wc -l); echo tasks: $(ctr -n k8s.io tasks ls | tail -n +2 | awk '{print $3}' | sort | uniq -c); "+
-			"journalctl -u kubelet --no-pager -o cat | grep -iE 'StartError|RunContainerError|failed to create|exec|no such' | tail -n 2 | cut -c1-700; "+
-			"for f in /var/log/pods/*etcd*/*/*.log /var/log/pods/*apiserver*/*/*.log; do echo \"$f:\"; tail -n 2 $f | cut -c1-400; done")
-	if err != nil {
-		return err.Error()
-	}
-	return lastOf(string(out), 24)
-}
-
-// nodeDiagnostics collects, from a node that did not come up, the kubelet's last log lines, the
-// images its containerd holds and the containers it ran.
-func nodeDiagnostics(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	node := controlPlaneNode
-	var parts []string
-	for _, cmd := range [][]string{
-		{"journalctl", "-u", "kubelet", "--no-pager", "-n", "15"},
-		{"ctr", "-n", "k8s.io", "images", "ls", "-q"},
-		{"ctr", "-n", "k8s.io", "tasks", "ls"},
-	} {
-		out, err := Docker(ctx, append([]string{"exec", node}, cmd...)...)
-		if err != nil {
-			parts = append(parts, fmt.Sprintf("%s: %v", cmd[0], err))
-			continue
-		}
-		parts = append(parts, cmd[0]+": "+lastOf(string(out), 15))
-	}
-	return strings.Join(parts, " || ")
-}
-
-// lastOf returns the last n lines of s on one line, joined by " | ", for an error message.
-func lastOf(s string, n int) string {
-	return strings.ReplaceAll(lines.Tail(strings.TrimSpace(s), n), "\n", " | ")
-}
-
-// kindLogger adapts kind's logger: warnings and errors to slog, its status lines to say.
-type kindLogger struct {
-	log *slog.Logger
-	say func(string)
-}
-
-func (l kindLogger) Warn(msg string)                   { l.log.Warn("kind: " + msg) }
-func (l kindLogger) Warnf(format string, args ...any)  { l.Warn(fmt.Sprintf(format, args...)) }
-func (l kindLogger) Error(msg string)                  { l.log.Error("kind: " + msg) }
-func (l kindLogger) Errorf(format string, args ...any) { l.Error(fmt.Sprintf(format, args...)) }
-func (l kindLogger) V(level kindlog.Level) kindlog.InfoLogger {
-	return kindInfo{l: l, enabled: level <= 0}
-}
-
-type kindInfo struct {
-	l       kindLogger
-	enabled bool
-}
-
-func (i kindInfo) Info(msg string) {
-	if i.enabled && i.l.say != nil {
-		i.l.say(msg)
-	}
-}
-func (i kindInfo) Infof(format string, args ...any) { i.Info(fmt.Sprintf(format, args...)) }
-func (i kindInfo) Enabled() bool                    { return i.enabled }
 
 // CheckCluster creates the lab's cluster, waits for its node, runs the NFS smoke test when
 // cfg.GaneshaImage is set, and deletes the cluster again: the kind form's end-to-end check of a
