@@ -80,12 +80,16 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 	if err != nil {
 		return rep, err
 	}
+	userCilium, err := check.ciliumCheckImages(ctx, opts, p)
+	if err != nil {
+		return rep, err
+	}
 	r, err := newRunner(ctx, opts, p, &reports.Result{Timings: map[string]float64{}}, form)
 	if err != nil {
 		return rep, err
 	}
 	defer os.RemoveAll(r.work)
-	r.userNode = userNode
+	r.userNode, r.userCilium = userNode, userCilium
 	work := filepath.Join(r.work, "k0")
 	k, initrd, err := r.kernelImage(ctx, work, kernelName)
 	if err != nil {
@@ -94,7 +98,7 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 	disks := []vm.Disk{{Path: filepath.Join(work, "docker.img")}}
 	sideLoad := ""
 	var ciliumBins []build.Binaries
-	if check.Cilium != "" {
+	if check.Cilium != "" && userCilium == nil {
 		bins, err := r.ciliumBinaries(ctx, check.CiliumVersion)
 		if err != nil {
 			return rep, err
@@ -102,7 +106,7 @@ func CheckKindMachine(ctx context.Context, opts Options, kernelName string, chec
 		ciliumBins = append(ciliumBins, bins)
 	}
 	if withNode {
-		node, err := r.nodeImage(ctx, nodeimage.Extras{Cilium: ciliumBins})
+		node, err := r.nodeImage(ctx, nodeimage.Extras{Cilium: ciliumBins, UserCilium: userCilium})
 		if err != nil {
 			return rep, err
 		}

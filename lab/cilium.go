@@ -33,11 +33,15 @@ func ciliumMachine() machineForm {
 
 // checkCilium refuses, before anything is built or booted, a Cilium check that cannot work: an
 // unknown datapath or version, a kube-proxy mode beside it, or a node image of the user's (it
-// lacks Cilium's images). It fills in the default version.
+// lacks Cilium's images). It fills in the default version, unless the user's images
+// (Options.CiliumImage) are to say it (ciliumCheckImages).
 func (c *MachineCheck) checkCilium(opts Options) error {
 	if c.Cilium == "" {
 		if c.CiliumVersion != "" {
 			return &InputError{Err: fmt.Errorf("a Cilium version (%s) without a Cilium datapath: want one of %v", c.CiliumVersion, cilium.Datapaths())}
+		}
+		if opts.CiliumImage != "" {
+			return &InputError{Err: fmt.Errorf("--cilium-image %q without a Cilium datapath: want one of %v", opts.CiliumImage, cilium.Datapaths())}
 		}
 		return nil
 	}
@@ -47,11 +51,13 @@ func (c *MachineCheck) checkCilium(opts Options) error {
 	if c.ProxyMode != "" {
 		return &InputError{Err: fmt.Errorf("real Cilium (%s) replaces kube-proxy: a kube-proxy mode (%s) cannot go with it", c.Cilium, c.ProxyMode)}
 	}
-	if c.CiliumVersion == "" {
+	if c.CiliumVersion == "" && opts.CiliumImage == "" {
 		c.CiliumVersion = cilium.DefaultVersion()
 	}
-	if err := cilium.CheckVersion(c.CiliumVersion); err != nil {
-		return &InputError{Err: err}
+	if c.CiliumVersion != "" {
+		if err := cilium.CheckVersion(c.CiliumVersion); err != nil {
+			return &InputError{Err: err}
+		}
 	}
 	if opts.NodeImage != "" && opts.NodeImage != OwnNodeImage {
 		return &InputError{Err: fmt.Errorf("--node-image %q: real Cilium runs from nfslab's own node image, which carries its images", opts.NodeImage)}
@@ -75,16 +81,21 @@ func (r *runner) ciliumBinaries(ctx context.Context, version string) (build.Bina
 }
 
 // ciliumInstall renders Cilium's chart on the host with nfslab's values for the datapath (the
-// agent in the VM only applies the result): the images preloaded into nfslab's node image, the
-// cluster's API server and pod network, and the VM's cgroup root where the datapath wants it.
+// agent in the VM only applies the result): the images preloaded into nfslab's node image
+// (nfslab's build, or the user's), the cluster's API server and pod network, and the VM's
+// cgroup root where the datapath wants it.
 func (r *runner) ciliumInstall(ctx context.Context, datapath, version string) (cilium.Install, error) {
 	dir, err := chart.Fetch(ctx, r.opts.Log, r.cache, version)
 	if err != nil {
 		return cilium.Install{}, labErr("%w", err)
 	}
+	agent, operator := cilium.AgentImage(version), cilium.OperatorImage(version)
+	if u := r.userCilium; u != nil {
+		agent, operator = u.Agent, u.Operator
+	}
 	values, err := cilium.Required(datapath, cilium.Setup{
-		Cluster: kind.ClusterName, PodCIDR: kind.PodCIDR, AgentImage: cilium.AgentImage(version),
-		OperatorImage: cilium.OperatorImage(version), CgroupRoot: cilium.NodeCgroupRoot,
+		Cluster: kind.ClusterName, PodCIDR: kind.PodCIDR, AgentImage: agent,
+		OperatorImage: operator, CgroupRoot: cilium.NodeCgroupRoot,
 	})
 	if err != nil {
 		return cilium.Install{}, &InputError{Err: err}
@@ -119,14 +130,26 @@ func ciliumWants(groups [][]scenario.Cell) []ciliumWant {
 	return out
 }
 
+// ciliumVersions lists the Cilium versions of wants, each once.
+func ciliumVersions(wants []ciliumWant) []string {
+	var out []string
+	for _, w := range wants {
+		if !slices.Contains(out, w.version) {
+			out = append(out, w.version)
+		}
+	}
+	return out
+}
+
 // ciliumSetup builds the binaries of every Cilium version the run's cells install (node image
-// extras) and renders the chart for every datapath and version (the agent's installs).
+// extras: or takes the user's images instead) and renders the chart for every datapath and
+// version (the agent's installs).
 func (r *runner) ciliumSetup(ctx context.Context) (nodeimage.Extras, []cilium.Install, error) {
-	var extras nodeimage.Extras
+	extras := nodeimage.Extras{UserCilium: r.userCilium}
 	var installs []cilium.Install
 	var built []string
 	for _, w := range r.cilium {
-		if !slices.Contains(built, w.version) {
+		if r.userCilium == nil && !slices.Contains(built, w.version) {
 			bins, err := r.ciliumBinaries(ctx, w.version)
 			if err != nil {
 				return extras, nil, err

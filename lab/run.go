@@ -56,6 +56,10 @@ type Options struct {
 	// CiliumValues are a user's Helm values for the Cilium datapaths' chart (--cilium-values,
 	// checked by cilium.ParseValues): nfslab's own values are merged over them.
 	CiliumValues map[string]any
+	// CiliumImage names Cilium's agent and operator images to run instead of those nfslab builds
+	// (--cilium-image): a docker-archive holding both, or the agent's image reference
+	// (nodeimage.UserCilium). The run's Cilium cells must then be of one version.
+	CiliumImage string
 }
 
 // setDefaults fills the fields whose zero value means "the default": a discarding logger, a new
@@ -117,6 +121,10 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 	if err != nil {
 		return res, err
 	}
+	userCilium, err := userCiliumImages(ctx, opts, ciliumVersions(ciliumWants(groups)), p)
+	if err != nil {
+		return res, err
+	}
 	// The netns form's VMs first (seconds per cell), then the kind form's (minutes per cluster).
 	var errs []error
 	for _, form := range []machineForm{netnsMachine(), kindMachine()} {
@@ -143,7 +151,7 @@ func Run(ctx context.Context, opts Options) (*reports.Result, error) {
 			return res, err
 		}
 		if form.kind {
-			r.userNode, r.cilium = userNode, wants
+			r.userNode, r.userCilium, r.cilium = userNode, userCilium, wants
 		}
 		errs = append(errs, r.runGroups(ctx, mine)...)
 		os.RemoveAll(r.work)
@@ -261,8 +269,10 @@ type runner struct {
 	restoreFailed sync.Once
 
 	// userNode is the kind form's node image given by the user (Options.NodeImage), resolved
-	// before anything was created; nil for nfslab's own.
-	userNode *nodeimage.Node
+	// before anything was created; nil for nfslab's own. userCilium likewise are the user's
+	// images of Cilium (Options.CiliumImage); nil for those nfslab builds.
+	userNode   *nodeimage.Node
+	userCilium *nodeimage.CiliumImages
 
 	// The kind form's node image, the Docker disk that holds it and the archive side-loaded into
 	// its nodes (none for nfslab's own image), prepared once per run (kindMachineSetup).

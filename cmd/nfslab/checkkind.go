@@ -19,7 +19,7 @@ import (
 
 // newCheckKindCmd is `nfslab kernel check-kind KERNEL`: can the kind form run on a kernel.
 func newCheckKindCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
-	var cacheDir, accel, output, proxyMode, nodeImage, ciliumVersion string
+	var cacheDir, accel, output, proxyMode, nodeImage, ciliumVersion, ciliumImage string
 	cmd := &cobra.Command{
 		Use:   "check-kind KERNEL",
 		Short: "Boot KERNEL as the kind form's machine (Docker on a disk in the VM) and report its engine",
@@ -76,7 +76,7 @@ that cannot work); 3 the lab failed.`,
 			}
 			rep, err := lab.CheckKindMachine(cmd.Context(), lab.Options{
 				CacheDir: cacheDir, Accel: accel, Progress: progress, Style: g.style(progress), Log: g.logger(stderr), RunID: runID,
-				NodeImage: nodeImage,
+				NodeImage: nodeImage, CiliumImage: ciliumImage,
 			}, args[0], check)
 			if err != nil {
 				return err
@@ -129,6 +129,7 @@ that cannot work); 3 the lab failed.`,
 	f.StringVar(&ciliumVersion, "cilium-version", "", "with a Cilium datapath in --cluster, the Cilium version (default "+cilium.DefaultVersion()+"; one of "+strings.Join(cilium.Versions(), ", ")+")")
 	f.StringVar(&nodeImage, "node-image", "", "also start Docker on a disk that holds a kind node image: alone, nfslab's own (Kubernetes "+nodeimage.KubernetesVersion+" from the Go module proxy, no registry; both cached, the first time takes many minutes); =ARCHIVE or =IMAGE, yours (a docker-archive, or an image reference the host's Docker has or pulls)")
 	f.Lookup("node-image").NoOptDefVal = lab.OwnNodeImage
+	f.StringVar(&ciliumImage, "cilium-image", "", ciliumImageUsage+" (the version: --cilium-version, else the agent's tag)")
 	return cmd
 }
 

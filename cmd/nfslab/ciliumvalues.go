@@ -10,6 +10,12 @@ import (
 	"github.com/nfslab/nfslab/lab/scenario"
 )
 
+// ciliumImageUsage is --cilium-image's help.
+const ciliumImageUsage = "Cilium's agent and operator images to run instead of nfslab's build: a docker-archive of both " +
+	"(docker save -o cilium.tar quay.io/cilium/cilium:V quay.io/cilium/operator-generic:V) or the agent's image reference " +
+	"the host's Docker has or pulls (its operator: operator-generic, same path and tag); the Cilium cells must be of one version, " +
+	"the images' own. Unverified here (no registry); a release's agent may give up compiling its datapath under TCG (its 300 s limits)"
+
 // checkCiliumValues checks --cilium-values FILE before anything is created, and returns its
 // values: a YAML mapping of Helm values that sets none of those nfslab owns for the run's Cilium
 // datapaths, and a run that has a Cilium datapath for it to apply to. Every problem is bad input

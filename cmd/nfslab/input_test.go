@@ -43,6 +43,10 @@ func TestBadInputCreatesNothing(t *testing.T) {
 	ownedValues := write("owned.yaml", "bpf: {masquerade: false}\nkubeProxyReplacement: false\n")
 	notYAML := write("broken.yaml", "socketLB: [enabled\n")
 	goodValues := write("values.yaml", "bpf: {masquerade: false}\n")
+	cilium115 := write("cilium-115.tar", imagesTar(t, "quay.io/cilium/cilium:v1.15.19", "quay.io/cilium/operator-generic:v1.15.19"))
+	agentOnly := write("agent.tar", imagesTar(t, "quay.io/cilium/cilium:v1.15.19"))
+	cell119 := "debian-stock/kind/cilium@v1.19.7/4.1/delete-pod"
+	cell115 := "debian-stock/kind/cilium@v1.15.19/4.1/delete-pod"
 	tests := []struct {
 		name    string
 		args    []string
@@ -60,6 +64,11 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		{"a Cilium values file that is not YAML", []string{"--cilium-values", notYAML}, notYAML + ": not YAML: "},
 		{"a Cilium values file that does not exist", []string{"--cilium-values", missingNode}, "--cilium-values: open " + missingNode + ": no such file"},
 		{"a Cilium values file for a run without Cilium", []string{"--cilium-values", goodValues}, "--cilium-values " + goodValues + ": the run has no Cilium datapath"},
+		{"Cilium's images for a run without Cilium", []string{"--cilium-image", cilium115}, `--cilium-image "` + cilium115 + `": Cilium's images, and the run has no Cilium cell`},
+		{"Cilium's images for two Cilium versions", []string{"--scenario", "cilium", "--kernel", "debian-stock", "--datapath", "cilium", "--cilium-image", cilium115}, "the run's Cilium cells are of 2 versions (v1.19.7, v1.15.19)"},
+		{"Cilium's images of another version", []string{"--scenario", "cilium", "--cell", cell119, "--cilium-image", cilium115}, "its agent is v1.15.19 and the Cilium to install is v1.19.7"},
+		{"Cilium's images without the operator", []string{"--scenario", "cilium", "--cell", cell115, "--cilium-image", agentOnly}, agentOnly + ": 0 images of Cilium's operator"},
+		{"Cilium's agent as a reference that is not one", []string{"--scenario", "cilium", "--cell", cell115, "--cilium-image", "quay.io/cilium/operator-generic:v1.15.19"}, "not Cilium's agent image"},
 		{"a node image for a run without kind cells", []string{"--cluster", "netns", "--node-image", "kindest/node:v1"}, `--node-image "kindest/node:v1" is a kind node image: the run has no kind cell`},
 	}
 	for _, tt := range tests {
@@ -84,6 +93,33 @@ func TestBadInputCreatesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// imagesTar is a docker-archive of one config shared by images tagged tags, a tag each.
+func imagesTar(t *testing.T, tags ...string) string {
+	t.Helper()
+	manifest := "["
+	for i, tag := range tags {
+		if i > 0 {
+			manifest += ","
+		}
+		manifest += `{"Config":"c.json","RepoTags":["` + tag + `"],"Layers":[]}`
+	}
+	manifest += "]"
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range [][2]string{{"c.json", "{}"}, {"manifest.json", manifest}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e[0], Mode: 0o644, Size: int64(len(e[1])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 // manifestOnlyTar is a tar holding only a manifest.json with the given text.

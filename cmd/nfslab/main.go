@@ -115,6 +115,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		keep         bool
 		nodeImage    string
 		ciliumValues string
+		ciliumImage  string
 		noSnapshot   bool
 	)
 	cmd := &cobra.Command{
@@ -162,7 +163,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 				Scenario: s, CacheDir: cacheDir, Accel: sel.accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
 				ArtifactDir: reportDir, Parallel: parallel, RunID: runID,
 				Keep: keep, Kept: func(k lab.KeptCluster) { sayKept(stdout, reportDir, runID, k) },
-				NodeImage: nodeImage, NoSnapshot: noSnapshot, CiliumValues: userValues,
+				NodeImage: nodeImage, NoSnapshot: noSnapshot, CiliumValues: userValues, CiliumImage: ciliumImage,
 			})
 			res.RunID = runID
 			var inputErr *lab.InputError
@@ -190,6 +191,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
 	f.BoolVar(&noSnapshot, "no-snapshot", false, "boot every VM cold: restore no snapshot of a booted VM and take none (under TCG, a netns-form VM is otherwise restored from the cache's snapshot of the same kernel and machine, or booted and snapshotted)")
 	f.StringVar(&ciliumValues, "cilium-values", "", "a Helm values file for the Cilium datapaths' chart, under nfslab's own values (it may not set those); checked before anything starts")
+	f.StringVar(&ciliumImage, "cilium-image", "", ciliumImageUsage)
 	return cmd
 }
 

@@ -71,6 +71,10 @@ func TestExitCodes(t *testing.T) {
 			code: 2, wantErr: []string{"without a Cilium datapath"}},
 		{name: "check-kind, Cilium on a node image of the user's", args: []string{"kernel", "check-kind", "debian-stock", "--cluster", "cilium-no-socket-lb", "--node-image=kindest/node:v1"},
 			code: 2, wantErr: []string{"nfslab's own node image"}},
+		{name: "check-kind, Cilium's images without Cilium", args: []string{"kernel", "check-kind", "debian-stock", "--cluster", "iptables", "--cilium-image", "quay.io/cilium/cilium:v1.15.19"},
+			code: 2, wantErr: []string{`--cilium-image "quay.io/cilium/cilium:v1.15.19" without a Cilium datapath`}},
+		{name: "check-kind, Cilium's images of another version", args: []string{"kernel", "check-kind", "debian-stock", "--cluster", "cilium", "--cilium-version", "v1.19.7", "--cilium-image", "quay.io/cilium/cilium:v1.15.19"},
+			code: 2, wantErr: []string{"its agent is v1.15.19 and the Cilium to install is v1.19.7"}},
 		{name: "check-kind, an unknown cluster mode", args: []string{"kernel", "check-kind", "debian-stock", "--cluster", "calico"},
 			code: 2, wantErr: []string{`"calico"`, "iptables", "cilium-hostns-only"}},
 		{

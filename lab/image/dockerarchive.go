@@ -29,39 +29,49 @@ type DockerManifestEntry struct {
 }
 
 // ParseDockerManifest reads a docker-archive's manifest.json, which must list exactly one image
-// with at least one tag. It returns that image with its tags in Docker's short form (as
-// DockerShortName writes them, each NAME:TAG) and its config's path cleaned; the path is inside
-// the archive.
+// (ParseDockerManifests says what each image must be).
 func ParseDockerManifest(data []byte) (DockerManifestEntry, error) {
-	var entries []DockerManifestEntry
-	if err := json.Unmarshal(data, &entries); err != nil {
-		return DockerManifestEntry{}, fmt.Errorf("manifest.json is not a docker-archive's: %w", err)
+	entries, err := ParseDockerManifests(data)
+	if err != nil {
+		return DockerManifestEntry{}, err
 	}
-	switch {
-	case len(entries) == 0:
-		return DockerManifestEntry{}, errors.New("manifest.json lists no image")
-	case len(entries) > 1:
+	if len(entries) > 1 {
 		return DockerManifestEntry{}, fmt.Errorf("the archive holds %d images: save the node image alone (docker save -o node.tar NAME:TAG)", len(entries))
 	}
-	e := entries[0]
-	if len(e.RepoTags) == 0 {
-		return DockerManifestEntry{}, errors.New("the image has no tag (manifest.json's RepoTags is empty): save it by its name, docker save -o node.tar NAME:TAG")
+	return entries[0], nil
+}
+
+// ParseDockerManifests reads a docker-archive's manifest.json, which must list at least one
+// image, each with at least one tag. It returns the images with their tags in Docker's short
+// form (as DockerShortName writes them, each NAME:TAG) and their configs' paths cleaned; the
+// paths are inside the archive.
+func ParseDockerManifests(data []byte) ([]DockerManifestEntry, error) {
+	var entries []DockerManifestEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("manifest.json is not a docker-archive's: %w", err)
 	}
-	tags := make([]string, 0, len(e.RepoTags))
-	for _, t := range e.RepoTags {
-		short := DockerShortName(t)
-		if !DockerTag().MatchString(short) {
-			return DockerManifestEntry{}, fmt.Errorf("the image's tag %q is not NAME:TAG", t)
+	if len(entries) == 0 {
+		return nil, errors.New("manifest.json lists no image")
+	}
+	for i, e := range entries {
+		if len(e.RepoTags) == 0 {
+			return nil, errors.New("the image has no tag (manifest.json's RepoTags is empty): save it by its name, docker save -o out.tar NAME:TAG")
 		}
-		tags = append(tags, short)
+		tags := make([]string, 0, len(e.RepoTags))
+		for _, t := range e.RepoTags {
+			short := DockerShortName(t)
+			if !DockerTag().MatchString(short) {
+				return nil, fmt.Errorf("the image's tag %q is not NAME:TAG", t)
+			}
+			tags = append(tags, short)
+		}
+		config := path.Clean(e.Config)
+		if e.Config == "" || config == "." || config == ".." || strings.HasPrefix(config, "../") || path.IsAbs(config) {
+			return nil, fmt.Errorf("manifest.json names no usable config (%q)", e.Config)
+		}
+		entries[i].RepoTags, entries[i].Config = tags, config
 	}
-	e.RepoTags = tags
-	config := path.Clean(e.Config)
-	if e.Config == "" || config == "." || config == ".." || strings.HasPrefix(config, "../") || path.IsAbs(config) {
-		return DockerManifestEntry{}, fmt.Errorf("manifest.json names no usable config (%q)", e.Config)
-	}
-	e.Config = config
-	return e, nil
+	return entries, nil
 }
 
 // DockerTag is what nfslab accepts as an image's tag: NAME:TAG, in the characters image

@@ -20,6 +20,7 @@ func TestParseDockerManifest(t *testing.T) {
 		{name: "registry with a port", data: `[{"Config":"c.json","RepoTags":["localhost:5000/node:v1"]}]`,
 			tags: []string{"localhost:5000/node:v1"}, config: "c.json"},
 		{name: "no tag", data: `[{"Config":"abc.json","RepoTags":[]}]`, err: "no tag"},
+		{name: "a second image without a tag", data: `[{"Config":"a.json","RepoTags":["a:b"]},{"Config":"b.json"}]`, err: "no tag"},
 		{name: "a name without a tag", data: `[{"Config":"abc.json","RepoTags":["localhost:5000/node"]}]`, err: "not NAME:TAG"},
 		{name: "two images", data: `[{"Config":"a.json","RepoTags":["a:b"]},{"Config":"b.json","RepoTags":["c:d"]}]`, err: "2 images"},
 		{name: "no image", data: `[]`, err: "no image"},
@@ -45,8 +46,9 @@ func TestParseDockerManifest(t *testing.T) {
 	}
 }
 
-// FuzzParseDockerManifest: any manifest.json is refused or yields NAME:TAG tags and a config
-// path inside the archive.
+// FuzzParseDockerManifest: any manifest.json is refused or yields images with NAME:TAG tags
+// and config paths inside the archive; ParseDockerManifest takes what ParseDockerManifests
+// reads when it is one image.
 func FuzzParseDockerManifest(f *testing.F) {
 	for _, seed := range []string{
 		`[{"Config":"abc.json","RepoTags":["kindest/node:v1.37.0"],"Layers":["l/layer.tar"]}]`,
@@ -54,27 +56,36 @@ func FuzzParseDockerManifest(f *testing.F) {
 		`[{"Config":"abc.json","RepoTags":[]}]`,
 		`[{"Config":"../x","RepoTags":["a:b"]}]`,
 		`[{"Config":"/etc/passwd","RepoTags":["a:b"]}]`,
+		`[{"Config":"a.json","RepoTags":["quay.io/cilium/cilium:v1.15.19"]},{"Config":"b.json","RepoTags":["quay.io/cilium/operator-generic:v1.15.19"]}]`,
 		`[]`, `{}`, `null`, `[null]`, ``,
 	} {
 		f.Add([]byte(seed))
 	}
 	re := DockerTag()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := ParseDockerManifest(data)
+		entries, err := ParseDockerManifests(data)
+		if one, oneErr := ParseDockerManifest(data); oneErr == nil && (err != nil || len(entries) != 1 || one.Config != entries[0].Config) {
+			t.Errorf("ParseDockerManifest = %+v where ParseDockerManifests = %+v, %v", one, entries, err)
+		}
 		if err != nil {
 			return
 		}
-		if len(e.RepoTags) == 0 {
-			t.Error("no tag")
+		if len(entries) == 0 {
+			t.Error("no image")
 		}
-		for _, tag := range e.RepoTags {
-			if !re.MatchString(tag) {
-				t.Errorf("tag %q is not NAME:TAG", tag)
+		for _, e := range entries {
+			if len(e.RepoTags) == 0 {
+				t.Error("no tag")
 			}
-		}
-		c := e.Config
-		if c == "" || c == "." || strings.HasPrefix(c, "/") || c == ".." || strings.HasPrefix(c, "../") {
-			t.Errorf("config %q is not a path inside the archive", c)
+			for _, tag := range e.RepoTags {
+				if !re.MatchString(tag) {
+					t.Errorf("tag %q is not NAME:TAG", tag)
+				}
+			}
+			c := e.Config
+			if c == "" || c == "." || strings.HasPrefix(c, "/") || c == ".." || strings.HasPrefix(c, "../") {
+				t.Errorf("config %q is not a path inside the archive", c)
+			}
 		}
 	})
 }

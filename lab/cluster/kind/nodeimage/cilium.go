@@ -23,6 +23,9 @@ type Extras struct {
 	// Cilium are built Cilium versions whose agent and operator images the node's containerd
 	// holds (cilium.AgentImage, cilium.OperatorImage).
 	Cilium []build.Binaries
+	// UserCilium are the user's images of Cilium, imported as they are (and unpacked by the
+	// node's containerd at their first use, as their layers are Docker's own).
+	UserCilium *CiliumImages
 	// bpftool is the directory of the bpftool every Cilium image gets (ciliumBpftool), set
 	// by BuildNode when there are Cilium images.
 	bpftool string
@@ -31,6 +34,9 @@ type Extras struct {
 // inputs adds what the extras are made from to a node image's cache inputs. No extras add
 // nothing, so the default node image keeps its key.
 func (e Extras) inputs(in image.Inputs) {
+	if e.UserCilium != nil {
+		in["cilium-user"] = e.UserCilium.Key
+	}
 	if len(e.Cilium) == 0 {
 		return
 	}

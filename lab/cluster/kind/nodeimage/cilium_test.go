@@ -31,6 +31,13 @@ func TestExtrasInputs(t *testing.T) {
 	if withTool.Key() == one.Key() {
 		t.Error("another bpftool does not change the node image's key")
 	}
+	user := base()
+	Extras{UserCilium: &CiliumImages{Key: "k1"}}.inputs(user)
+	userOther := base()
+	Extras{UserCilium: &CiliumImages{Key: "k2"}}.inputs(userOther)
+	if user.Key() == none.Key() || user.Key() == userOther.Key() {
+		t.Error("a node image with the user's Cilium images shares a key with one without, or with other images")
+	}
 }
 
 // fakeBinaries writes a built Cilium's tree with one command and one datapath source.

@@ -208,6 +208,10 @@ func buildNode(ctx context.Context, log *slog.Logger, cache image.Cache, binsInp
 		}
 		imports = append(imports, ci)
 	}
+	if u := extras.UserCilium; u != nil {
+		say("the user's Cilium images %s and %s", u.Agent, u.Operator)
+		imports = append(imports, containerdImport{Archive: u.Archive})
+	}
 
 	root := lands.node
 	if err := installKindFiles(ctx, root, kindMod.Dir, bins); err != nil {

@@ -86,9 +86,28 @@ func ArchiveNode(file string) (Node, error) {
 }
 
 // ReadArchive reads a docker-archive holding one image and returns its tag and its image ID
+// (sha256:<hex> of its config).
+func ReadArchive(r io.Reader) (tag, id string, err error) {
+	imgs, err := readArchiveImages(r)
+	if err != nil {
+		return "", "", err
+	}
+	if len(imgs) > 1 {
+		return "", "", fmt.Errorf("the archive holds %d images: save the node image alone (docker save -o node.tar NAME:TAG)", len(imgs))
+	}
+	return imgs[0].Tags[0], imgs[0].ID, nil
+}
+
+// archiveImage is an image of a docker-archive: its tags (Docker's short form) and its ID.
+type archiveImage struct {
+	Tags []string
+	ID   string
+}
+
+// readArchiveImages reads the images of a docker-archive, each with its tags and its image ID
 // (sha256:<hex> of its config). The tar's entries are read once; large ones are skipped (by
 // seeking, when r can).
-func ReadArchive(r io.Reader) (tag, id string, err error) {
+func readArchiveImages(r io.Reader) ([]archiveImage, error) {
 	tr := tar.NewReader(r)
 	var manifest []byte
 	sums := map[string]string{} // entries small enough to be a config: name → sha256
@@ -98,7 +117,7 @@ func ReadArchive(r io.Reader) (tag, id string, err error) {
 			break
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("not a docker-archive (not a tar: %w)", err)
+			return nil, fmt.Errorf("not a docker-archive (not a tar: %w)", err)
 		}
 		if h.Typeflag != tar.TypeReg {
 			continue
@@ -107,63 +126,83 @@ func ReadArchive(r io.Reader) (tag, id string, err error) {
 		switch {
 		case name == "manifest.json":
 			if h.Size > image.MaxDockerManifestBytes {
-				return "", "", fmt.Errorf("manifest.json is %d bytes: not a docker-archive's", h.Size)
+				return nil, fmt.Errorf("manifest.json is %d bytes: not a docker-archive's", h.Size)
 			}
 			if manifest, err = io.ReadAll(tr); err != nil {
-				return "", "", fmt.Errorf("read manifest.json: %w", err)
+				return nil, fmt.Errorf("read manifest.json: %w", err)
 			}
 		case h.Size <= image.MaxDockerConfigBytes:
 			s := sha256.New()
 			if _, err := io.Copy(s, tr); err != nil {
-				return "", "", fmt.Errorf("read %s: %w", name, err)
+				return nil, fmt.Errorf("read %s: %w", name, err)
 			}
 			sums[name] = hex.EncodeToString(s.Sum(nil))
 		}
 	}
 	if manifest == nil {
-		return "", "", errors.New("no manifest.json: not a docker-archive (docker save -o node.tar IMAGE writes one)")
+		return nil, errors.New("no manifest.json: not a docker-archive (docker save -o out.tar IMAGE writes one)")
 	}
-	e, err := image.ParseDockerManifest(manifest)
+	entries, err := image.ParseDockerManifests(manifest)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	sum, ok := sums[e.Config]
-	if !ok {
-		return "", "", fmt.Errorf("manifest.json names the config %s, which the archive does not hold", e.Config)
+	imgs := make([]archiveImage, 0, len(entries))
+	for _, e := range entries {
+		sum, ok := sums[e.Config]
+		if !ok {
+			return nil, fmt.Errorf("manifest.json names the config %s, which the archive does not hold", e.Config)
+		}
+		imgs = append(imgs, archiveImage{Tags: e.RepoTags, ID: "sha256:" + sum})
 	}
-	return e.RepoTags[0], "sha256:" + sum, nil
+	return imgs, nil
 }
 
 // savedNode resolves an image reference with the host's Docker — pulling the image when Docker
 // lacks it — and saves it into the cache as a docker-archive, once per image ID and reference.
 func savedNode(ctx context.Context, cache image.Cache, log *slog.Logger, ref string, progress func(string)) (Node, error) {
+	archive, err := dockerSaved(ctx, cache, log, "kind-user-node", "node image", []string{ref}, checkSaved, progress)
+	if err != nil {
+		return Node{}, err
+	}
+	return ArchiveNode(archive)
+}
+
+// dockerSaved saves the images refs name into the cache as one docker-archive (NodeArchiveFile
+// of a cache entry named entry), once per set of image IDs and references, and returns its
+// path: the host's Docker resolves each reference, pulling what it lacks. check vets the
+// archive docker save wrote. what names the images in messages ("node image").
+func dockerSaved(ctx context.Context, cache image.Cache, log *slog.Logger, entry, what string, refs []string, check func(string) error, progress func(string)) (string, error) {
 	docker, err := hosttools.Path("docker")
 	if err != nil {
-		return Node{}, unusable("no such file, and an image reference needs Docker on this host, which has none: pass a docker-archive instead (docker save -o node.tar %s, on a machine with Docker)", ref)
+		return "", unusable("no such file, and an image reference needs Docker on this host, which has none: pass a docker-archive instead (docker save -o out.tar %s, on a machine with Docker)", strings.Join(refs, " "))
 	}
-	id, err := localImageID(ctx, docker, ref)
-	if err != nil {
-		say(progress, "node image: Docker lacks %s: pulling it", ref)
-		if _, err := dockerRun(ctx, docker, "pull", ref); err != nil {
-			return Node{}, unusable("no such file, and Docker neither has nor can pull such an image (%v): pass a docker-archive instead, or an image Docker can pull", err)
+	var ids []string
+	for _, ref := range refs {
+		id, err := localImageID(ctx, docker, ref)
+		if err != nil {
+			say(progress, "%s: Docker lacks %s: pulling it", what, ref)
+			if _, err := dockerRun(ctx, docker, "pull", ref); err != nil {
+				return "", unusable("no such file, and Docker neither has nor can pull %s (%v): pass a docker-archive instead, or an image Docker can pull", ref, err)
+			}
+			if id, err = localImageID(ctx, docker, ref); err != nil {
+				return "", unusable("%s pulled, yet Docker does not list it: %w", ref, err)
+			}
 		}
-		if id, err = localImageID(ctx, docker, ref); err != nil {
-			return Node{}, unusable("pulled, yet Docker does not list it: %w", err)
-		}
+		ids = append(ids, id)
 	}
-	inputs := image.Inputs{"recipe": savedRecipe, "image-id": id, "ref": ref}
-	dir, err := cache.Artefact(ctx, log, "kind-user-node", inputs, func(ctx context.Context, dir string) error {
-		say(progress, "node image: saving %s (%s) into the cache", ref, id)
+	inputs := image.Inputs{"recipe": savedRecipe, "image-id": strings.Join(ids, ","), "ref": strings.Join(refs, ",")}
+	dir, err := cache.Artefact(ctx, log, entry, inputs, func(ctx context.Context, dir string) error {
+		say(progress, "%s: saving %s (%s) into the cache", what, strings.Join(refs, " "), strings.Join(ids, " "))
 		archive := filepath.Join(dir, NodeArchiveFile)
-		if _, err := dockerRun(ctx, docker, "save", "--output", archive, ref); err != nil {
+		if _, err := dockerRun(ctx, docker, append([]string{"save", "--output", archive}, refs...)...); err != nil {
 			return err
 		}
-		return checkSaved(archive)
+		return check(archive)
 	})
 	if err != nil {
-		return Node{}, fmt.Errorf("save %s from Docker: %w", ref, err)
+		return "", fmt.Errorf("save %s from Docker: %w", strings.Join(refs, " "), err)
 	}
-	return ArchiveNode(filepath.Join(dir, NodeArchiveFile))
+	return filepath.Join(dir, NodeArchiveFile), nil
 }
 
 // checkSaved checks that the archive docker save wrote is one nfslab can use: it has no tag
