@@ -27,7 +27,7 @@ const (
 	etcdImageTag = "3.7.0-0"
 	suite        = "bookworm"
 
-	nodeRecipe = "kind-node-v4"
+	nodeRecipe = "kind-node-v5" // v5: the kubelet's cgroup script patched (kubeletcgroup.go)
 	// GaneshaImage is the NFS server's image, preloaded in the node's containerd (pods use it
 	// with imagePullPolicy Never).
 	GaneshaImage = "nfslab.local/nfs-ganesha:v1"

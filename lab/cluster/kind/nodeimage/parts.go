@@ -169,7 +169,7 @@ func copyExec(src, dst string) error {
 // (from the kind module's images/base/files): its entrypoint and scripts, systemd units for
 // containerd and the kubelet with only those enabled, containerd's and the kubelet's config,
 // the CNI plugins where containerd looks, the bridge network, the OCI spec template, and the
-// kubelet, kubeadm and kubectl.
+// kubelet, kubeadm and kubectl. One script of kind's is patched (patchKubeletCgroup).
 func installKindFiles(ctx context.Context, root, kindDir, bins string) error {
 	files := filepath.Join(kindDir, "images/base/files")
 	copies := []struct{ src, dst string }{
@@ -193,6 +193,9 @@ func installKindFiles(ctx context.Context, root, kindDir, bins string) error {
 	}
 	if out, err := exec.CommandContext(ctx, "chmod", "-R", "u+w,a+rX", filepath.Join(root, "kind"), filepath.Join(root, "etc/systemd/system")).CombinedOutput(); err != nil {
 		return fmt.Errorf("chmod kind files: %w: %s", err, out)
+	}
+	if err := patchKubeletCgroup(root); err != nil {
+		return err
 	}
 	for _, d := range []string{"usr/local/bin", "kind/bin"} {
 		entries, _ := os.ReadDir(filepath.Join(root, d))
