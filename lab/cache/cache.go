@@ -6,7 +6,7 @@
 //
 //	<kind>/<key>/                     rootfs, kernel, modules, sources, k8s-binaries, kind-node,
 //	                                  kind-ganesha, kind-user-node, kind-docker-disk, cilium-chart,
-//	                                  cilium-binaries;
+//	                                  cilium-binaries, cilium-bpftool, cilium-user-images;
 //	                                  apt/<archive>
 //	<kind>/<key>.lock                 taken by the builder (image.LockFile)
 //	<kind>/.<key>.tmp-<random>/       a build in progress, or an interrupted one
@@ -55,7 +55,7 @@ const kernelsDir = "kernels"
 func artefactKind(name string) bool {
 	switch name {
 	case "rootfs", "kernel", "modules", "sources", "apt", "k8s-binaries", "kind-node",
-		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", "cilium-binaries", "cilium-bpftool", snapshot.Dir, kernelsDir:
+		"kind-ganesha", "kind-user-node", "kind-docker-disk", "cilium-chart", "cilium-binaries", "cilium-bpftool", "cilium-user-images", snapshot.Dir, kernelsDir:
 		return true
 	}
 	return false

@@ -160,21 +160,31 @@ func readArchiveImages(r io.Reader) ([]archiveImage, error) {
 // savedNode resolves an image reference with the host's Docker — pulling the image when Docker
 // lacks it — and saves it into the cache as a docker-archive, once per image ID and reference.
 func savedNode(ctx context.Context, cache image.Cache, log *slog.Logger, ref string, progress func(string)) (Node, error) {
-	archive, err := dockerSaved(ctx, cache, log, "kind-user-node", "node image", []string{ref}, checkSaved, progress)
+	save, err := dockerSave(ctx, "node image", []string{ref}, checkSaved, progress)
 	if err != nil {
 		return Node{}, err
 	}
-	return ArchiveNode(archive)
+	dir, err := cache.Artefact(ctx, log, "kind-user-node", save.inputs, save.build)
+	if err != nil {
+		return Node{}, fmt.Errorf("save %s from Docker: %w", ref, err)
+	}
+	return ArchiveNode(filepath.Join(dir, NodeArchiveFile))
 }
 
-// dockerSaved saves the images refs name into the cache as one docker-archive (NodeArchiveFile
-// of a cache entry named entry), once per set of image IDs and references, and returns its
-// path: the host's Docker resolves each reference, pulling what it lacks. check vets the
-// archive docker save wrote. what names the images in messages ("node image").
-func dockerSaved(ctx context.Context, cache image.Cache, log *slog.Logger, entry, what string, refs []string, check func(string) error, progress func(string)) (string, error) {
+// savedImages are images of the host's Docker to save as one docker-archive (NodeArchiveFile)
+// into a cache entry: its inputs (the images' IDs and references) and what builds it.
+type savedImages struct {
+	inputs image.Inputs
+	build  func(ctx context.Context, dir string) error
+}
+
+// dockerSave resolves refs with the host's Docker, pulling what it lacks, and returns how to
+// save them: check vets the archive docker save wrote; what names the images in messages
+// ("node image").
+func dockerSave(ctx context.Context, what string, refs []string, check func(string) error, progress func(string)) (savedImages, error) {
 	docker, err := hosttools.Path("docker")
 	if err != nil {
-		return "", unusable("no such file, and an image reference needs Docker on this host, which has none: pass a docker-archive instead (docker save -o out.tar %s, on a machine with Docker)", strings.Join(refs, " "))
+		return savedImages{}, unusable("no such file, and an image reference needs Docker on this host, which has none: pass a docker-archive instead (docker save -o out.tar %s, on a machine with Docker)", strings.Join(refs, " "))
 	}
 	var ids []string
 	for _, ref := range refs {
@@ -182,27 +192,25 @@ func dockerSaved(ctx context.Context, cache image.Cache, log *slog.Logger, entry
 		if err != nil {
 			say(progress, "%s: Docker lacks %s: pulling it", what, ref)
 			if _, err := dockerRun(ctx, docker, "pull", ref); err != nil {
-				return "", unusable("no such file, and Docker neither has nor can pull %s (%v): pass a docker-archive instead, or an image Docker can pull", ref, err)
+				return savedImages{}, unusable("no such file, and Docker neither has nor can pull %s (%v): pass a docker-archive instead, or an image Docker can pull", ref, err)
 			}
 			if id, err = localImageID(ctx, docker, ref); err != nil {
-				return "", unusable("%s pulled, yet Docker does not list it: %w", ref, err)
+				return savedImages{}, unusable("%s pulled, yet Docker does not list it: %w", ref, err)
 			}
 		}
 		ids = append(ids, id)
 	}
-	inputs := image.Inputs{"recipe": savedRecipe, "image-id": strings.Join(ids, ","), "ref": strings.Join(refs, ",")}
-	dir, err := cache.Artefact(ctx, log, entry, inputs, func(ctx context.Context, dir string) error {
-		say(progress, "%s: saving %s (%s) into the cache", what, strings.Join(refs, " "), strings.Join(ids, " "))
-		archive := filepath.Join(dir, NodeArchiveFile)
-		if _, err := dockerRun(ctx, docker, append([]string{"save", "--output", archive}, refs...)...); err != nil {
-			return err
-		}
-		return check(archive)
-	})
-	if err != nil {
-		return "", fmt.Errorf("save %s from Docker: %w", strings.Join(refs, " "), err)
-	}
-	return filepath.Join(dir, NodeArchiveFile), nil
+	return savedImages{
+		inputs: image.Inputs{"recipe": savedRecipe, "image-id": strings.Join(ids, ","), "ref": strings.Join(refs, ",")},
+		build: func(ctx context.Context, dir string) error {
+			say(progress, "%s: saving %s (%s) into the cache", what, strings.Join(refs, " "), strings.Join(ids, " "))
+			archive := filepath.Join(dir, NodeArchiveFile)
+			if _, err := dockerRun(ctx, docker, append([]string{"save", "--output", archive}, refs...)...); err != nil {
+				return err
+			}
+			return check(archive)
+		},
+	}, nil
 }
 
 // checkSaved checks that the archive docker save wrote is one nfslab can use: it has no tag

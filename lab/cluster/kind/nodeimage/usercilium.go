@@ -75,11 +75,15 @@ func UserCilium(ctx context.Context, cache image.Cache, log *slog.Logger, value 
 		_, err := ciliumArchive(archive)
 		return err
 	}
-	archive, err := dockerSaved(ctx, cache, log, "cilium-user-images", "cilium", refs, check, progress)
+	save, err := dockerSave(ctx, "cilium", refs, check, progress)
 	if err != nil {
 		return CiliumImages{}, err
 	}
-	return ciliumArchive(archive)
+	dir, err := cache.Artefact(ctx, log, "cilium-user-images", save.inputs, save.build)
+	if err != nil {
+		return CiliumImages{}, fmt.Errorf("save %s from Docker: %w", strings.Join(refs, " "), err)
+	}
+	return ciliumArchive(filepath.Join(dir, NodeArchiveFile))
 }
 
 // OperatorFor is the generic operator image that goes with the agent image ref: the same
