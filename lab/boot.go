@@ -249,11 +249,10 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 	budget += setup.budget(cells)
 	tctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	// A guest whose kernel wedged ends early, with the stall as the cause.
-	vctx, wedge := context.WithCancelCause(tctx)
-	defer wedge(context.Canceled)
-	stalls := &stallTracker{}
-	go watchStalls(vctx, machine.ConsoleLog, stalls, wedge)
+	// A guest whose kernel wedged, or whose agent fell silent, ends early, with that as the cause.
+	watch := newVMWatch(tctx, machine.ConsoleLog)
+	defer watch.release()
+	vctx := watch.ctx
 	finish := func() {
 		r.record(func(res *reports.Result) { finishCells(cells, timeline, k, machine.VM, *start, res, done) })
 	}
@@ -270,7 +269,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			}
 			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
 		}
-		stalls.agentSpoke()
+		watch.stalls.agentSpoke(time.Now())
 		switch {
 		case ev.Cell >= 0:
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
@@ -296,6 +295,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 		switch ev.Kind {
 		case event.KindKept:
 			finish()
+			watch.stop() // a kept cluster's agent waits, silent, for as long as it is kept
 			r.keep(ctx, k, machine.VM, ev.Kept, setup)
 			// The end of a kept VM is asked for (Ctrl-C): its agent says bye and powers off.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

@@ -26,33 +26,38 @@ func TestStallTracker(t *testing.T) {
 		steps []step
 		check time.Duration // when wedged is asked
 		want  bool
+		// silent: wedged because the agent said nothing for silenceLimit, not for stalls.
+		silent bool
 	}{
 		{name: "quiet console", steps: []step{{at: 0, console: "[ 1.0] Run /init as init process\n"}}, check: 10 * time.Minute},
+		{name: "the agent silent for the limit", steps: []step{{at: 0, console: "[ 1.0] Run /init as init process\n"}, {at: time.Minute, spoke: true}},
+			check: time.Minute + silenceLimit, want: true, silent: true},
+		{name: "the agent silent, not for the limit", steps: []step{{at: 10 * time.Minute, spoke: true, console: "cilium: (210 s) agents ready 0/1\n"}}, check: 10*time.Minute + silenceLimit - time.Second},
 		{name: "a stall reported, not for long", steps: []step{{at: 0, console: rcuStall}}, check: 4 * time.Minute},
 		{name: "stalls for the limit, agent silent", steps: []step{{at: 0, console: rcuStall}, {at: time.Minute, console: rcuStall}}, check: stallLimit, want: true},
 		{name: "the agent spoke after the stall", steps: []step{{at: 0, console: rcuStall}, {at: 2 * time.Minute, spoke: true}}, check: 6 * time.Minute},
 		{name: "stalls again after the agent spoke", steps: []step{{at: 0, console: rcuStall}, {at: 2 * time.Minute, spoke: true}, {at: 3 * time.Minute, console: rcuStall}}, check: 3*time.Minute + stallLimit, want: true},
 		{name: "a soft lockup", steps: []step{{at: 0, console: "[ 80.1] watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [containerd:812]\n"}}, check: stallLimit, want: true},
-		{name: "a task hung on a hard NFS mount", steps: []step{{at: 0, console: "[ 245.1] INFO: task cat:412 blocked for more than 120 seconds.\n[ 245.1] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n"}}, check: 10 * time.Minute},
+		{name: "a task hung on a hard NFS mount", steps: []step{{at: 0, console: "[ 245.1] INFO: task cat:412 blocked for more than 120 seconds.\n[ 245.1] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n"}, {at: 9 * time.Minute, spoke: true}}, check: 10 * time.Minute},
 		{name: "a kernel line that only mentions rcu", steps: []step{{at: 0, console: "[ 0.1] rcu: Preemptible hierarchical RCU implementation.\n"}}, check: 10 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var tr stallTracker
+			tr := newStallTracker(t0)
 			for _, s := range tt.steps {
 				if s.spoke {
-					tr.agentSpoke()
+					tr.agentSpoke(t0.Add(s.at))
 				}
 				if s.console != "" {
 					tr.console(t0.Add(s.at), s.console)
 				}
 			}
-			w, got := tr.wedged(t0.Add(tt.check), stallLimit)
+			w, got := tr.wedged(t0.Add(tt.check), stallLimit, silenceLimit)
 			if got != tt.want {
 				t.Fatalf("wedged = %v, want %v", got, tt.want)
 			}
-			if got && (w.line == "" || !strings.Contains(w.Error(), w.line)) {
-				t.Errorf("the error %q does not quote the last stall line", w.Error())
+			if got && (w.line == "" || !strings.Contains(w.Error(), w.line) || w.silent != tt.silent) {
+				t.Errorf("the error %q does not quote the last line, or is not the one wanted (silent: %v)", w.Error(), tt.silent)
 			}
 		})
 	}

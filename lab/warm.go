@@ -244,12 +244,19 @@ func (r *runner) prepareKind(ctx context.Context, k kernel.Kernel, machine *vm.V
 	}
 	pctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	watch := newVMWatch(pctx, machine.ConsoleLog)
+	defer watch.release()
 	agentErr := ""
 	for {
-		ev, err := machine.Next(pctx)
-		if err != nil {
+		ev, err := machine.Next(watch.ctx)
+		var w *wedgedError
+		switch {
+		case err != nil && errors.As(context.Cause(watch.ctx), &w):
+			return &LabError{Err: fmt.Errorf("kernel %s: while it created the kind cluster: %w", k.Name, w)}
+		case err != nil:
 			return labErr("kernel %s: lost the agent while it created the kind cluster: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
 		}
+		watch.stalls.agentSpoke(time.Now())
 		r.recordCluster(k, ev)
 		switch ev.Kind {
 		case event.KindReady:
