@@ -31,7 +31,10 @@ func userCiliumImages(ctx context.Context, opts Options, versions []string, p *p
 	if err != nil {
 		return nil, err
 	}
-	return imgs, imagesOfVersion(opts, imgs, versions[0], p)
+	if err := imagesOfVersion(opts, imgs, versions[0], p); err != nil {
+		return nil, err
+	}
+	return imgs, nil
 }
 
 // ciliumCheckImages resolves the user's images of Cilium for nfslab kernel check-kind (nil
@@ -56,7 +59,10 @@ func (c *MachineCheck) ciliumCheckImages(ctx context.Context, opts Options, p *p
 			c.CiliumVersion = v
 		}
 	}
-	return imgs, imagesOfVersion(opts, imgs, c.CiliumVersion, p)
+	if err := imagesOfVersion(opts, imgs, c.CiliumVersion, p); err != nil {
+		return nil, err
+	}
+	return imgs, nil
 }
 
 // resolveCiliumImages reads (or, for an image reference, saves from the host's Docker) the
