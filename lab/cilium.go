@@ -27,6 +27,7 @@ const ciliumTimeout = 45 * time.Minute
 func ciliumMachine() machineForm {
 	m := kindMachine()
 	m.name = "real Cilium in the kind form"
+	m.memoryMB = ciliumMemoryMB
 	m.features = func() []kernel.Feature { return append(kernel.KindFeatures(), kernel.CiliumFeatures()...) }
 	return m
 }

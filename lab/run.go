@@ -298,7 +298,7 @@ func (r *runner) runGroups(ctx context.Context, groups [][]scenario.Cell) []erro
 	if n <= 0 {
 		n = Parallelism()
 		if r.form.kind {
-			n = KindParallelism()
+			n = KindParallelism(r.form.memoryMB)
 		}
 	}
 	slots := make(chan struct{}, n)
