@@ -33,8 +33,8 @@ func vmCPUs() int { return min(2, runtime.NumCPU()) }
 // memory, carries Docker; each kind node takes about 0.5 GiB more); ciliumMemoryMB one with
 // real Cilium, whose agent compiles its datapath with clang beside the cluster: with 6 GiB,
 // twice on debian-stock × cilium@v1.15.19 the guest went silent for good a few minutes after
-// Cilium's agent started (no event, no console line, both vCPUs busy), as a guest does that
-// has run out of memory and keeps reclaiming instead of killing.
+// Cilium's agent started (no event, no console line, both vCPUs busy), which looks like a
+// guest out of memory that keeps reclaiming instead of killing; with 10 GiB the same cell ran.
 const (
 	vmMemoryMB     = 2048
 	kindMemoryMB   = 6144
