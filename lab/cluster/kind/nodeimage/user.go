@@ -57,32 +57,45 @@ func looksLikePath(value string) bool {
 // ArchiveNode reads the node image's tag and ID from the docker-archive at file. The Node names
 // the file by its absolute path: a VM attaches it from another directory.
 func ArchiveNode(file string) (Node, error) {
-	file, err := filepath.Abs(file)
+	file, imgs, err := readArchiveFile(file)
 	if err != nil {
 		return Node{}, err
 	}
+	if len(imgs) > 1 {
+		return Node{}, unusable("%s: %v", file, oneImage(len(imgs)))
+	}
+	return Node{Archive: file, Tag: imgs[0].Tags[0], Key: imgs[0].ID}, nil
+}
+
+// readArchiveFile reads the images of the docker-archive at file, and returns the file's
+// absolute path with them. What is not a usable docker-archive is an *UnusableError.
+func readArchiveFile(file string) (string, []archiveImage, error) {
+	file, err := filepath.Abs(file)
+	if err != nil {
+		return "", nil, err
+	}
 	f, err := os.Open(file)
 	if errors.Is(err, os.ErrNotExist) {
-		return Node{}, unusable("no such file")
+		return "", nil, unusable("no such file")
 	}
 	if err != nil {
-		return Node{}, &UnusableError{Err: err}
+		return "", nil, &UnusableError{Err: err}
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil {
-		return Node{}, &UnusableError{Err: err}
+		return "", nil, &UnusableError{Err: err}
 	} else if st.IsDir() {
-		return Node{}, unusable("%s is a directory, not a docker-archive", file)
+		return "", nil, unusable("%s is a directory, not a docker-archive", file)
 	}
 	magic := make([]byte, 2)
 	if n, _ := f.ReadAt(magic, 0); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		return Node{}, unusable("%s is compressed (gzip): decompress it first, docker save's own output is a plain tar", file)
+		return "", nil, unusable("%s is compressed (gzip): decompress it first, docker save's own output is a plain tar", file)
 	}
-	tag, id, err := ReadArchive(f)
+	imgs, err := readArchiveImages(f)
 	if err != nil {
-		return Node{}, &UnusableError{Err: fmt.Errorf("%s: %w", file, err)}
+		return "", nil, &UnusableError{Err: fmt.Errorf("%s: %w", file, err)}
 	}
-	return Node{Archive: file, Tag: tag, Key: id}, nil
+	return file, imgs, nil
 }
 
 // ReadArchive reads a docker-archive holding one image and returns its tag and its image ID
@@ -93,9 +106,14 @@ func ReadArchive(r io.Reader) (tag, id string, err error) {
 		return "", "", err
 	}
 	if len(imgs) > 1 {
-		return "", "", fmt.Errorf("the archive holds %d images: save the node image alone (docker save -o node.tar NAME:TAG)", len(imgs))
+		return "", "", oneImage(len(imgs))
 	}
 	return imgs[0].Tags[0], imgs[0].ID, nil
+}
+
+// oneImage is the error of a node image archive that holds n images.
+func oneImage(n int) error {
+	return fmt.Errorf("the archive holds %d images: save the node image alone (docker save -o node.tar NAME:TAG)", n)
 }
 
 // archiveImage is an image of a docker-archive: its tags (Docker's short form) and its ID.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -97,26 +96,9 @@ func OperatorFor(agent string) string {
 
 // ciliumArchive reads the agent and operator images of the docker-archive at file.
 func ciliumArchive(file string) (CiliumImages, error) {
-	file, err := filepath.Abs(file)
+	file, imgs, err := readArchiveFile(file)
 	if err != nil {
 		return CiliumImages{}, err
-	}
-	f, err := os.Open(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return CiliumImages{}, unusable("no such file")
-	}
-	if err != nil {
-		return CiliumImages{}, &UnusableError{Err: err}
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return CiliumImages{}, &UnusableError{Err: err}
-	} else if st.IsDir() {
-		return CiliumImages{}, unusable("%s is a directory, not a docker-archive", file)
-	}
-	imgs, err := readArchiveImages(f)
-	if err != nil {
-		return CiliumImages{}, &UnusableError{Err: fmt.Errorf("%s: %w", file, err)}
 	}
 	c, err := pickCilium(imgs)
 	if err != nil {
