@@ -17,7 +17,7 @@ import (
 
 // newCiliumCmd is `nfslab cilium`: real Cilium's pieces, built without a registry.
 func newCiliumCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "cilium", Short: "Real Cilium, built from its Go module (the Cilium datapaths are in progress)"}
+	cmd := &cobra.Command{Use: "cilium", Short: "Real Cilium, built from its Go module; its datapaths run in the kind form (nfslab run --scenario cilium)"}
 	var (
 		cacheDir string
 		version  string
