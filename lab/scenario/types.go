@@ -84,8 +84,9 @@ type Rule struct {
 	Match   Match  `json:"match"`
 	Verdict string `json:"verdict"`
 	// Reason, when set, is the reason code the verdict must come with (a verdict.Code, such as
-	// "mount-refused: EINVAL", or a kind alone, "mount-refused"): a cell that gets the verdict
-	// for another reason does not pass.
+	// "mount-refused: EINVAL", a kind alone, "mount-refused", or errnos split by "|",
+	// "mount-refused: ETIMEDOUT|ENETUNREACH"): a cell that gets the verdict for another reason
+	// does not pass.
 	Reason string `json:"reason,omitempty"`
 }
 

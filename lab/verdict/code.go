@@ -79,9 +79,15 @@ func (c Code) LabFailure() bool {
 
 // Satisfies reports whether c meets a required code: any code when want is empty, else the
 // same code, or the same kind when want names a kind alone ("mount-refused" is met by
-// "mount-refused: EINVAL").
+// "mount-refused: EINVAL"), or the same kind with one of the details want lists split by "|"
+// ("mount-refused: ETIMEDOUT|ENETUNREACH" is met by "mount-refused: ENETUNREACH").
 func (c Code) Satisfies(want Code) bool {
-	return want == "" || c == want || (want.Kind() == want && c.Kind() == want)
+	if want == "" || c == want || (want.Kind() == want && c.Kind() == want) {
+		return true
+	}
+	wantKind, alternatives, ok := strings.Cut(string(want), ": ")
+	kind, detail, hasDetail := strings.Cut(string(c), ": ")
+	return ok && hasDetail && kind == wantKind && slices.Contains(strings.Split(alternatives, "|"), detail)
 }
 
 // Expectation is what a scenario expects of a cell: a verdict and, optionally, the reason
@@ -104,9 +110,12 @@ func isErrnoName(s string) bool {
 	return ok && rest != "" && strings.Trim(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == ""
 }
 
+// notErrnoName reports whether s is not a symbolic errno.
+func notErrnoName(s string) bool { return !isErrnoName(s) }
+
 // ReasonProblem says what is wrong with a reason an expectation requires of verdict v, or ""
 // when it is a code that verdict can come with: a kind of codesOf(v), with a detail only for
-// mount-refused (an errno name such as EINVAL).
+// mount-refused (an errno name such as EINVAL, or several split by "|": ETIMEDOUT|ENETUNREACH).
 func ReasonProblem(v Verdict, reason Code) string {
 	kind, detail, hasDetail := strings.Cut(string(reason), ": ")
 	k := Code(kind)
@@ -122,8 +131,8 @@ func ReasonProblem(v Verdict, reason Code) string {
 		return fmt.Sprintf("%q is not a reason of verdict %s (want %s)", reason, v, strings.Join(all, ", "))
 	}
 	switch {
-	case k == CodeMountRefused && hasDetail && !isErrnoName(detail):
-		return fmt.Sprintf("%q: the detail of mount-refused is an errno name such as EINVAL", reason)
+	case k == CodeMountRefused && hasDetail && slices.ContainsFunc(strings.Split(detail, "|"), notErrnoName):
+		return fmt.Sprintf("%q: the detail of mount-refused is an errno name such as EINVAL, or several split by | (ETIMEDOUT|ENETUNREACH)", reason)
 	case k != CodeMountRefused && hasDetail:
 		return fmt.Sprintf("%q: %s takes no detail", reason, k)
 	}

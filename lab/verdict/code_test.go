@@ -86,6 +86,12 @@ func TestExpectationMet(t *testing.T) {
 		{Expectation{Verdict: Failed, Reason: "mount-refused: EINVAL"}, Failed, CodeStuck, false},
 		{Expectation{Verdict: Failed, Reason: "mount-refused"}, Failed, "mount-refused: ETIMEDOUT", true},
 		{Expectation{Verdict: Failed, Reason: "mount-refused"}, Failed, "mount-refusedX", false},
+		{Expectation{Verdict: Failed, Reason: "mount-refused: ETIMEDOUT|ENETUNREACH"}, Failed, "mount-refused: ENETUNREACH", true},
+		{Expectation{Verdict: Failed, Reason: "mount-refused: ETIMEDOUT|ENETUNREACH"}, Failed, "mount-refused: ETIMEDOUT", true},
+		{Expectation{Verdict: Failed, Reason: "mount-refused: ETIMEDOUT|ENETUNREACH"}, Failed, "mount-refused: EIO", false},
+		{Expectation{Verdict: Failed, Reason: "mount-refused: ETIMEDOUT|ENETUNREACH"}, Failed, "mount-refused", false},
+		{Expectation{Verdict: Failed, Reason: "mount-refused: ETIMEDOUT|ENETUNREACH"}, Failed, "mount-refused: ETIMEDOUT|ENETUNREACH|EIO", false},
+		{Expectation{Verdict: Failed, Reason: "mount-refused: ETIMEDOUT|ENETUNREACH"}, Failed, "setup-error: ETIMEDOUT", false},
 		{Expectation{Verdict: Failed, Reason: CodeStuck}, Failed, CodeStuck, true},
 		{Expectation{Verdict: Failed}, Failed, "", true}, // a cell without a code (nothing requires one)
 	}
@@ -112,6 +118,9 @@ func TestReasonProblem(t *testing.T) {
 		{Recovered, "io-stuck", `"io-stuck" is not a reason of verdict recovered (want io-recovered)`},
 		{Failed, "mount-refused: einval", "an errno name such as EINVAL"},
 		{Failed, "mount-refused: E", "an errno name"},
+		{Failed, "mount-refused: ETIMEDOUT|ENETUNREACH", ""},
+		{Failed, "mount-refused: ETIMEDOUT|", "or several split by |"},
+		{Failed, "mount-refused: ETIMEDOUT|enetunreach", "or several split by |"},
 		{Failed, "io-stuck: long", "io-stuck takes no detail"},
 		{Failed, "", "is not a reason of verdict failed"},
 	}
@@ -124,9 +133,9 @@ func TestReasonProblem(t *testing.T) {
 }
 
 // FuzzReasonProblem: a reason a scenario may require is one its verdict can come with, so that
-// some cell can meet it, and never a lab failure.
+// some cell can meet it (each of its alternatives, when it lists several), and never a lab failure.
 func FuzzReasonProblem(f *testing.F) {
-	for _, s := range []string{"mount-refused: EINVAL", "mount-refused", "io-stuck", "setup-error: x", "a: b: c", ": ", "mount-refused: E1", "\x00"} {
+	for _, s := range []string{"mount-refused: EINVAL", "mount-refused", "io-stuck", "setup-error: x", "a: b: c", ": ", "mount-refused: E1", "mount-refused: EIO|EX", "\x00"} {
 		f.Add(string(Failed), s)
 	}
 	f.Fuzz(func(t *testing.T, v, reason string) {
@@ -134,8 +143,16 @@ func FuzzReasonProblem(f *testing.F) {
 			return
 		}
 		c := Code(reason)
-		if c.LabFailure() || !Verdict(v).Valid() || !(Expectation{Verdict: Verdict(v), Reason: c}).Met(Verdict(v), c) {
+		want := Expectation{Verdict: Verdict(v), Reason: c}
+		if c.LabFailure() || !Verdict(v).Valid() || !want.Met(Verdict(v), c) {
 			t.Fatalf("accepted %s %q, which no cell can meet", v, reason)
+		}
+		if kind, details, ok := strings.Cut(reason, ": "); ok {
+			for _, d := range strings.Split(details, "|") {
+				if !want.Met(Verdict(v), Code(kind+": "+d)) {
+					t.Fatalf("accepted %s %q, which a cell's %q does not meet", v, reason, kind+": "+d)
+				}
+			}
 		}
 	})
 }
