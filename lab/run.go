@@ -286,20 +286,30 @@ type runner struct {
 	ciliumInstalls []cilium.Install
 }
 
-// runGroups runs the kernel groups, Options.Parallel (or Parallelism()) at a time, and returns
-// their errors.
+// defaultParallelism is how many of the run's VMs run at once without --parallel: Parallelism()
+// for the netns form, KindParallelism for the kind form's larger VMs.
+func (r *runner) defaultParallelism() int {
+	if r.form.kind {
+		return KindParallelism(r.form.memoryMB)
+	}
+	return Parallelism()
+}
+
+// runGroups runs the kernel groups, Options.Parallel (or defaultParallelism()) at a time, and
+// returns their errors.
 func (r *runner) runGroups(ctx context.Context, groups [][]scenario.Cell) []error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	n := r.opts.Parallel
-	if n <= 0 {
-		n = Parallelism()
-		if r.form.kind {
-			n = KindParallelism(r.form.memoryMB)
-		}
+	n := r.defaultParallelism()
+	switch {
+	case r.opts.Parallel > n && r.form.kind:
+		r.p.say("run: warning: --parallel %d runs more kind VMs at once than this machine holds well (%d: one per two cores, as memory allows); their clusters share the cores, and under TCG a cell's pods and mount can slow down until its mount times out", r.opts.Parallel, n)
+		n = r.opts.Parallel
+	case r.opts.Parallel > 0:
+		n = r.opts.Parallel
 	}
 	slots := make(chan struct{}, n)
 	for i, group := range groups {

@@ -186,7 +186,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	sel.addFlags(f)
 	f.StringVar(&cell, "cell", "", "run only the cell with this ID (kernel/datapath/nfs/fault, or kernel/kind/datapath/nfs/fault for a kind cell, as nfslab matrix lists them)")
 	f.StringVar(&reportDir, "report-dir", "", "where the reports (result.json, summary.md, report.html, junit.xml) go (default reports/<run-id>)")
-	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each)")
+	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each); for kind cells one per two cores (6 GiB each, 10 with Cilium)")
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
 	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
 	f.BoolVar(&noSnapshot, "no-snapshot", false, "boot every VM cold: restore no snapshot of a booted VM and take none (under TCG, a netns-form VM is otherwise restored from the cache's snapshot of the same kernel and machine, or booted and snapshotted)")
