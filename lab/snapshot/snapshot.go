@@ -2,10 +2,11 @@
 // under a key of everything that shaped that state, so that later VMs start from it in seconds
 // instead of booting.
 //
-// Two points are taken: Booted (the agent has said hello, loaded its modules and waits for its
-// job) and ClusterReady (the kind form's Docker engine and a kind cluster are up, and the agent
-// waits for the cells). What a snapshot holds, in the cache's "snapshots" directory, one
-// directory per key:
+// Three points are taken: Booted (the agent has said hello, loaded its modules and waits for its
+// job), ClusterReady (the kind form's Docker engine and a kind cluster are up, and the agent
+// waits for the cells) and, when asked for, CellReady (a kind cell set up and mounted, right
+// before its fault). What a snapshot holds, in the cache's "snapshots" directory, one directory
+// per key:
 //
 //	state.zst    qemu's migration stream of the whole VM (memory, CPUs, devices), zstd-compressed
 //	disk0.qcow2  the disks the guest wrote to, as they were (qcow2 overlays over the cached
@@ -13,6 +14,10 @@
 //	meta.json    Meta: the point, when and by which qemu it was taken, the state's size, the
 //	             agent's hello
 //	inputs.txt   the inputs of the key, one per line (as every cache entry has)
+//
+// A snapshot taken in a VM that was itself restored keeps only what the guest wrote since: its
+// disk is an overlay over its parent's (Meta.Parent), and it can be restored only while that
+// parent, as it was then, is in the cache.
 //
 // A snapshot is taken under the cache's lock for its key (image.Cache.Artefact) and is read-only
 // afterwards: any number of VMs may start from it at once. One that does not pass Lookup's checks
@@ -47,6 +52,9 @@ const (
 	// ClusterReady: the kind form's machine has its Docker engine up and a kind cluster created
 	// in the kube-proxy mode of the cells to come; the agent waits for them (event.KindReady).
 	ClusterReady Point = "cluster-ready"
+	// CellReady: a kind cell's server serves, the mount is made and its baseline I/O done, its
+	// tracers run; the agent waits to go on with the fault (event.KindReady of the cell).
+	CellReady Point = "cell-ready"
 )
 
 // format is the version of a snapshot's layout and of what the agent does at its point; a
@@ -73,6 +81,10 @@ type Meta struct {
 	// Disks are the files of the VM's disks the guest had written to, as they were when the
 	// state was saved (DiskFile names them): each restore attaches an overlay over them.
 	Disks []string `json:"disks,omitempty"`
+	// Parent is the key of the snapshot the VM was restored from when this one was taken, and
+	// ParentTaken when that one was taken: its disks are overlays over the parent's.
+	Parent      string    `json:"parent,omitempty"`
+	ParentTaken time.Time `json:"parent_taken,omitzero"`
 }
 
 // Snapshot is a snapshot in the cache.
@@ -136,6 +148,9 @@ func Lookup(c image.Cache, log *slog.Logger, spec Spec) (snap Snapshot, ok bool,
 		return Snapshot{}, false, nil
 	}
 	meta, why := check(dir, spec)
+	if why == "" && meta.Parent != "" {
+		why = checkParent(c, meta)
+	}
 	if why != "" {
 		u := &Unusable{Name: name(spec.Point, key), Why: why}
 		if err := Remove(c, log, Snapshot{Dir: dir}); err != nil {
@@ -144,7 +159,24 @@ func Lookup(c image.Cache, log *slog.Logger, spec Spec) (snap Snapshot, ok bool,
 		return Snapshot{}, false, u
 	}
 	image.MarkUsed(log, dir)
+	if meta.Parent != "" {
+		image.MarkUsed(log, c.Path(Dir, meta.Parent)) // pruned by age, it would go first
+	}
 	return Snapshot{Dir: dir, Meta: meta}, true, nil
+}
+
+// checkParent says what is wrong with the parent of a snapshot described by m ("" when nothing):
+// gone, or replaced by another taken since (its disks then are not the ones m's build on).
+func checkParent(c image.Cache, m Meta) string {
+	b, err := os.ReadFile(filepath.Join(c.Path(Dir, m.Parent), metaFile))
+	if err != nil {
+		return fmt.Sprintf("the snapshot its disks build on (key %.12s) is gone", m.Parent)
+	}
+	var p Meta
+	if err := json.Unmarshal(b, &p); err != nil || !p.Taken.Equal(m.ParentTaken) {
+		return fmt.Sprintf("the snapshot its disks build on (%s) was replaced", name(p.Point, m.Parent))
+	}
+	return ""
 }
 
 // check reads the snapshot in dir and says what is wrong with it for spec ("" when nothing).

@@ -169,3 +169,49 @@ func TestRemoveSparesASnapshotBeingTaken(t *testing.T) {
 		t.Errorf("Remove left the snapshot: %v", err)
 	}
 }
+
+func TestLookupChecksTheParent(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	childSpec := Spec{Point: CellReady, Inputs: image.Inputs{"kernel": "k1", "cells": "[c0]"}, QEMU: "7.2.22"}
+	tests := []struct {
+		name  string
+		after func(t *testing.T, c image.Cache, parent Snapshot)
+		why   string // "" when the child is usable
+	}{
+		{"parent there", func(*testing.T, image.Cache, Snapshot) {}, ""},
+		{"parent gone", func(t *testing.T, c image.Cache, p Snapshot) {
+			if err := Remove(c, log, p); err != nil {
+				t.Fatal(err)
+			}
+		}, "is gone"},
+		{"parent taken again", func(t *testing.T, c image.Cache, p Snapshot) {
+			if err := Remove(c, log, p); err != nil {
+				t.Fatal(err)
+			}
+			take(t, c)
+		}, "was replaced"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := image.Cache{Dir: t.TempDir()}
+			parent := take(t, c)
+			calls := 0
+			meta := Meta{MemoryMB: 1, Parent: parent.Meta.Key, ParentTaken: parent.Meta.Taken}
+			if _, _, err := Take(context.Background(), c, log, childSpec, meta, writeState(&calls)); err != nil {
+				t.Fatal(err)
+			}
+			tt.after(t, c, parent)
+			got, ok, err := Lookup(c, log, childSpec)
+			if tt.why == "" {
+				if !ok || err != nil || got.Meta.Parent != parent.Meta.Key {
+					t.Fatalf("Lookup = %+v, %v, %v; want the child", got.Meta, ok, err)
+				}
+				return
+			}
+			var u *Unusable
+			if ok || !errors.As(err, &u) || !strings.Contains(u.Why, tt.why) {
+				t.Fatalf("Lookup = %v, %v; want an *Unusable saying %q", ok, err, tt.why)
+			}
+		})
+	}
+}
