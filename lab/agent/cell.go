@@ -97,6 +97,9 @@ type cellRun struct {
 	// presenter's word before the fault, before backend B, and before the teardown); an error
 	// ends the cell. nil for nfslab run.
 	gate func(context.Context, event.Step) error
+	// pause, when set, holds the cell at its snapshot point (snapshot.CellReady: set up and
+	// mounted, right before the fault) until the host says go on (pauseForHost).
+	pause func() error
 
 	svc        cluster.Service
 	installed  bool
@@ -215,6 +218,12 @@ func (r *cellRun) execute(ctx context.Context) verdict.Decision {
 	r.observeMount()
 	r.sample()
 	r.checkSight()
+	if r.pause != nil {
+		if err := r.pause(); err != nil {
+			r.em.fail(event.StepFaultInjected, err)
+			return r.decide(true)
+		}
+	}
 
 	if err := r.wait(ctx, event.StepFaultInjected); err != nil {
 		r.em.fail(event.StepFaultInjected, err)

@@ -23,6 +23,12 @@ type emitter struct {
 	phase    event.Phase
 	timeline []event.Event
 	err      error // first write error: the host is gone
+	// While holding (a cell's snapshot point), events are kept in held instead of being sent:
+	// nothing is half-way to the host when the VM's state is saved. heldFrom is the length
+	// of the timeline then.
+	holding  bool
+	held     []event.Event
+	heldFrom int
 }
 
 func newEmitter(w io.Writer, log *slog.Logger) *emitter {
@@ -71,12 +77,61 @@ func (e *emitter) emit(ev event.Event) event.Event {
 		e.timeline = append(e.timeline, ev)
 	}
 	e.log.Info(describe(ev))
+	if e.holding {
+		e.held = append(e.held, ev)
+		return ev
+	}
+	e.send(ev)
+	return ev
+}
+
+// send writes ev to the host; the caller holds mu.
+func (e *emitter) send(ev event.Event) {
 	if e.err == nil {
 		if err := e.enc.Encode(ev); err != nil {
 			e.err = fmt.Errorf("send event to host: %w", err)
 		}
 	}
-	return ev
+}
+
+// hold sends ev, outside any cell's timeline, as the last event before the host saves the
+// VM's state, and keeps the events after it until release.
+func (e *emitter) hold(ev event.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ev.Mono, ev.Cell = now(), e.cell
+	e.log.Info(describe(ev))
+	e.send(ev)
+	e.holding, e.held, e.heldFrom = true, nil, len(e.timeline)
+}
+
+// release sends the events kept since hold, after the current cell's earlier events when
+// replay says so, and sends as events come again.
+func (e *emitter) release(replay bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if replay {
+		for _, ev := range e.timeline[:e.heldFrom] {
+			e.send(ev)
+		}
+	}
+	for _, ev := range e.held {
+		e.send(ev)
+	}
+	e.holding, e.held = false, nil
+}
+
+// emitRun sends ev as the run's, not the current cell's, and records nothing.
+func (e *emitter) emitRun(ev event.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ev.Mono, ev.Cell = now(), -1
+	e.log.Info(describe(ev))
+	if e.holding {
+		e.held = append(e.held, ev)
+		return
+	}
+	e.send(ev)
 }
 
 // events returns a copy of the current cell's timeline.

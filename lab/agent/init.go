@@ -125,13 +125,17 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 		}
 	}
 	if job.Prepare != nil {
-		if job.Cells, err = prepareCluster(ctx, em, session, *job.Prepare, lines); err != nil {
+		next, err := prepareCluster(ctx, em, session, *job.Prepare, lines)
+		if err != nil {
 			em.emit(event.Event{Kind: event.KindError, Msg: err.Error()})
 			em.emit(event.Event{Kind: event.KindBye, Msg: "cannot run cells: " + err.Error()})
 			return err
 		}
+		job.Cells, job.CellReady = next.Cells, next.CellReady
 	}
-	for _, c := range job.Cells {
+	cells, pausing := job.Cells, job.CellReady
+	for i := 0; i < len(cells); i++ {
+		c := cells[i]
 		p, err := cellParts(ctx, c, em, session)
 		if err != nil {
 			em.beginCell(c.Index)
@@ -140,7 +144,18 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 			em.endCell()
 			continue
 		}
-		tainted := newCellRun(c, em, log.With("cell", c.ID), p).run(ctx)
+		run := newCellRun(c, em, log.With("cell", c.ID), p)
+		if pausing {
+			run.pause = func() error {
+				next, err := pauseForHost(em, lines)
+				if err != nil {
+					return err
+				}
+				cells, pausing = append(cells[:i+1:i+1], next.Cells...), next.CellReady
+				return nil
+			}
+		}
+		tainted := run.run(ctx)
 		if tainted {
 			em.emit(event.Event{Kind: event.KindBye, Msg: fmt.Sprintf("cell %s's teardown failed or left I/O stuck in the kernel; the remaining cells need a fresh VM", c.ID)})
 			return nil
@@ -159,33 +174,33 @@ func Serve(ctx context.Context, log *slog.Logger, rw interface {
 }
 
 // prepareCluster creates the session's kind cluster as p says (with real Cilium when it names an
-// install) and warms it up (kind.WarmUp),
-// says the machine is ready (the host may save its state here: snapshot.ClusterReady) and reads
-// the job that follows, whose cells it returns.
-func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Prepare, lines *bufio.Scanner) ([]scenario.Cell, error) {
+// install) and warms it up (kind.WarmUp), says the machine is ready (the host may save its
+// state here: snapshot.ClusterReady) and reads the job that follows, the cells', which it
+// returns.
+func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Prepare, lines *bufio.Scanner) (Job, error) {
 	if session == nil {
-		return nil, errors.New("prepare a kind cluster: the job has no kind cluster settings")
+		return Job{}, errors.New("prepare a kind cluster: the job has no kind cluster settings")
 	}
 	w := clusterWant{mode: p.ProxyMode, nodes: p.Nodes}
 	if p.Cilium != "" {
 		if w.cilium = session.install(p.Cilium); w.cilium == nil {
-			return nil, fmt.Errorf("prepare a kind cluster: no Cilium install %s in the job", p.Cilium)
+			return Job{}, fmt.Errorf("prepare a kind cluster: no Cilium install %s in the job", p.Cilium)
 		}
 	}
 	kc, err := session.cluster(ctx, w)
 	if err != nil {
-		return nil, err
+		return Job{}, err
 	}
 	t0 := time.Now()
 	say := func(line string) { em.emit(event.Event{Kind: event.KindProgress, Cell: -1, Msg: "kind: " + line}) }
 	if err := kc.WarmUp(ctx, session.cfg.GaneshaImage, nfs.DefaultNFSPort, say); err != nil {
-		return nil, err
+		return Job{}, err
 	}
 	em.emit(event.Event{Kind: event.KindProgress, Cell: -1, Msg: fmt.Sprintf("kind: cluster warmed up in %.1f s (kube-proxy ready, the NFS server's image started once)", time.Since(t0).Seconds())})
 	em.emit(event.Event{Kind: event.KindReady, Cell: -1})
 	next, err := readJob(lines)
 	if err != nil {
-		return nil, err
+		return Job{}, err
 	}
 	em.emit(event.Event{Kind: event.KindObserve, Cell: -1, Sync: syncWithHost(next, sysClock{})})
 	if len(next.Cilium) > 0 {
@@ -194,7 +209,22 @@ func prepareCluster(ctx context.Context, em *emitter, session *kindSession, p Pr
 		// snapshot's key).
 		session.ciliums = next.Cilium
 	}
-	return next.Cells, nil
+	return next, nil
+}
+
+// pauseForHost holds the current cell at its snapshot point (snapshot.CellReady): it says so,
+// sends nothing more while the host may save the VM's state, and reads the job that says how
+// to go on (Job.CellReady). The guest's clock skew is measured and its generator reseeded
+// again: a VM restored here must not draw the numbers of the one saved.
+func pauseForHost(em *emitter, lines *bufio.Scanner) (Job, error) {
+	em.hold(event.Event{Kind: event.KindReady})
+	next, err := readJob(lines)
+	em.release(err == nil && next.Replay)
+	if err != nil {
+		return Job{}, fmt.Errorf("wait for the host at the cell's snapshot point: %w", err)
+	}
+	em.emitRun(event.Event{Kind: event.KindObserve, Sync: syncWithHost(next, sysClock{})})
+	return next, nil
 }
 
 // cellParts wires the cell's form: the netns form, or the kind form on the session's cluster.

@@ -29,6 +29,14 @@ type Job struct {
 	Prepare *Prepare `json:"prepare,omitempty"`
 
 	Cells []scenario.Cell `json:"cells"`
+	// CellReady makes the agent stop each cell at the point a snapshot is taken at
+	// (snapshot.CellReady: set up, mounted, right before its fault), say so (event.KindReady
+	// of the cell) and read a job that says how to go on: its clock and entropy, the cells to
+	// run after this one (Cells, replacing the rest of this job's), whether to stop at theirs
+	// too (CellReady) and whether to send the cell's events again first (Replay: a VM restored
+	// at that point talks to a host that has not seen them).
+	CellReady bool `json:"cell_ready,omitempty"`
+	Replay    bool `json:"replay,omitempty"`
 	// Demo, when set, makes the job nfslab demo's: its one cell waits for the presenter, who
 	// has a shell on the node meanwhile (demo.go).
 	Demo *Demo `json:"demo,omitempty"`

@@ -30,7 +30,9 @@ const (
 	// the host says stop.
 	KindKept Kind = "kept"
 	// KindReady: the agent is ready for its job and waits for it, doing nothing else: the host
-	// may save the VM's state here (a "booted" snapshot) and start later VMs from it.
+	// may save the VM's state here (a "booted" snapshot) and start later VMs from it. With a
+	// cell (Cell >= 0) it is that cell's snapshot point, set up and mounted, right before its
+	// fault; it is not part of the cell's timeline.
 	KindReady Kind = "ready"
 )
 
