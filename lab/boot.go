@@ -123,6 +123,9 @@ type bootedVM struct {
 	// prepared says the kind form's VM has its engine and cluster up already (restored at, or
 	// brought to, snapshot.ClusterReady): its job is only the cells.
 	prepared bool
+	// warm, for a VM started from or brought to a snapshot point, is what it needs to take
+	// its cells' snapshots (cellready.go); nil otherwise.
+	warm *warmVM
 	// release stops the VM and keeps its console log in the artifact directory.
 	release func()
 }
@@ -133,15 +136,10 @@ type bootedVM struct {
 // for later VMs. setup's disks are attached as virtio-blk devices (vm.Config.Disks), ports are
 // virtio-serial ports besides the agent's (vm.Config.Ports).
 func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string, setup machineSetup, ports ...string) (*bootedVM, error) {
-	opts := r.opts
-	cfg := vm.Config{
-		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel, KVMMemo: r.kvm,
-		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
-		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: setup.disks, Forwards: setup.forwards,
-	}
+	cfg := r.machineConfig(k, initrd, work, setup, ports...)
 	plan, warm, err := r.warmPlan(cfg, setup)
 	if err != nil {
-		opts.Log.Warn("booting without a snapshot", "err", err)
+		r.opts.Log.Warn("booting without a snapshot", "err", err)
 		warm = false
 	}
 	if warm {
@@ -155,6 +153,16 @@ func (r *runner) boot(ctx context.Context, k kernel.Kernel, initrd, work string,
 		return nil, err
 	}
 	return r.booted(k, machine, coldStart(machine)), nil
+}
+
+// machineConfig is the VM a kernel k's cells run in, from initrd, with work as its directory.
+func (r *runner) machineConfig(k kernel.Kernel, initrd, work string, setup machineSetup, ports ...string) vm.Config {
+	opts := r.opts
+	return vm.Config{
+		Kernel: k.Vmlinuz, Initrd: initrd, Accel: opts.Accel, KVMMemo: r.kvm,
+		CPUs: vmCPUs(), MemoryMB: r.form.memoryMB, Dir: work, Name: runstate.QEMUName(opts.RunID, k.Name),
+		BootTimeout: 180 * time.Second, Log: opts.Log, Ports: ports, Disks: setup.disks, Forwards: setup.forwards,
+	}
 }
 
 // booted wraps a VM that came up as start says.
@@ -219,7 +227,6 @@ func sendJob(machine *vm.VM, job agent.Job) error {
 // until a cell leaves the VM unfit for the next (unfitAfter). It returns how many of the cells
 // finished.
 func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work string, cells []scenario.Cell, setup machineSetup) (int, error) {
-	p := r.p
 	if setup.kind != nil && !setup.keep && len(cells) > 0 {
 		// Where it is snapshotted, the VM creates the cluster of its first cell before the
 		// cells: with its Cilium, ready and its datapath compiled, for a Cilium datapath.
@@ -229,17 +236,30 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			setup.prepare.Cilium = cilium.Key(cells[0].Datapath, cells[0].Cilium)
 		}
 	}
+	if r.opts.CellSnapshots && setup.prepare != nil {
+		if done, ok, err := r.runRestoredCells(ctx, k, initrd, work, cells, setup); ok {
+			return done, err
+		}
+	}
 	machine, err := r.boot(ctx, k, initrd, work, setup)
 	if err != nil {
 		return 0, err
 	}
 	defer machine.release()
-	start := machine.start
 
 	job := agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Cilium: setup.cilium, Keep: setup.keep, SetClock: setup.kind == nil}
 	if machine.prepared {
-		job = agent.Job{Cells: cells, Cilium: setup.cilium}
+		job = agent.Job{Cells: cells, Cilium: setup.cilium, CellReady: r.opts.CellSnapshots && machine.warm != nil}
 	}
+	return r.follow(ctx, k, machine, cells, setup, job)
+}
+
+// follow sends a VM its job and collects its events until the agent says bye, or until a cell
+// leaves the VM unfit for the next (unfitAfter); at a cell's snapshot point it takes the
+// cell's snapshot (atCellReady). It returns how many of the cells finished.
+func (r *runner) follow(ctx context.Context, k kernel.Kernel, machine *bootedVM, cells []scenario.Cell, setup machineSetup, job agent.Job) (int, error) {
+	p := r.p
+	start := machine.start
 	if err := sendJob(machine.VM, job); err != nil {
 		return 0, labErr("kernel %s: %w", k.Name, err)
 	}
@@ -276,6 +296,14 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
 		}
 		watch.stalls.agentSpoke(time.Now())
+		if ev.Kind == event.KindReady && ev.Cell >= 0 {
+			if err := r.atCellReady(ctx, machine, cells, ev.Cell); err != nil {
+				finish()
+				return done, labErr("kernel %s: %w", k.Name, err)
+			}
+			watch.stalls.agentSpoke(time.Now())
+			continue
+		}
 		switch {
 		case ev.Cell >= 0:
 			timeline[ev.Cell] = append(timeline[ev.Cell], ev)
@@ -317,7 +345,11 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			done++
 		case event.KindBye:
 			finish()
-			machine.WaitExit(10 * time.Second)
+			if setup.kind == nil {
+				// A kind VM would delete its cluster and stop Docker before powering off, on
+				// disks that are thrown away (10 s under TCG): release kills it instead.
+				machine.WaitExit(10 * time.Second)
+			}
 			if done == 0 && agentErr != "" {
 				return 0, labErr("kernel %s: %s", k.Name, agentErr)
 			}

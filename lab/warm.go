@@ -104,20 +104,36 @@ func (r *runner) warmPlan(cfg vm.Config, setup machineSetup) (warmPlan, bool, er
 	return plan, true, nil
 }
 
+// warmVM is what a VM that may take snapshots as it runs needs for them: the plan it was
+// started by, its memory, the disk overlays it writes to (by disk index) and, restored, the
+// snapshot it came from, whose disks those overlays build on.
+type warmVM struct {
+	plan     warmPlan
+	memoryMB int
+	overlays map[int]string
+	parent   *snapshot.Meta
+}
+
 // restoreVM restores a VM of kernel k and cfg from plan's snapshot (restore), nil when it cannot.
 func (r *runner) restoreVM(ctx context.Context, k kernel.Kernel, cfg vm.Config, plan warmPlan, work string) *bootedVM {
-	machine, start := r.restore(ctx, cfg, plan, work)
+	machine, snap, overlays := r.restore(ctx, cfg, plan, work)
 	if machine == nil {
 		return nil
 	}
+	taken := snap.Meta.Taken
+	start := &reports.Start{
+		Mode: reports.StartRestored, Seconds: round3(machine.BootTime.Seconds()),
+		Snapshot: snap.Name(), SnapshotTaken: &taken,
+	}
 	r.p.say("vm: %s restored from snapshot %s (taken %s) in %.1f s", k.Name, start.Snapshot,
-		start.SnapshotTaken.Local().Format(time.DateTime), machine.BootTime.Seconds())
+		taken.Local().Format(time.DateTime), machine.BootTime.Seconds())
 	r.record(func(res *reports.Result) {
 		res.Host.Accel, res.Host.QEMU = machine.Accel, r.qemu
 		res.Timings["vm_restore:"+k.Name] = round3(machine.BootTime.Seconds())
 	})
 	b := r.booted(k, machine, start)
 	b.prepared = plan.prepare != nil
+	b.warm = &warmVM{plan: plan, memoryMB: cfg.MemoryMB, overlays: overlays, parent: &snap.Meta}
 	return b
 }
 
@@ -153,23 +169,28 @@ func (r *runner) bootAndSnapshot(ctx context.Context, k kernel.Kernel, cfg vm.Co
 		}
 		b.prepared = true
 	}
-	r.takeSnapshot(ctx, machine, overlaid, plan, overlays, b.start)
+	b.warm = &warmVM{plan: plan, memoryMB: cfg.MemoryMB, overlays: overlays}
+	if snap, ok := r.takeSnapshot(ctx, machine, b.warm, plan.spec); ok {
+		when := snap.Meta.Taken
+		b.start.Snapshot, b.start.SnapshotTaken = snap.Name(), &when
+	}
 	return b, nil
 }
 
 // restore starts a VM of cfg from the snapshot of plan when the cache has a usable one; nil
 // when it has none or the restore failed (said once per run; a snapshot qemu refused is
 // removed, and the cold boot that follows takes it again). The snapshot's disks each get an
-// overlay of their own in work.
-func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work string) (*vm.VM, *reports.Start) {
+// overlay of their own in work, returned by disk index.
+func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work string) (*vm.VM, snapshot.Snapshot, map[int]string) {
 	snap, ok, err := snapshot.Lookup(r.cache, r.opts.Log, plan.spec)
 	if err != nil {
 		r.p.say("vm: %v: removed it; booting cold and taking it again", err)
-		return nil, nil
+		return nil, snap, nil
 	}
 	if !ok {
-		return nil, nil
+		return nil, snap, nil
 	}
+	overlays := map[int]string{}
 	cfg.Disks = slices.Clone(cfg.Disks)
 	for i, d := range cfg.Disks {
 		if d.Mode != vm.DiskSnapshot {
@@ -183,15 +204,15 @@ func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work
 		}
 		if err != nil {
 			r.restoreFailed.Do(func() { r.p.say("vm: snapshot %s: %v; booting cold instead", snap.Name(), err) })
-			return nil, nil
+			return nil, snap, nil
 		}
-		cfg.Disks[i] = vm.Disk{Path: overlay, Qcow2: true}
+		cfg.Disks[i], overlays[i] = vm.Disk{Path: overlay, Qcow2: true}, overlay
 	}
 	cfg.Accel, cfg.Incoming, cfg.IncomingHello = vm.AccelTCG, snap.State(), snap.Meta.Hello
 	machine, err := vm.Boot(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil
+			return nil, snap, nil
 		}
 		if errors.Is(err, vm.ErrStateRefused) {
 			if rerr := snapshot.Remove(r.cache, r.opts.Log, snap); rerr != nil {
@@ -203,13 +224,9 @@ func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work
 		} else {
 			r.restoreFailed.Do(func() { r.p.say("vm: snapshot %s could not be restored; booting cold instead (%v)", snap.Name(), err) })
 		}
-		return nil, nil
+		return nil, snap, nil
 	}
-	taken := snap.Meta.Taken
-	return machine, &reports.Start{
-		Mode: reports.StartRestored, Seconds: round3(machine.BootTime.Seconds()),
-		Snapshot: snap.Name(), SnapshotTaken: &taken,
-	}
+	return machine, snap, overlays
 }
 
 // overlayDisks returns cfg with each cached disk the VM would write to as a throw-away
@@ -273,16 +290,16 @@ func (r *runner) prepareKind(ctx context.Context, k kernel.Kernel, machine *vm.V
 	}
 }
 
-// takeSnapshot saves the state of machine, booted cold from cfg and brought to plan's point, as
-// plan's snapshot, with a copy of the disk overlays it writes to (overlays, by disk index). A
-// snapshot that cannot be taken (no room, qemu failed) is skipped with a line; the VM runs on
-// either way.
-func (r *runner) takeSnapshot(ctx context.Context, machine *vm.VM, cfg vm.Config, plan warmPlan, overlays map[int]string, start *reports.Start) {
+// takeSnapshot saves the state of machine, started as w says and brought to spec's point, as
+// spec's snapshot, with a copy of the disk overlays it writes to. A snapshot that cannot be
+// taken (no room, qemu failed) is skipped with a line, ok false; the VM runs on either way.
+// taken is false when another VM took it meanwhile (snap is that one).
+func (r *runner) takeSnapshot(ctx context.Context, machine *vm.VM, w *warmVM, spec snapshot.Spec) (snap snapshot.Snapshot, ok bool) {
 	t0 := time.Now()
 	save := func(ctx context.Context, dir, state string) ([]string, error) {
 		var disks []string
 		err := machine.SaveState(ctx, state, func(context.Context) error {
-			for i, overlay := range overlays {
+			for i, overlay := range w.overlays {
 				if err := image.CopyFile(overlay, filepath.Join(dir, snapshot.DiskFile(i))); err != nil {
 					return fmt.Errorf("keep a copy of disk %d: %w", i, err)
 				}
@@ -294,30 +311,32 @@ func (r *runner) takeSnapshot(ctx context.Context, machine *vm.VM, cfg vm.Config
 		return disks, err
 	}
 	var diskBytes int64
-	for _, o := range overlays {
+	for _, o := range w.overlays {
 		if st, err := os.Stat(o); err == nil {
 			diskBytes += st.Size()
 		}
 	}
-	meta := snapshot.Meta{Hello: machine.Hello, MemoryMB: cfg.MemoryMB, DiskBytes: diskBytes}
-	snap, taken, err := snapshot.Take(ctx, r.cache, r.opts.Log, plan.spec, meta, save)
+	meta := snapshot.Meta{Hello: machine.Hello, MemoryMB: w.memoryMB, DiskBytes: diskBytes}
+	if w.parent != nil && len(w.overlays) > 0 {
+		meta.Parent, meta.ParentTaken = w.parent.Key, w.parent.Taken
+	}
+	snap, taken, err := snapshot.Take(ctx, r.cache, r.opts.Log, spec, meta, save)
 	if err != nil {
 		var full *image.NoSpaceError
 		if errors.As(err, &full) {
-			r.p.say("vm: not taking a snapshot (%s): %v", plan.spec.Point, err)
+			r.p.say("vm: not taking a snapshot (%s): %v", spec.Point, err)
 		} else {
-			r.p.say("vm: could not take a snapshot (%s): %v", plan.spec.Point, err)
+			r.p.say("vm: could not take a snapshot (%s): %v", spec.Point, err)
 		}
-		return
+		return snap, false
 	}
-	when := snap.Meta.Taken
-	start.Snapshot, start.SnapshotTaken = snap.Name(), &when
 	if !taken {
-		return // another VM took it meanwhile
+		return snap, true // another VM took it meanwhile
 	}
 	r.record(func(res *reports.Result) {
 		res.Timings["snapshot_take:"+string(snap.Meta.Point)] = round3(time.Since(t0).Seconds())
 	})
 	r.p.say("vm: snapshot %s taken in %.1f s (%s); later VMs of this machine start from it",
 		snap.Name(), time.Since(t0).Seconds(), image.FormatSize(snap.Size()))
+	return snap, true
 }

@@ -117,6 +117,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 		ciliumValues string
 		ciliumImage  string
 		noSnapshot   bool
+		cellSnaps    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -126,6 +127,9 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 			s, err := sel.load()
 			if err != nil {
 				return err
+			}
+			if cellSnaps && (noSnapshot || keep) {
+				return usageError{errors.New("--cell-snapshots takes and restores snapshots: not with --no-snapshot or --keep")}
 			}
 			if parallel < 0 {
 				return usageError{fmt.Errorf("--parallel %d: want 0 (as many as the cores allow) or more", parallel)}
@@ -163,7 +167,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 				Scenario: s, CacheDir: cacheDir, Accel: sel.accel, Progress: stdout, Style: g.style(stdout), Log: g.logger(stderr),
 				ArtifactDir: reportDir, Parallel: parallel, RunID: runID,
 				Keep: keep, Kept: func(k lab.KeptCluster) { sayKept(stdout, reportDir, runID, k) },
-				NodeImage: nodeImage, NoSnapshot: noSnapshot, CiliumValues: userValues, CiliumImage: ciliumImage,
+				NodeImage: nodeImage, NoSnapshot: noSnapshot, CellSnapshots: cellSnaps, CiliumValues: userValues, CiliumImage: ciliumImage,
 			})
 			res.RunID = runID
 			var inputErr *lab.InputError
@@ -189,7 +193,8 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.IntVar(&parallel, "parallel", 0, "VMs (kernels) to run at once; 0: one per host core, as far as memory allows (2 GiB each); for kind cells one per two cores (6 GiB each, 10 with Cilium)")
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
 	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
-	f.BoolVar(&noSnapshot, "no-snapshot", false, "boot every VM cold: restore no snapshot of a booted VM and take none (under TCG, a netns-form VM is otherwise restored from the cache's snapshot of the same kernel and machine, or booted and snapshotted)")
+	f.BoolVar(&noSnapshot, "no-snapshot", false, "boot every VM cold: restore no snapshot and take none (under TCG a VM is otherwise restored from the cache's snapshot of the same kernel and machine — booted, or for the kind form with its cluster ready — or brought there and snapshotted)")
+	f.BoolVar(&cellSnaps, "cell-snapshots", false, "kind cells: also snapshot each cell right before its fault (set up, mounted; about 2 GiB each, 4.6 with Cilium), and start each cell of a later run of the same cells from its own")
 	f.StringVar(&ciliumValues, "cilium-values", "", "a Helm values file for the Cilium datapaths' chart, under nfslab's own values (it may not set those); checked before anything starts")
 	f.StringVar(&ciliumImage, "cilium-image", "", ciliumImageUsage)
 	return cmd

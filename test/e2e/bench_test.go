@@ -409,14 +409,21 @@ func BenchmarkCiliumBuild(b *testing.B) {
 // its kube-proxy mode, every cell on a running cluster and their median. The first iteration
 // after an empty cache also builds the node image and the disk; run it twice (-benchtime 2x)
 // for warm figures.
-func BenchmarkKindScenario(b *testing.B) {
+func BenchmarkKindScenario(b *testing.B) { benchKindScenario(b) }
+
+// BenchmarkKindScenarioCellSnapshots is BenchmarkKindScenario with --cell-snapshots: the first
+// iteration takes a snapshot of each cell right before its fault, later ones start every cell
+// from its own (-benchtime 3x: the third is the restored figure whatever the cache held).
+func BenchmarkKindScenarioCellSnapshots(b *testing.B) { benchKindScenario(b, "--cell-snapshots") }
+
+func benchKindScenario(b *testing.B, args ...string) {
 	requireE2E(b)
 	ctx := context.Background()
 	bin := buildNfslab(b)
 	for b.Loop() {
 		dir := b.TempDir()
 		start := time.Now()
-		code := runNfslab(ctx, b, bin, b.TempDir(), "run", "--scenario", "kind", "--report-dir", dir)
+		code := runNfslab(ctx, b, bin, b.TempDir(), append([]string{"run", "--scenario", "kind", "--report-dir", dir}, args...)...)
 		b.ReportMetric(time.Since(start).Seconds(), "wall-s")
 		res, err := reports.ReadJSON(filepath.Join(dir, "result.json"))
 		if err != nil {
@@ -426,7 +433,7 @@ func BenchmarkKindScenario(b *testing.B) {
 			b.Errorf("nfslab run --scenario kind: exit code %d", code)
 		}
 		for k, v := range res.Timings {
-			if strings.HasPrefix(k, "vm_boot:") || strings.HasPrefix(k, "kind_create:") || strings.HasPrefix(k, "kind_switch:") {
+			if strings.HasPrefix(k, "vm_boot:") || strings.HasPrefix(k, "vm_restore:") || strings.HasPrefix(k, "kind_create:") || strings.HasPrefix(k, "kind_switch:") || strings.HasPrefix(k, "snapshot_take:") {
 				b.ReportMetric(v, strings.ReplaceAll(k, ":", "-")+"-s")
 			}
 		}

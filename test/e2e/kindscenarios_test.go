@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/nfslab/nfslab/lab/event"
+	"github.com/nfslab/nfslab/lab/snapshot"
 	"github.com/nfslab/nfslab/reports"
 )
 
 // runKindScenarios gates TestKindScenarios: two kind scenarios in full, three VMs and three
 // cluster creations under TCG — more than the test command can afford. `make kind` passes it.
-var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindMachine, and TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios, the first two cold and restored from snapshots of ready clusters (about two hours under TCG)")
+var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindMachine, and TestKindScenarios: run the kind, kind-faults and kind-restart-node scenarios, the first two cold and restored from snapshots of ready clusters, kind also from its cells' own snapshots (about two and a half hours under TCG)")
 
 // TestKindScenarios runs the built-in kind scenarios end to end. kind: Debian's kernel recovers
 // under kube-proxy in each of its modes and under nfslab's socket-LB, and the vulnerable kernel
@@ -25,7 +26,8 @@ var runKindScenarios = flag.Bool("kind-scenarios", false, "TestKindMachine, and 
 // on two nodes, the server's node restarts and its pod comes back with a new IP — the
 // vulnerable kernel then hangs under the socket-LB like after a deletion. kind and kind-faults
 // run twice: every VM booted and its cluster created (--no-snapshot), and every VM restored from
-// a snapshot of a ready cluster; both runs must tell the same story (checkEquivalent).
+// a snapshot of a ready cluster; both runs must tell the same story (checkEquivalent). kind runs
+// a third way, each cell restored right before its fault (--cell-snapshots), to the same story.
 func TestKindScenarios(t *testing.T) {
 	requireE2E(t)
 	if !*runKindScenarios {
@@ -72,8 +74,31 @@ func TestKindScenarios(t *testing.T) {
 				t.Fatalf("a run after the snapshots were taken still booted cold: %v", starts(warm))
 			}
 			checkEquivalent(t, cold, warm)
+			if name != "kind" {
+				return
+			}
+			// And with each cell started from a snapshot of its own, right before its fault
+			// (--cell-snapshots): the first such run takes them.
+			cells := run(ctx, t, name, "--cell-snapshots")
+			if !allFromCellSnapshots(cells) {
+				cells = run(ctx, t, name, "--cell-snapshots")
+			}
+			if !allFromCellSnapshots(cells) {
+				t.Fatalf("a run after the cells' snapshots were taken did not start from them: %v", starts(cells))
+			}
+			checkEquivalent(t, cold, cells)
 		})
 	}
+}
+
+// allFromCellSnapshots says whether every cell of r started from a snapshot of its own point.
+func allFromCellSnapshots(r *reports.Result) bool {
+	for _, c := range r.Cells {
+		if c.Start == nil || c.Start.Mode != reports.StartRestored || !strings.HasPrefix(c.Start.Snapshot, string(snapshot.CellReady)+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // checkKindScenarioCell checks one cell of a kind scenario against the story it must tell.
