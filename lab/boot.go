@@ -236,7 +236,7 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 			setup.prepare.Cilium = cilium.Key(cells[0].Datapath, cells[0].Cilium)
 		}
 	}
-	if r.opts.CellSnapshots && setup.prepare != nil {
+	if r.opts.CellSnapshots && !setup.keep {
 		if done, ok, err := r.runRestoredCells(ctx, k, initrd, work, cells, setup); ok {
 			return done, err
 		}
@@ -249,8 +249,9 @@ func (r *runner) bootAndRun(ctx context.Context, k kernel.Kernel, initrd, work s
 
 	job := agent.Job{Cells: cells, Engine: setup.engine, Kind: setup.kind, Cilium: setup.cilium, Keep: setup.keep, SetClock: setup.kind == nil}
 	if machine.prepared {
-		job = agent.Job{Cells: cells, Cilium: setup.cilium, CellReady: r.opts.CellSnapshots && machine.warm != nil}
+		job = agent.Job{Cells: cells, Cilium: setup.cilium}
 	}
+	job.CellReady = r.opts.CellSnapshots && machine.warm != nil
 	return r.follow(ctx, k, machine, cells, setup, job)
 }
 

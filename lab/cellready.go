@@ -1,12 +1,13 @@
 package lab
 
-// This file is the third snapshot point, cell-ready (--cell-snapshots): a kind cell set up,
-// its server serving, the mount made and its baseline I/O done, right before its fault. The
+// This file is the third snapshot point, cell-ready (--cell-snapshots): a cell set up, its
+// server serving, the mount made and its baseline I/O done, right before its fault. The
 // agent stops each cell there (agent.Job.CellReady); the first run takes a snapshot of the VM
 // at each cell's point, and later runs start each cell from its own, running only what comes
 // after: the fault, the recovery, the verdict. The state at a cell's point depends on the cells
 // that ran before it in the same VM (their leftovers, kube-proxy's switches), so a cell's
-// snapshot is keyed by the VM's own snapshot and by those cells and the cell itself.
+// snapshot is keyed by the VM's own snapshot and by those cells and the cell itself. A netns
+// VM's snapshot is its memory alone; a kind VM's keeps a copy of its Docker disk's overlay.
 
 import (
 	"context"
@@ -21,8 +22,8 @@ import (
 	"github.com/nfslab/nfslab/lab/snapshot"
 )
 
-// cellSpec is the snapshot of the VM of vmSpec (its cluster-ready point) at the point of the
-// last of ran, the cells the VM ran so far.
+// cellSpec is the snapshot of the VM of vmSpec (its booted or cluster-ready point) at the point
+// of the last of ran, the cells the VM ran so far.
 func cellSpec(vmSpec snapshot.Spec, ran []scenario.Cell) (snapshot.Spec, error) {
 	b, err := json.Marshal(ran)
 	if err != nil {
@@ -41,7 +42,7 @@ func (r *runner) atCellReady(ctx context.Context, machine *bootedVM, cells []sce
 	if i < 0 {
 		return fmt.Errorf("the agent stopped at the snapshot point of cell %d, not one of its cells", idx)
 	}
-	if w := machine.warm; w != nil && w.plan.prepare != nil {
+	if w := machine.warm; w != nil {
 		spec, err := cellSpec(w.plan.spec, cells[:i+1])
 		if err != nil {
 			return err

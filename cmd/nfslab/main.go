@@ -194,7 +194,7 @@ func newRunCmd(stdout, stderr io.Writer, g *globals) *cobra.Command {
 	f.BoolVar(&keep, "keep", false, "after the cells, keep the kind cluster (its VM, the cells' workloads) up until Ctrl-C, its API server forwarded to the host's loopback; kind cells on one kernel")
 	f.StringVar(&nodeImage, "node-image", "", "the kind cells' node image: a docker-archive (docker save -o node.tar IMAGE) or an image reference the host's Docker has or pulls, e.g. kindest/node:TAG (Kubernetes v1.36 or later); default (or "+lab.OwnNodeImage+"): nfslab's own, built without a registry")
 	f.BoolVar(&noSnapshot, "no-snapshot", false, "boot every VM cold: restore no snapshot and take none (under TCG a VM is otherwise restored from the cache's snapshot of the same kernel and machine — booted, or for the kind form with its cluster ready — or brought there and snapshotted)")
-	f.BoolVar(&cellSnaps, "cell-snapshots", false, "kind cells: also snapshot each cell right before its fault (set up, mounted; about 2 GiB each, 4.6 with Cilium), and start each cell of a later run of the same cells from its own")
+	f.BoolVar(&cellSnaps, "cell-snapshots", false, "also snapshot each cell right before its fault (set up, mounted: under 0.2 GiB for a netns cell, about 2 GiB for a kind cell, 4.6 with Cilium), and start each cell of a later run of the same cells from its own (under TCG)")
 	f.StringVar(&ciliumValues, "cilium-values", "", "a Helm values file for the Cilium datapaths' chart, under nfslab's own values (it may not set those); checked before anything starts")
 	f.StringVar(&ciliumImage, "cilium-image", "", ciliumImageUsage)
 	return cmd

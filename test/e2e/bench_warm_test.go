@@ -8,16 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfslab/nfslab/lab/snapshot"
 	"github.com/nfslab/nfslab/reports"
 )
 
 var warmRuns = flag.Int("warm-runs", 3, "BenchmarkWarmStart: runs of each scenario each way, whose medians are reported")
 
 // BenchmarkWarmStart runs scenarios cold (--no-snapshot: every VM boots, every kind cluster is
-// created) and warm (every VM restored from its snapshot: a booted VM in the netns form, a ready
-// kind cluster in the kind form), -warm-runs times each, and reports the medians: the whole run,
-// the VMs' start (boot or restore: for the kind form restored, the cluster is ready then), each
-// cell, and a kind cluster's creation where there was one. A warm-up run takes the snapshots
+// created), warm (every VM restored from its snapshot: a booted VM in the netns form, a ready
+// kind cluster in the kind form) and from the cells' own snapshots (--cell-snapshots: each cell
+// restored right before its fault), -warm-runs times each, and reports the medians: the whole
+// run, the VMs' start (boot or restore: for the kind form restored, the cluster is ready then),
+// each cell, and a kind cluster's creation where there was one. Warm-up runs take the snapshots
 // first. `kind` costs tens of minutes cold: -bench 'WarmStart/(default|fidelity)' leaves it out.
 func BenchmarkWarmStart(b *testing.B) {
 	requireE2E(b)
@@ -25,10 +27,12 @@ func BenchmarkWarmStart(b *testing.B) {
 	for _, name := range []string{"default", "fidelity", "kind"} {
 		b.Run(name, func(b *testing.B) {
 			buildKernels(b, bin, scenarioKernels(b, name, nil))
-			warmRun(b, bin, name) // takes the snapshots this binary lacks
+			warmRun(b, bin, name)                     // takes the snapshots this binary lacks
+			warmRun(b, bin, name, "--cell-snapshots") // and the cells'
 			for b.Loop() {
 				warmMedians(b, bin, name, "cold", reports.StartCold, "--no-snapshot")
 				warmMedians(b, bin, name, "warm", reports.StartRestored)
+				warmMedians(b, bin, name, "cells", reports.StartRestored, "--cell-snapshots")
 			}
 		})
 	}
@@ -53,8 +57,10 @@ func warmMedians(b *testing.B, bin, name, way, mode string, args ...string) {
 			checkVerdict(b, c)
 			if c.Start == nil || c.Start.Mode != mode {
 				b.Errorf("%s: %s run started %+v, want %s", c.ID, way, c.Start, mode)
+			} else if way == "cells" && !strings.HasPrefix(c.Start.Snapshot, string(snapshot.CellReady)+"/") {
+				b.Errorf("%s: started from %s, not from its own snapshot", c.ID, c.Start.Snapshot)
 			}
-			cells = append(cells, cellPhases(c)["cell"])
+			cells = append(cells, cellSeconds(c))
 		}
 	}
 	b.ReportMetric(median(wall), way+"-wall-s")
