@@ -14,10 +14,11 @@
 //	kernels/tree-<key>/               a shared kernel build tree (the largest entries)
 //	kernels/kbuild-steps-<key>.txt    a build's step count, for progress lines
 //	snapshots/<key>/                  the saved state of a VM at a point (lab/snapshot): ~130 MiB
-//	                                  booted, ~2 GiB cluster-ready, 0.8-2 GiB cell-ready, 4.6 with
-//	                                  Cilium; a cell-ready one taken in a restored VM needs its
-//	                                  cluster-ready parent (pruning that makes it unusable: the
-//	                                  next run says so, removes it and takes it again)
+//	                                  booted, ~2 GiB cluster-ready (4.6 with Cilium), cell-ready
+//	                                  115 MiB netns and 0.8-1.9 GiB kind; a cell-ready one taken
+//	                                  in a restored VM needs its cluster-ready parent (pruning that
+//	                                  makes it unusable: the next run says so, removes it and takes
+//	                                  it again)
 //	kvm-failed.txt                    the memo that KVM does not work on this host
 //
 // An entry's last use is its modification time, or a newer one of the files directly in it:
