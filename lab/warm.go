@@ -184,7 +184,7 @@ func (r *runner) bootAndSnapshot(ctx context.Context, k kernel.Kernel, cfg vm.Co
 func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work string) (*vm.VM, snapshot.Snapshot, map[int]string) {
 	snap, ok, err := snapshot.Lookup(r.cache, r.opts.Log, plan.spec)
 	if err != nil {
-		r.p.say("vm: %v: removed it; booting cold and taking it again", err)
+		r.p.say("vm: %v: removed it; %s and taking it again", err, instead(plan.spec.Point))
 		return nil, snap, nil
 	}
 	if !ok {
@@ -203,7 +203,7 @@ func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work
 			err = vm.CreateOverlay(ctx, overlay, snap.Disk(i), true)
 		}
 		if err != nil {
-			r.restoreFailed.Do(func() { r.p.say("vm: snapshot %s: %v; booting cold instead", snap.Name(), err) })
+			r.restoreFailed.Do(func() { r.p.say("vm: snapshot %s: %v; %s instead", snap.Name(), err, instead(plan.spec.Point)) })
 			return nil, snap, nil
 		}
 		cfg.Disks[i], overlays[i] = vm.Disk{Path: overlay, Qcow2: true}, overlay
@@ -219,14 +219,24 @@ func (r *runner) restore(ctx context.Context, cfg vm.Config, plan warmPlan, work
 				r.opts.Log.Warn("could not remove a refused snapshot", "dir", snap.Dir, "err", rerr)
 			}
 			r.restoreFailed.Do(func() {
-				r.p.say("vm: snapshot %s could not be restored, removed it; booting cold and taking it again (%v)", snap.Name(), err)
+				r.p.say("vm: snapshot %s could not be restored, removed it; %s and taking it again (%v)", snap.Name(), instead(plan.spec.Point), err)
 			})
 		} else {
-			r.restoreFailed.Do(func() { r.p.say("vm: snapshot %s could not be restored; booting cold instead (%v)", snap.Name(), err) })
+			r.restoreFailed.Do(func() {
+				r.p.say("vm: snapshot %s could not be restored; %s instead (%v)", snap.Name(), instead(plan.spec.Point), err)
+			})
 		}
 		return nil, snap, nil
 	}
 	return machine, snap, overlays
+}
+
+// instead says what a run does when a snapshot of point p cannot be restored.
+func instead(p snapshot.Point) string {
+	if p == snapshot.CellReady {
+		return "running the cells from their VM's own start"
+	}
+	return "booting cold"
 }
 
 // overlayDisks returns cfg with each cached disk the VM would write to as a throw-away
