@@ -198,6 +198,8 @@ func writeCacheTable(w io.Writer, st tty.Style, dir string, entries []cache.Entr
 			note = "  (an interrupted build: nfslab cleanup removes it)"
 		case e.Keep != "":
 			note = "  (" + e.Keep + ")"
+		case e.About != "":
+			note = "  (" + e.About + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", e.Kind, image.FormatSize(e.Size), when(now, e.LastUse), shortKeys(e.Name), st.Paint(tty.Dim, note))
 	}

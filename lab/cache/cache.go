@@ -82,6 +82,9 @@ type Entry struct {
 	Build string `json:"build,omitempty"`
 	// Keep says why prune never removes the entry ("" when it may).
 	Keep string `json:"keep,omitempty"`
+	// About says more of what the entry is, where its name does not: a snapshot's point, and
+	// the snapshot it builds on (snapshot.About).
+	About string `json:"about,omitempty"`
 }
 
 // Build states of a temporary build directory.
@@ -162,6 +165,9 @@ func listKind(dir, kind string) ([]Entry, error) {
 			}
 		}
 		e := dirEntry(dir, p, k, filepath.Join(parent, base+".lock"), "")
+		if kind == snapshot.Dir && build == "" {
+			e.About = snapshot.About(p)
+		}
 		if build != "" {
 			e.Build = build
 			if held(e.Lock) {

@@ -165,6 +165,24 @@ func Lookup(c image.Cache, log *slog.Logger, spec Spec) (snap Snapshot, ok bool,
 	return Snapshot{Dir: dir, Meta: meta}, true, nil
 }
 
+// About describes the snapshot in dir for a listing of the cache: its point and, for one that
+// builds on a parent, that parent ("cell-ready, over d523da5e7a94"); "" when its meta is
+// unreadable.
+func About(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+	if err != nil {
+		return ""
+	}
+	var m Meta
+	if json.Unmarshal(b, &m) != nil || m.Point == "" {
+		return ""
+	}
+	if m.Parent != "" {
+		return fmt.Sprintf("%s, over %.12s", m.Point, m.Parent)
+	}
+	return string(m.Point)
+}
+
 // checkParent says what is wrong with the parent of a snapshot described by m ("" when nothing):
 // gone, or replaced by another taken since (its disks then are not the ones m's build on).
 func checkParent(c image.Cache, m Meta) string {

@@ -215,3 +215,27 @@ func TestLookupChecksTheParent(t *testing.T) {
 		})
 	}
 }
+
+func TestAbout(t *testing.T) {
+	c := image.Cache{Dir: t.TempDir()}
+	parent := take(t, c)
+	calls := 0
+	child, _, err := Take(context.Background(), c, slog.New(slog.DiscardHandler),
+		Spec{Point: CellReady, Inputs: image.Inputs{"cells": "[c0]"}, QEMU: "7.2.22"},
+		Meta{MemoryMB: 1, Parent: parent.Meta.Key, ParentTaken: parent.Meta.Taken}, writeState(&calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, dir, want string
+	}{
+		{"booted", parent.Dir, "booted"},
+		{"over a parent", child.Dir, "cell-ready, over " + parent.Meta.Key[:12]},
+		{"no meta", t.TempDir(), ""},
+	}
+	for _, tt := range tests {
+		if got := About(tt.dir); got != tt.want {
+			t.Errorf("%s: About = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
