@@ -296,7 +296,9 @@ func (r *runner) follow(ctx context.Context, k kernel.Kernel, machine *bootedVM,
 			}
 			return done, labErr("kernel %s: lost the agent after %d of %d cell(s): %w; the VM console said:\n%s", k.Name, done, len(cells), err, consoleTail(machine.ConsoleLog))
 		}
-		watch.stalls.agentSpoke(time.Now())
+		if guestProgress(ev) {
+			watch.stalls.agentSpoke(time.Now())
+		}
 		if ev.Kind == event.KindReady && ev.Cell >= 0 {
 			if err := r.atCellReady(ctx, machine, cells, ev.Cell); err != nil {
 				finish()

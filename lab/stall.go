@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
 )
 
 // A guest kernel under TCG can wedge: once, while a kind node container started, the VM's RCU
@@ -82,6 +84,12 @@ func (t *stallTracker) console(now time.Time, text string) {
 		}
 	}
 }
+
+// guestProgress says whether an event from the agent shows the guest making progress: any but a
+// kernel log line it relays. A kernel locked up in the very path a mount waits on reports
+// its soft lockups to the log, and the agent, alive beside it, relays them for as long as
+// the lockup lasts: those lines are the kernel's word, not the agent's.
+func guestProgress(ev event.Event) bool { return ev.Kernel == nil }
 
 // agentSpoke notes an event from the agent at now: the guest is making progress.
 func (t *stallTracker) agentSpoke(now time.Time) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nfslab/nfslab/lab/event"
 )
 
 // The lines a wedged 6.1 guest printed, once a minute, in a kind run under TCG.
@@ -84,5 +86,25 @@ func TestReadFrom(t *testing.T) {
 	text, off2, err := readFrom(path, off)
 	if err != nil || text != rcuStall || off2 != off+int64(len(rcuStall)) {
 		t.Fatalf("readFrom(%d) = %q, %d, %v: want only the new text", off, text, off2, err)
+	}
+}
+
+// TestGuestProgress: the kernel log lines the agent relays (a soft lockup's report among them)
+// do not keep a wedged VM's watch from ending it; everything else the agent sends does.
+func TestGuestProgress(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   event.Event
+		want bool
+	}{
+		{"a step", event.Event{Kind: event.KindStep, Step: event.StepMounted}, true},
+		{"a probe", event.Event{Kind: event.KindObserve, Probe: &event.ProbeObs{}}, true},
+		{"progress of a kind cluster", event.Event{Kind: event.KindProgress, Msg: "kind: (120 s) node: …"}, true},
+		{"a relayed kernel line", event.Event{Kind: event.KindObserve, Kernel: &event.KernelLogObs{Line: " xs_tcp_send_request+0x27c/0x320 [sunrpc]"}}, false},
+	}
+	for _, tt := range tests {
+		if got := guestProgress(tt.ev); got != tt.want {
+			t.Errorf("%s: guestProgress = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

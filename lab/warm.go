@@ -283,7 +283,9 @@ func (r *runner) prepareKind(ctx context.Context, k kernel.Kernel, machine *vm.V
 		case err != nil:
 			return labErr("kernel %s: lost the agent while it created the kind cluster: %w; the VM console said:\n%s", k.Name, err, consoleTail(machine.ConsoleLog))
 		}
-		watch.stalls.agentSpoke(time.Now())
+		if guestProgress(ev) {
+			watch.stalls.agentSpoke(time.Now())
+		}
 		r.recordCluster(k, ev)
 		switch ev.Kind {
 		case event.KindReady:
