@@ -75,9 +75,9 @@ func (r *runner) runRestoredCells(ctx context.Context, k kernel.Kernel, initrd, 
 		if specs[i], err = cellSpec(plan.spec, cells[:i+1]); err != nil {
 			return 0, false, nil
 		}
-		_, found, err := snapshot.Lookup(r.cache, r.opts.Log, specs[i])
-		if err != nil {
-			r.p.say("vm: %v: removed it; %s and taking it again", err, instead(snapshot.CellReady))
+		_, found, unusable := snapshot.Lookup(r.cache, r.opts.Log, specs[i])
+		if unusable != nil {
+			r.p.say("vm: %v: removed it; %s and taking it again", unusable, instead(snapshot.CellReady))
 		}
 		if !found {
 			return 0, false, nil

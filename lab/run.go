@@ -53,8 +53,8 @@ type Options struct {
 	NodeImage string
 	// NoSnapshot boots every VM cold: no snapshot is restored or taken (--no-snapshot).
 	NoSnapshot bool
-	// CellSnapshots adds the cell-ready snapshot point for the kind form's cells: each cell of
-	// a later run starts from a snapshot of its own, right before its fault (--cell-snapshots).
+	// CellSnapshots adds the cell-ready snapshot point, in either form: each cell of a later
+	// run starts from a snapshot of its own, right before its fault (--cell-snapshots).
 	CellSnapshots bool
 	// CiliumValues are a user's Helm values for the Cilium datapaths' chart (--cilium-values,
 	// checked by cilium.ParseValues): nfslab's own values are merged over them.
